@@ -1,0 +1,256 @@
+/*
+ * marlin_formats.h - checkpoint I/O: safetensors reader/writer, Hugging Face
+ * model folders (config.json, model.safetensors.index.json, shards).
+ *
+ * safetensors file layout (huggingface/safetensors README; our rules are
+ * numbered in ../shared/docs/reference/safetensors.md, sections 1 and 3):
+ *
+ *   [0, 8)        N, unsigned 64-bit little-endian header length
+ *   [8, 8+N)      UTF-8 JSON object, optionally padded with JSON whitespace:
+ *                 { "__metadata__": {str: str},               (optional)
+ *                   "<name>": {"dtype": "F16", "shape": [..],
+ *                              "data_offsets": [BEGIN, END]}, ... }
+ *   [8+N, EOF)    data buffer; tensor bytes at [BEGIN, END) relative to it,
+ *                 little-endian, row-major, tensors tiling it exactly.
+ *
+ * The reader is stricter than the reference where safetensors.md says so:
+ * duplicate tensor names and duplicate __metadata__ keys are rejected, and
+ * ranks above MARLIN_ST_MAX_RANK are rejected. Every failure is one line
+ * naming the file, the tensor (if any) and the broken rule.
+ */
+#ifndef MARLIN_FORMATS_H
+#define MARLIN_FORMATS_H
+
+#include "marlin_common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ------------------------------------------------------------------ dtypes */
+/* In the reference's enum order, which is also the writer's sort key
+ * (the writer emits tensors by DEScending dtype, then by name). */
+typedef enum marlin_dtype {
+    MARLIN_DT_BOOL = 0,
+    MARLIN_DT_F4,
+    MARLIN_DT_F6_E2M3,
+    MARLIN_DT_F6_E3M2,
+    MARLIN_DT_U8,
+    MARLIN_DT_I8,
+    MARLIN_DT_F8_E5M2,
+    MARLIN_DT_F8_E4M3,
+    MARLIN_DT_F8_E8M0,
+    MARLIN_DT_F8_E4M3FNUZ,
+    MARLIN_DT_F8_E5M2FNUZ,
+    MARLIN_DT_I16,
+    MARLIN_DT_U16,
+    MARLIN_DT_F16,
+    MARLIN_DT_BF16,
+    MARLIN_DT_I32,
+    MARLIN_DT_U32,
+    MARLIN_DT_F32,
+    MARLIN_DT_C64,
+    MARLIN_DT_F64,
+    MARLIN_DT_I64,
+    MARLIN_DT_U64,
+    MARLIN_DT_COUNT
+} marlin_dtype;
+
+/* "F16", "BF16", ... (the header spelling). */
+const char *marlin_dtype_name(marlin_dtype dt);
+/* Bits per element (4, 6, 8, 16, 32, 64). */
+int marlin_dtype_bits(marlin_dtype dt);
+/* Parses a header dtype string of length n (case-sensitive). */
+bool marlin_dtype_parse(const char *s, size_t n, marlin_dtype *out);
+
+/* --------------------------------------------------------- reader (files) */
+#define MARLIN_ST_MAX_HEADER 100000000ull /* inclusive cap on N (R2/V3) */
+#define MARLIN_ST_MAX_RANK 64             /* ours; the reference has none */
+
+typedef struct marlin_tensor {
+    const char *name;   /* NUL-terminated; may hold embedded NULs: */
+    size_t name_len;    /*   name_len is authoritative */
+    marlin_dtype dtype;
+    int rank;
+    const uint64_t *shape; /* rank entries */
+    uint64_t numel;        /* product of shape (1 for a scalar) */
+    uint64_t nbytes;       /* numel * bits / 8 */
+    uint64_t begin, end;   /* relative to the data buffer */
+} marlin_tensor;
+
+typedef struct marlin_st_file marlin_st_file; /* opaque */
+
+/* Parses and fully validates a safetensors image held in memory (the
+ * fuzzing entry point). `label` names the file in error messages. The
+ * returned object references `buf`, which must outlive it. */
+marlin_status marlin_st_parse(const void *buf, size_t len, const char *label,
+                              marlin_st_file **out, marlin_error *err);
+
+/* Opens a file: requires a regular file, reads the header with pread,
+ * validates everything against the fstat size taken at open, then maps the
+ * file read-only for zero-copy views. */
+marlin_status marlin_st_open(const char *path, marlin_st_file **out,
+                             marlin_error *err);
+
+/* Accept NULL. */
+void marlin_st_close(marlin_st_file *f);
+
+const char *marlin_st_label(const marlin_st_file *f);
+/* Tensors sorted by name (byte order). */
+size_t marlin_st_count(const marlin_st_file *f);
+const marlin_tensor *marlin_st_at(const marlin_st_file *f, size_t i);
+/* NULL when absent (name compared as a NUL-terminated string). */
+const marlin_tensor *marlin_st_find(const marlin_st_file *f, const char *name);
+/* Zero-copy view of the tensor's bytes (not necessarily aligned). */
+const void *marlin_st_data(const marlin_st_file *f, const marlin_tensor *t);
+/* Copies bytes [off, off+n) of the tensor into dst with pread when the file
+ * was opened from disk (a file truncated after open gives MARLIN_ERR_IO, not
+ * SIGBUS), or memcpy for parsed buffers. */
+marlin_status marlin_st_read(const marlin_st_file *f, const marlin_tensor *t,
+                             uint64_t off, uint64_t n, void *dst,
+                             marlin_error *err);
+
+/* __metadata__ entries (sorted by key); values are strings. */
+size_t marlin_st_metadata_count(const marlin_st_file *f);
+void marlin_st_metadata_at(const marlin_st_file *f, size_t i,
+                           const char **key, const char **value);
+const char *marlin_st_metadata_get(const marlin_st_file *f, const char *key);
+
+/* Reads a F16, BF16 or F32 tensor (any shape) as fp32 into dst (numel
+ * floats). Other dtypes give MARLIN_ERR_UNSUPPORTED naming the tensor. */
+marlin_status marlin_st_read_f32(const marlin_st_file *f,
+                                 const marlin_tensor *t, float *dst,
+                                 marlin_error *err);
+
+/* ------------------------------------------------------------------ writer */
+/* A writer lays out a set of tensors declared up front, then accepts their
+ * bytes in any order (pwrite at planned offsets), so tensors can be produced
+ * one at a time with bounded memory.
+ *
+ * Output: one `model.safetensors` when everything fits under shard_limit
+ * bytes, else `model-0000i-of-0000N.safetensors` plus
+ * `model.safetensors.index.json` (metadata.total_size + weight_map). Inside
+ * each file: tensors by descending dtype then name, header compact JSON
+ * padded with spaces to a multiple of 8, `__metadata__` {"format":"pt"}:
+ * byte-identical to what Python's safetensors writes for the same tensors.
+ * Files are written under temporary names in `dir`, fsynced and renamed by
+ * marlin_writer_finish(); marlin_writer_free() before finish removes them. */
+typedef struct marlin_writer marlin_writer;
+
+#define MARLIN_DEFAULT_SHARD_LIMIT 5000000000ull /* 5 GB, decimal */
+
+marlin_status marlin_writer_create(const char *dir, uint64_t shard_limit,
+                                   marlin_writer **out, marlin_error *err);
+/* Declares a tensor (before begin). The name `__metadata__`, duplicates and
+ * overflowing shapes are rejected. */
+marlin_status marlin_writer_add(marlin_writer *w, const char *name,
+                                marlin_dtype dt, int rank,
+                                const uint64_t *shape, marlin_error *err);
+/* Plans shards and offsets, creates the temporary files and writes headers. */
+marlin_status marlin_writer_begin(marlin_writer *w, marlin_error *err);
+/* Writes a declared tensor's bytes (exactly its size), once. */
+marlin_status marlin_writer_put(marlin_writer *w, const char *name,
+                                const void *data, uint64_t nbytes,
+                                marlin_error *err);
+/* Checks every tensor was written, fsyncs, renames into place, writes the
+ * index (when sharded) and fsyncs the folder. */
+marlin_status marlin_writer_finish(marlin_writer *w, marlin_error *err);
+/* Accept NULL. Removes temporary files of an unfinished writer. */
+void marlin_writer_free(marlin_writer *w);
+
+/* Output folders are built under a temporary sibling name and renamed at the
+ * end, so a crash never leaves a half checkpoint at `final_path`.
+ * begin: fails with MARLIN_ERR_EXISTS if final_path exists and !force;
+ * creates `<final_path>.tmp-XXXXXX` and returns it (malloc'ed) in *tmp_path.
+ * commit: fsyncs and renames tmp to final (replacing an existing final when
+ * force). abort: removes the temporary folder. */
+marlin_status marlin_outdir_begin(const char *final_path, bool force,
+                                  char **tmp_path, marlin_error *err);
+marlin_status marlin_outdir_commit(const char *tmp_path,
+                                   const char *final_path, bool force,
+                                   marlin_error *err);
+void marlin_outdir_abort(const char *tmp_path);
+
+/* ------------------------------------------------------------ model folder */
+typedef enum marlin_rope_type {
+    MARLIN_ROPE_DEFAULT = 0,
+    MARLIN_ROPE_LINEAR,
+    MARLIN_ROPE_LLAMA3,
+    MARLIN_ROPE_DYNAMIC, /* parsed; forward rejects it (not offline-static) */
+    MARLIN_ROPE_YARN     /* parsed; forward rejects it */
+} marlin_rope_type;
+
+/* The fields of config.json the toolchain uses (Llama family: llama,
+ * mistral, qwen2). */
+typedef struct marlin_config {
+    bool present;            /* a config.json was found and parsed */
+    char model_type[64];     /* "llama", "mistral", "qwen2", ... */
+    int64_t hidden_size;
+    int64_t intermediate_size;
+    int64_t num_hidden_layers;
+    int64_t num_attention_heads;
+    int64_t num_key_value_heads; /* = num_attention_heads when absent */
+    int64_t head_dim;            /* = hidden / heads when absent */
+    int64_t vocab_size;
+    int64_t max_position_embeddings;
+    double rms_norm_eps;
+    double rope_theta;       /* top level, or rope_parameters.rope_theta */
+    marlin_rope_type rope_type;
+    double rope_factor;
+    double rope_low_freq_factor;
+    double rope_high_freq_factor;
+    int64_t rope_original_max_position;
+    bool tie_word_embeddings;
+    bool attention_bias;     /* q/k/v biases (qwen2: true) */
+    bool mlp_bias;
+    char torch_dtype[16];    /* "float16", "bfloat16", "" */
+} marlin_config;
+
+/* A checkpoint: one .safetensors file (with or without a config.json beside
+ * it) or a folder (single model.safetensors, or shards + index; also a hub
+ * cache snapshot whose files are symlinks into ../../blobs/). */
+typedef struct marlin_model marlin_model;
+
+marlin_status marlin_model_open(const char *path, marlin_model **out,
+                                marlin_error *err);
+void marlin_model_close(marlin_model *m); /* accepts NULL */
+
+const marlin_config *marlin_model_config(const marlin_model *m);
+/* Folder holding the checkpoint (for config.json, tokenizer files). */
+const char *marlin_model_dir(const marlin_model *m);
+/* All tensors of all shards, sorted by name. */
+size_t marlin_model_count(const marlin_model *m);
+const marlin_tensor *marlin_model_at(const marlin_model *m, size_t i,
+                                     const marlin_st_file **shard);
+const marlin_tensor *marlin_model_find(const marlin_model *m, const char *name,
+                                       const marlin_st_file **shard);
+/* Warnings gathered while opening (stale model.safetensors beside an index,
+ * total_size mismatch, odd shard names...). */
+size_t marlin_model_warning_count(const marlin_model *m);
+const char *marlin_model_warning(const marlin_model *m, size_t i);
+
+/* Parses config.json text (len bytes). NaN/Infinity tokens outside strings
+ * are tolerated (real configs have them in unrelated fields). `label` names
+ * the file in errors. */
+marlin_status marlin_config_parse(const char *text, size_t len,
+                                  const char *label, marlin_config *cfg,
+                                  marlin_error *err);
+
+/* Writes <out_dir>/config.json: the source config.json with
+ * "quantization_config" set to the given JSON object text and the dtype keys
+ * set to "float16" (a config-less source gets a minimal config). The rest of
+ * the source text is kept as is (NaN/Infinity survive). */
+marlin_status marlin_model_write_config(const marlin_model *m,
+                                        const char *out_dir,
+                                        const char *quantization_config_json,
+                                        marlin_error *err);
+/* Copies the non-weight files of safetensors.md 10.2 (tokenizer,
+ * generation_config.json, chat templates, remote code, licence...) from the
+ * source folder into out_dir. */
+marlin_status marlin_model_copy_aux(const marlin_model *m, const char *out_dir,
+                                    marlin_error *err);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* MARLIN_FORMATS_H */
