@@ -35,8 +35,11 @@ int marlin_cli_int_list(const char *s, int64_t min, int64_t max, int64_t *out,
                         int cap) {
     char buf[1024];
     int n = 0;
-    if (!s || strlen(s) >= sizeof buf) return -1;
-    strcpy(buf, s);
+    size_t len = s ? strlen(s) : 0;
+    if (!s || len == 0 || len >= sizeof buf) return -1;
+    /* strtok_r skips empty fields; an empty item is a user error here */
+    if (s[0] == ',' || s[len - 1] == ',' || strstr(s, ",,")) return -1;
+    memcpy(buf, s, len + 1);
     char *save = NULL;
     for (char *tok = strtok_r(buf, ",", &save); tok;
          tok = strtok_r(NULL, ",", &save)) {
