@@ -103,6 +103,24 @@ run 0 dry "$M" "$O" --dry-run
 [[ $(grep -c ': convert (no DONE.json)' "$T/dry.out") -eq 3 ]] || { cat "$T/dry.out" >&2; fail "dry run does not plan 3 conversions"; }
 grep -q "$B/marlin-quantize $T/m/alpha $O/alpha --method rtn" "$T/dry.out" || fail "dry run does not show alpha's command"
 grep -q 'memory estimate' "$T/dry.out" || fail "dry run shows no memory estimate"
+# The estimate grows with GPTQ and with the calibration set (N x L tokens,
+# read from the tokens file's header: written here by hand, I32 [N, L]).
+mkcalib() {
+  python3 - "$1" "$2" "$3" <<'EOF'
+import json, struct, sys
+path, n, l = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+h = json.dumps({"input_ids": {"dtype": "I32", "shape": [n, l], "data_offsets": [0, 4 * n * l]}}).encode()
+with open(path, "wb") as f:
+    f.write(struct.pack("<Q", len(h)) + h + bytes(4 * n * l))
+EOF
+}
+mkcalib "$T/c-small.safetensors" 4 64
+mkcalib "$T/c-big.safetensors" 256 512
+printf 'r\tm/alpha\t--method rtn\ns\tm/alpha\t--calib c-small.safetensors\nb\tm/alpha\t--calib c-big.safetensors\n' >"$T/est.tsv"
+run 0 est "$T/est.tsv" "$T/never" --dry-run
+est() { sed -n "s/^  $1: convert .*memory estimate \([0-9.]*\) MiB.*/\1/p" "$T/est.out"; }
+python3 -c 'import sys; r, s, b = map(float, sys.argv[1:]); assert 0 < r < s < b, (r, s, b)' \
+  "$(est r)" "$(est s)" "$(est b)" || { cat "$T/est.out" >&2; fail "estimates do not grow RTN < GPTQ < GPTQ with more tokens"; }
 
 # ------------------------------------------------------ 3. the 3-model batch
 run 1 run1 "$M" "$O" --jobs 2
@@ -213,8 +231,10 @@ kill -INT "$bpid"
 rc=0
 wait "$bpid" || rc=$?
 [[ $rc -eq 130 ]] || { cat "$T/int.out" "$T/int.err" >&2; fail "Ctrl-C: exit $rc, expected 130"; }
+# A zombie has ended (it waits for its new parent to reap it).
+alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
 for p in $(cat "$T/verify.pid" "$T/sleep.pid"); do
-  ! kill -0 "$p" 2>/dev/null || fail "process $p survived Ctrl-C"
+  ! alive "$p" || fail "process $p survived Ctrl-C: $(ps -o pid=,stat=,args= -p "$p")"
 done
 left=$(pgrep -f "$T/out3" || true)
 [[ -z "$left" ]] || fail "processes left after Ctrl-C: $left"

@@ -61,7 +61,7 @@ fi
 [[ $(id -u) -eq 0 ]] || cannot "slurmd must run as root (it starts jobs as their user)"
 
 # ------------------------------------------------------------- cluster
-STEPDS_BEFORE=$(echo $(pgrep -x slurmstepd || true))
+STEPDS_BEFORE=$(pgrep -x slurmstepd | tr "\n" " " || true)
 T=$(mktemp -d /tmp/marlin-slurm.XXXXXX)
 chmod 755 "$T"
 PIDS=()   # daemons we started, stopped in reverse order
