@@ -157,6 +157,33 @@ marlin_status marlin_writer_put(marlin_writer *w, const char *name,
 marlin_status marlin_writer_finish(marlin_writer *w, marlin_error *err);
 /* Accept NULL. Removes temporary files of an unfinished writer. */
 void marlin_writer_free(marlin_writer *w);
+/* Appends the next nbytes of a declared tensor (streaming a tensor larger
+ * than one buffer); the parts must add up to exactly its size. Do not mix
+ * with marlin_writer_put() for the same tensor. */
+marlin_status marlin_writer_put_part(marlin_writer *w, const char *name,
+                                     const void *data, uint64_t nbytes,
+                                     marlin_error *err);
+/* Adds a __metadata__ entry to every shard (before begin; keys sorted in the
+ * header; "format" is always "pt" and cannot be set). */
+marlin_status marlin_writer_set_metadata(marlin_writer *w, const char *key,
+                                         const char *value, marlin_error *err);
+/* Number of files planned by begin() (0 before). */
+size_t marlin_writer_shard_count(const marlin_writer *w);
+/* Notes on the writer:
+ *  1. shard_limit 0 means MARLIN_DEFAULT_SHARD_LIMIT. Shards are filled in
+ *     declaration order (huggingface_hub's algorithm): a tensor larger than
+ *     the limit gets a shard of its own.
+ *  2. begin() refuses (MARLIN_ERR_EXISTS) a folder that already holds a
+ *     *.safetensors file or an index: loaders would mix them with ours.
+ *  3. Calls on one writer must not run concurrently.
+ *  4. Names must be valid UTF-8 and not "__metadata__"; a header above
+ *     MARLIN_ST_MAX_HEADER bytes is refused, as the reference does. */
+
+/* Writes <dir>/<name> atomically: temporary file in dir, fsync, rename over
+ * any existing file, fsync of dir. */
+marlin_status marlin_write_file_atomic(const char *dir, const char *name,
+                                       const void *data, size_t len,
+                                       marlin_error *err);
 
 /* Output folders are built under a temporary sibling name and renamed at the
  * end, so a crash never leaves a half checkpoint at `final_path`.
