@@ -95,4 +95,11 @@ marlin_status mf_create_temp(const char *dir, const char *name, int *fd,
  * on success. */
 int mf_rmtree(const char *path);
 
+/* ------------------------------------------- model folder internals */
+/* Case 85 for a file of the model folder (model.c). */
+marlin_status mf_model_check_inside(const marlin_model *m, const char *path,
+                                    marlin_error *err);
+/* config.json as read (NULL when the checkpoint has none). */
+const char *mf_model_config_text(const marlin_model *m, size_t *len);
+
 #endif /* MARLIN_FORMATS_UTIL_H */
