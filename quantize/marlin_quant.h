@@ -209,8 +209,9 @@ void marlin_hessian_symmetrize(marlin_hessian *H);
  *     chol(H^-1, upper) with one potrf + one trtri (2/3 k^3 flops) instead of
  *     potrf + potri + potrf (4/3 k^3). When a factorisation fails (or gives a
  *     non-finite U): damp += damp_step up to damp_max, each step logged;
- *     then a diagonal floor H_jj = max(H_jj, sum_{m != j} |H_jm|) + lambda,
- *     which makes H strictly diagonally dominant, hence SPD (Gershgorin);
+ *     then a diagonal floor H_jj = max(H_jj, sum_{m != j} |H_jm|) + lambda
+ *     (lambda at least 0.01 mean(diag H)), which makes H strictly
+ *     diagonally dominant, hence SPD (Gershgorin);
  *     then RTN for the whole layer (fallback_rtn).
  *  3. Columns in blocks of B = blocksize (128), lazy batch updates: the
  *     column loop runs inside a block on each row (rows are independent),
@@ -279,7 +280,8 @@ typedef struct marlin_gptq_step {
     marlin_gptq_fail fail;
     double damp_rel;  /* relative damping of the attempt */
     double lambda;    /* absolute: damp_rel * mean(diag H) */
-    int64_t info;     /* 1-based LAPACK info (in the reversed order), or 0 */
+    int64_t column;   /* ORIGINAL column index where the factorisation
+                       * broke down (potrf's pivot, trtri's zero), or -1 */
 } marlin_gptq_step;
 
 #define MARLIN_GPTQ_MAX_STEPS 64
@@ -301,7 +303,7 @@ typedef struct marlin_gptq_result {
 } marlin_gptq_result;
 
 /* One line describing a log entry, e.g.
- * "damp 0.0200 (lambda 1.3e-02): Cholesky failed at pivot 37". */
+ * "damp 0.0200 (lambda 1.3e-02): Cholesky failed at column 37". */
 void marlin_gptq_step_describe(const marlin_gptq_step *s, char *buf,
                                size_t len);
 

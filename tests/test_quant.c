@@ -468,6 +468,358 @@ static void test_quant_rtn_magnitude_24(void **state) {
     free(sr);
 }
 
+/* ------------------------------------------------------- Hessian, GPTQ */
+
+/* Calibration-like inputs X (T, k): Gaussian factors mixed by a random
+ * low-rank map plus noise, so the columns are correlated; col_scale skews
+ * the diagonal of H (NULL: 1). */
+static float *make_inputs(marlin_rng *rng, int64_t T, int64_t k,
+                          const float *col_scale) {
+    const int64_t rank = 16;
+    float *A = malloc(sizeof(float) * rank * k);
+    float *X = malloc(sizeof(float) * T * k);
+    for (int64_t i = 0; i < rank * k; i++) A[i] = marlin_rng_normal(rng);
+    for (int64_t t = 0; t < T; t++) {
+        float z[16];
+        for (int i = 0; i < rank; i++) z[i] = marlin_rng_normal(rng);
+        for (int64_t c = 0; c < k; c++) {
+            float v = 0.3f * marlin_rng_normal(rng);
+            for (int i = 0; i < rank; i++) v += z[i] * A[i * k + c] * 0.5f;
+            X[t * k + c] = v * (col_scale ? col_scale[c] : 1.0f);
+        }
+    }
+    free(A);
+    return X;
+}
+
+/* H from X through the library (sequences of L tokens, added in uneven
+ * batches to exercise the running mean). */
+static float *make_hessian(const float *X, int64_t T, int64_t k, int64_t L) {
+    marlin_hessian H;
+    assert_int_equal(marlin_hessian_init(&H, k, NULL), MARLIN_OK);
+    int64_t nseq = T / L, s = 0, b = 1;
+    while (s < nseq) {
+        int64_t cnt = s + b <= nseq ? b : nseq - s;
+        assert_int_equal(
+            marlin_hessian_add(&H, X + s * L * k, cnt * L, cnt, NULL),
+            MARLIN_OK);
+        s += cnt;
+        b = b % 3 + 1;
+    }
+    float *h = H.h;
+    H.h = NULL;
+    marlin_hessian_free(&H);
+    return h;
+}
+
+static void test_quant_hessian_running_mean(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED + 10);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    const int64_t k = 96, L = 20, T = 7 * L;
+    float *X = make_inputs(&rng, T, k, NULL);
+    float *h = make_hessian(X, T, k, L);
+    /* reference: (2 / N) X^T X in double, N = 7 sequences */
+    double maxrel = 0;
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = i; j < k; j++) {
+            double ref = 0;
+            for (int64_t t = 0; t < T; t++)
+                ref += (double)X[t * k + i] * X[t * k + j];
+            ref *= 2.0 / 7.0;
+            double scale = sqrt(0.0 + 1e-30);
+            (void)scale;
+            double d = fabs((double)h[i * k + j] - ref);
+            double norm = 0;
+            for (int64_t t = 0; t < T; t++)
+                norm += fabs((double)X[t * k + i] * X[t * k + j]);
+            norm *= 2.0 / 7.0;
+            /* fp32 sums of T terms: |error| <= ~T * 2^-24 * sum|terms| */
+            double rel = d / norm;
+            if (rel > maxrel) maxrel = rel;
+            MT_ASSERT(seed, rel < 1e-5, "H[%lld][%lld] = %.9g, ref %.9g",
+                      (long long)i, (long long)j, (double)h[i * k + j], ref);
+        }
+    /* the lower triangle is untouched until symmetrize */
+    assert_true(h[5 * k + 2] == 0.0f);
+    marlin_hessian Hs = {k, 7, h};
+    marlin_hessian_symmetrize(&Hs);
+    assert_true(h[5 * k + 2] == h[2 * k + 5]);
+    /* a NaN token is rejected, naming token and column, H unchanged */
+    marlin_hessian H2;
+    assert_int_equal(marlin_hessian_init(&H2, k, NULL), MARLIN_OK);
+    assert_int_equal(marlin_hessian_add(&H2, X, L, 1, NULL), MARLIN_OK);
+    float *copy = malloc(sizeof(float) * k * k);
+    memcpy(copy, H2.h, sizeof(float) * k * k);
+    X[3 * k + 11] = NAN;
+    marlin_error err = {0};
+    assert_int_equal(marlin_hessian_add(&H2, X, L, 1, &err),
+                     MARLIN_ERR_NUMERIC);
+    assert_non_null(strstr(err.msg, "token 3, column 11"));
+    assert_memory_equal(copy, H2.h, sizeof(float) * k * k);
+    assert_int_equal(H2.nseq, 1);
+    marlin_hessian_free(&H2);
+    marlin_hessian_free(&H2); /* idempotent */
+    free(copy);
+    free(X);
+    free(h);
+}
+
+/* ---- the textbook GPTQ, unblocked, in double (landscape 2.2-2.7 with
+ * our group rule: each group fitted at its start on the current weights) */
+
+/* Lower Cholesky in place (a symmetric, full); false if not PD. */
+static bool ref_chol(double *a, int64_t k) {
+    for (int64_t j = 0; j < k; j++) {
+        double d = a[j * k + j];
+        for (int64_t p = 0; p < j; p++) d -= a[j * k + p] * a[j * k + p];
+        if (!(d > 0)) return false;
+        d = sqrt(d);
+        a[j * k + j] = d;
+        for (int64_t i = j + 1; i < k; i++) {
+            double v = a[i * k + j];
+            for (int64_t p = 0; p < j; p++) v -= a[i * k + p] * a[j * k + p];
+            a[i * k + j] = v / d;
+        }
+        for (int64_t i = 0; i < j; i++) a[i * k + j] = 0;
+    }
+    return true;
+}
+
+/* U (upper, k x k) with (H + damp*mean(diag) I)^-1 = U^T U, after the dead
+ * column rule; W (n, k) double has its dead columns zeroed. */
+static bool ref_factor(const float *h, int64_t k, double damp, double *W,
+                       int64_t n, double *U) {
+    double *A = calloc(k * k, sizeof(double));
+    double *Li = calloc(k * k, sizeof(double));
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = i; j < k; j++)
+            A[i * k + j] = A[j * k + i] = h[i * k + j];
+    double mean = 0;
+    for (int64_t i = 0; i < k; i++) {
+        if (A[i * k + i] == 0) {
+            A[i * k + i] = 1;
+            for (int64_t r = 0; r < n; r++) W[r * k + i] = 0;
+        }
+        mean += A[i * k + i];
+    }
+    mean /= k;
+    for (int64_t i = 0; i < k; i++) A[i * k + i] += damp * mean;
+    bool ok = ref_chol(A, k);
+    if (ok) {
+        /* Li = L^-1 (forward substitution), Hinv = Li^T Li */
+        for (int64_t c = 0; c < k; c++)
+            for (int64_t i = c; i < k; i++) {
+                double v = i == c ? 1.0 : 0.0;
+                for (int64_t p = c; p < i; p++) v -= A[i * k + p] * Li[p * k + c];
+                Li[i * k + c] = v / A[i * k + i];
+            }
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) {
+                double v = 0;
+                for (int64_t p = (i > j ? i : j); p < k; p++)
+                    v += Li[p * k + i] * Li[p * k + j];
+                A[i * k + j] = v;
+            }
+        ok = ref_chol(A, k); /* Hinv = Lh Lh^T, U = Lh^T */
+        for (int64_t i = 0; i < k; i++)
+            for (int64_t j = 0; j < k; j++) U[i * k + j] = A[j * k + i];
+    }
+    free(A);
+    free(Li);
+    return ok;
+}
+
+static double ref_gptq(const float *w, int64_t n, int64_t k, const float *h,
+                       int64_t group, bool clip, uint8_t *q, uint16_t *s) {
+    int64_t g = group == -1 ? k : group;
+    double *W = malloc(sizeof(double) * n * k);
+    double *U = malloc(sizeof(double) * k * k);
+    float *x = malloc(sizeof(float) * k), *c = malloc(sizeof(float) * k);
+    for (int64_t i = 0; i < n * k; i++) W[i] = w[i];
+    assert_true(ref_factor(h, k, 0.01, W, n, U));
+    for (int64_t j = 0; j < k; j++)
+        c[j] = (float)(1.0 / (U[j * k + j] * U[j * k + j]));
+    double loss = 0;
+    for (int64_t r = 0; r < n; r++) {
+        double *wr = W + r * k;
+        float sv = 0;
+        for (int64_t j = 0; j < k; j++) {
+            if (j % g == 0) {
+                for (int64_t t = 0; t < g; t++) x[t] = (float)wr[j + t];
+                double l;
+                uint16_t b = ref_fit(x, clip ? c + j : NULL, g, clip, &l);
+                s[(j / g) * n + r] = b;
+                sv = marlin_half_to_float(b);
+            }
+            uint8_t code = ref_code((float)wr[j], sv);
+            double e = (wr[j] - (double)((int)code - 8) * sv) / U[j * k + j];
+            loss += e * e;
+            q[r * k + j] = code;
+            for (int64_t m = j + 1; m < k; m++) wr[m] -= e * U[j * k + m];
+        }
+    }
+    free(W);
+    free(U);
+    free(x);
+    free(c);
+    return loss / 2;
+}
+
+/* Weights with a few per-row scales and outliers. */
+static float *make_weights(marlin_rng *rng, int64_t n, int64_t k) {
+    float *w = malloc(sizeof(float) * n * k);
+    for (int64_t r = 0; r < n; r++) {
+        float rs = 0.02f * (1.0f + (float)marlin_rng_uniform(rng));
+        for (int64_t c = 0; c < k; c++) {
+            float v = marlin_rng_normal(rng) * rs;
+            if (marlin_rng_uniform(rng) < 0.005) v *= 6.0f;
+            w[r * k + c] = v;
+        }
+    }
+    return w;
+}
+
+static void test_quant_gptq_matches_textbook(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED + 11);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    const int64_t n = 64, k = 256, T = 1024;
+    float *X = make_inputs(&rng, T, k, NULL);
+    float *h = make_hessian(X, T, k, 64);
+    float *w = make_weights(&rng, n, k);
+    uint8_t *q = malloc(n * k), *qr = malloc(n * k);
+    uint16_t *s = malloc(sizeof(uint16_t) * n * k),
+             *sr = malloc(sizeof(uint16_t) * n * k);
+    const int64_t groups[] = {32, 64, 128, -1};
+    for (int gi = 0; gi < 4; gi++)
+        for (int clip = 0; clip < 2; clip++) {
+            int64_t G = groups[gi] == -1 ? 1 : k / groups[gi];
+            marlin_gptq_opts o = marlin_gptq_default_opts();
+            o.group_size = groups[gi];
+            o.clip = clip;
+            marlin_gptq_result res;
+            marlin_error err = {0};
+            assert_int_equal(marlin_gptq_quantize(w, MARLIN_DT_F32, n, k, h,
+                                                  &o, q, s, &res, &err),
+                             MARLIN_OK);
+            double rl = ref_gptq(w, n, k, h, groups[gi], clip, qr, sr);
+            int64_t dq = 0, ds = 0;
+            for (int64_t i = 0; i < n * k; i++) dq += q[i] != qr[i];
+            for (int64_t i = 0; i < n * G; i++) ds += s[i] != sr[i];
+            print_message("gptq vs textbook g=%lld clip=%d: %lld/%lld codes "
+                          "and %lld/%lld scales differ, loss %.6g vs %.6g\n",
+                          (long long)groups[gi], clip, (long long)dq,
+                          (long long)(n * k), (long long)ds,
+                          (long long)(n * G), res.loss, rl);
+            /* fp32 vs double: a code flips only where w/s lies within
+             * ~1e-6 of a rounding boundary, and the difference it feeds back
+             * is of the order of the rounding error itself. */
+            MT_ASSERT(seed, dq * 1000 <= n * k, "g %lld clip %d: %lld codes "
+                      "differ", (long long)groups[gi], clip, (long long)dq);
+            MT_ASSERT(seed, fabs(res.loss - rl) <= 2e-3 * rl,
+                      "g %lld clip %d: loss %.9g vs textbook %.9g",
+                      (long long)groups[gi], clip, res.loss, rl);
+            assert_int_equal(res.nsteps, 1);
+            assert_int_equal(res.steps[0].fail, MARLIN_GPTQ_OK);
+            assert_false(res.fallback_rtn);
+            assert_true(res.damp_rel == 0.01);
+        }
+    free(X);
+    free(h);
+    free(w);
+    free(q);
+    free(qr);
+    free(s);
+    free(sr);
+}
+
+/* ||X W^T - X Wq^T|| / ||X W^T|| straight from X, in double. */
+static double direct_output_error(const float *X, int64_t T, const float *w,
+                                  const uint8_t *q, const uint16_t *s,
+                                  int64_t n, int64_t k, int64_t group) {
+    int64_t g = group == -1 ? k : group;
+    float *wq = malloc(sizeof(float) * n * k);
+    assert_int_equal(marlin_quant_dequant(q, s, n, k, group, wq, NULL),
+                     MARLIN_OK);
+    (void)g;
+    double num = 0, den = 0;
+    for (int64_t t = 0; t < T; t++)
+        for (int64_t r = 0; r < n; r++) {
+            double a = 0, b = 0;
+            for (int64_t c = 0; c < k; c++) {
+                a += (double)X[t * k + c] * w[r * k + c];
+                b += (double)X[t * k + c] * wq[r * k + c];
+            }
+            num += (a - b) * (a - b);
+            den += a * a;
+        }
+    free(wq);
+    return sqrt(num / den);
+}
+
+static void test_quant_gptq_beats_rtn(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED + 12);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    const int64_t n = 64, k = 256, T = 1024;
+    float *X = make_inputs(&rng, T, k, NULL);
+    float *h = make_hessian(X, T, k, 64);
+    float *w = make_weights(&rng, n, k);
+    uint8_t *q = malloc(n * k), *qr = malloc(n * k);
+    uint16_t *s = malloc(sizeof(uint16_t) * n * k),
+             *sr = malloc(sizeof(uint16_t) * n * k);
+    const int64_t groups[] = {32, 128, -1};
+    for (int gi = 0; gi < 3; gi++) {
+        marlin_gptq_opts o = marlin_gptq_default_opts();
+        o.group_size = groups[gi];
+        marlin_gptq_result res;
+        assert_int_equal(marlin_gptq_quantize(w, MARLIN_DT_F32, n, k, h, &o,
+                                              q, s, &res, NULL),
+                         MARLIN_OK);
+        marlin_rtn_opts ro = marlin_rtn_default_opts();
+        ro.group_size = groups[gi];
+        assert_int_equal(
+            marlin_rtn_quantize(w, MARLIN_DT_F32, n, k, &ro, qr, sr, NULL),
+            MARLIN_OK);
+        double eg, er;
+        assert_int_equal(marlin_quant_output_error(w, MARLIN_DT_F32, n, k,
+                                                   groups[gi], q, s, h, &eg,
+                                                   NULL),
+                         MARLIN_OK);
+        assert_int_equal(marlin_quant_output_error(w, MARLIN_DT_F32, n, k,
+                                                   groups[gi], qr, sr, h, &er,
+                                                   NULL),
+                         MARLIN_OK);
+        double dg = direct_output_error(X, T, w, q, s, n, k, groups[gi]);
+        double dr = direct_output_error(X, T, w, qr, sr, n, k, groups[gi]);
+        print_message("g=%lld output error: gptq %.5f (identity %.5f, direct "
+                      "%.5f), rtn %.5f (direct %.5f)\n",
+                      (long long)groups[gi], eg, res.out_rel_err, dg, er, dr);
+        /* H-based output error = the direct one (fp32 H and sums) */
+        MT_ASSERT(seed, fabs(eg - dg) <= 1e-3 * dg, "trace %.9g vs direct %.9g",
+                  eg, dg);
+        MT_ASSERT(seed, fabs(er - dr) <= 1e-3 * dr, "trace %.9g vs direct %.9g",
+                  er, dr);
+        /* the solver's identity-based number = the explicit trace */
+        MT_ASSERT(seed, fabs(res.out_rel_err - eg) <= 1e-3 * eg,
+                  "identity %.9g vs trace %.9g", res.out_rel_err, eg);
+        /* GPTQ's point: a clearly lower output error than RTN */
+        MT_ASSERT(seed, eg < 0.8 * er, "g %lld: gptq %.6g vs rtn %.6g",
+                  (long long)groups[gi], eg, er);
+    }
+    free(X);
+    free(h);
+    free(w);
+    free(q);
+    free(qr);
+    free(s);
+    free(sr);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quant_rtn_matches_reference),
@@ -476,6 +828,9 @@ int main(void) {
         cmocka_unit_test(test_quant_rtn_clip_never_worse),
         cmocka_unit_test(test_quant_rtn_threads_identical),
         cmocka_unit_test(test_quant_rtn_magnitude_24),
+        cmocka_unit_test(test_quant_hessian_running_mean),
+        cmocka_unit_test(test_quant_gptq_matches_textbook),
+        cmocka_unit_test(test_quant_gptq_beats_rtn),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
