@@ -262,4 +262,39 @@ grep -v '^broken' "$T/manifest.tsv" >"$T/good.tsv"
 "$B/marlin-batch" "$T/good.tsv" "$O" --slurm --submit --cpus-per-task 1 >"$T/run3.out" 2>"$T/run3.err" ||
   fail "all-done rerun failed: $(cat "$T/run3.err")"
 grep -q 'nothing to convert' "$T/run3.err" || fail "all-done rerun submitted something"
+
+# Ctrl-C while waiting cancels the array: the tasks stop (their tools too),
+# no DONE.json is written, the exit code is 130. A wrapper before the real
+# marlin-verify holds the tasks in verification until then.
+W=$T/wrap
+mkdir -p "$W"
+ln -s "$B/marlin-quantize" "$W/marlin-quantize"
+cat >"$W/marlin-verify" <<EOF
+#!/bin/bash
+case "\$1" in --version|--gpu-available) exec "$B/marlin-verify" "\$@";; esac
+sleep 300 &
+echo \$! >>"$T/sleep.pid"
+wait
+exec "$B/marlin-verify" "\$@"
+EOF
+chmod +x "$W/marlin-verify"
+MARLIN_BIN_DIR=$W "$B/marlin-batch" "$T/good.tsv" "$T/out-int" --slurm --submit --cpus-per-task 1 \
+  >"$T/int.out" 2>"$T/int.err" &
+bpid=$!
+for _ in $(seq 600); do [[ -s "$T/sleep.pid" ]] && break; sleep 0.1; done
+[[ -s "$T/sleep.pid" ]] || { cat "$T/int.err" >&2; fail "no task reached verification"; }
+kill -INT "$bpid"
+rc=0
+wait "$bpid" || rc=$?
+[[ $rc -eq 130 ]] || { cat "$T/int.out" "$T/int.err" >&2; fail "Ctrl-C while waiting: exit $rc, expected 130"; }
+grep -q 'cancelling job' "$T/int.err" || fail "the array was not cancelled"
+grep -Eq '^(alpha|beta) +interrupted ' "$T/int.out" || { cat "$T/int.out" >&2; fail "no task reported interrupted"; }
+[[ -z "$(squeue -h -o %i)" ]] || fail "jobs still queued after Ctrl-C: $(squeue -h)"
+for p in $(cat "$T/sleep.pid"); do
+  st=$(ps -o stat= -p "$p" 2>/dev/null || true)
+  [[ -z $st || $st == Z* ]] || fail "a task's process ($p) survived the cancel"
+done
+for id in alpha beta; do
+  [[ ! -e "$T/out-int/$id/DONE.json" ]] || fail "$id got a DONE.json although cancelled"
+done
 echo "$name: PASS (job $job)"
