@@ -44,9 +44,11 @@ static int bad_usage(const char *msg, const char *arg) {
     return MARLIN_EXIT_USAGE;
 }
 
-static void fmt_num(char *buf, size_t n, double v, const char *f) {
+/* "-" for values not measured; digits: fixed (d >= 0) or exponent (d < 0). */
+static void fmt_num(char *buf, size_t n, double v, int digits) {
     if (v < 0) snprintf(buf, n, "-");
-    else snprintf(buf, n, f, v);
+    else if (digits >= 0) snprintf(buf, n, "%.*f", digits, v);
+    else snprintf(buf, n, "%.2e", v);
 }
 
 static void print_table(const marlin_verify_report *r) {
@@ -57,11 +59,11 @@ static void print_table(const marlin_verify_report *r) {
         const marlin_verify_layer *l = &r->layers[i];
         char shape[32], a[16], b[16], c[16], d[16], e[16];
         snprintf(shape, sizeof shape, "%lldx%lld", (long long)l->n, (long long)l->k);
-        fmt_num(a, sizeof a, l->rel_weight_err, "%.4f");
-        fmt_num(b, sizeof b, l->step_err, "%.3f");
-        fmt_num(c, sizeof c, l->rel_out_err, "%.4f");
-        fmt_num(d, sizeof d, l->gpu_vs_ref, "%.2e");
-        fmt_num(e, sizeof e, l->gpu_vs_fp16, "%.4f");
+        fmt_num(a, sizeof a, l->rel_weight_err, 4);
+        fmt_num(b, sizeof b, l->step_err, 3);
+        fmt_num(c, sizeof c, l->rel_out_err, 4);
+        fmt_num(d, sizeof d, l->gpu_vs_ref, -1);
+        fmt_num(e, sizeof e, l->gpu_vs_fp16, 4);
         printf("%-46s %-8s %12s %8s %8s %8s %9s %9s  %s%s%s\n",
                l->name ? l->name : "?", l->format, shape, a, b, c, d, e,
                l->pass ? "ok" : "FAIL", l->why ? ": " : "", l->why ? l->why : "");
@@ -85,7 +87,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--gpu-available")) {
             marlin_error err;
             marlin_error_clear(&err);
-            marlin_status st = marlin_gpu_probe(NULL, 0, &err);
+            marlin_status st = marlin_gpu_probe(0, NULL, &err);
             if (st != MARLIN_OK) {
                 fprintf(stderr, "%s: %s\n", TOOL, err.msg);
                 return MARLIN_EXIT_RUNTIME;
