@@ -134,10 +134,21 @@ static marlin_status check_gates(const qrun *r, const qtarget *t,
             st = marlin_pack_gptq_check_shape(t->n, t->k, o->group_size, err);
             break;
         case MARLIN_QFMT_MARLIN:
-            st = marlin_pack_dense_check_shape(t->n, t->k, o->group_size, err);
+            /* The layout exists for more group sizes; these are the ones
+             * the Marlin kernels (ours, vLLM's) run. */
+            if (o->group_size != -1 && o->group_size != 32 &&
+                o->group_size != 64 && o->group_size != 128)
+                st = marlin_fail(err, MARLIN_ERR_SHAPE,
+                                 "Marlin kernels take group size 32, 64, 128 "
+                                 "or -1, not %lld", (long long)o->group_size);
+            if (!st) st = marlin_pack_dense_check_shape(t->n, t->k, o->group_size, err);
             break;
         case MARLIN_QFMT_MARLIN24:
-            st = marlin_pack_24_check_shape(t->n, t->k, o->group_size, err);
+            if (o->group_size != -1 && o->group_size != 128)
+                st = marlin_fail(err, MARLIN_ERR_SHAPE,
+                                 "Sparse-Marlin kernels take group size 128 "
+                                 "or -1, not %lld", (long long)o->group_size);
+            if (!st) st = marlin_pack_24_check_shape(t->n, t->k, o->group_size, err);
             break;
         }
     }

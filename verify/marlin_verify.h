@@ -43,7 +43,8 @@ typedef struct marlin_verify_layer {
     int64_t n, k, group_size;
     bool cross_checked;    /* codes compared across two formats */
     double rel_weight_err; /* ||W - Wq|| / ||W|| (-1 without ref) */
-    double step_err;       /* RMS error in units of the RTN step (-1) */
+    double step_err;       /* largest group RMS error in RTN steps (-1) */
+    double step_err_mean;  /* the same over the whole layer (-1) */
     double step_bound;     /* its threshold */
     double rel_out_err;    /* ||X (W-Wq)^T|| / ||X W^T|| on random X (-1) */
     double gpu_vs_ref;     /* kernel vs CPU reference: mean rel abs err (-1) */

@@ -3,7 +3,8 @@
  *   {"tool": "marlin-verify", "version", "pass", "formats", "algorithm",
  *    "device", "seconds", "layers_failed",
  *    "layers": [{"name", "format", "n", "k", "group_size", "cross_checked",
- *                "rel_weight_err", "step_err", "step_bound", "rel_out_err",
+ *                "rel_weight_err", "step_err", "step_err_mean", "step_bound",
+ *                "rel_out_err",
  *                "gpu_vs_ref", "gpu_vs_fp16", "gpu_bound", "pass", "why"}],
  *    "max_rel_weight_err", "max_step_err"}
  * Values not measured are null.
@@ -37,6 +38,7 @@ marlin_status marlin_verify_report_write_json(const marlin_verify_report *r,
         json_object_set_new(o, "cross_checked", json_boolean(l->cross_checked));
         json_object_set_new(o, "rel_weight_err", num_or_null(l->rel_weight_err));
         json_object_set_new(o, "step_err", num_or_null(l->step_err));
+        json_object_set_new(o, "step_err_mean", num_or_null(l->step_err_mean));
         json_object_set_new(o, "step_bound", num_or_null(l->step_bound));
         json_object_set_new(o, "rel_out_err", num_or_null(l->rel_out_err));
         json_object_set_new(o, "gpu_vs_ref", num_or_null(l->gpu_vs_ref));
