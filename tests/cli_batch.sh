@@ -118,9 +118,13 @@ mkcalib "$T/c-small.safetensors" 4 64
 mkcalib "$T/c-big.safetensors" 256 512
 printf 'r\tm/alpha\t--method rtn\ns\tm/alpha\t--calib c-small.safetensors\nb\tm/alpha\t--calib c-big.safetensors\n' >"$T/est.tsv"
 run 0 est "$T/est.tsv" "$T/never" --dry-run
-est() { sed -n "s/^  $1: convert .*memory estimate \([0-9.]*\) MiB.*/\1/p" "$T/est.out"; }
-python3 -c 'import sys; r, s, b = map(float, sys.argv[1:]); assert 0 < r < s < b, (r, s, b)' \
-  "$(est r)" "$(est s)" "$(est b)" || { cat "$T/est.out" >&2; fail "estimates do not grow RTN < GPTQ < GPTQ with more tokens"; }
+python3 - "$T/est.out" <<'EOF' || { cat "$T/est.out" >&2; fail "estimates do not grow RTN < GPTQ < GPTQ with more tokens"; }
+import re, sys
+unit = {"B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}
+est = {m[0]: float(m[1]) * unit[m[2]] for m in
+       re.findall(r"^  (\w+): convert .*memory estimate ([0-9.]+) (\w+)", open(sys.argv[1]).read(), re.M)}
+assert 0 < est["r"] < est["s"] < est["b"], est
+EOF
 
 # ------------------------------------------------------ 3. the 3-model batch
 run 1 run1 "$M" "$O" --jobs 2
