@@ -89,6 +89,7 @@ bad 1 'a\tm/alpha\t--group-size big\n'
 bad 1 'a\tm/alpha\tstray\n'
 bad 1 'logs\tm/alpha\n'
 bad 1 'a\t\n'
+bad 1 'a.tmp-x1\tm/alpha\n'
 grep -q "already used on line 1" "$T/bad3.err" || fail "duplicate ID error does not name the first line"
 printf '# nothing\n\n' >"$T/empty.tsv"
 run 2 empty "$T/empty.tsv" "$T/never"
@@ -131,7 +132,9 @@ run 1 run1 "$M" "$O" --jobs 2
 expect_status run1 alpha ok
 expect_status run1 beta ok
 expect_status run1 broken failed
-grep -q '^broken: marlin-quantize failed' "$T/run1.out" || fail "no error line for broken"
+# The error line carries marlin-quantize's own one-line message.
+grep -q '^broken: marlin-quantize failed (exit 1: runtime error): marlin-quantize: .*broken' "$T/run1.out" ||
+  { cat "$T/run1.out" >&2; fail "no error line with the tool's message for broken"; }
 [[ ! -e "$O/broken/DONE.json" ]] || fail "the broken model has a DONE.json"
 python3 - "$O" <<'EOF'
 import hashlib, json, os, sys
@@ -196,7 +199,11 @@ MARLIN_BIN_DIR=$W run 1 kill0 "$T/one.tsv" "$T/out2"
 expect_status kill0 gamma failed
 grep -q 'killed by SIGKILL' "$T/kill0.out" || fail "SIGKILL not reported"
 rm -f "$T/killed-once"
+# What a marlin-quantize killed while writing leaves: its temporary folder.
+mkdir -p "$T/out2/gamma.tmp-Ab12Cd" "$T/out2/gammaX.tmp-Ab12Cd"
 MARLIN_BIN_DIR=$W run 0 kill1 "$T/one.tsv" "$T/out2" --retry 1
+[[ ! -e "$T/out2/gamma.tmp-Ab12Cd" ]] || fail "the killed quantizer's temporary folder is still there"
+[[ -d "$T/out2/gammaX.tmp-Ab12Cd" ]] || fail "another model's temporary folder was removed"
 expect_status kill1 gamma ok
 [[ $(awk '$1 == "gamma" {print $3}' "$T/kill1.out") == 2 ]] || fail "gamma did not take 2 tries"
 [[ -s "$T/out2/gamma/DONE.json" ]] || fail "gamma has no DONE.json"
