@@ -66,17 +66,37 @@ T=$(mktemp -d /tmp/marlin-slurm.XXXXXX)
 chmod 755 "$T"
 PIDS=()   # daemons we started, stopped in reverse order
 
+# Our processes still alive (zombies have ended: their new parent reaps
+# them): what runs from our folder (daemons, job processes) and every
+# slurmstepd that was not there before we started.
+ours() {
+  local p st out=
+  for p in $(pgrep -f "$T" || true) $(pgrep -x slurmstepd || true); do
+    [[ " $STEPDS_BEFORE " == *" $p "* ]] && continue
+    st=$(ps -o stat= -p "$p" 2>/dev/null) || continue
+    [[ $st == Z* ]] || out+=" $p"
+  done
+  echo $out
+}
+new_stepds() {
+  local p out=
+  for p in $(pgrep -x slurmstepd || true); do
+    [[ " $STEPDS_BEFORE " == *" $p "* ]] || out+=" $p"
+  done
+  echo $out
+}
+
 stop_all() {
-  local rc=$?
+  local rc=$? i left
   if [[ -n "${SLURM_CONF:-}" ]] && ((${#PIDS[@]} >= 2)); then
-    # Jobs first: a slurmstepd outlives slurmd otherwise.
+    # Jobs first, and let their slurmstepd finish talking to slurmd: a
+    # stepd whose slurmd is gone lingers.
     timeout 10 scancel --full --quiet --partition=marlin 2>/dev/null || true
-    for _ in $(seq 50); do
-      [[ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" ]] && break
+    for _ in $(seq 100); do
+      [[ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" && -z "$(new_stepds)" ]] && break
       sleep 0.2
     done
   fi
-  local i
   for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
     kill "${PIDS[i]}" 2>/dev/null || true
   done
@@ -88,18 +108,13 @@ stop_all() {
     kill -9 "${PIDS[i]}" 2>/dev/null || true
     wait "${PIDS[i]}" 2>/dev/null || true
   done
-  # Anything still running from our folder (a job's processes) or a
-  # slurmstepd that was not there before is ours: report it and end it.
-  local left p
-  left=$(pgrep -f "$T" || true)
-  for p in $(pgrep -x slurmstepd || true); do
-    [[ " $STEPDS_BEFORE " == *" $p "* ]] || left+=" $p"
+  # Anything of ours still there after a grace period was left behind:
+  # report it, end it, fail.
+  for _ in $(seq 50); do
+    left=$(ours)
+    [[ -z $left ]] && break
+    sleep 0.2
   done
-  # Zombies have ended already (their new parent reaps them): not ours to report.
-  left=$(for p in $left; do
-    [[ $(ps -o stat= -p "$p" 2>/dev/null) == Z* ]] || echo "$p"
-  done)
-  left=$(echo $left)
   if [[ -n "$left" ]]; then
     echo "$name: processes left behind, killing: $(ps -o pid=,args= -p "${left// /,}" || true)" >&2
     kill -9 $left 2>/dev/null || true
