@@ -61,27 +61,26 @@ fi
 [[ $(id -u) -eq 0 ]] || cannot "slurmd must run as root (it starts jobs as their user)"
 
 # ------------------------------------------------------------- cluster
-STEPDS_BEFORE=$(pgrep -x slurmstepd | tr "\n" " " || true)
 T=$(mktemp -d /tmp/marlin-slurm.XXXXXX)
 chmod 755 "$T"
 PIDS=()   # daemons we started, stopped in reverse order
 
-# Our processes still alive (zombies have ended: their new parent reaps
-# them): what runs from our folder (daemons, job processes) and every
-# slurmstepd that was not there before we started.
-ours() {
-  local p st out=
-  for p in $(pgrep -f "$T" || true) $(pgrep -x slurmstepd || true); do
-    [[ " $STEPDS_BEFORE " == *" $p "* ]] && continue
-    st=$(ps -o stat= -p "$p" 2>/dev/null) || continue
-    [[ $st == Z* ]] || out+=" $p"
+# Our slurmstepd processes: those holding a file of our folder open (each
+# writes to our slurmd log), so another cluster's steps are never touched.
+our_stepds() {
+  local p out=
+  for p in $(pgrep -x slurmstepd || true); do
+    find "/proc/$p/fd" -maxdepth 1 -lname "$T/*" 2>/dev/null | grep -q . && out+=" $p"
   done
   echo $out
 }
-new_stepds() {
-  local p out=
-  for p in $(pgrep -x slurmstepd || true); do
-    [[ " $STEPDS_BEFORE " == *" $p "* ]] || out+=" $p"
+# Our processes still alive (zombies have ended: their new parent reaps
+# them): what runs from our folder (daemons, job processes) and our stepds.
+ours() {
+  local p st out=
+  for p in $(pgrep -f "$T" || true) $(our_stepds); do
+    st=$(ps -o stat= -p "$p" 2>/dev/null) || continue
+    [[ $st == Z* ]] || out+=" $p"
   done
   echo $out
 }
@@ -93,7 +92,7 @@ stop_all() {
     # stepd whose slurmd is gone lingers.
     timeout 10 scancel --full --quiet --partition=marlin 2>/dev/null || true
     for _ in $(seq 100); do
-      [[ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" && -z "$(new_stepds)" ]] && break
+      [[ -z "$(timeout 5 squeue -h -o %i 2>/dev/null)" && -z "$(our_stepds)" ]] && break
       sleep 0.2
     done
   fi
