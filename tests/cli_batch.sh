@@ -237,7 +237,9 @@ bpid=$!
 BG+=("$bpid")
 for _ in $(seq 600); do [[ -s "$T/sleep.pid" ]] && break; sleep 0.1; done
 [[ -s "$T/sleep.pid" ]] || { cat "$T/int.err" >&2; fail "verification never started"; }
-sleep 0.3
+# A second batch on the same OUTROOT meanwhile is refused (the lock).
+run 1 second "$T/good.tsv" "$T/out3"
+grep -q 'another marlin-batch is running on' "$T/second.err" || { cat "$T/second.err" >&2; fail "a second batch was not refused"; }
 kill -INT "$bpid"
 rc=0
 wait "$bpid" || rc=$?
