@@ -88,7 +88,12 @@ marlin_status marlin_st_parse(const void *buf, size_t len, const char *label,
 
 /* Opens a file: requires a regular file, reads the header with pread,
  * validates everything against the fstat size taken at open, then maps the
- * file read-only for zero-copy views. */
+ * file read-only for zero-copy views. A path that is a symlink to a regular
+ * file is fine (the hub cache uses them); where a link may point is the
+ * model folder's policy, not this function's.
+ * Errors: MARLIN_ERR_FORMAT (malformed content), MARLIN_ERR_IO (open, read,
+ * map), MARLIN_ERR_INVALID_ARG (a directory, FIFO, device...).
+ * All accessors below are const and thread-safe on an open file. */
 marlin_status marlin_st_open(const char *path, marlin_st_file **out,
                              marlin_error *err);
 
@@ -99,18 +104,28 @@ const char *marlin_st_label(const marlin_st_file *f);
 /* Tensors sorted by name (byte order). */
 size_t marlin_st_count(const marlin_st_file *f);
 const marlin_tensor *marlin_st_at(const marlin_st_file *f, size_t i);
-/* NULL when absent (name compared as a NUL-terminated string). */
+/* NULL when absent (name compared as a NUL-terminated string, so a name
+ * with an embedded NUL is reachable only through marlin_st_at). Binary
+ * search: O(log n). */
 const marlin_tensor *marlin_st_find(const marlin_st_file *f, const char *name);
-/* Zero-copy view of the tensor's bytes (not necessarily aligned). */
+/* NULL, or one line about accepted oddities (unknown fields in tensor
+ * entries: the reference ignores them, so we accept them and say so). */
+const char *marlin_st_warning(const marlin_st_file *f);
+/* Zero-copy view of the tensor's bytes (not necessarily aligned; NULL for
+ * a tensor of another file). For files this points into the read-only
+ * mapping: touching it after the file was truncated raises SIGBUS, which
+ * marlin_st_read and marlin_st_read_f32 never do. */
 const void *marlin_st_data(const marlin_st_file *f, const marlin_tensor *t);
 /* Copies bytes [off, off+n) of the tensor into dst with pread when the file
  * was opened from disk (a file truncated after open gives MARLIN_ERR_IO, not
- * SIGBUS), or memcpy for parsed buffers. */
+ * SIGBUS), or memcpy for parsed buffers. A range past the tensor's end, or
+ * a tensor of another file, gives MARLIN_ERR_INVALID_ARG. */
 marlin_status marlin_st_read(const marlin_st_file *f, const marlin_tensor *t,
                              uint64_t off, uint64_t n, void *dst,
                              marlin_error *err);
 
-/* __metadata__ entries (sorted by key); values are strings. */
+/* __metadata__ entries (sorted by key); values are strings, valid until
+ * marlin_st_close. Out-of-range i gives NULL key and value. */
 size_t marlin_st_metadata_count(const marlin_st_file *f);
 void marlin_st_metadata_at(const marlin_st_file *f, size_t i,
                            const char **key, const char **value);
