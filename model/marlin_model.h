@@ -285,6 +285,24 @@ marlin_status marlin_llama_perplexity(marlin_llama *m,
                                       marlin_eval_result *res,
                                       marlin_error *err);
 
+/* ------------------------------------------------------------ measuring */
+/* Floating-point operations of one decoder block forward over nseq
+ * sequences of seqlen tokens: 2*n*k per token per linear, plus the useful
+ * causal attention work 4*head_dim per (query, key <= query) pair per head
+ * (QK^T and PV). Softmax, norms and RoPE are not counted. */
+double marlin_llama_block_flops(const marlin_llama *m, int64_t nseq,
+                                int64_t seqlen);
+
+/* sgemm throughput (GFLOP/s) measured now for y[rows, n] = x[rows, k] W^T
+ * on `threads` threads, through the same tiled path as the forward's
+ * projections (*tiled) and through OpenBLAS's own threading (*openblas).
+ * Random data; repeats until min_seconds have passed per path (best run
+ * kept). For reporting the fraction of peak a forward reaches. */
+marlin_status marlin_sgemm_gflops(int64_t rows, int64_t n, int64_t k,
+                                  int threads, double min_seconds,
+                                  double *tiled, double *openblas,
+                                  marlin_error *err);
+
 #ifdef __cplusplus
 }
 #endif
