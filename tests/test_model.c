@@ -775,6 +775,148 @@ static void test_model_config_refusals(void **state) {
     marlin_block_free(NULL);
 }
 
+/* ------------------------------------------- transformers reference */
+/* The shared 13M Llama (F16, 3 shards, GQA 8/4) against transformers'
+ * fp32 activations on 4 rows x 64 tokens: every intermediate within 1e-4
+ * relative (||ours - ref|| / ||ref||), and the NLL against a log-softmax of
+ * the reference logits. Bound: both sides are fp32 sums of <= 1536 terms
+ * over 4 layers, so a few 1e-7 is expected; 1e-4 is the task's bar and
+ * leaves room for a different BLAS, never for a wrong formula (a missing
+ * RoPE, mask or norm gives O(1)). */
+typedef struct hf_tap {
+    const marlin_st_file *ref;
+    double worst;
+    int checked;
+} hf_tap;
+
+static double ref_rel(const marlin_st_file *ref, const char *name,
+                      const float *ours, int64_t n) {
+    const marlin_tensor *t = marlin_st_find(ref, name);
+    marlin_error e;
+    if (!t || (int64_t)t->numel != n) fail_msg("reference %s missing/shaped", name);
+    float *r = malloc((size_t)n * sizeof(float));
+    assert_int_equal(marlin_st_read_f32(ref, t, r, &e), MARLIN_OK);
+    double re = rel_err_f(ours, r, n);
+    free(r);
+    print_message("  %-26s rel err %.3g\n", name, re);
+    return re;
+}
+
+static marlin_status hf_tap_fn(void *user, int64_t layer, marlin_tap_point p,
+                               const float *x, int64_t rows, int64_t cols,
+                               marlin_error *err) {
+    hf_tap *h = user;
+    char name[64];
+    (void)err;
+    if (p != MARLIN_TAP_ATTN_OUT && p != MARLIN_TAP_MLP_OUT) return MARLIN_OK;
+    snprintf(name, sizeof name, "layers.%lld.%s.output", (long long)layer,
+             p == MARLIN_TAP_ATTN_OUT ? "self_attn" : "mlp");
+    double re = ref_rel(h->ref, name, x, rows * cols);
+    if (re > h->worst) h->worst = re;
+    h->checked++;
+    return MARLIN_OK;
+}
+
+static void test_model_matches_transformers(void **state) {
+    (void)state;
+    const char *mp = marlin_shared_path("models/shakespeare-llama-13m");
+    char model_path[4096];
+    if (!mp) {
+        print_message("shared model absent: skipped\n");
+        skip();
+    }
+    snprintf(model_path, sizeof model_path, "%s", mp);
+    const char *rp =
+        marlin_shared_path("data/shakespeare/forward-fp32-4x64.safetensors");
+    if (!rp) {
+        print_message("reference activations absent: skipped\n");
+        skip();
+    }
+    marlin_error e;
+    marlin_st_file *ref = NULL;
+    marlin_model *model = NULL;
+    marlin_llama *m = NULL;
+    assert_int_equal(marlin_st_open(rp, &ref, &e), MARLIN_OK);
+    if (marlin_model_open(model_path, &model, &e) != MARLIN_OK)
+        fail_msg("%s", e.msg);
+    const marlin_config *c = marlin_model_config(model);
+    assert_int_equal(c->num_key_value_heads, 4);
+    assert_int_equal(c->rope_type, MARLIN_ROPE_DEFAULT);
+    marlin_weight_source src;
+    marlin_weight_source_from_model(model, &src);
+    assert_int_equal(marlin_llama_create(c, &src, &m, &e), MARLIN_OK);
+    assert_int_equal(marlin_llama_load_embed(m, &e), MARLIN_OK);
+    assert_int_equal(marlin_llama_load_head(m, &e), MARLIN_OK);
+
+    const int64_t nseq = 4, L = 64, T = nseq * L, H = c->hidden_size;
+    const int64_t V = c->vocab_size;
+    int32_t ids[4 * 64];
+    const marlin_tensor *ti = marlin_st_find(ref, "input_ids");
+    assert_non_null(ti);
+    assert_int_equal(ti->dtype, MARLIN_DT_I32);
+    assert_int_equal(ti->numel, T);
+    assert_int_equal(marlin_st_read(ref, ti, 0, sizeof ids, ids, &e), MARLIN_OK);
+
+    float *h = malloc((size_t)(T * H) * 4), *normed = malloc((size_t)(T * H) * 4);
+    float *logits = malloc((size_t)(T * V) * 4);
+    double worst = 0, re;
+    assert_int_equal(marlin_llama_embed(m, ids, T, h, &e), MARLIN_OK);
+    re = ref_rel(ref, "embeddings", h, T * H);
+    worst = re > worst ? re : worst;
+    hf_tap ht = {ref, 0.0, 0};
+    marlin_taps taps = {hf_tap_fn, &ht, false, MARLIN_TAP_QKV};
+    for (int64_t l = 0; l < c->num_hidden_layers; l++) {
+        marlin_block *b = NULL;
+        char name[64];
+        if (marlin_block_load(m, l, &b, &e) != MARLIN_OK) fail_msg("%s", e.msg);
+        marlin_block_weights w = marlin_block_view(b);
+        assert_int_equal(
+            marlin_llama_block_forward(m, l, &w, h, nseq, L, &taps, &e),
+            MARLIN_OK);
+        snprintf(name, sizeof name, "layers.%lld.output", (long long)l);
+        re = ref_rel(ref, name, h, T * H);
+        worst = re > worst ? re : worst;
+        marlin_block_free(b);
+    }
+    assert_int_equal(ht.checked, 2 * c->num_hidden_layers);
+    worst = ht.worst > worst ? ht.worst : worst;
+    assert_int_equal(marlin_llama_logits(m, h, T, logits, normed, &e),
+                     MARLIN_OK);
+    re = ref_rel(ref, "norm.output", normed, T * H);
+    worst = re > worst ? re : worst;
+    re = ref_rel(ref, "logits", logits, T * V);
+    worst = re > worst ? re : worst;
+
+    /* NLL: ours vs a double log-softmax of transformers' logits */
+    const marlin_tensor *tl = marlin_st_find(ref, "logits");
+    assert_int_equal(marlin_st_read_f32(ref, tl, logits, &e), MARLIN_OK);
+    double want = 0, got = 0;
+    int64_t cnt = 0;
+    for (int64_t s = 0; s < nseq; s++)
+        for (int64_t t = 0; t + 1 < L; t++) {
+            const float *lr = logits + (s * L + t) * V;
+            double mx = lr[0], z = 0;
+            for (int64_t v = 1; v < V; v++) mx = lr[v] > mx ? lr[v] : mx;
+            for (int64_t v = 0; v < V; v++) z += exp(lr[v] - mx);
+            want += log(z) + mx - lr[ids[s * L + t + 1]];
+        }
+    want /= (double)(nseq * (L - 1));
+    assert_int_equal(marlin_llama_nll(m, h, ids, nseq, L, &got, &cnt, &e),
+                     MARLIN_OK);
+    got /= (double)cnt;
+    print_message("  worst intermediate rel err %.3g; NLL ours %.9f, from "
+                  "transformers' logits %.9f\n", worst, got, want);
+    assert_true(worst < 1e-4);
+    assert_true(fabs(got - want) < 1e-5);
+
+    free(h);
+    free(normed);
+    free(logits);
+    marlin_llama_free(m);
+    marlin_model_close(model);
+    marlin_st_close(ref);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_model_rope_default_and_linear),
@@ -790,6 +932,7 @@ int main(void) {
         cmocka_unit_test(test_model_threads_deterministic),
         cmocka_unit_test(test_model_embed_logits_nll),
         cmocka_unit_test(test_model_config_refusals),
+        cmocka_unit_test(test_model_matches_transformers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

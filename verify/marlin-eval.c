@@ -23,13 +23,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "marlin_cli.h"
 #include "marlin_common.h"
 #include "marlin_formats.h"
 #include "marlin_model.h"
 
 #define TOOL "marlin-eval"
-
-enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -65,39 +64,7 @@ static int usage_error(const char *what, const char *arg) {
     else
         fprintf(stderr, TOOL ": %s\n", what);
     fprintf(stderr, "Try '" TOOL " --help' for more information.\n");
-    return EXIT_USAGE;
-}
-
-/* Strict decimal integer in [lo, hi]. */
-static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
-    char *end = NULL;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (errno || end == s || *end != '\0' || v < lo || v > hi) return false;
-    *out = v;
-    return true;
-}
-
-/* ------------------------------------------------------------ progress */
-typedef struct bar_state {
-    double last;
-} bar_state;
-
-/* A bar on stderr, at most about 6 updates per second (only installed when
- * stderr is a terminal). */
-static void bar(void *user, const char *what, int64_t done, int64_t total) {
-    bar_state *b = user;
-    double now = marlin_now();
-    if (done < total && done > 0 && now - b->last < 1.0 / 6.0) return;
-    b->last = now;
-    int width = 40, fill = total > 0 ? (int)(width * done / total) : width;
-    char line[64];
-    for (int i = 0; i < width; i++) line[i] = i < fill ? '#' : '.';
-    line[width] = '\0';
-    fprintf(stderr, "\r" TOOL ": [%s] %" PRId64 "/%" PRId64 " %s", line, done,
-            total, what);
-    if (done >= total) fputc('\n', stderr);
-    fflush(stderr);
+    return MARLIN_EXIT_USAGE;
 }
 
 /* ------------------------------------------------------------ weights */
@@ -174,19 +141,19 @@ int main(int argc, char **argv) {
                 else if (*c == 'v') verbosity++;
                 else if (*c == 'h') {
                     usage(stdout);
-                    return EXIT_OK;
+                    return MARLIN_EXIT_OK;
                 } else { /* V: -qV prints the bare version */
                     printf(verbosity < 1 ? "%s\n" : TOOL " %s\n",
                            MARLIN_VERSION_STRING);
-                    return EXIT_OK;
+                    return MARLIN_EXIT_OK;
                 }
             }
         } else if (!strcmp(a, "--help")) {
             usage(stdout);
-            return EXIT_OK;
+            return MARLIN_EXIT_OK;
         } else if (!strcmp(a, "--version")) {
             printf(verbosity < 1 ? "%s\n" : TOOL " %s\n", MARLIN_VERSION_STRING);
-            return EXIT_OK;
+            return MARLIN_EXIT_OK;
         } else if (!strcmp(a, "--quiet")) {
             verbosity--;
         } else if (!strcmp(a, "--verbose")) {
@@ -201,16 +168,16 @@ int main(int argc, char **argv) {
             bool ok = true;
             if (!strcmp(a, "--tokens")) tokens_path = v;
             else if (!strcmp(a, "--json")) json_path = v;
-            else if (!strcmp(a, "--rows")) ok = parse_i64(v, 1, INT64_MAX, &rows);
+            else if (!strcmp(a, "--rows")) ok = marlin_cli_int(v, 1, INT64_MAX, &rows);
             else if (!strcmp(a, "--threads"))
-                ok = parse_i64(v, 1, 4096, &threads);
+                ok = marlin_cli_int(v, 1, 4096, &threads);
             else if (!strcmp(a, "--batch-tokens"))
-                ok = parse_i64(v, 1, INT32_MAX, &batch_tokens);
-            else ok = parse_i64(v, 1, INT64_MAX / (1 << 20), &cache_mb);
+                ok = marlin_cli_int(v, 1, INT32_MAX, &batch_tokens);
+            else ok = marlin_cli_int(v, 1, INT64_MAX / (1 << 20), &cache_mb);
             if (!ok) {
                 fprintf(stderr, TOOL ": invalid value '%s' for %s\n", v, a);
                 fprintf(stderr, "Try '" TOOL " --help' for more information.\n");
-                return EXIT_USAGE;
+                return MARLIN_EXIT_USAGE;
             }
         } else if (a[0] == '-' && a[1] != '\0') {
             return usage_error("unknown option", a);
@@ -223,14 +190,14 @@ int main(int argc, char **argv) {
     if (!model_path) return usage_error("missing MODEL", NULL);
     if (!tokens_path) return usage_error("missing --tokens FILE", NULL);
 
-    int rc = EXIT_RUNTIME;
+    int rc = MARLIN_EXIT_RUNTIME;
     marlin_error err = {0};
     marlin_model *model = NULL;
     marlin_llama *llama = NULL;
     marlin_tokens tok = {0};
     marlin_weight_source src;
     marlin_eval_result res;
-    bar_state bs = {0};
+    marlin_cli_progress_state prog;
 
     marlin_status st = marlin_model_open(model_path, &model, &err);
     if (st != MARLIN_OK) goto fail;
@@ -259,11 +226,11 @@ int main(int argc, char **argv) {
     opts.rows = rows;
     opts.batch_tokens = batch_tokens;
     opts.cache_bytes = (uint64_t)cache_mb << 20;
-    if (verbosity >= 1 && isatty(STDERR_FILENO)) {
-        opts.progress.fn = bar;
-        opts.progress.user = &bs;
-    }
+    marlin_cli_progress_init(&prog, TOOL, verbosity);
+    opts.progress.fn = marlin_cli_progress_fn;
+    opts.progress.user = &prog;
     st = marlin_llama_perplexity(llama, &tok, &opts, &res, &err);
+    marlin_cli_progress_end(&prog);
     if (st != MARLIN_OK) goto fail;
 
     if (verbosity >= 1)
@@ -306,7 +273,7 @@ int main(int argc, char **argv) {
         marlin_fail(&err, MARLIN_ERR_IO, "stdout: %s", strerror(errno));
         goto fail;
     }
-    rc = EXIT_OK;
+    rc = MARLIN_EXIT_OK;
     goto out;
 fail:
     fprintf(stderr, TOOL ": %s\n", err.msg[0] ? err.msg : marlin_status_str(st));
