@@ -202,22 +202,26 @@ static void attn_range(void *arg, int64_t begin, int64_t end, int tid) {
 marlin_status marlin_attention(const float *q, const float *k, const float *v,
                                float *out, int64_t nseq, int64_t seqlen,
                                int64_t heads, int64_t kv_heads,
-                               int64_t head_dim, float scale, int threads) {
-    if (threads < 1) threads = marlin_cpu_count();
+                               int64_t head_dim, float scale, int threads,
+                               float *scratch) {
+    if (threads < 1) threads = 1;
     attn_job j = {
         .q = q, .k = k, .v = v, .out = out, .seqlen = seqlen, .heads = heads,
         .group = heads / kv_heads, .hd = head_dim, .q_dim = heads * head_dim,
         .kv_dim = kv_heads * head_dim,
         .nblk = (seqlen + MARLIN_ATTN_QBLOCK - 1) / MARLIN_ATTN_QBLOCK,
-        .scale = scale, .scratch = NULL};
+        .scale = scale, .scratch = scratch};
     int64_t items = nseq * heads * j.nblk;
-    int nt = (int64_t)threads < items ? threads : (int)items;
-    if (nt < 1) nt = 1;
-    j.scratch = malloc((size_t)nt * MARLIN_ATTN_QBLOCK * (size_t)seqlen *
-                       sizeof(float));
-    if (!j.scratch) return MARLIN_ERR_NOMEM;
-    marlin_status st = marlin_parallel_for(items, 1, nt, attn_range, &j);
-    free(j.scratch);
+    float *own = NULL;
+    if (!scratch) {
+        own = malloc((size_t)threads * MARLIN_ATTN_QBLOCK * (size_t)seqlen *
+                     sizeof(float));
+        if (!own) return MARLIN_ERR_NOMEM;
+        j.scratch = own;
+    }
+    /* parallel_for hands out thread indexes below min(threads, items) */
+    marlin_status st = marlin_parallel_for(items, 1, threads, attn_range, &j);
+    free(own);
     /* parallel_for completes the work on the caller even when it could not
      * start threads, so only a thread failure is reported, as a warning-free
      * success: the output is complete. */
@@ -282,14 +286,13 @@ static marlin_status tap(const marlin_taps *t, int64_t layer,
     return MARLIN_OK;
 }
 
-marlin_status marlin_llama_block_forward(const marlin_llama *m, int64_t layer,
+marlin_status marlin_llama_block_forward(marlin_llama *m, int64_t layer,
                                          const marlin_block_weights *w,
                                          float *hidden, int64_t nseq,
                                          int64_t seqlen,
                                          const marlin_taps *taps,
                                          marlin_error *err) {
     marlin_status st = MARLIN_OK;
-    float *arena = NULL;
     bool stop = false;
     if (!m || !w || !hidden || nseq < 1 || seqlen < 1)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
@@ -319,24 +322,34 @@ marlin_status marlin_llama_block_forward(const marlin_llama *m, int64_t layer,
                            "row limit %d", (long long)layer, (long long)nseq,
                            (long long)seqlen, INT_MAX);
 
-    /* One arena: xn [T,H] (reused for o_proj out, hn, down out), h [T,H],
-     * q, att [T,QD], k, v [T,KD], gate, up [T,I], cos/sin [L, hd/2]. */
-    uint64_t nfl = 0, part;
+    /* One workspace: xn [T,H] (reused for o_proj out, hn, down out),
+     * h [T,H], q, att [T,QD], k, v [T,KD], gate, up [T,NI], cos/sin
+     * [L, hd/2], attention scores [threads, QBLOCK, L]. */
+    uint64_t nfl = 0, part, tail;
     bool ok = marlin_mul_u64((uint64_t)T,
                              (uint64_t)(2 * H + 2 * QD + 2 * KD + 2 * NI),
                              &part) &&
-              marlin_add_u64(part, 2 * (uint64_t)seqlen * (uint64_t)half,
-                             &nfl) &&
+              marlin_mul_u64((uint64_t)seqlen,
+                             2 * (uint64_t)half +
+                                 (uint64_t)m->threads * MARLIN_ATTN_QBLOCK,
+                             &tail) &&
+              marlin_add_u64(part, tail, &nfl) &&
               nfl <= SIZE_MAX / sizeof(float);
-    if (ok) arena = malloc((size_t)nfl * sizeof(float));
-    if (!arena)
+    if (ok && nfl > m->ws_floats) {
+        free(m->ws);
+        m->ws_floats = 0;
+        m->ws = malloc((size_t)nfl * sizeof(float));
+        if (m->ws) m->ws_floats = nfl;
+    }
+    if (!ok || !m->ws)
         return marlin_fail(err, MARLIN_ERR_NOMEM,
                            "layer %lld: cannot allocate %llu floats of "
                            "activations for %lld tokens", (long long)layer,
                            (unsigned long long)nfl, (long long)T);
-    float *xn = arena, *hb = xn + T * H, *q = hb + T * H, *att = q + T * QD;
+    float *xn = m->ws, *hb = xn + T * H, *q = hb + T * H, *att = q + T * QD;
     float *k = att + T * QD, *v = k + T * KD, *gate = v + T * KD;
-    float *up = gate + T * NI, *cos_t = up + T * NI, *sin_t = cos_t + seqlen * half;
+    float *up = gate + T * NI, *cos_t = up + T * NI;
+    float *sin_t = cos_t + seqlen * half, *scores = sin_t + seqlen * half;
 
     int blas_prev = marlin_blas_single_begin();
 
@@ -364,7 +377,7 @@ marlin_status marlin_llama_block_forward(const marlin_llama *m, int64_t layer,
 
     st = marlin_attention(q, k, v, att, nseq, seqlen, m->heads, m->kv_heads,
                           m->head_dim, 1.0f / sqrtf((float)m->head_dim),
-                          m->threads);
+                          m->threads, scores);
     if (st != MARLIN_OK) {
         st = marlin_fail(err, st, "layer %lld: attention scratch allocation "
                          "failed", (long long)layer);
@@ -408,6 +421,5 @@ marlin_status marlin_llama_block_forward(const marlin_llama *m, int64_t layer,
 
 out:
     marlin_blas_single_end(blas_prev);
-    free(arena);
     return st;
 }

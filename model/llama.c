@@ -246,6 +246,7 @@ void marlin_llama_free(marlin_llama *m) {
     free(m->embed);
     free(m->final_norm);
     free(m->inv_freq);
+    free(m->ws);
     free(m);
 }
 

@@ -192,12 +192,14 @@ typedef struct marlin_taps {
 /* Runs decoder block `layer` (for error messages and taps) with weights `w`
  * over nseq independent sequences of seqlen tokens each, positions 0..L-1:
  * hidden [nseq*seqlen, hidden_size] row-major is replaced by the block's
- * output. taps may be NULL. Temporary memory is about
- *   T*(3*hidden + 2*q_dim + 2*kv_dim + 2*intermediate) floats
- * plus 64*seqlen floats per thread. Fails with MARLIN_ERR_INVALID_ARG on a
- * NULL weight or a missing required bias, MARLIN_ERR_NOMEM, or the tap's
- * status. */
-marlin_status marlin_llama_block_forward(const marlin_llama *m, int64_t layer,
+ * output. taps may be NULL. Activations live in a workspace the model keeps
+ * between calls (so repeated calls do not fault fresh pages in), grown to
+ *   T*(2*hidden + 2*q_dim + 2*kv_dim + 2*intermediate) + L*head_dim
+ *   + threads*64*L floats
+ * and freed by marlin_llama_free; hence the non-const model: one forward at
+ * a time per model. Fails with MARLIN_ERR_INVALID_ARG on a NULL weight or a
+ * missing required bias, MARLIN_ERR_NOMEM, or the tap's status. */
+marlin_status marlin_llama_block_forward(marlin_llama *m, int64_t layer,
                                          const marlin_block_weights *w,
                                          float *hidden, int64_t nseq,
                                          int64_t seqlen,

@@ -26,6 +26,9 @@ struct marlin_llama {
     float *embed;      /* [vocab, hidden] or NULL until loaded */
     float *final_norm; /* [hidden] or NULL */
     float *lm_head;    /* [vocab, hidden]; == embed when tied */
+
+    float *ws;          /* block forward workspace, kept between calls */
+    uint64_t ws_floats; /* its size */
 };
 
 /* Query rows per attention task: the score scratch is ATTN_QBLOCK x L per
@@ -68,13 +71,15 @@ void marlin_blas_single_end(int prev);
 /* Causal attention with grouped KV heads. q [T, heads*hd], k and v
  * [T, kv_heads*hd], out [T, heads*hd], T = nseq*seqlen. Query head h uses kv
  * head h / (heads/kv_heads). Scores scaled by `scale`, softmax in fp32 with
- * the max subtracted. Runs on `threads` threads; OpenBLAS must be at one
- * thread (marlin_blas_single_begin). MARLIN_ERR_NOMEM on allocation
- * failure. */
+ * the max subtracted. Runs on `threads` threads (>= 1); OpenBLAS must be at
+ * one thread (marlin_blas_single_begin). scratch holds
+ * threads * MARLIN_ATTN_QBLOCK * seqlen floats, or is NULL to allocate it
+ * (MARLIN_ERR_NOMEM on failure). */
 marlin_status marlin_attention(const float *q, const float *k, const float *v,
                                float *out, int64_t nseq, int64_t seqlen,
                                int64_t heads, int64_t kv_heads,
-                               int64_t head_dim, float scale, int threads);
+                               int64_t head_dim, float scale, int threads,
+                               float *scratch);
 
 /* y [rows, n] = x [rows, k] W^T (+ b), W [n, k] row-major: one
  * single-threaded sgemm per MARLIN_LINEAR_TILE^2 tile of y, tiles spread
