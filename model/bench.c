@@ -8,6 +8,7 @@
 
 #include <cblas.h>
 #include <stdlib.h>
+#include <time.h>
 
 double marlin_llama_block_flops(const marlin_llama *m, int64_t nseq,
                                 int64_t seqlen) {
@@ -23,10 +24,15 @@ double marlin_llama_block_flops(const marlin_llama *m, int64_t nseq,
     return (double)nseq * ((double)seqlen * per_token + attn);
 }
 
+double marlin_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 marlin_status marlin_sgemm_gflops(int64_t rows, int64_t n, int64_t k,
                                   int threads, double min_seconds,
-                                  double *tiled, double *openblas,
-                                  marlin_error *err) {
+                                  marlin_sgemm_rate *rate, marlin_error *err) {
     marlin_status st = MARLIN_OK;
     if (threads < 1) threads = marlin_cpu_count();
     if (rows < 1 || n < 1 || k < 1 || rows > (1 << 20) || n > (1 << 20) ||
@@ -48,26 +54,35 @@ marlin_status marlin_sgemm_gflops(int64_t rows, int64_t n, int64_t k,
     double flops = 2.0 * (double)rows * (double)n * (double)k;
     int prev = openblas_get_num_threads();
     for (int path = 0; path < 2; path++) {
-        double best = 1e30, spent = 0.0;
+        double best = 1e30, spent = 0.0, cpu = 0.0;
         int reps = 0;
         openblas_set_num_threads(path == 0 ? 1 : threads);
         /* one warm-up call, then at least 3 timed runs */
         while (reps < 4 || spent < min_seconds) {
-            double t0 = marlin_now();
+            double t0 = marlin_now(), c0 = marlin_cpu_seconds();
             if (path == 0)
                 marlin_linear_fwd(x, rows, k, w, NULL, n, y, threads);
             else
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows,
                             (int)n, (int)k, 1.0f, x, (int)k, w, (int)k, 0.0f,
                             y, (int)n);
-            double dt = marlin_now() - t0;
+            double dt = marlin_now() - t0, dc = marlin_cpu_seconds() - c0;
             if (reps > 0) {
                 spent += dt;
+                cpu += dc;
                 if (dt < best) best = dt;
             }
             reps++;
         }
-        *(path == 0 ? tiled : openblas) = flops / best * 1e-9;
+        double wall = flops / best * 1e-9;
+        double per_cpu = flops * (double)(reps - 1) / cpu * 1e-9;
+        if (path == 0) {
+            rate->tiled = wall;
+            rate->tiled_cpu = per_cpu;
+        } else {
+            rate->openblas = wall;
+            rate->openblas_cpu = per_cpu;
+        }
     }
     openblas_set_num_threads(prev);
 out:

@@ -295,15 +295,24 @@ marlin_status marlin_llama_perplexity(marlin_llama *m,
 double marlin_llama_block_flops(const marlin_llama *m, int64_t nseq,
                                 int64_t seqlen);
 
-/* sgemm throughput (GFLOP/s) measured now for y[rows, n] = x[rows, k] W^T
- * on `threads` threads, through the same tiled path as the forward's
- * projections (*tiled) and through OpenBLAS's own threading (*openblas).
- * Random data; repeats until min_seconds have passed per path (best run
- * kept). For reporting the fraction of peak a forward reaches. */
+/* sgemm throughput measured now for y[rows, n] = x[rows, k] W^T on
+ * `threads` threads, through the same tiled path as the forward's
+ * projections and through OpenBLAS's own threading. Random data; each path
+ * repeats until min_seconds have passed (at least 3 timed runs after one
+ * warm-up). Wall rates keep the best run; CPU rates divide all timed flops
+ * by the process CPU time they took, which stays meaningful on a machine
+ * shared with other work (where wall time measures the neighbours). */
+typedef struct marlin_sgemm_rate {
+    double tiled, openblas;         /* GFLOP/s, best wall-clock run */
+    double tiled_cpu, openblas_cpu; /* GFLOP per CPU-second */
+} marlin_sgemm_rate;
+
 marlin_status marlin_sgemm_gflops(int64_t rows, int64_t n, int64_t k,
                                   int threads, double min_seconds,
-                                  double *tiled, double *openblas,
-                                  marlin_error *err);
+                                  marlin_sgemm_rate *rate, marlin_error *err);
+
+/* Process CPU time in seconds (all threads). */
+double marlin_cpu_seconds(void);
 
 #ifdef __cplusplus
 }
