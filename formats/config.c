@@ -654,37 +654,42 @@ marlin_status marlin_config_rewrite(const char *src, size_t len,
         add[0].val = mf_buf_take(&qtext, NULL);
         if (!add[0].val) goto oom;
     }
+    mf_buf tail = {0}; /* members appended after the last one */
+    size_t ntail = 0;
     for (int k = 0; k < 2; k++) {
         if (!add[k].need) continue;
         const char *val = k == 0 ? add[0].val : "\"float16\"";
-        mf_buf t = {0};
-        size_t pos = nm ? m[nm - 1].val_e : open;
         size_t before = nm; /* insert before member `before` */
         if (sorted)
             for (size_t i = 0; i < nm; i++)
                 if (strcmp(m[i].key, add[k].key) > 0) { before = i; break; }
-        if (before < nm) {
-            pos = m[before].key_b;
-            mf_buf_printf(&t, "\"%s\"%s%s,", add[k].key, kv, val);
+        if (before == nm) {
+            if (nm || ntail) mf_buf_putc(&tail, ',');
             if (indent) {
-                mf_buf_putc(&t, '\n');
-                mf_buf_puts(&t, indent);
-            } else {
-                mf_buf_putc(&t, ' ');
+                mf_buf_putc(&tail, '\n');
+                mf_buf_puts(&tail, indent);
+            } else if (nm || ntail) {
+                mf_buf_putc(&tail, ' ');
             }
-        } else {
-            if (nm) mf_buf_putc(&t, ',');
-            if (indent) {
-                mf_buf_putc(&t, '\n');
-                mf_buf_puts(&t, indent);
-            } else if (nm) {
-                mf_buf_putc(&t, ' ');
-            }
-            mf_buf_printf(&t, "\"%s\"%s%s", add[k].key, kv, val);
-            if (!nm && indent) mf_buf_putc(&t, '\n');
+            mf_buf_printf(&tail, "\"%s\"%s%s", add[k].key, kv, val);
+            ntail++;
+            continue;
         }
-        ed[ne].at = ed[ne].end = pos;
-        if (!(ed[ne++].text = mf_buf_take(&t, NULL))) goto oom;
+        mf_buf t = {0};
+        mf_buf_printf(&t, "\"%s\"%s%s,", add[k].key, kv, val);
+        if (indent) {
+            mf_buf_putc(&t, '\n');
+            mf_buf_puts(&t, indent);
+        } else {
+            mf_buf_putc(&t, ' ');
+        }
+        ed[ne].at = ed[ne].end = m[before].key_b;
+        if (!(ed[ne++].text = mf_buf_take(&t, NULL))) { mf_buf_free(&tail); goto oom; }
+    }
+    if (ntail) {
+        /* An empty source object has no layout to copy: one line. */
+        ed[ne].at = ed[ne].end = nm ? m[nm - 1].val_e : open;
+        if (!(ed[ne++].text = mf_buf_take(&tail, NULL))) goto oom;
     }
     /* Two insertions at one point keep their order (quantization_config
      * sorts before torch_dtype): a stable sort by position. */

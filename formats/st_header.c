@@ -1098,8 +1098,8 @@ marlin_status st_header_scan(marlin_st_file *f, const uint8_t *hdr,
     for (size_t i = 1; i < s.nrec; i++) {
         if (cmp_tensor_name(&t[i - 1], &t[i]) == 0) {
             rc = marlin_fail(err, MARLIN_ERR_FORMAT,
-                             "%s: duplicate key: tensor '%s' appears more "
-                             "than once in the header",
+                             "%s: tensor '%s': duplicate key (the name "
+                             "appears more than once in the header)",
                              f->label,
                              st_printable(t[i].name, t[i].name_len, nm,
                                           sizeof nm));

@@ -506,6 +506,899 @@ static void test_formats_model_outdir(void **state) {
     free(dir);
 }
 
+/* -------------------------------------------------- writer -> reader */
+/* Random tensors of several dtypes, sharded, read back bit for bit through
+ * the reader and the model folder. */
+static void test_formats_model_writer_roundtrip(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(20240601);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    char *dir = marlin_test_tmpdir("wrt");
+    marlin_error err = {0};
+    marlin_writer *w = NULL;
+    enum { NT = 24 };
+    static const marlin_dtype dts[] = {MARLIN_DT_F16, MARLIN_DT_BF16,
+                                       MARLIN_DT_F32, MARLIN_DT_I32,
+                                       MARLIN_DT_U8, MARLIN_DT_I64};
+    char names[NT][32];
+    marlin_dtype dt[NT];
+    uint64_t shape[NT][2], nb[NT];
+    unsigned char *data[NT];
+    assert_int_equal(marlin_writer_create(dir, 4096, &w, &err), MARLIN_OK);
+    for (int i = 0; i < NT; i++) {
+        snprintf(names[i], sizeof names[i], "layers.%d.w%d", i / 3, i % 3);
+        dt[i] = dts[marlin_rng_u64(&rng) % 6];
+        shape[i][0] = 1 + marlin_rng_u64(&rng) % 17;
+        shape[i][1] = 1 + marlin_rng_u64(&rng) % 33;
+        nb[i] = shape[i][0] * shape[i][1] * (uint64_t)marlin_dtype_bits(dt[i]) / 8;
+        data[i] = malloc(nb[i]);
+        for (uint64_t k = 0; k < nb[i]; k++) data[i][k] = (unsigned char)marlin_rng_u64(&rng);
+        assert_int_equal(marlin_writer_add(w, names[i], dt[i], 2, shape[i], &err), MARLIN_OK);
+    }
+    assert_int_equal(marlin_writer_begin(w, &err), MARLIN_OK);
+    MT_ASSERT(seed, marlin_writer_shard_count(w) > 1, "expected several shards");
+    for (int i = NT; i-- > 0;) /* any order */
+        assert_int_equal(marlin_writer_put(w, names[i], data[i], nb[i], &err), MARLIN_OK);
+    assert_int_equal(marlin_writer_finish(w, &err), MARLIN_OK);
+    marlin_writer_free(w);
+    marlin_model *m = NULL;
+    if (marlin_model_open(dir, &m, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(marlin_model_count(m), NT);
+    assert_int_equal(marlin_model_warning_count(m), 0);
+    for (int i = 0; i < NT; i++) {
+        const marlin_st_file *f = NULL;
+        const marlin_tensor *t = marlin_model_find(m, names[i], &f);
+        MT_ASSERT(seed, t != NULL, "tensor %s missing", names[i]);
+        MT_ASSERT(seed, t->dtype == dt[i] && t->rank == 2 &&
+                            t->shape[0] == shape[i][0] && t->shape[1] == shape[i][1],
+                  "tensor %s: header differs", names[i]);
+        MT_ASSERT(seed, memcmp(marlin_st_data(f, t), data[i], nb[i]) == 0,
+                  "tensor %s: bytes differ", names[i]);
+        unsigned char *back = malloc(nb[i]);
+        assert_int_equal(marlin_st_read(f, t, 0, nb[i], back, &err), MARLIN_OK);
+        MT_ASSERT(seed, memcmp(back, data[i], nb[i]) == 0, "pread differs");
+        free(back);
+        free(data[i]);
+    }
+    marlin_model_close(m);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* ---------------------------------------------------- model fixtures */
+/* A safetensors file holding F16 [2] tensors with the given names (data:
+ * tensor i is {i, i}). */
+static void write_st(const char *path, const char *const *names, size_t n) {
+    char hdr[8192];
+    size_t hl = 0;
+    hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl, "{");
+    for (size_t i = 0; i < n; i++)
+        hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl,
+                               "%s\"%s\":{\"dtype\":\"F16\",\"shape\":[2],"
+                               "\"data_offsets\":[%zu,%zu]}",
+                               i ? "," : "", names[i], 4 * i, 4 * i + 4);
+    hl += (size_t)snprintf(hdr + hl, sizeof hdr - hl, "}");
+    while (hl % 8) hdr[hl++] = ' ';
+    size_t total = 8 + hl + 4 * n;
+    unsigned char *b = calloc(1, total);
+    for (int k = 0; k < 8; k++) b[k] = (unsigned char)((uint64_t)hl >> (8 * k));
+    memcpy(b + 8, hdr, hl);
+    for (size_t i = 0; i < n; i++) {
+        uint16_t h = marlin_float_to_half((float)i);
+        memcpy(b + 8 + hl + 4 * i, &h, 2);
+        memcpy(b + 8 + hl + 4 * i + 2, &h, 2);
+    }
+    assert_int_equal(marlin_write_file(path, b, total), 0);
+    free(b);
+}
+
+static void write_st_in(const char *dir, const char *file,
+                        const char *const *names, size_t n) {
+    char *p = path2(dir, file);
+    write_st(p, names, n);
+    free(p);
+}
+
+static const char *const shard1[] = {"a", "b"};
+static const char *const shard2[] = {"c"};
+
+static const char good_index[] =
+    "{\"metadata\":{\"total_size\":12},\"weight_map\":{"
+    "\"a\":\"model-00001-of-00002.safetensors\","
+    "\"b\":\"model-00001-of-00002.safetensors\","
+    "\"c\":\"model-00002-of-00002.safetensors\"}}";
+
+/* A valid two-shard folder. */
+static char *sharded_folder(const char *tag) {
+    char *dir = marlin_test_tmpdir(tag);
+    write_st_in(dir, "model-00001-of-00002.safetensors", shard1, 2);
+    write_st_in(dir, "model-00002-of-00002.safetensors", shard2, 1);
+    put_text(dir, "model.safetensors.index.json", good_index);
+    return dir;
+}
+
+/* Opens `path` expecting failure with `code`; the message must hold every
+ * string of `want` (NULL-terminated). */
+static void expect_open_fail(const char *path, marlin_status code,
+                             const char *const *want) {
+    marlin_model *m = NULL;
+    marlin_error err = {0};
+    marlin_status st = marlin_model_open(path, &m, &err);
+    if (st != code)
+        fail_msg("%s: status %d (%s), want %d", path, st, err.msg, code);
+    assert_null(m);
+    assert_null(strchr(err.msg, '\n')); /* one line */
+    for (size_t i = 0; want && want[i]; i++)
+        if (!strstr(err.msg, want[i]))
+            fail_msg("message \"%s\" lacks \"%s\"", err.msg, want[i]);
+}
+
+/* Opens and returns the model; fails the test on error. */
+static marlin_model *open_ok(const char *path) {
+    marlin_model *m = NULL;
+    marlin_error err = {0};
+    if (marlin_model_open(path, &m, &err) != MARLIN_OK)
+        fail_msg("%s: %s", path, err.msg);
+    return m;
+}
+
+static bool has_warning(const marlin_model *m, const char *needle) {
+    for (size_t i = 0; i < marlin_model_warning_count(m); i++)
+        if (strstr(marlin_model_warning(m, i), needle)) return true;
+    return false;
+}
+
+/* ------------------------------------------------------- model folder */
+static void test_formats_model_shared_model(void **state) {
+    (void)state;
+    const char *p = marlin_shared_path("models/shakespeare-llama-13m");
+    if (!p) {
+        printf("skip: ../shared/models/shakespeare-llama-13m is absent\n");
+        skip();
+    }
+    char *path = strdup(p);
+    marlin_model *m = open_ok(path);
+    assert_int_equal(marlin_model_count(m), 39);
+    assert_int_equal(marlin_model_shard_count(m), 3);
+    assert_int_equal(marlin_model_warning_count(m), 0);
+    uint64_t total = 0;
+    for (size_t i = 0; i < marlin_model_count(m); i++) {
+        const marlin_tensor *t = marlin_model_at(m, i, NULL);
+        assert_int_equal(t->dtype, MARLIN_DT_F16);
+        total += t->nbytes;
+    }
+    assert_int_equal(total, 25699328); /* the index's total_size */
+    const marlin_config *c = marlin_model_config(m);
+    assert_true(c->present);
+    assert_string_equal(c->model_type, "llama");
+    assert_true(marlin_config_is_llama_like(c));
+    assert_int_equal(c->hidden_size, 512);
+    assert_int_equal(c->num_attention_heads, 8);
+    assert_int_equal(c->num_key_value_heads, 4);
+    assert_int_equal(c->head_dim, 64);
+    assert_int_equal(c->intermediate_size, 1536);
+    assert_int_equal(c->num_hidden_layers, 4);
+    assert_int_equal(c->vocab_size, 256);
+    assert_int_equal(c->max_position_embeddings, 512);
+    assert_true(c->rms_norm_eps == 1e-5);
+    assert_true(c->rope_theta == 10000.0);
+    assert_int_equal(c->rope_type, MARLIN_ROPE_DEFAULT);
+    assert_false(c->tie_word_embeddings);
+    assert_false(c->attention_bias);
+    assert_string_equal(c->torch_dtype, "float16");
+    const marlin_st_file *f = NULL;
+    const marlin_tensor *t = marlin_model_find(m, "model.layers.0.self_attn.k_proj.weight", &f);
+    assert_non_null(t);
+    assert_int_equal(t->shape[0], 256);
+    assert_int_equal(t->shape[1], 512);
+    assert_non_null(f);
+    assert_null(marlin_model_find(m, "model.layers.0.self_attn.k_proj", NULL));
+    marlin_model_close(m);
+    free(path);
+}
+
+static void test_formats_model_single_and_file(void **state) {
+    (void)state;
+    char *dir = marlin_test_tmpdir("msingle");
+    write_st_in(dir, "model.safetensors", shard1, 2);
+    marlin_model *m = open_ok(dir);
+    assert_int_equal(marlin_model_count(m), 2);
+    assert_false(marlin_model_config(m)->present); /* no config.json */
+    marlin_model_close(m);
+    /* a file path, any name, config.json beside it read */
+    write_st_in(dir, "other.safetensors", shard2, 1);
+    put_text(dir, "config.json", "{\"model_type\":\"llama\",\"hidden_size\":64,"
+             "\"intermediate_size\":128,\"num_hidden_layers\":1,"
+             "\"num_attention_heads\":4,\"vocab_size\":10}");
+    char *p = path2(dir, "other.safetensors");
+    m = open_ok(p);
+    assert_int_equal(marlin_model_count(m), 1);
+    assert_true(marlin_model_config(m)->present);
+    assert_string_equal(marlin_model_dir(m), dir);
+    marlin_model_close(m);
+    free(p);
+    marlin_rmtree(dir);
+    free(dir);
+    /* a folder with only another name: explained, not guessed */
+    dir = marlin_test_tmpdir("mnone");
+    write_st_in(dir, "consolidated.safetensors", shard1, 2);
+    expect_open_fail(dir, MARLIN_ERR_FORMAT,
+                     (const char *[]){dir, "consolidated.safetensors", NULL});
+    char *q = path2(dir, "consolidated.safetensors");
+    unlink(q);
+    free(q);
+    put_text(dir, "pytorch_model.bin", "x");
+    expect_open_fail(dir, MARLIN_ERR_FORMAT, (const char *[]){"PyTorch", NULL});
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+static void test_formats_model_sharded_ok(void **state) {
+    (void)state;
+    char *dir = sharded_folder("mshard");
+    marlin_model *m = open_ok(dir);
+    assert_int_equal(marlin_model_count(m), 3);
+    assert_int_equal(marlin_model_shard_count(m), 2);
+    assert_int_equal(marlin_model_warning_count(m), 0);
+    const marlin_st_file *f = NULL;
+    const marlin_tensor *t = marlin_model_find(m, "c", &f);
+    assert_non_null(t);
+    assert_non_null(strstr(marlin_st_label(f), "model-00002-of-00002"));
+    /* names sorted across shards */
+    assert_string_equal(marlin_model_at(m, 0, NULL)->name, "a");
+    assert_string_equal(marlin_model_at(m, 2, NULL)->name, "c");
+    marlin_model_close(m);
+    /* the index file itself is a valid path too */
+    char *ip = path2(dir, "model.safetensors.index.json");
+    m = open_ok(ip);
+    assert_int_equal(marlin_model_count(m), 3);
+    marlin_model_close(m);
+    free(ip);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* Cases 82 and 83: a shard truncated after open is an I/O error on read,
+ * never a crash; a shard that grows after open is read as it was. */
+static void test_formats_model_case82_83_truncate_grow(void **state) {
+    (void)state;
+    char *dir = sharded_folder("m8283");
+    marlin_model *m = open_ok(dir);
+    const marlin_st_file *f = NULL;
+    const marlin_tensor *t = marlin_model_find(m, "b", &f);
+    char *p = path2(dir, "model-00001-of-00002.safetensors");
+    struct stat sb;
+    assert_int_equal(stat(p, &sb), 0);
+    /* grow: append garbage; reads still see the original tensor */
+    FILE *fp = fopen(p, "ab");
+    fputs("garbage appended after open", fp);
+    fclose(fp);
+    float v[2];
+    marlin_error err = {0};
+    assert_int_equal(marlin_st_read_f32(f, t, v, &err), MARLIN_OK);
+    assert_true(v[0] == 1.0f && v[1] == 1.0f);
+    /* truncate into the data: the read fails cleanly */
+    assert_int_equal(truncate(p, sb.st_size - 6), 0);
+    assert_int_equal(marlin_st_read_f32(f, t, v, &err), MARLIN_ERR_IO);
+    assert_non_null(strstr(err.msg, "model-00001-of-00002"));
+    marlin_model_close(m);
+    /* and opening the truncated folder now fails, naming the shard */
+    expect_open_fail(dir, MARLIN_ERR_FORMAT,
+                     (const char *[]){"model-00001-of-00002.safetensors", NULL});
+    free(p);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* Case 84: a shard that is a folder or a FIFO. */
+static void test_formats_model_case84_not_regular(void **state) {
+    (void)state;
+    char *dir = sharded_folder("m84");
+    char *p = path2(dir, "model-00002-of-00002.safetensors");
+    unlink(p);
+    assert_int_equal(mkdir(p, 0777), 0);
+    expect_open_fail(dir, MARLIN_ERR_FORMAT, (const char *[]){p, "not a regular file", NULL});
+    rmdir(p);
+    assert_int_equal(mkfifo(p, 0666), 0);
+    expect_open_fail(dir, MARLIN_ERR_FORMAT, (const char *[]){p, "not a regular file", NULL});
+    unlink(p);
+    expect_open_fail(dir, MARLIN_ERR_FORMAT, (const char *[]){p, "does not exist", NULL});
+    free(p);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* Case 85: links may resolve inside the model folder (or a hub repo),
+ * never outside it. */
+static void test_formats_model_case85_symlinks(void **state) {
+    (void)state;
+    char *base = marlin_test_tmpdir("m85");
+    char *model = path2(base, "model"), *outside = path2(base, "outside");
+    assert_int_equal(mkdir(model, 0777), 0);
+    assert_int_equal(mkdir(outside, 0777), 0);
+    write_st_in(outside, "w.safetensors", shard1, 2);
+    char *link = path2(model, "model.safetensors");
+    assert_int_equal(symlink("../outside/w.safetensors", link), 0);
+    expect_open_fail(model, MARLIN_ERR_FORMAT,
+                     (const char *[]){"outside the model folder", link, NULL});
+    /* a link to a file inside the folder is fine */
+    unlink(link);
+    write_st_in(model, "real.safetensors", shard1, 2);
+    assert_int_equal(symlink("real.safetensors", link), 0);
+    marlin_model *m = open_ok(model);
+    assert_int_equal(marlin_model_count(m), 2);
+    assert_true(has_warning(m, "real.safetensors") == false);
+    marlin_model_close(m);
+    /* config.json linking outside is refused as well */
+    put_text(outside, "config.json", "{}");
+    char *cl = path2(model, "config.json");
+    assert_int_equal(symlink("../outside/config.json", cl), 0);
+    expect_open_fail(model, MARLIN_ERR_FORMAT, (const char *[]){"config.json", NULL});
+    free(cl);
+    /* hub cache: models--o--n with blobs, refs/main, snapshots/<rev> */
+    char *repo = path2(base, "models--org--tiny");
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p '%s/blobs' '%s/refs' '%s/snapshots/abc123' && "
+             "printf 'abc123' > '%s/refs/main'",
+             repo, repo, repo, repo);
+    assert_int_equal(marlin_test_system("%s", cmd), 0);
+    char *blobs = path2(repo, "blobs");
+    write_st_in(blobs, "1111", shard1, 2);
+    put_text(blobs, "2222", "{\"model_type\":\"llama\",\"hidden_size\":64,"
+             "\"intermediate_size\":128,\"num_hidden_layers\":1,"
+             "\"num_attention_heads\":4,\"vocab_size\":10}");
+    char *snap = path2(repo, "snapshots/abc123");
+    char *s1 = path2(snap, "model.safetensors"), *s2 = path2(snap, "config.json");
+    assert_int_equal(symlink("../../blobs/1111", s1), 0);
+    assert_int_equal(symlink("../../blobs/2222", s2), 0);
+    m = open_ok(snap);
+    assert_int_equal(marlin_model_count(m), 2);
+    assert_true(marlin_model_config(m)->present);
+    marlin_model_close(m);
+    m = open_ok(repo); /* the repo folder resolves refs/main */
+    assert_int_equal(marlin_model_count(m), 2);
+    assert_non_null(strstr(marlin_model_dir(m), "snapshots/abc123"));
+    marlin_model_close(m);
+    /* a snapshot link escaping the repo is refused */
+    unlink(s1);
+    assert_int_equal(symlink("../../../outside/w.safetensors", s1), 0);
+    expect_open_fail(snap, MARLIN_ERR_FORMAT, (const char *[]){"outside", NULL});
+    free(s1);
+    free(s2);
+    free(snap);
+    free(blobs);
+    free(repo);
+    free(link);
+    free(model);
+    free(outside);
+    marlin_rmtree(base);
+    free(base);
+}
+
+/* Rewrites the index of a good folder and expects failure. */
+static void index_case(const char *index, marlin_status code, const char *const *want) {
+    char *dir = sharded_folder("mix");
+    put_text(dir, "model.safetensors.index.json", index);
+    expect_open_fail(dir, code, want);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+#define IDX(wm) "{\"metadata\":{\"total_size\":12},\"weight_map\":{" wm "}}"
+#define S1 "\"model-00001-of-00002.safetensors\""
+#define S2 "\"model-00002-of-00002.safetensors\""
+
+/* Case 86: weight_map values must be plain file names. */
+static void test_formats_model_case86_shard_names(void **state) {
+    (void)state;
+    index_case(IDX("\"a\":\"../x.safetensors\",\"b\":" S1 ",\"c\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"'a'", "../x.safetensors", NULL});
+    index_case(IDX("\"a\":\"/etc/x.safetensors\",\"b\":" S1 ",\"c\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"absolute", NULL});
+    index_case(IDX("\"a\":\"sub/x.safetensors\",\"b\":" S1 ",\"c\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"plain file name", NULL});
+    index_case(IDX("\"a\":\"sub\\\\x.safetensors\",\"b\":" S1 ",\"c\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"plain file name", NULL});
+    index_case(IDX("\"a\":\"x\\u0000.safetensors\",\"b\":" S1 ",\"c\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"NUL", NULL});
+    index_case(IDX("\"a\":\"\",\"b\":" S1 ",\"c\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"empty", NULL});
+}
+
+/* Case 87: wrong types and missing keys. */
+static void test_formats_model_case87_types(void **state) {
+    (void)state;
+    index_case(IDX("\"a\":7,\"b\":" S1 ",\"c\":" S2), MARLIN_ERR_FORMAT,
+               (const char *[]){"weight_map['a']", NULL});
+    index_case(IDX("\"a\":null,\"b\":" S1 ",\"c\":" S2), MARLIN_ERR_FORMAT,
+               (const char *[]){"weight_map['a']", NULL});
+    index_case("{\"metadata\":{\"total_size\":12}}", MARLIN_ERR_FORMAT,
+               (const char *[]){"\"weight_map\" is missing", NULL});
+    index_case("{\"weight_map\":{\"a\":" S1 "}}", MARLIN_ERR_FORMAT,
+               (const char *[]){"\"metadata\" is missing", NULL});
+    index_case("[1,2]", MARLIN_ERR_FORMAT, (const char *[]){"not a JSON object", NULL});
+    index_case("{\"metadata\":{}, \"weight_map\":", MARLIN_ERR_FORMAT,
+               (const char *[]){"invalid JSON", "model.safetensors.index.json", NULL});
+}
+
+/* Case 88: index and shards must agree both ways. */
+static void test_formats_model_case88_agreement(void **state) {
+    (void)state;
+    index_case(IDX("\"a\":" S1 ",\"b\":" S1 ",\"c\":" S2 ",\"d\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"'d'", "does not hold it", NULL});
+    index_case(IDX("\"a\":" S1 ",\"c\":" S2), MARLIN_ERR_FORMAT,
+               (const char *[]){"'b'", "not listed", "model-00001-of-00002", NULL});
+}
+
+/* Case 89: one tensor in two shards; a name repeated in weight_map. */
+static void test_formats_model_case89_duplicates(void **state) {
+    (void)state;
+    char *dir = sharded_folder("m89");
+    static const char *const both[] = {"b", "c"};
+    write_st_in(dir, "model-00002-of-00002.safetensors", both, 2);
+    expect_open_fail(dir, MARLIN_ERR_FORMAT,
+                     (const char *[]){"'b'", "one shard only", NULL});
+    marlin_rmtree(dir);
+    free(dir);
+    index_case(IDX("\"a\":" S1 ",\"a\":" S1 ",\"b\":" S1 ",\"c\":" S2),
+               MARLIN_ERR_FORMAT, (const char *[]){"duplicate", NULL});
+}
+
+/* Case 90: total_size. */
+static void test_formats_model_case90_total_size(void **state) {
+    (void)state;
+    static const char *const bad[][2] = {
+        {"-1", "total_size"}, {"12.5", "total_size"}, {"\"12\"", "total_size"},
+        {"null", "total_size"}, {"9223372036854775808", "too big integer"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char idx[512];
+        snprintf(idx, sizeof idx,
+                 "{\"metadata\":{\"total_size\":%s},\"weight_map\":{\"a\":" S1
+                 ",\"b\":" S1 ",\"c\":" S2 "}}", bad[i][0]);
+        index_case(idx, MARLIN_ERR_FORMAT, (const char *[]){bad[i][1], NULL});
+    }
+    /* a wrong sum is only a warning; extra metadata keys are fine */
+    char *dir = sharded_folder("m90");
+    put_text(dir, "model.safetensors.index.json",
+             "{\"metadata\":{\"total_size\":999,\"total_parameters\":6},"
+             "\"weight_map\":{\"a\":" S1 ",\"b\":" S1 ",\"c\":" S2 "}}");
+    marlin_model *m = open_ok(dir);
+    assert_true(has_warning(m, "total_size is 999"));
+    assert_true(has_warning(m, "12"));
+    marlin_model_close(m);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* Case 91: shard names off the pattern, or a wrong count: warnings. */
+static void test_formats_model_case91_pattern(void **state) {
+    (void)state;
+    char *dir = marlin_test_tmpdir("m91");
+    write_st_in(dir, "part-a.safetensors", shard1, 2);
+    write_st_in(dir, "model-00002-of-00003.safetensors", shard2, 1);
+    put_text(dir, "model.safetensors.index.json",
+             "{\"metadata\":{\"total_size\":12},\"weight_map\":{"
+             "\"a\":\"part-a.safetensors\",\"b\":\"part-a.safetensors\","
+             "\"c\":\"model-00002-of-00003.safetensors\"}}");
+    marlin_model *m = open_ok(dir);
+    assert_int_equal(marlin_model_count(m), 3);
+    assert_true(has_warning(m, "do not follow"));
+    marlin_model_close(m);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* Case 92: model.safetensors beside an index is refused; stray shards are
+ * reported and not used. */
+static void test_formats_model_case92_stale(void **state) {
+    (void)state;
+    char *dir = sharded_folder("m92");
+    write_st_in(dir, "old-00001-of-00001.safetensors", shard2, 1);
+    marlin_model *m = open_ok(dir);
+    assert_true(has_warning(m, "old-00001-of-00001.safetensors"));
+    assert_int_equal(marlin_model_count(m), 3);
+    marlin_model_close(m);
+    write_st_in(dir, "model.safetensors", shard1, 2);
+    expect_open_fail(dir, MARLIN_ERR_FORMAT,
+                     (const char *[]){"model.safetensors", "index", "stale", NULL});
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* Case 93: NaN/Infinity in unrelated config fields load. */
+static void test_formats_model_case93_config_nan(void **state) {
+    (void)state;
+    char *dir = sharded_folder("m93");
+    put_text(dir, "config.json",
+             "{\"model_type\": \"llama\", \"hidden_size\": 64,\n"
+             " \"intermediate_size\": 128, \"num_hidden_layers\": 2,\n"
+             " \"num_attention_heads\": 4, \"vocab_size\": 100,\n"
+             " \"router_aux_loss_coef\": NaN, \"clip\": [-Infinity, Infinity],\n"
+             " \"note\": \"NaN stays a string\"}");
+    marlin_model *m = open_ok(dir);
+    assert_int_equal(marlin_model_config(m)->hidden_size, 64);
+    marlin_model_close(m);
+    /* a broken config.json is an error naming it */
+    put_text(dir, "config.json", "{\"model_type\": \"llama\",}");
+    expect_open_fail(dir, MARLIN_ERR_FORMAT, (const char *[]){"config.json", NULL});
+    marlin_rmtree(dir);
+    free(dir);
+}
+
+/* ------------------------------------------------------------- config */
+static marlin_status cfg(const char *text, marlin_config *c, marlin_error *err) {
+    return marlin_config_parse(text, strlen(text), "config.json", c, err);
+}
+
+#define LLAMA_BASE "\"model_type\":\"llama\",\"hidden_size\":4096," \
+    "\"intermediate_size\":14336,\"num_hidden_layers\":32," \
+    "\"num_attention_heads\":32,\"vocab_size\":128256"
+
+static void test_formats_model_config_defaults(void **state) {
+    (void)state;
+    marlin_config c;
+    marlin_error err = {0};
+    assert_int_equal(cfg("{" LLAMA_BASE "}", &c, &err), MARLIN_OK);
+    assert_int_equal(c.num_key_value_heads, 32);  /* = heads */
+    assert_int_equal(c.head_dim, 128);            /* hidden / heads */
+    assert_true(c.rms_norm_eps == 1e-6);
+    assert_true(c.rope_theta == 10000.0);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_DEFAULT);
+    assert_true(c.rope_factor == 1.0);
+    assert_int_equal(c.max_position_embeddings, 0);
+    assert_false(c.tie_word_embeddings || c.attention_bias || c.mlp_bias);
+    assert_string_equal(c.torch_dtype, "");
+    /* explicit values, 4.x style */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"num_key_value_heads\":8,"
+                         "\"head_dim\":128,\"rms_norm_eps\":1e-05,"
+                         "\"rope_theta\":500000.0,\"tie_word_embeddings\":true,"
+                         "\"mlp_bias\":true,\"torch_dtype\":\"bfloat16\","
+                         "\"max_position_embeddings\":131072,"
+                         "\"head_dim_unused\":null,\"rope_scaling\":null}",
+                         &c, &err), MARLIN_OK);
+    assert_int_equal(c.num_key_value_heads, 8);
+    assert_true(c.rms_norm_eps == 1e-5);
+    assert_true(c.rope_theta == 500000.0);
+    assert_true(c.tie_word_embeddings && c.mlp_bias);
+    assert_string_equal(c.torch_dtype, "bfloat16");
+    /* "dtype" (transformers 5) wins over torch_dtype */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"dtype\":\"float16\","
+                         "\"torch_dtype\":\"bfloat16\"}", &c, &err), MARLIN_OK);
+    assert_string_equal(c.torch_dtype, "float16");
+    /* model_type inferred from architectures */
+    assert_int_equal(cfg("{\"architectures\":[\"MistralForCausalLM\"],"
+                         "\"hidden_size\":64,\"intermediate_size\":128,"
+                         "\"num_hidden_layers\":1,\"num_attention_heads\":4,"
+                         "\"vocab_size\":10,\"head_dim\":null}", &c, &err), MARLIN_OK);
+    assert_string_equal(c.model_type, "mistral");
+    assert_int_equal(c.head_dim, 16);
+}
+
+static void test_formats_model_config_rope(void **state) {
+    (void)state;
+    marlin_config c;
+    marlin_error err = {0};
+    /* transformers 5: rope_parameters holds theta and type */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":"
+                         "20000.0,\"rope_type\":\"default\"}}", &c, &err), MARLIN_OK);
+    assert_true(c.rope_theta == 20000.0);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_DEFAULT);
+    /* llama3 (Llama 3.1) in rope_scaling, theta at the top */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_theta\":500000.0,\"rope_scaling\":"
+                         "{\"factor\":8.0,\"low_freq_factor\":1.0,"
+                         "\"high_freq_factor\":4.0,"
+                         "\"original_max_position_embeddings\":8192,"
+                         "\"rope_type\":\"llama3\"}}", &c, &err), MARLIN_OK);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_LLAMA3);
+    assert_true(c.rope_factor == 8.0 && c.rope_low_freq_factor == 1.0 &&
+                c.rope_high_freq_factor == 4.0);
+    assert_int_equal(c.rope_original_max_position, 8192);
+    assert_true(c.rope_theta == 500000.0);
+    /* the same inside rope_parameters */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_parameters\":{\"rope_theta\":"
+                         "500000.0,\"factor\":8.0,\"low_freq_factor\":1.0,"
+                         "\"high_freq_factor\":4.0,"
+                         "\"original_max_position_embeddings\":8192,"
+                         "\"rope_type\":\"llama3\"}}", &c, &err), MARLIN_OK);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_LLAMA3);
+    assert_true(c.rope_theta == 500000.0);
+    /* legacy "type" key; linear/dynamic/yarn */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"type\":\"linear\","
+                         "\"factor\":2.0}}", &c, &err), MARLIN_OK);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_LINEAR);
+    assert_true(c.rope_factor == 2.0);
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"type\":\"dynamic\","
+                         "\"factor\":2.0}}", &c, &err), MARLIN_OK);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_DYNAMIC);
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"yarn\","
+                         "\"factor\":4.0,\"original_max_position_embeddings\":"
+                         "32768}}", &c, &err), MARLIN_OK);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_YARN);
+    assert_int_equal(c.rope_original_max_position, 32768);
+    /* refusals */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":"
+                         "\"longrope\",\"factor\":4.0}}", &c, &err),
+                     MARLIN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "longrope"));
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":"
+                         "\"linear\"}}", &c, &err), MARLIN_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "rope_scaling.factor"));
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"rope_type\":\"llama3\","
+                         "\"factor\":8.0,\"low_freq_factor\":4.0,"
+                         "\"high_freq_factor\":1.0,"
+                         "\"original_max_position_embeddings\":8192}}", &c, &err),
+                     MARLIN_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "high_freq_factor"));
+}
+
+static void test_formats_model_config_qwen2_and_families(void **state) {
+    (void)state;
+    marlin_config c;
+    marlin_error err = {0};
+    /* qwen2: q/k/v biases without an attention_bias key */
+    assert_int_equal(cfg("{\"model_type\":\"qwen2\",\"hidden_size\":896,"
+                         "\"intermediate_size\":4864,\"num_hidden_layers\":24,"
+                         "\"num_attention_heads\":14,\"num_key_value_heads\":2,"
+                         "\"vocab_size\":151936,\"rope_theta\":1000000.0,"
+                         "\"tie_word_embeddings\":true}", &c, &err), MARLIN_OK);
+    assert_true(c.attention_bias);
+    assert_int_equal(c.head_dim, 64);
+    assert_true(marlin_config_is_llama_like(&c));
+    /* llama with attention_bias */
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"attention_bias\":true}", &c, &err), MARLIN_OK);
+    assert_true(c.attention_bias);
+    /* an unknown family parses; what it lacks stays 0 */
+    assert_int_equal(cfg("{\"model_type\":\"gpt2\",\"n_embd\":768,\"vocab_size\":50257}",
+                         &c, &err), MARLIN_OK);
+    assert_string_equal(c.model_type, "gpt2");
+    assert_false(marlin_config_is_llama_like(&c));
+    assert_int_equal(c.hidden_size, 0);
+    assert_int_equal(c.vocab_size, 50257);
+}
+
+static void test_formats_model_config_errors(void **state) {
+    (void)state;
+    marlin_config c;
+    marlin_error err = {0};
+    static const struct { const char *text; const char *want; } bad[] = {
+        {"{\"model_type\":\"llama\",\"hidden_size\":64}", "intermediate_size is required"},
+        {"{" LLAMA_BASE ",\"num_key_value_heads\":5}", "does not divide"},
+        {"{" LLAMA_BASE ",\"rms_norm_eps\":NaN}", "rms_norm_eps is NaN"},
+        {"{" LLAMA_BASE ",\"rope_theta\":-Infinity}", "rope_theta is -Infinity"},
+        {"{" LLAMA_BASE ",\"rms_norm_eps\":0}", "rms_norm_eps"},
+        {"{" LLAMA_BASE ",\"hidden_size\":4096}", "duplicate"},
+        {"{" LLAMA_BASE ",\"num_hidden_layers\":\"32\"}", "num_hidden_layers"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":4096.5}", "hidden_size must be an integer"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":-1}", "hidden_size is -1"},
+        {"{" LLAMA_BASE ",\"tie_word_embeddings\":1}", "tie_word_embeddings"},
+        {"{\"model_type\":\"llama\",\"hidden_size\":100,\"intermediate_size\":1,"
+         "\"num_hidden_layers\":1,\"num_attention_heads\":3,\"vocab_size\":1}",
+         "not a multiple"},
+        {"[]", "not a JSON object"},
+        {"", "invalid JSON"},
+        {"{\"model_type\":7}", "model_type must be a string"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        marlin_status st = cfg(bad[i].text, &c, &err);
+        if (st != MARLIN_ERR_FORMAT || !strstr(err.msg, bad[i].want) ||
+            !strstr(err.msg, "config.json"))
+            fail_msg("case %zu: status %d, message \"%s\" (want \"%s\")", i, st,
+                     err.msg, bad[i].want);
+        assert_false(c.present);
+    }
+}
+
+/* ------------------------------------------------------ config rewrite */
+static char *rewrite(const char *src, const char *qc) {
+    char *out = NULL;
+    size_t len = 0;
+    marlin_error err = {0};
+    if (marlin_config_rewrite(src, strlen(src), "config.json", qc, &out, &len, &err))
+        fail_msg("rewrite: %s", err.msg);
+    assert_int_equal(strlen(out), len);
+    return out;
+}
+
+static const char qc_text[] =
+    "{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":128,"
+    "\"damp_percent\":0.01,\"desc_act\":false,\"sym\":true,"
+    "\"meta\":{\"quantizer\":[\"marlin:0.1.0\"]},\"empty\":{}}";
+
+static void test_formats_model_config_rewrite(void **state) {
+    (void)state;
+    /* transformers layout (sorted keys, indent 2): inserted in place,
+     * re-indented; NaN and odd numbers kept verbatim; dtype rewritten */
+    const char *src =
+        "{\n  \"architectures\": [\n    \"LlamaForCausalLM\"\n  ],\n"
+        "  \"dtype\": \"bfloat16\",\n  \"odd\": NaN,\n"
+        "  \"rms_norm_eps\": 1e-05,\n  \"torch_dtype\": \"bfloat16\"\n}\n";
+    char *out = rewrite(src, qc_text);
+    const char *want =
+        "{\n  \"architectures\": [\n    \"LlamaForCausalLM\"\n  ],\n"
+        "  \"dtype\": \"float16\",\n  \"odd\": NaN,\n"
+        "  \"quantization_config\": {\n"
+        "    \"quant_method\": \"gptq\",\n    \"bits\": 4,\n"
+        "    \"group_size\": 128,\n    \"damp_percent\": 0.01,\n"
+        "    \"desc_act\": false,\n    \"sym\": true,\n"
+        "    \"meta\": {\n      \"quantizer\": [\n        \"marlin:0.1.0\"\n"
+        "      ]\n    },\n    \"empty\": {}\n  },\n"
+        "  \"rms_norm_eps\": 1e-05,\n  \"torch_dtype\": \"float16\"\n}\n";
+    assert_string_equal(out, want);
+    /* rewriting the output again replaces the block: a fixed point */
+    char *again = rewrite(out, qc_text);
+    assert_string_equal(again, out);
+    free(again);
+    free(out);
+    /* unsorted, compact source: appended at the end; torch_dtype added */
+    out = rewrite("{\"b\":1,\"a\":[1.50,2]}", "{\"bits\":4}");
+    assert_string_equal(out, "{\"b\":1,\"a\":[1.50,2], \"quantization_config\":"
+                             "{\"bits\":4}, \"torch_dtype\":\"float16\"}");
+    free(out);
+    out = rewrite("{}", "{\"bits\":4}");
+    assert_string_equal(out, "{\"quantization_config\": {\"bits\": 4}, "
+                             "\"torch_dtype\": \"float16\"}");
+    free(out);
+    /* refusals */
+    char *o = NULL;
+    marlin_error err = {0};
+    assert_int_equal(marlin_config_rewrite("{}", 2, "config.json", "[1]", &o, NULL, &err),
+                     MARLIN_ERR_INVALID_ARG);
+    assert_int_equal(marlin_config_rewrite("{}", 2, "config.json", "{\"a\":NaN}", &o,
+                                           NULL, &err), MARLIN_ERR_INVALID_ARG);
+    assert_int_equal(marlin_config_rewrite("{\"a\":1,\"a\":2}", 13, "config.json",
+                                           "{}", &o, NULL, &err), MARLIN_ERR_FORMAT);
+    assert_null(o);
+}
+
+/* The shared model's config: only quantization_config is added (dtype is
+ * already float16); every other byte is kept. */
+static void test_formats_model_config_rewrite_shared(void **state) {
+    (void)state;
+    const char *p = marlin_shared_path("models/shakespeare-llama-13m/config.json");
+    if (!p) {
+        printf("skip: ../shared/models/shakespeare-llama-13m is absent\n");
+        skip();
+    }
+    size_t len = 0;
+    char *src = read_all(p, &len);
+    char *out = rewrite(src, "{\"bits\":4}");
+    const char *ins = "  \"quantization_config\": {\n    \"bits\": 4\n  },\n";
+    char *at = strstr(out, ins);
+    assert_non_null(at);
+    assert_non_null(strstr(at + strlen(ins), "  \"rms_norm_eps\"") == at + strlen(ins)
+                        ? at : NULL);
+    size_t pre = (size_t)(at - out);
+    assert_int_equal(strlen(out), len + strlen(ins));
+    assert_memory_equal(out, src, pre);
+    assert_string_equal(out + pre + strlen(ins), src + pre);
+    free(out);
+    free(src);
+}
+
+/* write_config + copy_aux on a folder with every kind of file. */
+static void test_formats_model_write_config_copy_aux(void **state) {
+    (void)state;
+    char *base = marlin_test_tmpdir("maux");
+    char *src = path2(base, "src"), *out = path2(base, "out");
+    assert_int_equal(mkdir(src, 0777), 0);
+    assert_int_equal(mkdir(out, 0777), 0);
+    write_st_in(src, "model.safetensors", shard1, 2);
+    put_text(src, "config.json",
+             "{\"auto_map\": {\"AutoConfig\": \"configuration_x.XConfig\","
+             " \"AutoModel\": \"other/repo--modeling_y.Y\"},"
+             " \"model_type\": \"x\", \"torch_dtype\": \"bfloat16\"}");
+    put_text(src, "tokenizer_config.json",
+             "{\"auto_map\": {\"AutoTokenizer\": [\"tokenization_x.XTok\", null]}}");
+    static const char *const keep[] = {
+        "generation_config.json", "tokenizer.json", "special_tokens_map.json",
+        "tokenizer.model", "chat_template.jinja", "LICENSE", "USE_POLICY.md",
+        "configuration_x.py", "tokenization_x.py"};
+    static const char *const drop[] = {
+        "pytorch_model.bin", "pytorch_model.bin.index.json", "training_args.bin",
+        "optimizer.pt", "quantize_config.json", "params.json",
+        "consolidated.safetensors", "unrelated.py", "modeling_y.py"};
+    for (size_t i = 0; i < sizeof keep / sizeof keep[0]; i++) put_text(src, keep[i], keep[i]);
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++) put_text(src, drop[i], drop[i]);
+    put_text(src, "README.md", "---\nlicense: mit\n---\n# Model\ntext\n");
+    char *act = path2(src, "additional_chat_templates");
+    assert_int_equal(mkdir(act, 0777), 0);
+    put_text(act, "tool_use.jinja", "{{ x }}");
+    put_text(act, "notes.txt", "no");
+    /* consolidated.safetensors beside model.safetensors is not our file */
+    marlin_model *m = NULL;
+    marlin_error err = {0};
+    if (marlin_model_open(src, &m, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(marlin_model_write_config(m, out, "{\"bits\":4}", &err), MARLIN_OK);
+    assert_int_equal(marlin_model_copy_aux(m, out, &err), MARLIN_OK);
+    char *ls = list_dir(out);
+    assert_string_equal(ls, "LICENSE\nREADME.md\nUSE_POLICY.md\n"
+                            "additional_chat_templates\nchat_template.jinja\n"
+                            "config.json\nconfiguration_x.py\n"
+                            "generation_config.json\nspecial_tokens_map.json\n"
+                            "tokenization_x.py\ntokenizer.json\ntokenizer.model\n"
+                            "tokenizer_config.json");
+    free(ls);
+    char *sub = path2(out, "additional_chat_templates");
+    ls = list_dir(sub);
+    assert_string_equal(ls, "tool_use.jinja");
+    free(ls);
+    free(sub);
+    char *cp = path2(out, "config.json");
+    char *c = read_all(cp, NULL);
+    assert_string_equal(c, "{\"auto_map\": {\"AutoConfig\": \"configuration_x.XConfig\","
+                           " \"AutoModel\": \"other/repo--modeling_y.Y\"},"
+                           " \"model_type\": \"x\", \"quantization_config\": "
+                           "{\"bits\": 4}, \"torch_dtype\": \"float16\"}");
+    free(c);
+    free(cp);
+    char *rp = path2(out, "README.md");
+    c = read_all(rp, NULL);
+    assert_true(strncmp(c, "---\nlicense: mit\n---\n> **Quantized copy.**", 42) == 0);
+    assert_non_null(strstr(c, "\n\n# Model\ntext\n"));
+    free(c);
+    free(rp);
+    char *tp = path2(out, "tokenizer.json");
+    c = read_all(tp, NULL);
+    assert_string_equal(c, "tokenizer.json");
+    free(c);
+    free(tp);
+    marlin_model_close(m);
+    /* a config-less checkpoint gets a minimal config */
+    char *single = path2(src, "model.safetensors");
+    char *out2 = path2(base, "out2");
+    assert_int_equal(mkdir(out2, 0777), 0);
+    char *cfgp = path2(src, "config.json");
+    unlink(cfgp);
+    if (marlin_model_open(single, &m, &err)) fail_msg("%s", err.msg);
+    assert_int_equal(marlin_model_write_config(m, out2, "{\"bits\":4}", &err), MARLIN_OK);
+    char *cp2 = path2(out2, "config.json");
+    c = read_all(cp2, NULL);
+    assert_string_equal(c, "{\n  \"dtype\": \"float16\",\n  \"quantization_config\": {\n"
+                           "    \"bits\": 4\n  },\n  \"torch_dtype\": \"float16\"\n}\n");
+    free(c);
+    free(cp2);
+    marlin_model_close(m);
+    free(cfgp);
+    free(out2);
+    free(single);
+    free(act);
+    free(src);
+    free(out);
+    marlin_rmtree(base);
+    free(base);
+}
+
+/* ------------------------------------------------------------- index */
+static void test_formats_model_index_parse(void **state) {
+    (void)state;
+    marlin_index *ix = NULL;
+    marlin_error err = {0};
+    assert_int_equal(marlin_index_parse(good_index, strlen(good_index), "i.json",
+                                        &ix, &err), MARLIN_OK);
+    assert_int_equal(marlin_index_count(ix), 3);
+    assert_int_equal(marlin_index_shard_count(ix), 2);
+    assert_string_equal(marlin_index_shard(ix, 1), "model-00002-of-00002.safetensors");
+    assert_string_equal(marlin_index_find(ix, "c"), "model-00002-of-00002.safetensors");
+    assert_null(marlin_index_find(ix, "d"));
+    uint64_t ts = 0;
+    assert_true(marlin_index_total_size(ix, &ts));
+    assert_int_equal(ts, 12);
+    assert_int_equal(marlin_index_warning_count(ix), 0);
+    marlin_index_free(ix);
+    /* no total_size: a warning, not an error */
+    const char *nots = "{\"metadata\":{},\"weight_map\":{\"a\":\"x.safetensors\"}}";
+    assert_int_equal(marlin_index_parse(nots, strlen(nots), "i.json", &ix, &err), MARLIN_OK);
+    assert_false(marlin_index_total_size(ix, &ts));
+    assert_int_equal(marlin_index_warning_count(ix), 1);
+    marlin_index_free(ix);
+    const char *empty = "{\"metadata\":{},\"weight_map\":{}}";
+    assert_int_equal(marlin_index_parse(empty, strlen(empty), "i.json", &ix, &err),
+                     MARLIN_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "i.json"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formats_model_writer_exact_bytes),
@@ -515,6 +1408,29 @@ int main(void) {
         cmocka_unit_test(test_formats_model_writer_refusals),
         cmocka_unit_test(test_formats_model_writer_temp_rename),
         cmocka_unit_test(test_formats_model_outdir),
+        cmocka_unit_test(test_formats_model_writer_roundtrip),
+        cmocka_unit_test(test_formats_model_shared_model),
+        cmocka_unit_test(test_formats_model_single_and_file),
+        cmocka_unit_test(test_formats_model_sharded_ok),
+        cmocka_unit_test(test_formats_model_case82_83_truncate_grow),
+        cmocka_unit_test(test_formats_model_case84_not_regular),
+        cmocka_unit_test(test_formats_model_case85_symlinks),
+        cmocka_unit_test(test_formats_model_case86_shard_names),
+        cmocka_unit_test(test_formats_model_case87_types),
+        cmocka_unit_test(test_formats_model_case88_agreement),
+        cmocka_unit_test(test_formats_model_case89_duplicates),
+        cmocka_unit_test(test_formats_model_case90_total_size),
+        cmocka_unit_test(test_formats_model_case91_pattern),
+        cmocka_unit_test(test_formats_model_case92_stale),
+        cmocka_unit_test(test_formats_model_case93_config_nan),
+        cmocka_unit_test(test_formats_model_config_defaults),
+        cmocka_unit_test(test_formats_model_config_rope),
+        cmocka_unit_test(test_formats_model_config_qwen2_and_families),
+        cmocka_unit_test(test_formats_model_config_errors),
+        cmocka_unit_test(test_formats_model_config_rewrite),
+        cmocka_unit_test(test_formats_model_config_rewrite_shared),
+        cmocka_unit_test(test_formats_model_write_config_copy_aux),
+        cmocka_unit_test(test_formats_model_index_parse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
