@@ -138,11 +138,37 @@ EOF
     fi
     cp "$TMP/out" "$TMP/out-2threads"
 }
-# one thread gives the same bits, and a different batch split too
-expect_exit 0 "$MODEL" --tokens "$TOKENS" --rows 4 --threads 1 --batch-tokens 300 -q && {
-    cmp -s "$TMP/out" "$TMP/out-2threads" || fail "1 thread/1-window batches differ from 2 threads: $(cat "$TMP/out") vs $(cat "$TMP/out-2threads")"
+# one thread gives the same bits
+expect_exit 0 "$MODEL" --tokens "$TOKENS" --rows 4 --threads 1 -q && {
+    cmp -s "$TMP/out" "$TMP/out-2threads" || fail "1 thread differs from 2 threads: $(cat "$TMP/out") vs $(cat "$TMP/out-2threads")"
     [ -s "$TMP/err" ] && fail "-q wrote to stderr: $(cat "$TMP/err")"
 }
+# one window per batch, blocks reconverted per batch: same result up to
+# fp32 rounding (other batch shapes change OpenBLAS's edge kernels)
+expect_exit 0 "$MODEL" --tokens "$TOKENS" --rows 4 --batch-tokens 300 --cache-mb 1 -q && {
+    read -r _ p1 _ n1 _ c1 <"$TMP/out"
+    read -r _ p2 _ n2 _ c2 <"$TMP/out-2threads"
+    awk -v a="$n1" -v b="$n2" 'BEGIN { d = a - b; exit !(d < 1e-5 && d > -1e-5) }' &&
+        [ "$c1" = "$c2" ] || fail "batch of 1 window: $(cat "$TMP/out") vs $(cat "$TMP/out-2threads")"
+}
+
+# ---- opt-in (slow): all 435 windows against transformers' perplexity
+REF="${MARLIN_SOURCE_DIR:-.}/tests/data/transformers-ppl-val256.json"
+if [ "${MARLIN_SLOW_TESTS:-0}" = 1 ] && [ -f "$REF" ] && command -v python3 >/dev/null 2>&1; then
+    expect_exit 0 "$MODEL" --tokens "$TOKENS" --json "$TMP/all.json" -q && {
+        python3 - "$TMP/all.json" "$REF" <<'EOF' || fail "435-row perplexity differs from transformers"
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+print("435 rows: nll %.10f (transformers %.10f), tokens %d" % (a["nll"], b["nll"], a["tokens"]))
+assert a["tokens"] == b["tokens"], (a, b)
+# fp32 forward vs transformers fp32: measured 1.5e-9 apart; 1e-6 is far
+# below any formula error and above BLAS-dependent rounding
+assert abs(a["nll"] - b["nll"]) < 1e-6, (a["nll"], b["nll"])
+EOF
+    }
+else
+    echo "note: full 435-row comparison with transformers skipped (set MARLIN_SLOW_TESTS=1)"
+fi
 
 if [ "$fails" != 0 ]; then
     echo "$fails failure(s)"
