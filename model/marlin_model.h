@@ -32,6 +32,28 @@
  * one thread during each call and restored after (openblas_set_num_threads
  * is process-global: do not run BLAS elsewhere in the process meanwhile).
  *
+ * Layer-by-layer GPTQ calibration with this API (true-sequential, as
+ * IST-DASLab/gptq llama.py; landscape.md 2.9):
+ *
+ *   marlin_llama_create(cfg, &src, &m); marlin_llama_load_embed(m, ..);
+ *   X = marlin_llama_embed(calibration ids)        [N*L, hidden], all rows
+ *   for each layer i:
+ *     marlin_block_load(m, i, &b);  w = marlin_block_view(b);
+ *     for group in QKV, O, GATE_UP, DOWN:
+ *       for each batch of sequences in X:
+ *         marlin_llama_block_forward(m, i, &w, X_batch, nb, L,
+ *             &(marlin_taps){accumulate_H, h, .stop_early = true,
+ *                            .stop_after = group});
+ *         (X_batch is left unchanged by an early stop)
+ *       quantize the group's linears; write their dequantized values
+ *       into b->w[...] so the next group sees the quantized layer
+ *     for each batch: marlin_llama_block_forward(m, i, &w, X_batch, ...)
+ *       (no taps: X becomes the input of layer i+1)
+ *     marlin_block_free(b);
+ *
+ * Taps are called synchronously on the calling thread, in the order QKV,
+ * O, ATTN_OUT, GATE_UP, DOWN, MLP_OUT.
+ *
  * Tensor names read from the weight source are the Hugging Face ones:
  *   model.embed_tokens.weight, model.norm.weight, lm_head.weight,
  *   model.layers.<i>.{input_layernorm,post_attention_layernorm}.weight,
