@@ -222,6 +222,29 @@ typedef enum marlin_rope_type {
     MARLIN_ROPE_YARN     /* parsed; forward rejects it */
 } marlin_rope_type;
 
+/* A quantization_config object (config.json) or quantize_config.json. */
+typedef struct marlin_quant_config {
+    bool present;
+    char quant_method[32];      /* "gptq", "marlin", ... */
+    char checkpoint_format[32]; /* "gptq", "marlin_24", "" */
+    int64_t bits;               /* 0 when absent */
+    int64_t group_size;         /* 0 when absent */
+    bool desc_act;
+    bool sym;                   /* default true when absent */
+    bool lm_head;
+    char method[16];            /* meta.method written by marlin-quantize */
+    char sparsity[8];           /* meta.sparsity ("2:4") or "" */
+} marlin_quant_config;
+
+/* Parses a quantization config object. When `nested` is set, text is a
+ * whole config.json and the object is its "quantization_config" member
+ * (absent -> qc->present false); otherwise text is the object itself
+ * (quantize_config.json). */
+marlin_status marlin_quant_config_parse(const char *text, size_t len,
+                                        const char *label, bool nested,
+                                        marlin_quant_config *qc,
+                                        marlin_error *err);
+
 /* The fields of config.json the toolchain uses (Llama family: llama,
  * mistral, qwen2). */
 typedef struct marlin_config {
@@ -246,6 +269,7 @@ typedef struct marlin_config {
     bool attention_bias;     /* q/k/v biases (qwen2: true) */
     bool mlp_bias;
     char torch_dtype[16];    /* "float16", "bfloat16", "" */
+    marlin_quant_config quant; /* quantization_config, if any */
 } marlin_config;
 
 /* A checkpoint: one .safetensors file (with or without a config.json beside

@@ -703,6 +703,76 @@ static void test_pack_gptq_act_order(void **state) {
     free(qweight); free(qzeros); free(B); free(g_idx); free(perm); free(order);
 }
 
+/* marlin_pack_gptq_to_marlin == the primitives composed by hand, for a
+ * trivial and an act-order g_idx, and its errors come from the right gate. */
+static void test_pack_gptq_to_marlin(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED_DEFAULT);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    const int64_t n = 192, k = 384, group = 128, G = k / group;
+    uint8_t *q = xcalloc((size_t)(n * k), 1), *qs = xcalloc((size_t)(n * k), 1);
+    uint16_t *s = xcalloc((size_t)(G * n), 2);
+    uint16_t *s1 = xcalloc((size_t)(G * n), 2), *s2 = xcalloc((size_t)(G * n), 2);
+    uint32_t *qweight = xcalloc((size_t)(k / 8 * n), 4);
+    uint32_t *qzeros = xcalloc((size_t)(G * n / 8), 4);
+    uint32_t *B1 = xcalloc((size_t)(n * k / 8), 4), *B2 = xcalloc((size_t)(n * k / 8), 4);
+    int32_t *g_idx = xcalloc((size_t)k, 4), *perm = xcalloc((size_t)k, 4);
+    marlin_error err = {0};
+    bool act = true;
+    random_codes(&rng, q, n * k);
+    random_scales(&rng, s, G * n);
+    assert_int_equal(marlin_pack_gptq(q, s, n, k, group, 1, qweight, qzeros,
+                                      NULL, g_idx, &err),
+                     MARLIN_OK);
+    assert_int_equal(marlin_pack_dense(q, s, n, k, group, 1, B1, s1, &err),
+                     MARLIN_OK);
+    for (int with_gidx = 0; with_gidx < 2; with_gidx++) {
+        memset(B2, 0, (size_t)(n * k / 2));
+        assert_int_equal(marlin_pack_gptq_to_marlin(
+                             qweight, qzeros, s, with_gidx ? g_idx : NULL, n, k,
+                             group, 2, B2, s2, perm, &act, &err),
+                         MARLIN_OK);
+        assert_false(act);
+        assert_memory_equal(B1, B2, (size_t)(n * k / 2));
+        assert_memory_equal(s1, s2, (size_t)(G * n) * 2);
+        for (int64_t i = 0; i < k; i++) assert_int_equal(perm[i], i);
+    }
+    /* act-order: reversed column order inside a rotation of the groups */
+    for (int64_t j = 0; j < k; j++) g_idx[k - 1 - j] = (int32_t)((j / group + 1) % G);
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, g_idx, n, k,
+                                                group, 2, B2, s2, perm, &act,
+                                                &err),
+                     MARLIN_OK);
+    assert_true(act);
+    assert_int_equal(marlin_pack_permute_k(q, n, k, perm, 1, qs, &err),
+                     MARLIN_OK);
+    assert_int_equal(marlin_pack_dense(qs, s, n, k, group, 1, B1, s1, &err),
+                     MARLIN_OK);
+    MT_ASSERT(seed, memcmp(B1, B2, (size_t)(n * k / 2)) == 0,
+              "act-order repack differs from the composed primitives");
+    for (int64_t r = 0; r < k; r++) assert_int_equal(g_idx[perm[r]], r / group);
+    /* errors */
+    qzeros[0] = 0x88888888u;
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, NULL, n, k,
+                                                group, 1, B2, s2, NULL, &act,
+                                                &err),
+                     MARLIN_ERR_UNSUPPORTED);
+    qzeros[0] = 0x77777777u;
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, NULL, 8, k,
+                                                group, 1, B2, s2, NULL, &act,
+                                                &err),
+                     MARLIN_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "n % 64"));
+    g_idx[0] = -1;
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, g_idx, n, k,
+                                                group, 1, B2, s2, NULL, &act,
+                                                &err),
+                     MARLIN_ERR_FORMAT);
+    free(q); free(qs); free(s); free(s1); free(s2); free(qweight);
+    free(qzeros); free(B1); free(B2); free(g_idx); free(perm);
+}
+
 /* ============================================== round trips, all formats */
 
 typedef enum { FMT_GPTQ, FMT_DENSE, FMT_24 } fmt_t;
@@ -1119,6 +1189,7 @@ int main(void) {
         cmocka_unit_test(test_pack_gptq_hand_example),
         cmocka_unit_test(test_pack_gptq_unpack_rejects_zeros),
         cmocka_unit_test(test_pack_gptq_act_order),
+        cmocka_unit_test(test_pack_gptq_to_marlin),
         cmocka_unit_test(test_pack_round_trip_all_formats),
         cmocka_unit_test(test_pack_threads_identical),
         cmocka_unit_test(test_pack_gates_and_bad_codes),
