@@ -195,10 +195,12 @@ static marlin_status parse_rope(cfg_ctx *c, const json_t *root,
     } else if (strcmp(type, "yarn") == 0) {
         cfg->rope_type = MARLIN_ROPE_YARN;
     } else {
+        char pt[96];
         return marlin_fail(c->err, MARLIN_ERR_UNSUPPORTED,
-                           "%s: %s.rope_type '%.64s' is not supported (default, "
+                           "%s: %s.rope_type '%s' is not supported (default, "
                            "linear, llama3, dynamic, yarn)",
-                           c->label, where, type);
+                           c->label, where,
+                           mf_printable(type, json_string_length(tv), pt, sizeof pt));
     }
     if (!need_factor) return MARLIN_OK;
     if ((st = get_num(c, sc, where, "factor", true, &cfg->rope_factor, &have)))

@@ -274,12 +274,49 @@ const char *mf_nan_sentinel(const json_t *v) {
 marlin_status mf_json_parse(const char *text, size_t len, const char *label,
                             size_t flags, json_t **out, marlin_error *err) {
     json_error_t je;
-    *out = json_loadb(text, len, flags, &je);
-    if (!*out)
+    /* A raw NUL is invalid anywhere in JSON, but jansson's buffer reader
+     * silently drops one between tokens: refuse it ourselves. */
+    const char *nul = memchr(text, '\0', len);
+    *out = NULL;
+    if (nul)
         return marlin_fail(err, MARLIN_ERR_FORMAT,
-                           "%s: invalid JSON at line %d column %d: %s", label,
-                           je.line, je.column, je.text);
-    return MARLIN_OK;
+                           "%s: invalid JSON: raw NUL byte at offset %zu", label,
+                           (size_t)(nul - text));
+    *out = json_loadb(text, len, flags, &je);
+    if (*out) return MARLIN_OK;
+    /* jansson quotes the offending token, which may hold raw control
+     * bytes (a newline inside a broken string): keep the message one
+     * printable line. */
+    char clean[sizeof je.text * 4];
+    mf_printable(je.text, strlen(je.text), clean, sizeof clean);
+    return marlin_fail(err, MARLIN_ERR_FORMAT,
+                       "%s: invalid JSON at line %d column %d: %s", label,
+                       je.line, je.column, clean);
+}
+
+const char *mf_printable(const char *s, size_t n, char *buf, size_t cap) {
+    size_t o = 0, i = 0;
+    if (cap < 16) {
+        if (cap) buf[0] = '\0';
+        return buf;
+    }
+    for (; i < n && o + 8 < cap; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hexdig[c >> 4];
+            buf[o++] = hexdig[c & 15];
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    if (i < n) {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
 }
 
 /* ---------------------------------------------------------- file helpers */

@@ -56,6 +56,10 @@ void mf_json_double(mf_buf *b, double v);
  * code points above U+10FFFF). */
 bool mf_utf8_valid(const char *s, size_t n);
 
+/* Renders untrusted bytes for a one-line message: control bytes as \xNN,
+ * cut with "..." to fit cap (>= 16) bytes. Returns buf. */
+const char *mf_printable(const char *s, size_t n, char *buf, size_t cap);
+
 /* ------------------------------------------------- lenient config parsing */
 /* Rewrites bare NaN, Infinity and -Infinity tokens outside JSON strings as
  * the strings "\u0000NaN", "\u0000Infinity", "\u0000-Infinity" (an embedded

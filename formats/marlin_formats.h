@@ -205,7 +205,15 @@ marlin_status marlin_write_file_atomic(const char *dir, const char *name,
  * begin: fails with MARLIN_ERR_EXISTS if final_path exists and !force;
  * creates `<final_path>.tmp-XXXXXX` and returns it (malloc'ed) in *tmp_path.
  * commit: fsyncs and renames tmp to final (replacing an existing final when
- * force). abort: removes the temporary folder. */
+ * force). abort: removes the temporary folder.
+ * Notes: 1. force replaces only a folder that is empty or holds config.json
+ * or *.safetensors (never a regular file, never e.g. a home folder given by
+ * mistake): MARLIN_ERR_EXISTS otherwise. 2. commit publishes with
+ * renameat2(RENAME_NOREPLACE), so a folder that appeared at final_path
+ * meanwhile is not replaced without force; with force the swap is one
+ * RENAME_EXCHANGE, then the old tree is removed. 3. abort only removes a
+ * path named like begin() names them. 4. The caller must not pass its own
+ * input folder as final_path with force. */
 marlin_status marlin_outdir_begin(const char *final_path, bool force,
                                   char **tmp_path, marlin_error *err);
 marlin_status marlin_outdir_commit(const char *tmp_path,
@@ -274,7 +282,26 @@ typedef struct marlin_config {
 
 /* A checkpoint: one .safetensors file (with or without a config.json beside
  * it) or a folder (single model.safetensors, or shards + index; also a hub
- * cache snapshot whose files are symlinks into ../../blobs/). */
+ * cache snapshot whose files are symlinks into ../../blobs/).
+ *
+ * marlin_model_open(path) accepts: a .safetensors file (any name: the user
+ * chose it); a *.index.json file (its folder, sharded); a folder holding
+ * model.safetensors.index.json or model.safetensors; a hub repo folder
+ * (models--org--name: the snapshot refs/main names, or the only one).
+ * Policies (safetensors.md 4 and 6, cases 84-93):
+ *  - every shard is a regular file after following links, and inside the
+ *    model's repository root (the folder, or for snapshots/<rev> the repo
+ *    folder holding blobs/): a link resolving elsewhere is an error;
+ *  - the index and the shards must agree both ways; a tensor is in one
+ *    shard only; total_size disagreeing with the headers is a warning;
+ *  - model.safetensors beside an index is an ERROR (loaders disagree on
+ *    which wins); stray *.safetensors not listed in the index are
+ *    warnings and are never opened;
+ *  - a folder with neither file is an error naming what it does hold;
+ *  - config.json is optional; when present it must parse
+ *    (marlin_config_parse) and obey the link rule.
+ * Every error is one line naming the file, the tensor and the rule; open is
+ * all-or-nothing. */
 typedef struct marlin_model marlin_model;
 
 marlin_status marlin_model_open(const char *path, marlin_model **out,

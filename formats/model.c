@@ -215,6 +215,9 @@ out:
     return st;
 }
 
+/* A tensor name as one printable line (names may hold any bytes). */
+#define PNAME(t, buf) mf_printable((t)->name, (t)->name_len, buf, sizeof buf)
+
 static int cmp_mt(const void *a, const void *b) {
     const marlin_tensor *x = ((const model_tensor *)a)->t;
     const marlin_tensor *y = ((const model_tensor *)b)->t;
@@ -234,11 +237,13 @@ static marlin_status merge_tensors(marlin_model *m, marlin_error *err) {
             m->all[m->count++].f = m->files[i];
         }
     qsort(m->all, m->count, sizeof *m->all, cmp_mt);
+    char pn[256];
     for (size_t i = 1; i < m->count; i++)
         if (cmp_mt(&m->all[i - 1], &m->all[i]) == 0)
             return marlin_fail(err, MARLIN_ERR_FORMAT,
-                               "tensor '%.200s' appears in two shards, %s and %s",
-                               m->all[i].t->name, marlin_st_label(m->all[i - 1].f),
+                               "tensor '%s' appears in two shards, %s and %s",
+                               PNAME(m->all[i].t, pn),
+                               marlin_st_label(m->all[i - 1].f),
                                marlin_st_label(m->all[i].f));
     return MARLIN_OK;
 }
@@ -284,17 +289,18 @@ static marlin_status open_index(marlin_model *m, const char *index_name,
             const marlin_tensor *t = marlin_st_at(f, k);
             const char *want = memchr(t->name, '\0', t->name_len)
                                    ? NULL : marlin_index_find(ix, t->name);
+            char pn[256];
             if (!want) {
                 st = marlin_fail(err, MARLIN_ERR_FORMAT,
-                                 "%s: tensor '%.200s' is not listed in %s",
-                                 marlin_st_label(f), t->name, index_name);
+                                 "%s: tensor '%s' is not listed in %s",
+                                 marlin_st_label(f), PNAME(t, pn), index_name);
                 goto out;
             }
             if (strcmp(want, sname) != 0) {
                 st = marlin_fail(err, MARLIN_ERR_FORMAT,
-                                 "%s: tensor '%.200s' is here but %s maps it "
+                                 "%s: tensor '%s' is here but %s maps it "
                                  "to %s (a tensor may live in one shard only)",
-                                 marlin_st_label(f), t->name, index_name, want);
+                                 marlin_st_label(f), PNAME(t, pn), index_name, want);
                 goto out;
             }
         }
@@ -306,10 +312,12 @@ static marlin_status open_index(marlin_model *m, const char *index_name,
         size_t s = 0;
         while (strcmp(marlin_index_shard(ix, s), sname) != 0) s++;
         if (!marlin_st_find(m->files[s], name)) {
+            char pn[256];
             st = marlin_fail(err, MARLIN_ERR_FORMAT,
-                             "%s: tensor '%.200s' is listed for %s but that file "
+                             "%s: tensor '%s' is listed for %s but that file "
                              "does not hold it",
-                             ip, name, sname);
+                             ip, mf_printable(name, strlen(name), pn, sizeof pn),
+                             sname);
             goto out;
         }
     }
@@ -334,9 +342,11 @@ static marlin_status open_index(marlin_model *m, const char *index_name,
         bool listed = false;
         for (size_t s = 0; s < marlin_index_shard_count(ix) && !listed; s++)
             listed = strcmp(marlin_index_shard(ix, s), e->d_name) == 0;
+        char pn[256];
         if (!listed &&
             (st = warn(m, err, "%s/%s: not listed in %s; ignored", m->dir,
-                       e->d_name, index_name)))
+                       mf_printable(e->d_name, strlen(e->d_name), pn, sizeof pn),
+                       index_name)))
             goto out;
     }
 out:

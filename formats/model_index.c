@@ -209,11 +209,13 @@ marlin_status marlin_index_parse(const char *text, size_t len,
     const char *key;
     json_t *val;
     json_object_foreach(wm, key, val) {
+        char pk[256], pv[256];
+        mf_printable(key, strlen(key), pk, sizeof pk);
         if (!json_is_string(val)) {
             free(names);
             st = marlin_fail(err, MARLIN_ERR_FORMAT,
-                             "%s: weight_map['%.200s'] is not a file name string",
-                             label, key);
+                             "%s: weight_map['%s'] is not a file name string",
+                             label, pk);
             goto out;
         }
         const char *why = bad_shard_name(json_string_value(val),
@@ -221,8 +223,10 @@ marlin_status marlin_index_parse(const char *text, size_t len,
         if (why) {
             free(names);
             st = marlin_fail(err, MARLIN_ERR_FORMAT,
-                             "%s: weight_map['%.200s'] = '%.200s' %s", label, key,
-                             json_string_value(val), why);
+                             "%s: weight_map['%s'] = '%s' %s", label, pk,
+                             mf_printable(json_string_value(val),
+                                          json_string_length(val), pv, sizeof pv),
+                             why);
             goto out;
         }
         if (!(ix->t[ix->n].name = strdup(key))) { free(names); goto oom; }

@@ -29,6 +29,8 @@
 
 /* safetensors.md R2/W5: the reference refuses larger headers on write. */
 #define WT_MAX_HEADER MARLIN_ST_MAX_HEADER
+/* Pieces at least this large get their writeback started at once. */
+#define WT_WRITEBACK_MIN (4u << 20)
 /* The 5-digit shard counter of the hub's file-name pattern. */
 #define WT_MAX_SHARDS 99999u
 
@@ -488,6 +490,12 @@ static marlin_status put_bytes(marlin_writer *w, const char *name,
         marlin_error_prefix(err, "tensor '%s'", name);
         return st;
     }
+    /* Start writeback of large pieces now (asynchronously): dirty pages
+     * then never pile up into writer throttling and one long fsync at the
+     * end. Advisory: a failure here changes nothing but speed. */
+    if (nbytes >= WT_WRITEBACK_MIN)
+        (void)sync_file_range(sh->fd, (off_t)(sh->data_off + t->begin + t->written),
+                              (off_t)nbytes, SYNC_FILE_RANGE_WRITE);
     t->written += nbytes;
     return MARLIN_OK;
 }
