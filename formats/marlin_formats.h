@@ -178,6 +178,33 @@ marlin_status marlin_writer_put(marlin_writer *w, const char *name,
 marlin_status marlin_writer_finish(marlin_writer *w, marlin_error *err);
 /* Accept NULL. Removes temporary files of an unfinished writer. */
 void marlin_writer_free(marlin_writer *w);
+/* Appends the next nbytes of a declared tensor (streaming a tensor larger
+ * than one buffer); the parts must add up to exactly its size. Do not mix
+ * with marlin_writer_put() for the same tensor. */
+marlin_status marlin_writer_put_part(marlin_writer *w, const char *name,
+                                     const void *data, uint64_t nbytes,
+                                     marlin_error *err);
+/* Adds a __metadata__ entry to every shard (before begin; keys sorted in the
+ * header; "format" is always "pt" and cannot be set). */
+marlin_status marlin_writer_set_metadata(marlin_writer *w, const char *key,
+                                         const char *value, marlin_error *err);
+/* Number of files planned by begin() (0 before). */
+size_t marlin_writer_shard_count(const marlin_writer *w);
+/* Notes on the writer:
+ *  1. shard_limit 0 means MARLIN_DEFAULT_SHARD_LIMIT. Shards are filled in
+ *     declaration order (huggingface_hub's algorithm): a tensor larger than
+ *     the limit gets a shard of its own.
+ *  2. begin() refuses (MARLIN_ERR_EXISTS) a folder that already holds a
+ *     *.safetensors file or an index: loaders would mix them with ours.
+ *  3. Calls on one writer must not run concurrently.
+ *  4. Names must be valid UTF-8 and not "__metadata__"; a header above
+ *     MARLIN_ST_MAX_HEADER bytes is refused, as the reference does. */
+
+/* Writes <dir>/<name> atomically: temporary file in dir, fsync, rename over
+ * any existing file, fsync of dir. */
+marlin_status marlin_write_file_atomic(const char *dir, const char *name,
+                                       const void *data, size_t len,
+                                       marlin_error *err);
 
 /* Output folders are built under a temporary sibling name and renamed at the
  * end, so a crash never leaves a half checkpoint at `final_path`.
@@ -200,6 +227,29 @@ typedef enum marlin_rope_type {
     MARLIN_ROPE_DYNAMIC, /* parsed; forward rejects it (not offline-static) */
     MARLIN_ROPE_YARN     /* parsed; forward rejects it */
 } marlin_rope_type;
+
+/* A quantization_config object (config.json) or quantize_config.json. */
+typedef struct marlin_quant_config {
+    bool present;
+    char quant_method[32];      /* "gptq", "marlin", ... */
+    char checkpoint_format[32]; /* "gptq", "marlin_24", "" */
+    int64_t bits;               /* 0 when absent */
+    int64_t group_size;         /* 0 when absent */
+    bool desc_act;
+    bool sym;                   /* default true when absent */
+    bool lm_head;
+    char method[16];            /* meta.method written by marlin-quantize */
+    char sparsity[8];           /* meta.sparsity ("2:4") or "" */
+} marlin_quant_config;
+
+/* Parses a quantization config object. When `nested` is set, text is a
+ * whole config.json and the object is its "quantization_config" member
+ * (absent -> qc->present false); otherwise text is the object itself
+ * (quantize_config.json). */
+marlin_status marlin_quant_config_parse(const char *text, size_t len,
+                                        const char *label, bool nested,
+                                        marlin_quant_config *qc,
+                                        marlin_error *err);
 
 /* The fields of config.json the toolchain uses (Llama family: llama,
  * mistral, qwen2). */
@@ -225,6 +275,7 @@ typedef struct marlin_config {
     bool attention_bias;     /* q/k/v biases (qwen2: true) */
     bool mlp_bias;
     char torch_dtype[16];    /* "float16", "bfloat16", "" */
+    marlin_quant_config quant; /* quantization_config, if any */
 } marlin_config;
 
 /* A checkpoint: one .safetensors file (with or without a config.json beside
@@ -245,10 +296,40 @@ const marlin_tensor *marlin_model_at(const marlin_model *m, size_t i,
                                      const marlin_st_file **shard);
 const marlin_tensor *marlin_model_find(const marlin_model *m, const char *name,
                                        const marlin_st_file **shard);
+/* The files opened (one, or the shards in index order: sorted names). */
+size_t marlin_model_shard_count(const marlin_model *m);
+const marlin_st_file *marlin_model_shard(const marlin_model *m, size_t i);
 /* Warnings gathered while opening (stale model.safetensors beside an index,
  * total_size mismatch, odd shard names...). */
 size_t marlin_model_warning_count(const marlin_model *m);
 const char *marlin_model_warning(const marlin_model *m, size_t i);
+
+/* model.safetensors.index.json, parsed and validated on its own (the
+ * fuzzing entry point; marlin_model_open uses it and then checks the
+ * shards against it). Rules (safetensors.md 4, cases 86-91): a JSON object
+ * without duplicate keys; "metadata" an object whose total_size, when
+ * present, is a non-negative integer (absent: a warning); "weight_map" a
+ * non-empty object of tensor name -> plain file name (no '/', '\\', "..",
+ * NUL, not empty). Shard names off the <name>-00001-of-0000N.safetensors
+ * pattern are a warning. `label` names the file in errors. */
+typedef struct marlin_index marlin_index;
+marlin_status marlin_index_parse(const char *text, size_t len,
+                                 const char *label, marlin_index **out,
+                                 marlin_error *err);
+void marlin_index_free(marlin_index *ix); /* accepts NULL */
+/* Tensors sorted by name, each with its shard file name. */
+size_t marlin_index_count(const marlin_index *ix);
+const char *marlin_index_tensor(const marlin_index *ix, size_t i);
+const char *marlin_index_tensor_shard(const marlin_index *ix, size_t i);
+/* Shard file name of a tensor; NULL when the index does not list it. */
+const char *marlin_index_find(const marlin_index *ix, const char *name);
+/* Distinct shard file names, sorted. */
+size_t marlin_index_shard_count(const marlin_index *ix);
+const char *marlin_index_shard(const marlin_index *ix, size_t i);
+/* metadata.total_size; false when the index has none. */
+bool marlin_index_total_size(const marlin_index *ix, uint64_t *out);
+size_t marlin_index_warning_count(const marlin_index *ix);
+const char *marlin_index_warning(const marlin_index *ix, size_t i);
 
 /* Parses config.json text (len bytes). NaN/Infinity tokens outside strings
  * are tolerated (real configs have them in unrelated fields). `label` names
@@ -256,6 +337,24 @@ const char *marlin_model_warning(const marlin_model *m, size_t i);
 marlin_status marlin_config_parse(const char *text, size_t len,
                                   const char *label, marlin_config *cfg,
                                   marlin_error *err);
+
+/* True for the families whose tensors follow Llama's names and shapes
+ * (model_type llama, mistral, qwen2). Other families parse (fields they
+ * lack stay 0); stages that need the architecture refuse them, naming
+ * model_type. */
+bool marlin_config_is_llama_like(const marlin_config *cfg);
+
+/* The text of marlin_model_write_config: `src` (len bytes, a config.json
+ * whose bare NaN/Infinity tokens are tolerated) with the top-level
+ * "quantization_config" set to qc_json (a JSON object, re-indented like
+ * the source) and "torch_dtype"/"dtype" set to "float16" where present
+ * ("torch_dtype" added when neither is). New keys go to their sorted place
+ * when the source's keys are sorted, else to the end. Every other byte of
+ * the source is kept. *out is malloc'ed (NUL-terminated). */
+marlin_status marlin_config_rewrite(const char *src, size_t len,
+                                    const char *label, const char *qc_json,
+                                    char **out, size_t *out_len,
+                                    marlin_error *err);
 
 /* Writes <out_dir>/config.json: the source config.json with
  * "quantization_config" set to the given JSON object text and the dtype keys
