@@ -47,6 +47,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (sb != MARLIN_OK) __builtin_trap();
         if (strcmp(b.torch_dtype, "float16") != 0) __builtin_trap();
         memcpy(b.torch_dtype, a.torch_dtype, sizeof a.torch_dtype);
+        /* the spliced quantization_config is read back as written */
+        if (!b.quant.present || strcmp(b.quant.quant_method, "gptq") != 0 ||
+            b.quant.bits != 4 || b.quant.group_size != 128 || !b.quant.sym)
+            __builtin_trap();
+        b.quant = a.quant;
         if (memcmp(&a, &b, sizeof a) != 0) __builtin_trap();
     }
     free(out);
