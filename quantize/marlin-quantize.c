@@ -68,6 +68,18 @@ static void on_signal(int sig) {
     g_cancel = 1;
 }
 
+typedef struct log_ctx {
+    marlin_cli_progress_state *ps;
+    int level;
+} log_ctx;
+
+static void on_log(void *user, const char *msg) {
+    log_ctx *l = user;
+    if (l->level <= 0) return;
+    marlin_cli_progress_end(l->ps);
+    fprintf(stderr, "%s: %s\n", TOOL, msg);
+}
+
 static void print_summary(const marlin_qrun_report *rep) {
     printf("%-52s %13s %6s %10s %10s %8s\n", "layer", "shape [n,k]", "group",
            "w-err", "out-err", "time s");
@@ -187,6 +199,9 @@ int main(int argc, char **argv) {
     o.progress.fn = marlin_cli_progress_fn;
     o.progress.user = &ps;
     o.cancel = &g_cancel;
+    log_ctx lc = {&ps, level};
+    o.log = on_log;
+    o.log_user = &lc;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -67,6 +67,10 @@ typedef struct marlin_qrun_opts {
     const char *save_hessians; /* GPTQ: store per-layer Hessians here */
     const char *hessians;      /* GPTQ: reuse stored Hessians (no forward) */
     marlin_progress progress;
+    /* Messages worth showing while the run goes (memory estimate, resume,
+     * GPTQ damping steps); NULL to drop them. */
+    void (*log)(void *user, const char *msg);
+    void *log_user;
     /* Set to non-zero (e.g. from a SIGINT handler) to stop at the next
      * tensor boundary: the run returns MARLIN_ERR_INTERRUPTED and nothing
      * is left at the output path. */
@@ -164,6 +168,14 @@ marlin_status marlin_qckpt_g_idx(const marlin_qckpt *c, size_t i,
 /* Dequantized weights W (n, k) fp32: (q - 8) * s[g_idx[j]][r]. */
 marlin_status marlin_qckpt_dequant(const marlin_qckpt *c, size_t i, float *W,
                                    int threads, marlin_error *err);
+/* A model/ weight source (marlin_weight_source, model/marlin_model.h) that
+ * serves "<p>.weight" of every quantized layer dequantized, and every other
+ * tensor as stored. *state is released with free() after the source's last
+ * use; c must outlive it. */
+struct marlin_weight_source;
+marlin_status marlin_qckpt_weight_source(const marlin_qckpt *c, int threads,
+                                         struct marlin_weight_source *out,
+                                         void **state, marlin_error *err);
 /* Reads the raw packed tensors of layer i (Marlin/2:4 only): B (and meta)
  * and the permuted scales, as stored. Sizes: B k*n/2 bytes, meta k*n/8
  * bytes (2:4), s G*n*2 bytes. */

@@ -27,6 +27,7 @@
 #include "marlin_common.h"
 #include "marlin_formats.h"
 #include "marlin_model.h"
+#include "marlin_pipeline.h"
 
 #define TOOL "marlin-eval"
 
@@ -74,25 +75,23 @@ static int usage_error(const char *what, const char *arg) {
  * <p>.weight; it plugs in here as a marlin_weight_source whose read()
  * dequantizes those through pack/'s unpack functions for the names
  * "<p>.weight" and passes every other name to the plain source. */
-static marlin_status open_weights(const marlin_model *m,
+/* The weights of MODEL: as stored, or, for a quantized checkpoint (GPTQ v1,
+ * Marlin, Sparse-Marlin), the quantized linears dequantized on the CPU
+ * through pack/'s unpackers (quantize/qckpt_source.c). */
+static marlin_status open_weights(const marlin_model *m, const char *path,
+                                  marlin_qckpt **qc, void **qstate,
                                   marlin_weight_source *src,
                                   marlin_error *err) {
-    const marlin_st_file *shard = NULL;
-    static const char *const quant_suffix[] = {"qweight", "B"};
-    marlin_weight_source_from_model(m, src);
-    if (marlin_model_find(m, "model.layers.0.self_attn.q_proj.weight", &shard))
+    const marlin_config *cfg = marlin_model_config(m);
+    *qc = NULL;
+    *qstate = NULL;
+    if (!cfg || !cfg->quant.present) {
+        marlin_weight_source_from_model(m, src);
         return MARLIN_OK;
-    for (size_t i = 0; i < 2; i++) {
-        char name[96];
-        snprintf(name, sizeof name, "model.layers.0.self_attn.q_proj.%s",
-                 quant_suffix[i]);
-        if (marlin_model_find(m, name, &shard))
-            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
-                               "%s: quantized checkpoint (%s): evaluating "
-                               "quantized weights is not supported yet",
-                               marlin_model_dir(m), name);
     }
-    return MARLIN_OK; /* the forward names the first missing tensor */
+    marlin_status st = marlin_qckpt_open(path, qc, err);
+    if (st == MARLIN_OK) st = marlin_qckpt_weight_source(*qc, 0, src, qstate, err);
+    return st;
 }
 
 /* ------------------------------------------------------------ output */
@@ -196,6 +195,8 @@ int main(int argc, char **argv) {
     marlin_llama *llama = NULL;
     marlin_tokens tok = {0};
     marlin_weight_source src;
+    marlin_qckpt *qck = NULL;
+    void *qstate = NULL;
     marlin_eval_result res;
     marlin_cli_progress_state prog;
 
@@ -207,7 +208,7 @@ int main(int argc, char **argv) {
                     marlin_model_warning(model, i));
     st = marlin_tokens_load(tokens_path, &tok, &err);
     if (st != MARLIN_OK) goto fail;
-    st = open_weights(model, &src, &err);
+    st = open_weights(model, model_path, &qck, &qstate, &src, &err);
     if (st != MARLIN_OK) goto fail;
     st = marlin_llama_create(marlin_model_config(model), &src, &llama, &err);
     if (st != MARLIN_OK) {
@@ -296,6 +297,8 @@ fail:
     fprintf(stderr, TOOL ": %s\n", err.msg[0] ? err.msg : marlin_status_str(st));
 out:
     marlin_llama_free(llama);
+    free(qstate);
+    marlin_qckpt_close(qck);
     marlin_tokens_free(&tok);
     marlin_model_close(model);
     return rc;
