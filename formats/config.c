@@ -228,6 +228,67 @@ static marlin_status parse_rope(cfg_ctx *c, const json_t *root,
 }
 
 /* --------------------------------------------------------------- parse */
+/* quantization_config / quantize_config.json: the keys loaders (vLLM's
+ * GPTQMarlinConfig, transformers' GPTQConfig) read, plus meta.method which
+ * marlin-quantize records. Absent or null -> qc->present false. */
+static marlin_status parse_quant(cfg_ctx *c, const json_t *q,
+                                 marlin_quant_config *qc) {
+    marlin_status st;
+    bool have;
+    memset(qc, 0, sizeof *qc);
+    if (!q || json_is_null(q)) return MARLIN_OK;
+    if (!json_is_object(q))
+        return bad(c, "", "quantization_config", "must be an object");
+    qc->present = true;
+    qc->sym = true;
+    if ((st = get_str(c, q, "quant_method", qc->quant_method, sizeof qc->quant_method)))
+        return st;
+    if ((st = get_str(c, q, "checkpoint_format", qc->checkpoint_format,
+                      sizeof qc->checkpoint_format)))
+        return st;
+    if ((st = get_int(c, q, "quantization_config", "bits", 1, 64, &qc->bits, &have)))
+        return st;
+    if ((st = get_int(c, q, "quantization_config", "group_size", -1, 1 << 30,
+                      &qc->group_size, &have)))
+        return st;
+    if ((st = get_bool(c, q, "desc_act", false, &qc->desc_act))) return st;
+    if ((st = get_bool(c, q, "sym", true, &qc->sym))) return st;
+    if ((st = get_bool(c, q, "lm_head", false, &qc->lm_head))) return st;
+    const json_t *meta = json_object_get(q, "meta");
+    if (json_is_object(meta) &&
+        (st = get_str(c, meta, "method", qc->method, sizeof qc->method)))
+        return st;
+    if (json_is_object(meta) &&
+        (st = get_str(c, meta, "sparsity", qc->sparsity, sizeof qc->sparsity)))
+        return st;
+    return MARLIN_OK;
+}
+
+marlin_status marlin_quant_config_parse(const char *text, size_t len,
+                                        const char *label, bool nested,
+                                        marlin_quant_config *qc,
+                                        marlin_error *err) {
+    marlin_status st;
+    json_t *root = NULL;
+    char *clean = NULL;
+    size_t clen = 0;
+    cfg_ctx c = {label ? label : "quantize_config.json", err};
+    memset(qc, 0, sizeof *qc);
+    if (!(clean = mf_nan_prepass(text ? text : "", len, &clen)))
+        return marlin_fail(err, MARLIN_ERR_NOMEM, "%s: out of memory", c.label);
+    st = mf_json_parse(clean, clen, c.label,
+                       JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL, &root, err);
+    if (st == MARLIN_OK && !json_is_object(root))
+        st = marlin_fail(err, MARLIN_ERR_FORMAT, "%s: top level is not a JSON "
+                         "object", c.label);
+    if (st == MARLIN_OK)
+        st = parse_quant(&c, nested ? json_object_get(root, "quantization_config")
+                                    : root, qc);
+    json_decref(root);
+    free(clean);
+    return st;
+}
+
 marlin_status marlin_config_parse(const char *text, size_t len,
                                   const char *label, marlin_config *cfg,
                                   marlin_error *err) {
@@ -330,6 +391,9 @@ marlin_status marlin_config_parse(const char *text, size_t len,
     if (!cfg->torch_dtype[0] &&
         (st = get_str(&c, root, "torch_dtype", cfg->torch_dtype,
                       sizeof cfg->torch_dtype)))
+        goto out;
+    if ((st = parse_quant(&c, json_object_get(root, "quantization_config"),
+                          &cfg->quant)))
         goto out;
 out:
     if (st) memset(cfg, 0, sizeof *cfg);

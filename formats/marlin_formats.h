@@ -81,8 +81,11 @@ typedef struct marlin_tensor {
 typedef struct marlin_st_file marlin_st_file; /* opaque */
 
 /* Parses and fully validates a safetensors image held in memory (the
- * fuzzing entry point). `label` names the file in error messages. The
- * returned object references `buf`, which must outlive it. */
+ * fuzzing entry point). `label` names the file in error messages (NULL:
+ * "<memory>"). The returned object references `buf`, which must outlive it;
+ * free it with marlin_st_close. On failure *out is NULL. Errors:
+ * MARLIN_ERR_FORMAT (one line: label, tensor if any, the broken rule),
+ * MARLIN_ERR_NOMEM, MARLIN_ERR_INVALID_ARG. */
 marlin_status marlin_st_parse(const void *buf, size_t len, const char *label,
                               marlin_st_file **out, marlin_error *err);
 
@@ -132,7 +135,10 @@ void marlin_st_metadata_at(const marlin_st_file *f, size_t i,
 const char *marlin_st_metadata_get(const marlin_st_file *f, const char *key);
 
 /* Reads a F16, BF16 or F32 tensor (any shape) as fp32 into dst (numel
- * floats). Other dtypes give MARLIN_ERR_UNSUPPORTED naming the tensor. */
+ * floats; exact widening, F16C/AVX2 when the CPU has them). Files are read
+ * with pread through a cache-sized buffer (truncation after open gives
+ * MARLIN_ERR_IO); parsed buffers are converted in place when 2-byte
+ * aligned. Other dtypes give MARLIN_ERR_UNSUPPORTED naming the tensor. */
 marlin_status marlin_st_read_f32(const marlin_st_file *f,
                                  const marlin_tensor *t, float *dst,
                                  marlin_error *err);
@@ -230,6 +236,29 @@ typedef enum marlin_rope_type {
     MARLIN_ROPE_YARN     /* parsed; forward rejects it */
 } marlin_rope_type;
 
+/* A quantization_config object (config.json) or quantize_config.json. */
+typedef struct marlin_quant_config {
+    bool present;
+    char quant_method[32];      /* "gptq", "marlin", ... */
+    char checkpoint_format[32]; /* "gptq", "marlin_24", "" */
+    int64_t bits;               /* 0 when absent */
+    int64_t group_size;         /* 0 when absent */
+    bool desc_act;
+    bool sym;                   /* default true when absent */
+    bool lm_head;
+    char method[16];            /* meta.method written by marlin-quantize */
+    char sparsity[8];           /* meta.sparsity ("2:4") or "" */
+} marlin_quant_config;
+
+/* Parses a quantization config object. When `nested` is set, text is a
+ * whole config.json and the object is its "quantization_config" member
+ * (absent -> qc->present false); otherwise text is the object itself
+ * (quantize_config.json). */
+marlin_status marlin_quant_config_parse(const char *text, size_t len,
+                                        const char *label, bool nested,
+                                        marlin_quant_config *qc,
+                                        marlin_error *err);
+
 /* The fields of config.json the toolchain uses (Llama family: llama,
  * mistral, qwen2). */
 typedef struct marlin_config {
@@ -254,6 +283,7 @@ typedef struct marlin_config {
     bool attention_bias;     /* q/k/v biases (qwen2: true) */
     bool mlp_bias;
     char torch_dtype[16];    /* "float16", "bfloat16", "" */
+    marlin_quant_config quant; /* quantization_config, if any */
 } marlin_config;
 
 /* A checkpoint: one .safetensors file (with or without a config.json beside
