@@ -1185,6 +1185,13 @@ static void test_formats_model_config_qwen2_and_families(void **state) {
     assert_false(marlin_config_is_llama_like(&c));
     assert_int_equal(c.hidden_size, 0);
     assert_int_equal(c.vocab_size, 50257);
+    /* a rope variant we do not model blocks the Llama family only */
+    assert_int_equal(cfg("{\"model_type\":\"phi3\",\"hidden_size\":3072,"
+                         "\"rope_scaling\":{\"type\":\"longrope\",\"long_factor\":[1]}}",
+                         &c, &err), MARLIN_OK);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_DEFAULT);
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"type\":\"longrope\"}}",
+                         &c, &err), MARLIN_ERR_UNSUPPORTED);
 }
 
 static void test_formats_model_config_errors(void **state) {
