@@ -352,8 +352,9 @@ static marlin_status save_layer(gctx *g, int64_t layer, const layer_rec *recs,
         snprintf(name, sizeof name, "%s.s", t->prefix);
         if (!st) st = marlin_writer_add(w, name, MARLIN_DT_F16, 2, ss, err);
         const marlin_qlayer_report *p = &reps[i];
-        snprintf(val, sizeof val, "%.17g %.17g %.17g %.17g %d %.17g", p->rel_weight_err,
-                 p->rel_out_err, p->loss, p->damp_rel, (int)p->fallback_rtn, p->seconds);
+        snprintf(val, sizeof val, "%.17g %.17g %.17g %.17g %d %.17g %.17g", p->rel_weight_err,
+                 p->rel_out_err, p->loss, p->damp_rel, (int)p->fallback_rtn, p->seconds,
+                 p->rtn_out_err);
         if (!st) st = marlin_writer_set_metadata(w, t->prefix, val, err);
         if (!st && p->note) {
             snprintf(name, sizeof name, "%s.note", t->prefix);
@@ -414,8 +415,8 @@ static marlin_status replay_layer(gctx *g, int64_t layer, marlin_error *err) {
         if (!st && qrun_add_layer(g->r, t, &L)) st = marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory");
         if (!st) {
             int fb = 0;
-            if (sscanf(rep, "%lg %lg %lg %lg %d %lg", &L->rel_weight_err, &L->rel_out_err,
-                       &L->loss, &L->damp_rel, &fb, &L->seconds) != 6)
+            if (sscanf(rep, "%lg %lg %lg %lg %d %lg %lg", &L->rel_weight_err, &L->rel_out_err,
+                       &L->loss, &L->damp_rel, &fb, &L->seconds, &L->rtn_out_err) != 7)
                 st = marlin_fail(err, MARLIN_ERR_FORMAT, "%s: bad report entry for '%s'", p, t->t->name);
             L->fallback_rtn = fb != 0;
             snprintf(name, sizeof name, "%s.note", t->prefix);
@@ -513,6 +514,24 @@ static marlin_status quantize_layer(gctx *g, int64_t layer, marlin_error *err) {
                                            &p->rel_weight_err, err);
             if (st) break;
             p->rel_out_err = res.out_rel_err;
+            if (o->compare_rtn) {
+                /* RTN of the same weights, judged on the same inputs */
+                marlin_rtn_opts ro = marlin_rtn_default_opts();
+                ro.group_size = o->group_size;
+                ro.clip = o->clip;
+                ro.prune = o->sparse24 ? MARLIN_PRUNE_MAGNITUDE : MARLIN_PRUNE_NONE;
+                ro.threads = o->threads;
+                uint8_t *rq = malloc((size_t)(t->n * t->k));
+                uint16_t *rs = malloc((size_t)(G * t->n) * 2);
+                if (!rq || !rs) st = marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory");
+                if (!st) st = marlin_rtn_quantize(blk->w[l], MARLIN_DT_F32, t->n, t->k, &ro, rq, rs, err);
+                if (!st) st = marlin_quant_output_error(blk->w[l], MARLIN_DT_F32, t->n, t->k,
+                                                        o->group_size, rq, rs, H.h,
+                                                        &p->rtn_out_err, err);
+                free(rq);
+                free(rs);
+                if (st) break;
+            }
             p->loss = res.loss;
             p->damp_rel = res.damp_rel;
             p->fallback_rtn = res.fallback_rtn;
@@ -560,6 +579,7 @@ static marlin_status quantize_layer(gctx *g, int64_t layer, marlin_error *err) {
         const marlin_qlayer_report *p = &recs[i].rep;
         L->rel_weight_err = p->rel_weight_err;
         L->rel_out_err = p->rel_out_err;
+        L->rtn_out_err = p->rtn_out_err;
         L->loss = p->loss;
         L->damp_rel = p->damp_rel;
         L->fallback_rtn = p->fallback_rtn;

@@ -63,6 +63,7 @@ typedef struct marlin_qrun_opts {
     bool quantize_lm_head;     /* also quantize lm_head.weight */
     uint64_t shard_limit;      /* bytes per output shard (5 GB) */
     int64_t calib_rows;        /* use the first N calibration rows (0: all) */
+    bool compare_rtn;          /* GPTQ: also report RTN's output error */
     const char *cache_dir;     /* GPTQ: spill/resume cache */
     const char *save_hessians; /* GPTQ: store per-layer Hessians here */
     const char *hessians;      /* GPTQ: reuse stored Hessians (no forward) */
@@ -89,6 +90,7 @@ typedef struct marlin_qlayer_report {
     char *note;            /* why it was kept, or GPTQ damping notes; may be NULL */
     double rel_weight_err; /* ||W - Wq||_F / ||W||_F */
     double rel_out_err;    /* GPTQ: on the calibration inputs; -1 otherwise */
+    double rtn_out_err;    /* GPTQ --compare-rtn: RTN's, same inputs; -1 */
     double loss;           /* GPTQ: sum (w-q)^2/d^2/2; -1 otherwise */
     double damp_rel;       /* GPTQ: relative damping used; -1 otherwise */
     bool fallback_rtn;     /* GPTQ: every factorisation failed, RTN codes */
