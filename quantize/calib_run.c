@@ -29,6 +29,7 @@
  * so other settings (group size, act-order, damping) cost only the solves.
  */
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -592,6 +593,10 @@ static marlin_status quantize_layer(gctx *g, int64_t layer, marlin_error *err) {
     if (!st && g->cache && !o->hessians) {
         st = save_layer(g, layer, recs, g->r->rep->layers + first, nrec, err);
         if (!st) x_drop(g, layer);
+        /* Fault injection for the resume test: die like kill -9 right
+         * after layer N is checkpointed. */
+        const char *kill_after = getenv("MARLIN_FAULT_KILL_AFTER_LAYER");
+        if (!st && kill_after && atoll(kill_after) == layer) raise(SIGKILL);
     }
     for (int i = 0; i < nrec; i++) {
         free(recs[i].q);
