@@ -813,7 +813,8 @@ extern "C" marlin_status marlin_gemm24_ex(
                                c.mb, c.nw, c.kw);
         const int sb = stage_bytes(c, grouped);
         const int rb = red_bytes(c);
-        int stages = (d.smem_optin - rb) / sb;
+        /* 1 KiB left for the static shared variables */
+        int stages = (d.smem_optin - rb - 1024) / sb;
         if (stages > kMaxStages) stages = kMaxStages;
         if (opts && opts->max_stages > 0 && stages > opts->max_stages)
             stages = opts->max_stages;

@@ -137,4 +137,24 @@ marlin_status marlin_gemm24_ex(const void *A, const void *B, const void *meta,
     return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
                        "2:4 kernel: built without CUDA");
 }
+
+marlin_status marlin_bench24_copy_bandwidth(double *gbps, marlin_error *err) {
+    if (gbps) *gbps = 0;
+    return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                       "2:4 kernel: built without CUDA");
+}
+
+marlin_status marlin_bench24_layer(int64_t m, int64_t n, int64_t k,
+                                   int64_t group,
+                                   const marlin_gemm24_opts *opts,
+                                   int batches, int calls, int use_graph,
+                                   int with_cublas,
+                                   marlin24_bench_result *res,
+                                   marlin_error *err) {
+    (void)m; (void)n; (void)k; (void)group; (void)opts; (void)batches;
+    (void)calls; (void)use_graph; (void)with_cublas;
+    if (res) memset(res, 0, sizeof *res);
+    return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                       "2:4 kernel: built without CUDA");
+}
 #endif

@@ -124,6 +124,37 @@ marlin_status marlin_gemm24_ex(const void *A, const void *B, const void *meta,
                                const marlin_gemm24_opts *opts,
                                marlin_error *err);
 
+/* ---------------------------------------------------------------------- */
+/* Benchmark helpers (marlin-bench --sparse)                               */
+/* ---------------------------------------------------------------------- */
+
+typedef struct marlin24_bench_result {
+    double sec_sparse;    /* median seconds per call, 2:4 kernel */
+    double sec_cublas;    /* same for cublasGemmEx fp16 (fp32 compute) */
+    double bytes_sparse;  /* B + meta + s + A + C bytes of one call */
+    double bytes_cublas;  /* fp16 W + A + C */
+    int rotated_copies;   /* weight copies cycled through (beyond L2) */
+} marlin24_bench_result;
+
+/* Device-to-device copy bandwidth (bytes read + written per second / 1e9),
+ * median of 10 copies of 1 GiB after 2 warm-ups. */
+marlin_status marlin_bench24_copy_bandwidth(double *gbps, marlin_error *err);
+
+/* Times one layer shape: `batches` timed batches of `calls` back-to-back
+ * calls each (after a warm-up), cycling through enough random weight
+ * copies (>= 256 MiB in all) that no weight is read from L2; per-call
+ * median over the batches. use_graph: the batch is captured once in a CUDA
+ * graph and replayed (no host launch overhead), else launched from the
+ * host. with_cublas: also times cublasGemmEx on fp16 weights of the same
+ * shape. Needs the free memory for the copies. */
+marlin_status marlin_bench24_layer(int64_t m, int64_t n, int64_t k,
+                                   int64_t group,
+                                   const marlin_gemm24_opts *opts,
+                                   int batches, int calls, int use_graph,
+                                   int with_cublas,
+                                   marlin24_bench_result *res,
+                                   marlin_error *err);
+
 #ifdef __cplusplus
 }
 #endif

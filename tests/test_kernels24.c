@@ -413,9 +413,10 @@ static int gpu_ready(void) {
         }                                                                     \
     } while (0)
 
+/* 0: everything; 1: small subset (memcheck); 2: smaller (racecheck). */
 static int quick_mode(void) {
     const char *q = getenv("MARLIN_K24_QUICK");
-    return q && *q && *q != '0';
+    return q && *q ? atoi(q) : 0;
 }
 
 /* One weight matrix on host and device, shared by several batch sizes. */
@@ -611,6 +612,7 @@ static void test_kernels24_gpu_small_all_m(void **state) {
 static void test_kernels24_gpu_groups(void **state) {
     (void)state;
     if (!gpu_ready()) skip();
+    if (quick_mode() >= 2) skip();
     const uint64_t base = marlin_test_seed(SEED_DEFAULT + 300);
     static const int64_t groups[] = {-1, 32, 64, 128, 256, 1024};
     static const int64_t ms[] = {1, 16, 40, 200};
@@ -630,6 +632,7 @@ static void test_kernels24_gpu_groups(void **state) {
 static void test_kernels24_gpu_configs(void **state) {
     (void)state;
     if (!gpu_ready()) skip();
+    if (quick_mode() >= 2) skip();
     const uint64_t base = marlin_test_seed(SEED_DEFAULT + 400);
     static const int cfg[][2] = {{1, 0}, {2, 0}, {1, 2}, {2, 2}, {1, 3}};
     static const int64_t ms[] = {1, 16, 64, 100};
