@@ -177,6 +177,62 @@ __device__ __forceinline__ void mma_sp(float (&d)[4], const uint32_t (&a)[4],
           "r"(b[2]), "r"(b[3]), "r"(e), "n"(SEL));
 }
 
+/* ------------------------------------------------ Hopper bulk copies (TMA) */
+/* On sm_90 the weights, metadata and scales of a stage are moved by the
+ * tensor memory accelerator (cp.async.bulk: a few large copies completing
+ * on an mbarrier) instead of one 16-byte cp.async per thread: measured on
+ * an H100, per-thread cp.async capped this kernel near 1 TB/s whatever the
+ * pipeline depth (docs/perf.md, "2:4 sparse kernel"). */
+
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MARLIN24_TMA 1
+__device__ __forceinline__ uint32_t smem_u32(const void *p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+__device__ __forceinline__ void mbar_init(uint64_t *bar, uint32_t count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(
+                     smem_u32(bar)),
+                 "r"(count));
+}
+/* One arrival that also announces `bytes` of incoming copies. */
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t *bar,
+                                                      uint32_t bytes) {
+    asm volatile(
+        "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
+            smem_u32(bar)),
+        "r"(bytes)
+        : "memory");
+}
+/* Waits for the phase of parity `parity` to complete. Bounded: a lost copy
+ * traps (a launch error) instead of hanging the GPU. */
+__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
+    const uint32_t a = smem_u32(bar);
+    for (uint32_t spins = 0;; ++spins) {
+        uint32_t done;
+        asm volatile(
+            "{\n .reg .pred p;\n"
+            " mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+            " selp.u32 %0, 1, 0, p;\n}\n"
+            : "=r"(done)
+            : "r"(a), "r"(parity)
+            : "memory");
+        if (done) return;
+        if (spins > (1u << 26)) __trap();
+    }
+}
+/* global -> shared bulk copy of `bytes` (multiple of 16, 16-byte aligned),
+ * completing on `bar`, with an L2 policy. */
+__device__ __forceinline__ void bulk_copy(void *dst, const void *src,
+                                          uint32_t bytes, uint64_t *bar,
+                                          uint64_t policy) {
+    asm volatile(
+        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes."
+        "L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(smem_u32(dst)),
+        "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(policy)
+        : "memory");
+}
+#endif
+
 /* --------------------------------------------------------------- params */
 
 struct Params {
@@ -195,6 +251,7 @@ struct Params {
     int chunks;        /* ceil(m / (16*MB)) */
     int tiles;         /* chunks * nslices * ktiles */
     int stages;
+    int use_tma;       /* weights/meta/scales by bulk copy (sm_90+) */
 };
 
 /* Block b of G owns tiles [b*T/G, (b+1)*T/G) (the host keeps T * G below
@@ -209,16 +266,19 @@ __device__ __forceinline__ int tile_owner(int x, int T, int G) {
 }
 
 /* Shared-memory sizes, all in bytes. */
-template <int MB, int NW, int KW, bool GROUPED>
+template <int MB, int NW, int KW, int KP, bool GROUPED>
 struct Layout {
-    static constexpr int kTile = 32 * KW;          /* dense k per stage */
+    static constexpr int kBlocks = KW * KP;        /* 32-row k blocks */
+    static constexpr int kTile = 32 * kBlocks;     /* dense k per stage */
     static constexpr int nTile = 64 * NW;          /* output features */
     static constexpr int aRowInt4 = kTile / 8;     /* int4 per A row */
     static constexpr int aBytes = 16 * MB * kTile * 2;
-    static constexpr int bBytes = KW * NW * 512;   /* = 4096 */
-    static constexpr int metaBytes = KW * NW * 256; /* = 2048 */
+    static constexpr int bRowBytes = NW * 512;     /* one k block */
+    static constexpr int bBytes = kBlocks * bRowBytes;
+    static constexpr int metaRowBytes = NW * 256;
+    static constexpr int metaBytes = kBlocks * metaRowBytes;
     /* grouped: up to one scale row per 32-row k block */
-    static constexpr int sBytes = GROUPED ? KW * nTile * 2 : 0;
+    static constexpr int sBytes = GROUPED ? kBlocks * nTile * 2 : 0;
     static constexpr int stageBytes = aBytes + bBytes + metaBytes + sBytes;
     static constexpr int partFloat4 = MB * 8 * NW * 32; /* per slot */
 };
@@ -227,23 +287,27 @@ struct Layout {
  * Template parameters:
  *   MB      16-row batch blocks per chunk (1, 2 or 4)
  *   NW      warps along n; each owns 64 output features (n_tile = 64*NW)
- *   KW      warps along k; each owns one 32-row dense k block per stage
- *           (NW * KW = 8 warps)
+ *   KW      warps along k (NW * KW = 8 warps)
+ *   KP      32-row dense k blocks per warp per stage (k_tile = 32*KW*KP):
+ *           more bytes per pipeline step, fewer barriers per byte
  *   GROUPED scales multiply the weights per k group (G > 1); otherwise one
  *           scale per column, applied to the fp32 sums in the epilogue
  */
-template <int MB, int NW, int KW, bool GROUPED>
+template <int MB, int NW, int KW, int KP, bool GROUPED>
 __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
     static_assert(NW * KW == kThreads / 32, "8 warps");
-    using L = Layout<MB, NW, KW, GROUPED>;
+    using L = Layout<MB, NW, KW, KP, GROUPED>;
     extern __shared__ int4 smem[];
     __shared__ int last_flag;
+#ifdef MARLIN24_TMA
+    __shared__ __align__(8) uint64_t full_bar[kMaxStages];
+#endif
 
     const int tid = threadIdx.x;
     const int lane = tid & 31;
     const int warp = tid >> 5;
     const int wn = warp % NW;  /* 64-column block of this warp */
-    const int wk = warp / NW;  /* 32-row k block of this warp */
+    const int wk = warp / NW;  /* k blocks wk*KP .. wk*KP+KP-1 of a stage */
     const int g = lane >> 2;
     const int t4 = lane & 3;
 
@@ -259,10 +323,32 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
     const int n_int4_s = p.n / 8;
     const int k_int4 = p.k / 8;
     const uint64_t policy = evict_first_policy();
+    /* grouped: scale rows per stage, and the row of each k block */
+    const int srows = GROUPED ? (p.group < L::kTile ? L::kTile / p.group : 1)
+                              : 0;
 
     char *const base = reinterpret_cast<char *>(smem);
     float4 *const red =
         reinterpret_cast<float4 *>(base + (size_t)S * L::stageBytes);
+
+    /* Activation rows beyond m are never loaded; zero them once in every
+     * stage so that no uninitialised value reaches the tensor cores (they
+     * only feed output rows that are not stored). */
+    for (int i = tid; i < S * (L::aBytes / 16); i += kThreads) {
+        const int st = i / (L::aBytes / 16);
+        const int off = i % (L::aBytes / 16);
+        reinterpret_cast<int4 *>(base + (size_t)st * L::stageBytes)[off] =
+            make_int4(0, 0, 0, 0);
+    }
+#ifndef MARLIN24_TMA
+    if (p.use_tma) __trap(); /* the host never asks for it below sm_90 */
+#else
+    if (p.use_tma && tid == 0) {
+        for (int i = 0; i < S; ++i) mbar_init(&full_bar[i], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+#endif
+    __syncthreads();
 
     /* ---- fetch one tile into pipeline slot `slot` ------------------- */
     auto fetch = [&](int slot, int t) {
@@ -282,45 +368,81 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
         int4 *sM = reinterpret_cast<int4 *>(st + L::aBytes + L::bBytes);
         int4 *sS = reinterpret_cast<int4 *>(st + L::aBytes + L::bBytes +
                                             L::metaBytes);
-        /* activations: 16*MB rows x kTile halves, XOR-swizzled 16-byte
-         * chunks so that ldmatrix (8 rows, same chunk) is conflict free */
-        constexpr int kAInt4 = 16 * MB * L::aRowInt4;
-#pragma unroll
-        for (int it = 0; it < (kAInt4 + kThreads - 1) / kThreads; ++it) {
-            const int e = tid + it * kThreads;
-            if (kAInt4 % kThreads != 0 && e >= kAInt4) break;
+        /* activations: valid rows only, XOR-swizzled 16-byte chunks so
+         * that ldmatrix (8 rows, same chunk) is conflict free */
+        const int rows = min(16 * MB, p.m - row0);
+        const int a_int4 = rows * L::aRowInt4;
+        for (int e = tid; e < a_int4; e += kThreads) {
             const int r = e / L::aRowInt4;
             const int c = e % L::aRowInt4;
-            const int row = row0 + r;
-            const bool ok = row < p.m;
-            const int4 *src = ok ? p.A + (size_t)row * k_int4 + k0 / 8 + c
-                                 : p.A;
-            cp_async16_zfill(&sA[r * L::aRowInt4 + (c ^ (r & 7))], src, ok);
+            cp_async16_zfill(&sA[r * L::aRowInt4 + (c ^ (r & 7))],
+                             p.A + (size_t)(row0 + r) * k_int4 + k0 / 8 + c,
+                             true);
         }
-        /* weights: (kb, cb) blocks of 512 contiguous bytes, one int4 per
-         * thread (KW*NW*32 == 256) */
-        {
-            const int kb = tid / (NW * 32);
-            const int cb = (tid / 32) % NW;
-            const int4 *src = p.B + (size_t)(kt * KW + kb) * n_int4_B +
+        const int grp0 = GROUPED ? k0 / p.group : 0;
+#ifdef MARLIN24_TMA
+        if (p.use_tma) {
+            /* warp 0: lane 0 announces the bytes, then one bulk copy per
+             * lane: a B row, a meta row or a scale row of this tile */
+            if (warp == 0) {
+                const uint32_t bytes =
+                    L::bBytes + L::metaBytes +
+                    (GROUPED ? srows * L::nTile * 2 : 0);
+                if (lane == 0) {
+                    /* the slot was last read through the generic proxy */
+                    asm volatile("fence.proxy.async.shared::cta;\n" ::
+                                     : "memory");
+                    mbar_arrive_expect_tx(&full_bar[slot], bytes);
+                }
+                __syncwarp();
+                const int c = lane;
+                if (c < L::kBlocks) {
+                    bulk_copy(reinterpret_cast<char *>(sB) + c * L::bRowBytes,
+                              p.B + (size_t)(kt * L::kBlocks + c) * n_int4_B +
+                                  (n0 / 64) * 32,
+                              L::bRowBytes, &full_bar[slot], policy);
+                } else if (c < 2 * L::kBlocks) {
+                    const int kb = c - L::kBlocks;
+                    bulk_copy(reinterpret_cast<char *>(sM) +
+                                  kb * L::metaRowBytes,
+                              p.meta + (size_t)(kt * L::kBlocks + kb) *
+                                           n_int4_meta +
+                                  (n0 / 64) * 16,
+                              L::metaRowBytes, &full_bar[slot], policy);
+                } else if (GROUPED && c < 2 * L::kBlocks + srows) {
+                    const int r = c - 2 * L::kBlocks;
+                    bulk_copy(reinterpret_cast<char *>(sS) + r * L::nTile * 2,
+                              p.s + (size_t)(grp0 + r) * n_int4_s + n0 / 8,
+                              L::nTile * 2, &full_bar[slot], policy);
+                }
+            }
+            return;
+        }
+#endif
+        /* weights: (kb, cb) blocks of 512 contiguous bytes */
+#pragma unroll
+        for (int i = 0; i < KP; ++i) {
+            const int e = tid + i * kThreads;
+            const int kb = e / (NW * 32);
+            const int cb = (e / 32) % NW;
+            const int4 *src = p.B + (size_t)(kt * L::kBlocks + kb) * n_int4_B +
                               (n0 / 64 + cb) * 32 + lane;
-            cp_async16_policy(&sB[tid], src, policy);
+            cp_async16_policy(&sB[e], src, policy);
         }
         /* metadata: (kb, cb) blocks of 256 bytes */
-        if (tid < KW * NW * 16) {
-            const int kb = tid / (NW * 16);
-            const int cb = (tid / 16) % NW;
-            const int i = tid % 16;
-            const int4 *src = p.meta + (size_t)(kt * KW + kb) * n_int4_meta +
+        for (int e = tid; e < L::kBlocks * NW * 16; e += kThreads) {
+            const int kb = e / (NW * 16);
+            const int cb = (e / 16) % NW;
+            const int i = e % 16;
+            const int4 *src = p.meta +
+                              (size_t)(kt * L::kBlocks + kb) * n_int4_meta +
                               (n0 / 64 + cb) * 16 + i;
-            cp_async16_policy(&sM[tid], src, policy);
+            cp_async16_policy(&sM[e], src, policy);
         }
         if (GROUPED) {
             /* scale rows covering this k tile: one when the group spans the
              * tile, kTile/group otherwise */
-            const int rows = p.group < L::kTile ? L::kTile / p.group : 1;
-            const int grp0 = k0 / p.group;
-            if (tid < rows * (L::nTile / 8)) {
+            if (tid < srows * (L::nTile / 8)) {
                 const int r = tid / (L::nTile / 8);
                 const int c = tid % (L::nTile / 8);
                 const int4 *src =
@@ -342,7 +464,7 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
                     for (int c = 0; c < 4; ++c) acc[a][j][h][c] = 0.f;
     };
 
-    /* ---- one k block of one warp: 4 subtiles x MB x 2 batch halves -- */
+    /* ---- the warp's k blocks: 4 subtiles x MB x 2 batch halves each - */
     auto compute = [&](int slot) {
         const char *st = base + (size_t)slot * L::stageBytes;
         const int4 *sA = reinterpret_cast<const int4 *>(st);
@@ -351,59 +473,61 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
             st + L::aBytes + L::bBytes);
         const int4 *sS = reinterpret_cast<const int4 *>(
             st + L::aBytes + L::bBytes + L::metaBytes);
-
-        const int4 bq = sB[(wk * NW + wn) * 32 + lane];
-        const uint32_t *mw = sM + (wk * NW + wn) * 64;
-        const uint32_t meta0 = mw[lane];
-        const uint32_t meta1 = mw[32 + lane];
-
-        int4 sc = make_int4(0, 0, 0, 0);
-        if (GROUPED) {
-            const int srow = p.group < L::kTile ? (32 * wk) / p.group : 0;
-            sc = sS[srow * (L::nTile / 8) + 8 * wn + g];
-        }
-        const uint32_t words[4] = {(uint32_t)bq.x, (uint32_t)bq.y,
-                                   (uint32_t)bq.z, (uint32_t)bq.w};
-        const uint32_t sw[4] = {(uint32_t)sc.x, (uint32_t)sc.y,
-                                (uint32_t)sc.z, (uint32_t)sc.w};
-        /* the 4 subtiles' A operands first (16 registers), so that only one
-         * 16-row block of activation fragments is live at a time */
-        uint32_t af[4][4];
 #pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            dequant2(words[j], af[j][0], af[j][2]);
-            dequant2(words[j] >> 8, af[j][1], af[j][3]);
+        for (int kp = 0; kp < KP; ++kp) {
+            const int kb = wk * KP + kp; /* k block inside the stage */
+            const int4 bq = sB[(kb * NW + wn) * 32 + lane];
+            const uint32_t *mw = sM + (kb * NW + wn) * 64;
+            const uint32_t meta0 = mw[lane];
+            const uint32_t meta1 = mw[32 + lane];
+            int4 sc = make_int4(0, 0, 0, 0);
             if (GROUPED) {
-                /* half 2j of the scale int4 scales row g (feature 8g+j),
-                 * half 2j+1 row g+8 (feature 8g+j+4) */
-                const __half2 s2 = bits_h2(sw[j]);
-                const __half2 s0 = __low2half2(s2);
-                const __half2 s1 = __high2half2(s2);
-                af[j][0] = h2_bits(__hmul2(bits_h2(af[j][0]), s0));
-                af[j][2] = h2_bits(__hmul2(bits_h2(af[j][2]), s0));
-                af[j][1] = h2_bits(__hmul2(bits_h2(af[j][1]), s1));
-                af[j][3] = h2_bits(__hmul2(bits_h2(af[j][3]), s1));
+                const int srow = p.group < L::kTile ? (32 * kb) / p.group : 0;
+                sc = sS[srow * (L::nTile / 8) + 8 * wn + g];
             }
-        }
+            const uint32_t words[4] = {(uint32_t)bq.x, (uint32_t)bq.y,
+                                       (uint32_t)bq.z, (uint32_t)bq.w};
+            const uint32_t sw[4] = {(uint32_t)sc.x, (uint32_t)sc.y,
+                                    (uint32_t)sc.z, (uint32_t)sc.w};
+            /* the 4 subtiles' A operands first (16 registers), so that only
+             * one 16-row block of activation fragments is live at a time */
+            uint32_t af[4][4];
 #pragma unroll
-        for (int a = 0; a < MB; ++a) {
-            uint32_t bf[2][4];
-#pragma unroll
-            for (int h = 0; h < 2; ++h) {
-                const int r = 16 * a + 8 * h + (lane & 7);
-                const int c = 4 * wk + (lane >> 3);
-                ldmatrix_x4(bf[h], &sA[r * L::aRowInt4 + (c ^ (r & 7))]);
+            for (int j = 0; j < 4; ++j) {
+                dequant2(words[j], af[j][0], af[j][2]);
+                dequant2(words[j] >> 8, af[j][1], af[j][3]);
+                if (GROUPED) {
+                    /* half 2j of the scale int4 scales row g (feature
+                     * 8g+j), half 2j+1 row g+8 (feature 8g+j+4) */
+                    const __half2 s2 = bits_h2(sw[j]);
+                    const __half2 s0 = __low2half2(s2);
+                    const __half2 s1 = __high2half2(s2);
+                    af[j][0] = h2_bits(__hmul2(bits_h2(af[j][0]), s0));
+                    af[j][2] = h2_bits(__hmul2(bits_h2(af[j][2]), s0));
+                    af[j][1] = h2_bits(__hmul2(bits_h2(af[j][1]), s1));
+                    af[j][3] = h2_bits(__hmul2(bits_h2(af[j][3]), s1));
+                }
             }
 #pragma unroll
-            for (int j = 0; j < 4; ++j)
+            for (int a = 0; a < MB; ++a) {
+                uint32_t bf[2][4];
 #pragma unroll
                 for (int h = 0; h < 2; ++h) {
-                    const uint32_t e = j < 2 ? meta0 : meta1;
-                    if (j & 1)
-                        mma_sp<1>(acc[a][j][h], af[j], bf[h], e);
-                    else
-                        mma_sp<0>(acc[a][j][h], af[j], bf[h], e);
+                    const int r = 16 * a + 8 * h + (lane & 7);
+                    const int c = 4 * kb + (lane >> 3);
+                    ldmatrix_x4(bf[h], &sA[r * L::aRowInt4 + (c ^ (r & 7))]);
                 }
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                    for (int h = 0; h < 2; ++h) {
+                        const uint32_t e = j < 2 ? meta0 : meta1;
+                        if (j & 1)
+                            mma_sp<1>(acc[a][j][h], af[j], bf[h], e);
+                        else
+                            mma_sp<0>(acc[a][j][h], af[j], bf[h], e);
+                    }
+            }
         }
     };
 
@@ -555,16 +679,26 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
     const int first_slice = t0 / p.ktiles;
     int slot = 0;
     int fill = S - 1;
+    uint32_t parity = 0; /* phase parity of `slot`'s barrier */
+    (void)parity;
 #pragma unroll 1
     for (int t = t0; t < t1; ++t) {
         cp_async_wait_pending(S - 2);
+#ifdef MARLIN24_TMA
+        if (p.use_tma) mbar_wait(&full_bar[slot], parity);
+#endif
         __syncthreads();
         /* the slot computed last iteration is free for the newest tile */
         const int tn = t + S - 1;
         if (tn < t1) fetch(fill, tn);
         cp_async_commit();
         compute(slot);
-        slot = slot + 1 == S ? 0 : slot + 1;
+        if (slot + 1 == S) {
+            slot = 0;
+            parity ^= 1u;
+        } else {
+            ++slot;
+        }
         fill = fill + 1 == S ? 0 : fill + 1;
         const int sl = t / p.ktiles;
         if (t - sl * p.ktiles == p.ktiles - 1 || t == t1 - 1) {
@@ -578,43 +712,50 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
 /* ------------------------------------------------------------ host side */
 
 struct Config {
-    int id;     /* 1, 2, 3 as in marlin_gemm24_opts.config */
-    int mb;
-    int nw;
-    int kw;
+    int id; /* as in marlin_gemm24_opts.config */
+    int mb; /* 16-row blocks per chunk */
+    int nw; /* warps along n */
+    int kw; /* warps along k */
+    int kp; /* k blocks per warp per stage */
 };
 
 typedef void (*KernelFn)(Params);
 
-template <int MB, int NW, int KW>
+template <int MB, int NW, int KW, int KP>
 KernelFn pick_grouped(bool grouped) {
-    return grouped ? marlin24_kernel<MB, NW, KW, true>
-                   : marlin24_kernel<MB, NW, KW, false>;
+    return grouped ? marlin24_kernel<MB, NW, KW, KP, true>
+                   : marlin24_kernel<MB, NW, KW, KP, false>;
 }
 
 /* The instantiated configurations (keep this list short: CI compiles it for
- * four architectures on two cores). */
+ * four architectures on two cores): 128 x 128 and 256 x 64 (columns x k per
+ * stage) for 16, 32 and 64 rows; 128 x 256 and 256 x 128 for 16 rows. */
 KernelFn kernel_for(const Config &c, bool grouped) {
-    if (c.nw == 2 && c.kw == 4) {
+    if (c.nw == 2 && c.kw == 4 && c.kp == 1) {
         switch (c.mb) {
-        case 1: return pick_grouped<1, 2, 4>(grouped);
-        case 2: return pick_grouped<2, 2, 4>(grouped);
-        case 4: return pick_grouped<4, 2, 4>(grouped);
+        case 1: return pick_grouped<1, 2, 4, 1>(grouped);
+        case 2: return pick_grouped<2, 2, 4, 1>(grouped);
+        case 4: return pick_grouped<4, 2, 4, 1>(grouped);
         }
-    } else if (c.nw == 4 && c.kw == 2) {
+    } else if (c.nw == 4 && c.kw == 2 && c.kp == 1) {
         switch (c.mb) {
-        case 1: return pick_grouped<1, 4, 2>(grouped);
-        case 2: return pick_grouped<2, 4, 2>(grouped);
-        case 4: return pick_grouped<4, 4, 2>(grouped);
+        case 1: return pick_grouped<1, 4, 2, 1>(grouped);
+        case 2: return pick_grouped<2, 4, 2, 1>(grouped);
+        case 4: return pick_grouped<4, 4, 2, 1>(grouped);
         }
+    } else if (c.mb == 1 && c.kp == 2) {
+        if (c.nw == 2 && c.kw == 4) return pick_grouped<1, 2, 4, 2>(grouped);
+        if (c.nw == 4 && c.kw == 2) return pick_grouped<1, 4, 2, 2>(grouped);
     }
     return nullptr;
 }
 
+int k_tile(const Config &c) { return 32 * c.kw * c.kp; }
 int stage_bytes(const Config &c, bool grouped) {
-    const int a = 16 * c.mb * 32 * c.kw * 2;
-    const int s = grouped ? c.kw * 64 * c.nw * 2 : 0;
-    return a + 4096 + 2048 + s;
+    const int kb = c.kw * c.kp;
+    const int a = 16 * c.mb * 32 * kb * 2;
+    const int s = grouped ? kb * 64 * c.nw * 2 : 0;
+    return a + kb * c.nw * 512 + kb * c.nw * 256 + s;
 }
 int red_bytes(const Config &c) { return (c.kw - 1) * c.nw * 8 * 32 * 16; }
 size_t part_slot_bytes(const Config &c) {
@@ -623,17 +764,37 @@ size_t part_slot_bytes(const Config &c) {
 
 int mb_for_rows(int64_t m) { return m <= 16 ? 1 : m <= 32 ? 2 : 4; }
 
-/* Automatic choice: 16 rows or fewer are memory bound, so the smallest
- * activation tile and the longest k per stage; more rows want wide n tiles
+/* A configuration fits when its tiles divide n and k and a group never
+ * straddles a stage (groups of 32 or 64 rows, or a multiple of the k tile). */
+bool fits(const Config &c, int64_t n, int64_t k, int64_t group) {
+    const int kt = k_tile(c);
+    if (n % (64 * c.nw) != 0 || k % kt != 0) return false;
+    if (group != -1 && group < k && group > 64 && group % kt != 0 &&
+        kt % group != 0)
+        return false;
+    return true;
+}
+
+/* Configuration for `m` rows (forced: marlin_gemm24_opts.config; a forced
+ * configuration that does not fit falls back to the automatic choice).
+ * Automatic: 16 rows or fewer are memory bound, so the configuration that
+ * moves the most bytes per pipeline step; more rows want wide n tiles
  * (every weight fetched once feeds more MMAs). */
-Config choose_config(int64_t m, int64_t n, int forced) {
+Config choose_config(int64_t m, int64_t n, int64_t k, int64_t group,
+                     int forced) {
     const int mb = mb_for_rows(m);
-    Config c1 = {1, mb, 2, 4};
-    Config c2 = {2, mb, 4, 2};
+    const Config c1 = {1, mb, 2, 4, 1}, c2 = {2, mb, 4, 2, 1};
+    const Config c3 = {3, 1, 2, 4, 2}, c4 = {4, 1, 4, 2, 2};
     if (forced == 1) return c1;
-    if (forced == 2 && n % 256 == 0) return c2;
-    if (m <= 16 || n % 256 != 0) return c1;
-    return c2;
+    if (forced == 2 && fits(c2, n, k, group)) return c2;
+    if (forced == 3 && mb == 1 && fits(c3, n, k, group)) return c3;
+    if (forced == 4 && mb == 1 && fits(c4, n, k, group)) return c4;
+    if (mb == 1) {
+        if (fits(c3, n, k, group)) return c3;
+        return c1;
+    }
+    if (fits(c2, n, k, group)) return c2;
+    return c1;
 }
 
 struct DevCache {
@@ -672,6 +833,30 @@ marlin_status device_facts(int *dev, DevCache *out, marlin_error *err) {
 }
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+/* The bulk-copy loader exists only in the sm_90+ machine code of a kernel;
+ * a build without sm_90 code running on a Hopper part must not ask for it.
+ * Cached per kernel (a handful of entries; a race only repeats the query). */
+struct BinCache {
+    KernelFn fn;
+    int version;
+};
+BinCache g_bin[64];
+
+int binary_version(KernelFn fn) {
+    for (int i = 0; i < 64; ++i) {
+        if (g_bin[i].fn == fn) return g_bin[i].version;
+        if (!g_bin[i].fn) {
+            cudaFuncAttributes a;
+            if (cudaFuncGetAttributes(&a, (const void *)fn) != cudaSuccess)
+                return 0;
+            g_bin[i].version = a.binaryVersion;
+            g_bin[i].fn = fn;
+            return a.binaryVersion;
+        }
+    }
+    return 0;
+}
 
 /* Counters for kMaxChunks chunks of every n slice (n_tile >= 128). */
 size_t counter_bytes(int64_t n) {
@@ -731,7 +916,7 @@ extern "C" marlin_status marlin_gemm24_workspace_size(int64_t m, int64_t n,
     if (st != MARLIN_OK) return st;
     /* the largest partial slot any configuration picks for <= m rows */
     const int mb = mb_for_rows(m > 1024 ? 1024 : m);
-    Config c1 = {1, mb, 2, 4}, c2 = {2, mb, 4, 2};
+    const Config c1 = {1, mb, 2, 4, 1}, c2 = {2, mb, 4, 2, 1};
     size_t slot = part_slot_bytes(c1);
     if (part_slot_bytes(c2) > slot) slot = part_slot_bytes(c2);
     *bytes = counter_bytes(n) + 2 * (size_t)d.sms * slot;
@@ -793,6 +978,13 @@ extern "C" marlin_status marlin_gemm24_ex(
 
     const bool grouped = group != -1 && group < k;
     const int forced = opts ? opts->config : 0;
+    const int loader = opts ? opts->loader : 0;
+    if (loader == 2 && d.major < 9)
+        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                           "marlin_gemm24: bulk-copy loader needs sm_90+, "
+                           "device %d is sm_%d%d",
+                           dev, d.major, d.minor);
+    const int use_tma = loader == 2 || (loader == 0 && d.major >= 9);
     int sms = d.sms;
     if (opts && opts->sms > 0 && opts->sms < sms) sms = opts->sms;
     const int64_t G = grouped ? k / group : 1;
@@ -802,15 +994,16 @@ extern "C" marlin_status marlin_gemm24_ex(
     while (done < m) {
         /* one launch covers at most kMaxChunks chunks of 16*MB rows */
         const int64_t rest = m - done;
-        Config c = choose_config(rest, n, forced);
+        Config c = choose_config(rest, n, k, group, forced);
         const int64_t chunk_rows = 16 * c.mb;
         int64_t rows = rest;
         if (rows > kMaxChunks * chunk_rows) rows = kMaxChunks * chunk_rows;
         KernelFn fn = kernel_for(c, grouped);
         if (!fn)
             return marlin_fail(err, MARLIN_ERR_INTERNAL,
-                               "marlin_gemm24: no kernel for mb=%d nw=%d kw=%d",
-                               c.mb, c.nw, c.kw);
+                               "marlin_gemm24: no kernel for mb=%d nw=%d kw=%d "
+                               "kp=%d",
+                               c.mb, c.nw, c.kw, c.kp);
         const int sb = stage_bytes(c, grouped);
         const int rb = red_bytes(c);
         /* 1 KiB left for the static shared variables */
@@ -844,7 +1037,7 @@ extern "C" marlin_status marlin_gemm24_ex(
         p.n = (int)n;
         p.k = (int)k;
         p.group = grouped ? (int)group : 0;
-        p.ktiles = (int)(k / (32 * c.kw));
+        p.ktiles = (int)(k / k_tile(c));
         p.nslices = (int)(n / (64 * c.nw));
         p.chunks = (int)((rows + chunk_rows - 1) / chunk_rows);
         const long long tiles = (long long)p.chunks * p.nslices * p.ktiles;
@@ -857,6 +1050,11 @@ extern "C" marlin_status marlin_gemm24_ex(
                                tiles, grid);
         p.tiles = (int)tiles;
         p.stages = stages;
+        p.use_tma = use_tma && binary_version(fn) >= 90;
+        if (loader == 2 && !p.use_tma)
+            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                               "marlin_gemm24: bulk-copy loader requested but "
+                               "this build has no sm_90 code");
         fn<<<(unsigned)grid, kThreads, smem, (cudaStream_t)stream>>>(p);
         ce = cudaGetLastError();
         if (ce != cudaSuccess)

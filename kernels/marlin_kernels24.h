@@ -97,8 +97,12 @@ marlin_status marlin_gemm24_workspace_size(int64_t m, int64_t n,
 
 /* Tuning knobs for benchmarks; zero-initialise for the automatic choice. */
 typedef struct marlin_gemm24_opts {
-    int config;     /* 0 auto; 1: 128 columns x 128 k per stage; 2: 256
-                       columns x 64 k (needs n % 256 == 0, else 1) */
+    int config;     /* 0 auto; columns x dense k per pipeline stage:
+                       1: 128 x 128; 2: 256 x 64; 3: 128 x 256 and
+                       4: 256 x 128 (16 rows or fewer). A configuration that
+                       does not fit the shape falls back to auto. */
+    int loader;     /* 0 auto (bulk copies on sm_90+); 1 per-thread
+                       cp.async; 2 bulk copies (TMA, sm_90+ only) */
     int max_stages; /* 0 auto; else cap on the cp.async pipeline depth */
     int sms;        /* 0 all; else number of thread blocks (<= SM count) */
 } marlin_gemm24_opts;

@@ -467,8 +467,8 @@ static void prob_free(prob24 *pr) {
  * `seed`, stacked so that one reference product serves all of them).
  */
 static void prob_run(const prob24 *pr, uint64_t seed, const char *tag,
-                     const int64_t *ms, int count, int config, int max_stages,
-                     int repeat_determinism) {
+                     const int64_t *ms, int count,
+                     const marlin_gemm24_opts *opts, int repeat_determinism) {
     const int64_t n = pr->n, k = pr->k, group = pr->group;
     marlin_rng r;
     marlin_rng_seed(&r, seed);
@@ -513,7 +513,14 @@ static void prob_run(const prob24 *pr, uint64_t seed, const char *tag,
     CU(cudaMalloc(&ws, wsb));
     CU(cudaMemset(ws, 0, wsb));
     CU(cudaMemcpy(dA, A, (size_t)(M * k) * 2, cudaMemcpyHostToDevice));
-    marlin_gemm24_opts opts = {config, max_stages, 0};
+    /* MARLIN_K24_LOADER=1|2 forces the loader where a case names none (to
+     * run the sanitizers over each path) */
+    marlin_gemm24_opts env_opts;
+    memset(&env_opts, 0, sizeof env_opts);
+    if (!opts && getenv("MARLIN_K24_LOADER")) {
+        env_opts.loader = atoi(getenv("MARLIN_K24_LOADER"));
+        opts = &env_opts;
+    }
     int64_t row0 = 0;
     for (int c = 0; c < count; row0 += ms[c], c++) {
         const int64_t m = ms[c];
@@ -522,7 +529,7 @@ static void prob_run(const prob24 *pr, uint64_t seed, const char *tag,
             CU(cudaMemset(dC, 0xff, (size_t)(m * n) * 2));
             marlin_status st = marlin_gemm24_ex(
                 (const char *)dA + (size_t)(row0 * k) * 2, pr->B, pr->meta,
-                pr->s, dC, m, n, k, group, ws, wsb, NULL, &opts, &err);
+                pr->s, dC, m, n, k, group, ws, wsb, NULL, opts, &err);
             if (st != MARLIN_OK)
                 MT_FAILF(seed, "%s m=%lld: marlin_gemm24: %s", tag,
                          (long long)m, err.msg);
@@ -548,11 +555,11 @@ static void prob_run(const prob24 *pr, uint64_t seed, const char *tag,
         if (bad) {
             const int64_t i = first_bad;
             MT_FAILF(seed,
-                     "%s (m=%lld n=%lld k=%lld group=%lld config=%d "
-                     "stages<=%d): %lld of %lld elements out of bound; first "
-                     "C[%lld][%lld] = %g, ref %g, bound %g; mean rel err %.3g",
+                     "%s (m=%lld n=%lld k=%lld group=%lld): %lld of %lld "
+                     "elements out of bound; first C[%lld][%lld] = %g, ref "
+                     "%g, bound %g; mean rel err %.3g",
                      tag, (long long)m, (long long)n, (long long)k,
-                     (long long)group, config, max_stages, (long long)bad,
+                     (long long)group, (long long)bad,
                      (long long)(m * n), (long long)(i / n),
                      (long long)(i % n), (double)marlin_half_to_float(C[i]),
                      (double)rf[i], (3.0 * mg[i] + fabs(rf[i])) / 2048.0 + 1e-6,
@@ -601,10 +608,10 @@ static void test_kernels24_gpu_small_all_m(void **state) {
         snprintf(tag, sizeof tag, "small n=%lld", (long long)shapes[s][0]);
         if (quick)
             prob_run(&pr, case_seed(base, 2 * s + 1), tag, k_quick_m,
-                     (int)(sizeof k_quick_m / sizeof k_quick_m[0]), 0, 0, 0);
+                     (int)(sizeof k_quick_m / sizeof k_quick_m[0]), NULL, 0);
         else
             prob_run(&pr, case_seed(base, 2 * s + 1), tag, k_all_m,
-                     (int)(sizeof k_all_m / sizeof k_all_m[0]), 0, 0, 0);
+                     (int)(sizeof k_all_m / sizeof k_all_m[0]), NULL, 0);
         prob_free(&pr);
     }
 }
@@ -622,27 +629,40 @@ static void test_kernels24_gpu_groups(void **state) {
         char tag[64];
         snprintf(tag, sizeof tag, "group %lld", (long long)groups[g]);
         prob_run(&pr, case_seed(base, 2 * g + 1), tag, ms, quick_mode() ? 2 : 4,
-                 0, 0, 0);
+                 NULL, 0);
         prob_free(&pr);
     }
 }
 
-/* Both tile configurations, the shallowest pipelines and determinism
- * across two launches (which also proves the workspace counters reset). */
+/* Every tile configuration and loader, the shallowest pipelines and
+ * determinism across two launches (which also proves that the workspace
+ * counters are left zeroed). Configurations 3 and 4 apply to m <= 16 (larger
+ * m falls back to the automatic choice, tested too). */
 static void test_kernels24_gpu_configs(void **state) {
     (void)state;
     if (!gpu_ready()) skip();
     if (quick_mode() >= 2) skip();
     const uint64_t base = marlin_test_seed(SEED_DEFAULT + 400);
-    static const int cfg[][2] = {{1, 0}, {2, 0}, {1, 2}, {2, 2}, {1, 3}};
+    /* config, loader, max_stages */
+    static const int cfg[][3] = {{1, 0, 0}, {2, 0, 0}, {3, 0, 0}, {4, 0, 0},
+                                 {1, 1, 0}, {2, 1, 0}, {3, 1, 0}, {4, 1, 0},
+                                 {1, 0, 2}, {2, 1, 2}, {3, 0, 2}, {4, 0, 3},
+                                 {1, 1, 3}};
     static const int64_t ms[] = {1, 16, 64, 100};
-    for (int c = 0; c < 5; c++) {
+    const int nc = (int)(sizeof cfg / sizeof cfg[0]);
+    for (int c = 0; c < nc; c++) {
         prob24 pr;
         prob_init(&pr, case_seed(base, 2 * c), 768, 2048, c % 2 ? 128 : -1);
-        char tag[64];
-        snprintf(tag, sizeof tag, "config %d stages %d", cfg[c][0], cfg[c][1]);
-        prob_run(&pr, case_seed(base, 2 * c + 1), tag, ms, quick_mode() ? 2 : 4,
-                 cfg[c][0], cfg[c][1], 1);
+        char tag[80];
+        snprintf(tag, sizeof tag, "config %d loader %d stages %d", cfg[c][0],
+                 cfg[c][1], cfg[c][2]);
+        marlin_gemm24_opts o;
+        memset(&o, 0, sizeof o);
+        o.config = cfg[c][0];
+        o.loader = cfg[c][1];
+        o.max_stages = cfg[c][2];
+        prob_run(&pr, case_seed(base, 2 * c + 1), tag, ms,
+                 quick_mode() ? 2 : 4, &o, 1);
         prob_free(&pr);
     }
 }
@@ -665,7 +685,7 @@ static void test_kernels24_gpu_real_shapes(void **state) {
         char tag[64];
         snprintf(tag, sizeof tag, "k %lld n %lld", (long long)shapes[s][0],
                  (long long)shapes[s][1]);
-        prob_run(&pr, case_seed(base, 2 * s + 1), tag, ms, 4, 0, 0, s == 0);
+        prob_run(&pr, case_seed(base, 2 * s + 1), tag, ms, 4, NULL, s == 0);
         prob_free(&pr);
     }
     /* large m (several launches of up to 1024 rows) */
@@ -673,10 +693,10 @@ static void test_kernels24_gpu_real_shapes(void **state) {
     static const int64_t mid[] = {1500};
     prob24 pr;
     prob_init(&pr, case_seed(base, 100), 4096, 4096, 128);
-    prob_run(&pr, case_seed(base, 101), "m 4096", big, 1, 0, 0, 0);
+    prob_run(&pr, case_seed(base, 101), "m 4096", big, 1, NULL, 0);
     prob_free(&pr);
     prob_init(&pr, case_seed(base, 102), 1024, 2048, -1);
-    prob_run(&pr, case_seed(base, 103), "m 1500", mid, 1, 0, 0, 0);
+    prob_run(&pr, case_seed(base, 103), "m 1500", mid, 1, NULL, 0);
     prob_free(&pr);
 }
 
