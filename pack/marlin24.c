@@ -88,12 +88,34 @@ typedef struct m24_job {
     atomic_int bad_code; /* pack: a code > 15 */
     atomic_int bad_24;   /* pack: a group with > 2 non-zeros */
     atomic_int bad_meta; /* unpack: a nibble mma.sp rejects */
+    const struct m24_lut *lut;
 } m24_job;
+
+/* Per 8 dense codes (two groups of 4), indexed by their 8 non-zero flags:
+ * bits 0..7 = the two meta nibbles (group 0 low), bit 8 = a group holds
+ * more than 2 non-zeros. Built once per call from
+ * marlin_pack_24_meta_nibble (256 entries, negligible next to a layer) so
+ * the single definition of the encoding stays in marlin_pack.h. */
+typedef struct m24_lut {
+    uint16_t enc[256];
+} m24_lut;
+
+static void m24_lut_build(m24_lut *l) {
+    for (unsigned f = 0; f < 256; f++) {
+        unsigned lo = f & 15u, hi = f >> 4;
+        unsigned over = ((MARLIN24_OVERFULL_MASK >> lo) |
+                         (MARLIN24_OVERFULL_MASK >> hi)) & 1u;
+        l->enc[f] = (uint16_t)((unsigned)marlin_pack_24_meta_nibble(lo) |
+                               (unsigned)marlin_pack_24_meta_nibble(hi) << 4 |
+                               over << 8);
+    }
+}
 
 static void m24_pack_range(void *arg, int64_t c_begin, int64_t c_end,
                            int thread_index) {
     m24_job *job = arg;
     const int64_t n = job->n, k = job->k, ktiles = k / 32;
+    const uint16_t *enc = job->lut->enc;
     uint64_t or_all = 0;
     unsigned overfull = 0;
     (void)thread_index;
@@ -108,19 +130,19 @@ static void m24_pack_range(void *arg, int64_t c_begin, int64_t c_end,
                 unsigned m[2] = {0, 0};  /* the two logical meta int16 */
                 for (int h = 0; h < 4; h++) { /* 8 dense bytes = 2 groups */
                     uint64_t x = marlin_ld64(p + 8 * h);
-                    unsigned f8 = nonzero_flags8(x);
+                    unsigned e = enc[nonzero_flags8(x)];
                     or_all |= x;
-                    for (int s = 0; s < 2; s++) {
-                        int grp = 2 * h + s; /* 0..7 */
-                        unsigned fl = (f8 >> (4 * s)) & 0xfu;
-                        int nib = marlin_pack_24_meta_nibble(fl);
-                        uint64_t v0 = (x >> (8 * (4 * s + (nib & 3)))) & 0xf;
-                        uint64_t v1 = (x >> (8 * (4 * s + (nib >> 2)))) & 0xf;
-                        overfull |= (MARLIN24_OVERFULL_MASK >> fl) & 1u;
-                        /* compressed rows 2grp, 2grp+1: bytes of qc */
-                        qc[grp / 4] |= (v0 | v1 << 8) << (16 * (grp % 4));
-                        m[grp / 4] |= (unsigned)nib << (4 * (grp % 4));
-                    }
+                    overfull |= e;
+                    /* compressed rows 4h..4h+3 = the selected slots,
+                     * read back as bytes (L1 loads are cheaper than
+                     * variable shifts) */
+                    const uint8_t *b8 = p + 8 * h;
+                    uint64_t c4 = (uint64_t)(b8[e & 3u] & 0xfu) |
+                                  (uint64_t)(b8[(e >> 2) & 3u] & 0xfu) << 8 |
+                                  (uint64_t)(b8[4 + ((e >> 4) & 3u)] & 0xfu) << 16 |
+                                  (uint64_t)(b8[4 + ((e >> 6) & 3u)] & 0xfu) << 24;
+                    qc[h / 2] |= c4 << (32 * (h % 2));
+                    m[h / 2] |= (e & 0xffu) << (8 * (h % 2));
                 }
                 u[c] = marlin_pair16(qc[0], qc[1]);
                 int64_t R = marlin_pack_24_meta_row_perm(c);
@@ -138,7 +160,7 @@ static void m24_pack_range(void *arg, int64_t c_begin, int64_t c_end,
     }
     if (or_all & MARLIN_NIB_HI)
         atomic_store_explicit(&job->bad_code, 1, memory_order_relaxed);
-    if (overfull)
+    if (overfull & 0x100u)
         atomic_store_explicit(&job->bad_24, 1, memory_order_relaxed);
 }
 
@@ -170,20 +192,19 @@ static void m24_unpack_range(void *arg, int64_t c_begin, int64_t c_end,
                                   (u[c] >> 4) & MARLIN_NIB_LO};
                 uint8_t *p = qs + (int64_t)c * k + 32 * kt;
                 for (int h = 0; h < 4; h++) {
-                    uint64_t x = 0x0808080808080808ull; /* pruned = code 8 */
+                    uint8_t *o = p + 8 * h;
+                    /* pruned = code 8; then the two kept slots per group,
+                     * as byte stores (cheaper than variable shifts) */
+                    marlin_st64(o, 0x0808080808080808ull);
                     for (int s = 0; s < 2; s++) {
                         int grp = 2 * h + s;
                         int nib = (int)(m[grp / 4] >> (4 * (grp % 4))) & 0xf;
                         uint64_t pair = qc[grp / 4] >> (16 * (grp % 4));
-                        int i0 = 4 * s + (nib & 3), i1 = 4 * s + (nib >> 2);
                         invalid |= !marlin_pack_24_meta_nibble_valid(nib);
                         /* i1 last: wins if a bad nibble repeats an index */
-                        x = (x & ~(0xffull << (8 * i0))) |
-                            ((pair & 0xf) << (8 * i0));
-                        x = (x & ~(0xffull << (8 * i1))) |
-                            (((pair >> 8) & 0xf) << (8 * i1));
+                        o[4 * s + (nib & 3)] = (uint8_t)(pair & 0xf);
+                        o[4 * s + (nib >> 2)] = (uint8_t)((pair >> 8) & 0xf);
                     }
-                    marlin_st64(p + 8 * h, x);
                 }
             }
         }
@@ -251,7 +272,10 @@ marlin_status marlin_pack_24(const uint8_t *q, const uint16_t *s, int64_t n,
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "marlin24 pack: NULL codes/B/meta, or only one of "
                            "s and s_out given");
-    m24_job job = {.q_in = q, .B_out = B, .meta_out = meta, .n = n, .k = k};
+    m24_lut lut;
+    m24_lut_build(&lut);
+    m24_job job = {.q_in = q, .B_out = B, .meta_out = meta, .n = n, .k = k,
+                   .lut = &lut};
     atomic_init(&job.bad_code, 0);
     atomic_init(&job.bad_24, 0);
     atomic_init(&job.bad_meta, 0);
