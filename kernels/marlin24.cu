@@ -777,9 +777,10 @@ bool fits(const Config &c, int64_t n, int64_t k, int64_t group) {
 
 /* Configuration for `m` rows (forced: marlin_gemm24_opts.config; a forced
  * configuration that does not fit falls back to the automatic choice).
- * Automatic: 16 rows or fewer are memory bound, so the configuration that
- * moves the most bytes per pipeline step; more rows want wide n tiles
- * (every weight fetched once feeds more MMAs). */
+ * Automatic, from the H100 sweep in docs/perf.md: 16 rows or fewer take the
+ * 128 x 256 stage (the most bytes per pipeline step: fastest on every
+ * Llama layer shape measured); more rows take 256-column tiles (every
+ * weight fetched once feeds more MMAs), or 128 x 128 when n % 256 != 0. */
 Config choose_config(int64_t m, int64_t n, int64_t k, int64_t group,
                      int forced) {
     const int mb = mb_for_rows(m);
@@ -984,7 +985,10 @@ extern "C" marlin_status marlin_gemm24_ex(
                            "marlin_gemm24: bulk-copy loader needs sm_90+, "
                            "device %d is sm_%d%d",
                            dev, d.major, d.minor);
-    const int use_tma = loader == 2 || (loader == 0 && d.major >= 9);
+    /* Automatic loader: per-thread cp.async. The bulk-copy (TMA) loader is
+     * correct but measured slower on an H100 in every configuration (see
+     * docs/perf.md, "2:4 sparse kernel"), so it is opt-in. */
+    const int use_tma = loader == 2;
     int sms = d.sms;
     if (opts && opts->sms > 0 && opts->sms < sms) sms = opts->sms;
     const int64_t G = grouped ? k / group : 1;

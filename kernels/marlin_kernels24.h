@@ -2,8 +2,8 @@
  * marlin_kernels24.h - the 2:4 sparse INT4 GEMM (our own Sparse-Marlin
  * kernel, mma.sp) behind a plain C API, and its CPU reference.
  *
- * This is the sparse section of the kernels/ public API; it is included by
- * kernels/marlin_kernels.h (the dense section) and can be included alone.
+ * This is the sparse section of the kernels/ public API: included by
+ * kernels/marlin_kernels.h (section 5), and usable alone.
  *
  * Spec: ../shared/docs/reference/marlin-format.md section 4 (written "MF 4.x")
  * and pack/marlin_pack.h section 3, which defines the packed layout once.
@@ -101,8 +101,9 @@ typedef struct marlin_gemm24_opts {
                        1: 128 x 128; 2: 256 x 64; 3: 128 x 256 and
                        4: 256 x 128 (16 rows or fewer). A configuration that
                        does not fit the shape falls back to auto. */
-    int loader;     /* 0 auto (bulk copies on sm_90+); 1 per-thread
-                       cp.async; 2 bulk copies (TMA, sm_90+ only) */
+    int loader;     /* 0 auto (= 1); 1 per-thread cp.async; 2 bulk copies
+                       of weights/meta/scales (TMA, sm_90+ only; correct,
+                       but slower on H100 in our measurements) */
     int max_stages; /* 0 auto; else cap on the cp.async pipeline depth */
     int sms;        /* 0 all; else number of thread blocks (<= SM count) */
 } marlin_gemm24_opts;
