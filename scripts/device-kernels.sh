@@ -27,7 +27,9 @@ mode=${1:-full}
 export LD_LIBRARY_PATH=$PWD/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}
 R=${OUT:-/tmp/out}/r
 mkdir -p "$R"
-log() { echo "== $(date +%T) $*"; }
+# Re-pack after every step: a run stopped at its time limit still returns
+# what it has (only a few files come back, so one archive).
+log() { tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" . 2>/dev/null; echo "== $(date +%T) $*"; }
 
 log probe
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,ecc.mode.current --format=csv | tee "$R/gpu.txt"
