@@ -87,6 +87,22 @@ int copies_for(size_t bytes, size_t floor_bytes) {
 
 } /* namespace */
 
+extern "C" marlin_status marlin_bench24_fill_meta(void *meta, size_t bytes,
+                                                  uint64_t seed, void *stream,
+                                                  marlin_error *err) {
+    if (!meta || bytes % 4 != 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "marlin_bench24_fill_meta: NULL or %zu bytes (need "
+                           "a multiple of 4)",
+                           bytes);
+    cudaError_t ce = fill(meta, bytes, seed, 2, (cudaStream_t)stream);
+    if (ce != cudaSuccess)
+        return marlin_fail(err, MARLIN_ERR_CUDA,
+                           "marlin_bench24_fill_meta: %s",
+                           cudaGetErrorString(ce));
+    return MARLIN_OK;
+}
+
 extern "C" marlin_status marlin_bench24_copy_bandwidth(double *gbps,
                                                        marlin_error *err) {
     marlin_status st = MARLIN_OK;

@@ -138,6 +138,13 @@ marlin_status marlin_gemm24_ex(const void *A, const void *B, const void *meta,
                        "2:4 kernel: built without CUDA");
 }
 
+marlin_status marlin_bench24_fill_meta(void *meta, size_t bytes, uint64_t seed,
+                                       void *stream, marlin_error *err) {
+    (void)meta; (void)bytes; (void)seed; (void)stream;
+    return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                       "2:4 kernel: built without CUDA");
+}
+
 marlin_status marlin_bench24_copy_bandwidth(double *gbps, marlin_error *err) {
     if (gbps) *gbps = 0;
     return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,

@@ -141,6 +141,13 @@ typedef struct marlin24_bench_result {
     int rotated_copies;   /* weight copies cycled through (beyond L2) */
 } marlin24_bench_result;
 
+/* Fills `bytes` (multiple of 4) of device memory with random VALID 2:4
+ * metadata (every nibble one of the six ordered index pairs mma.sp accepts;
+ * random words would not be), deterministically from `seed`, on `stream`
+ * (a cudaStream_t, NULL = default). For benchmarks on random weights. */
+marlin_status marlin_bench24_fill_meta(void *meta, size_t bytes, uint64_t seed,
+                                       void *stream, marlin_error *err);
+
 /* Device-to-device copy bandwidth (bytes read + written per second / 1e9),
  * median of 10 copies of 1 GiB after 2 warm-ups. */
 marlin_status marlin_bench24_copy_bandwidth(double *gbps, marlin_error *err);
