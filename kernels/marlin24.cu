@@ -178,11 +178,13 @@ __device__ __forceinline__ void mma_sp(float (&d)[4], const uint32_t (&a)[4],
 }
 
 /* ------------------------------------------------ Hopper bulk copies (TMA) */
-/* On sm_90 the weights, metadata and scales of a stage are moved by the
- * tensor memory accelerator (cp.async.bulk: a few large copies completing
- * on an mbarrier) instead of one 16-byte cp.async per thread: measured on
- * an H100, per-thread cp.async capped this kernel near 1 TB/s whatever the
- * pipeline depth (docs/perf.md, "2:4 sparse kernel"). */
+/* Optional loader (marlin_gemm24_opts.loader = 2, sm_90+): the weights,
+ * metadata and scales of a stage are moved by the tensor memory accelerator
+ * (cp.async.bulk: a few large copies completing on an mbarrier) instead of
+ * one 16-byte cp.async per thread. Added when the kernel's speed did not
+ * change with pipeline depth; correct, but measured slower on an H100 (the
+ * limit is the per-stage instruction latency, not the copies: docs/perf.md,
+ * "2:4 sparse kernel"), so it is not the default. */
 
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 #define MARLIN24_TMA 1
