@@ -61,7 +61,7 @@ typedef struct marlin_verify_report {
     size_t n_failed;
     char formats[32];      /* what was found: "gptq", "gptq+marlin", ... */
     char algorithm[16];    /* meta.method of the checkpoint */
-    char device[128];      /* GPU name when gpu */
+    char device[256];      /* GPU name when gpu */
     double seconds;
 } marlin_verify_report;
 

@@ -79,9 +79,7 @@ static const char *fmt_name(marlin_qformat f) {
     return f == MARLIN_QFMT_GPTQ ? "gptq" : f == MARLIN_QFMT_MARLIN ? "marlin" : "marlin24";
 }
 
-static marlin_status layer_fail(marlin_verify_layer *L, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static marlin_status layer_fail(marlin_verify_layer *L, const char *fmt, ...) {
+marlin_status verify_layer_fail_msg(marlin_verify_layer *L, const char *fmt, ...) {
     if (L->why) return MARLIN_OK; /* keep the first reason */
     va_list ap;
     char buf[512];
@@ -206,12 +204,12 @@ static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
     for (int c = 0; c < v->nck; c++) {
         int64_t idx = c == 0 ? (int64_t)li : marlin_qckpt_find(v->ck[c], ql->prefix);
         if (idx < 0) {
-            st = layer_fail(L, "missing from %s", marlin_model_dir(marlin_qckpt_model(v->ck[c])));
+            st = verify_layer_fail_msg(L, "missing from %s", marlin_model_dir(marlin_qckpt_model(v->ck[c])));
             goto out;
         }
         const marlin_qlayer *o = marlin_qckpt_layer(v->ck[c], (size_t)idx);
         if (o->n != n || o->k != k || o->group_size != g) {
-            st = layer_fail(L, "shape/group differ between formats ([%lld,%lld] g%lld vs [%lld,%lld] g%lld)",
+            st = verify_layer_fail_msg(L, "shape/group differ between formats ([%lld,%lld] g%lld vs [%lld,%lld] g%lld)",
                             (long long)n, (long long)k, (long long)g,
                             (long long)o->n, (long long)o->k, (long long)o->group_size);
             goto out;
@@ -223,10 +221,10 @@ static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
         marlin_error_clear(&derr);
         marlin_status ds = marlin_qckpt_decode(v->ck[c], (size_t)idx, q[c], s[c], v->o->threads, &derr);
         if (ds == MARLIN_ERR_NOMEM || ds == MARLIN_ERR_IO) { *err = derr; st = ds; goto out; }
-        if (ds) { st = layer_fail(L, "%s", derr.msg); goto out; }
+        if (ds) { st = verify_layer_fail_msg(L, "%s", derr.msg); goto out; }
         int64_t bad = first_bad_scale(s[c], G * n);
         if (bad >= 0) {
-            st = layer_fail(L, "%s: scale [%lld, %lld] = 0x%04x is not a finite positive fp16",
+            st = verify_layer_fail_msg(L, "%s: scale [%lld, %lld] = 0x%04x is not a finite positive fp16",
                             fmt_name(o->format), (long long)(bad / n), (long long)(bad % n), s[c][bad]);
             goto out;
         }
@@ -236,12 +234,12 @@ static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
         if (memcmp(q[0], q[1], (size_t)(n * k)) != 0) {
             int64_t i = 0;
             while (q[0][i] == q[1][i]) i++;
-            st = layer_fail(L, "codes differ between formats at [%lld, %lld] (%d vs %d)",
+            st = verify_layer_fail_msg(L, "codes differ between formats at [%lld, %lld] (%d vs %d)",
                             (long long)(i / k), (long long)(i % k), q[0][i], q[1][i]);
             goto out;
         }
         if (memcmp(s[0], s[1], (size_t)(G * n) * 2) != 0) {
-            st = layer_fail(L, "scales differ between formats");
+            st = verify_layer_fail_msg(L, "scales differ between formats");
             goto out;
         }
     }
@@ -251,7 +249,7 @@ static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
         for (int64_t i = 0; i < n * k; i += 4) {
             int zeros = (Wq[i] == 0) + (Wq[i + 1] == 0) + (Wq[i + 2] == 0) + (Wq[i + 3] == 0);
             if (zeros < 2) {
-                st = layer_fail(L, "not 2:4 sparse: row %lld columns %lld..%lld hold %d non-zeros",
+                st = verify_layer_fail_msg(L, "not 2:4 sparse: row %lld columns %lld..%lld hold %d non-zeros",
                                 (long long)(i / k), (long long)(i % k), (long long)(i % k + 3), 4 - zeros);
                 goto out;
             }
@@ -263,11 +261,11 @@ static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
         snprintf(name, sizeof name, "%s.weight", ql->prefix);
         const marlin_tensor *t = marlin_model_find(v->ref, name, &sh);
         if (!t) {
-            st = layer_fail(L, "reference has no tensor '%s'", name);
+            st = verify_layer_fail_msg(L, "reference has no tensor '%s'", name);
             goto out;
         }
         if (t->rank != 2 || (int64_t)t->shape[0] != n || (int64_t)t->shape[1] != k) {
-            st = layer_fail(L, "reference '%s' is not [%lld, %lld]", name, (long long)n, (long long)k);
+            st = verify_layer_fail_msg(L, "reference '%s' is not [%lld, %lld]", name, (long long)n, (long long)k);
             goto out;
         }
         W = malloc((size_t)(n * k) * 4);
@@ -280,12 +278,12 @@ static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
         L->step_err = step_error(W, Wq, n, k, g, v->sparse, &L->step_err_mean, &zbad);
         weight_output_error(W, Wq, n, k, m, v->o->seed + li, &L->rel_weight_err,
                             &L->rel_out_err, X, Y, Yq);
-        if (zbad) st = layer_fail(L, "an all-zero reference group decodes to non-zero weights");
+        if (zbad) st = verify_layer_fail_msg(L, "an all-zero reference group decodes to non-zero weights");
         else if (!(L->step_err_mean <= L->step_mean_bound))
-            st = layer_fail(L, "weight error %.3f steps (layer mean) exceeds the bound %.2f "
+            st = verify_layer_fail_msg(L, "weight error %.3f steps (layer mean) exceeds the bound %.2f "
                             "(rel %.4f)", L->step_err_mean, L->step_mean_bound, L->rel_weight_err);
         else if (!(L->step_err <= L->step_bound))
-            st = layer_fail(L, "weight error of a group %.3f steps exceeds the bound %.2f "
+            st = verify_layer_fail_msg(L, "weight error of a group %.3f steps exceeds the bound %.2f "
                             "(layer mean %.3f, rel %.4f)",
                             L->step_err, L->step_bound, L->step_err_mean, L->rel_weight_err);
         if (st) goto out;
