@@ -128,6 +128,15 @@ marlin_status marlin_qrun_report_write_json(const marlin_qrun_report *report,
 bool marlin_is_quant_target(const char *name, int rank, bool have_config,
                             bool quantize_lm_head);
 
+/* Repacks a GPTQ v1 checkpoint (any tool's) into a Marlin checkpoint at out
+ * (B/s tiles, quant_method "marlin"; other tensors copied). Act-order layers
+ * and group sizes the Marlin kernels do not take are refused before
+ * anything is written. *layers_done counts the layers written. */
+marlin_status marlin_repack_run(const char *in, const char *out, bool force,
+                                int threads, uint64_t shard_limit,
+                                const marlin_progress *progress,
+                                size_t *layers_done, marlin_error *err);
+
 /* ------------------------------------------------------------------------ */
 /* Reading quantized checkpoints (ours, or GPTQ v1 from other tools)         */
 /* ------------------------------------------------------------------------ */
