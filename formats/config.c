@@ -377,7 +377,16 @@ marlin_status marlin_config_parse(const char *text, size_t len,
     cfg->rms_norm_eps = 1e-6;
     if ((st = get_num(&c, root, "", "rms_norm_eps", true, &cfg->rms_norm_eps, &have)))
         goto out;
-    if ((st = parse_rope(&c, root, cfg))) goto out;
+    if ((st = parse_rope(&c, root, cfg))) {
+        /* A rope variant we cannot represent matters only for the Llama
+         * family (the forward pass); other families are refused later by
+         * model_type, and must still open (marlin-inspect lists them). */
+        if (known || st != MARLIN_ERR_UNSUPPORTED) goto out;
+        st = MARLIN_OK;
+        marlin_error_clear(err);
+        cfg->rope_type = MARLIN_ROPE_DEFAULT;
+        cfg->rope_factor = 1.0;
+    }
     if ((st = get_bool(&c, root, "tie_word_embeddings", false,
                        &cfg->tie_word_embeddings)))
         goto out;

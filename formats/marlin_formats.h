@@ -81,8 +81,11 @@ typedef struct marlin_tensor {
 typedef struct marlin_st_file marlin_st_file; /* opaque */
 
 /* Parses and fully validates a safetensors image held in memory (the
- * fuzzing entry point). `label` names the file in error messages. The
- * returned object references `buf`, which must outlive it. */
+ * fuzzing entry point). `label` names the file in error messages (NULL:
+ * "<memory>"). The returned object references `buf`, which must outlive it;
+ * free it with marlin_st_close. On failure *out is NULL. Errors:
+ * MARLIN_ERR_FORMAT (one line: label, tensor if any, the broken rule),
+ * MARLIN_ERR_NOMEM, MARLIN_ERR_INVALID_ARG. */
 marlin_status marlin_st_parse(const void *buf, size_t len, const char *label,
                               marlin_st_file **out, marlin_error *err);
 
@@ -132,7 +135,10 @@ void marlin_st_metadata_at(const marlin_st_file *f, size_t i,
 const char *marlin_st_metadata_get(const marlin_st_file *f, const char *key);
 
 /* Reads a F16, BF16 or F32 tensor (any shape) as fp32 into dst (numel
- * floats). Other dtypes give MARLIN_ERR_UNSUPPORTED naming the tensor. */
+ * floats; exact widening, F16C/AVX2 when the CPU has them). Files are read
+ * with pread through a cache-sized buffer (truncation after open gives
+ * MARLIN_ERR_IO); parsed buffers are converted in place when 2-byte
+ * aligned. Other dtypes give MARLIN_ERR_UNSUPPORTED naming the tensor. */
 marlin_status marlin_st_read_f32(const marlin_st_file *f,
                                  const marlin_tensor *t, float *dst,
                                  marlin_error *err);

@@ -508,8 +508,12 @@ marlin_status marlin_model_open(const char *path, marlin_model **out,
     if (!(m = calloc(1, sizeof *m)))
         return marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory");
     if (S_ISDIR(sb.st_mode)) {
-        bool failed;
-        m->dir = hub_snapshot(path, &failed, err);
+        bool failed = false;
+        /* A folder with its own weights is the model, even if it happens
+         * to hold a snapshots/ folder too. */
+        if (!exists(path, "model.safetensors") &&
+            !exists(path, "model.safetensors.index.json"))
+            m->dir = hub_snapshot(path, &failed, err);
         if (failed) { st = err ? err->code : MARLIN_ERR_FORMAT; goto out; }
         if (!m->dir && !(m->dir = strdup(path))) goto oom;
     } else if (S_ISREG(sb.st_mode)) {

@@ -18,7 +18,8 @@
  * Nesting: serde_json gives up when 128 containers are open; we allow at
  * most ST_MAX_NESTING = 127 open containers (the top-level object and the
  * tensor entry count), so depth 100 passes and depth 200 fails, as in the
- * reference (safetensors.md case 30).
+ * reference (safetensors.md case 30); the exact boundary (127 accepted, 128
+ * refused) was checked against Python's safetensors 0.8.0 and is a test.
  */
 #include "st_internal.h"
 
@@ -29,6 +30,9 @@
 
 #define ST_MAX_NESTING 127
 
+/* The shape of every scalar: a valid pointer with nothing to read. */
+static const uint64_t no_dims[1];
+
 /* A tensor entry while the header is scanned: strings and dims are kept as
  * offsets because their arenas may move when they grow. */
 typedef struct st_rec {
@@ -38,6 +42,16 @@ typedef struct st_rec {
     marlin_dtype dtype;
     uint64_t numel, nbytes, begin, end;
 } st_rec;
+
+/* The entry table is parsed as st_rec and converted in place to the final
+ * marlin_tensor once the string and dims arenas stop moving (no second
+ * table: this matters for 10^4-10^5-tensor headers). */
+typedef union st_slot {
+    st_rec r;
+    marlin_tensor t;
+} st_slot;
+_Static_assert(sizeof(st_slot) == sizeof(marlin_tensor),
+               "st_slot must index like marlin_tensor");
 
 typedef struct st_mrec {
     size_t key_off, key_len, val_off, val_len;
@@ -61,7 +75,7 @@ typedef struct scanner {
     /* arenas */
     char *str;
     size_t str_used, str_cap;
-    st_rec *recs;
+    st_slot *recs;
     size_t nrec, rec_cap;
     uint64_t *dims;
     size_t ndims, dims_cap;
@@ -608,7 +622,7 @@ static marlin_status scan_u64_array(scanner *s, const char *field,
                                     bool offsets, st_rec *r) {
     marlin_status rc;
     size_t count = 0;
-    uint64_t v, pair[2] = {0, 0};
+    uint64_t v = 0, pair[2] = {0, 0};
     if (s->p >= s->end || *s->p != '[') {
         if (!value_start(s)) return st_syntax(s, s->p, "expected a value");
         return st_fail(s, "%s is %s; expected an array of unsigned integers",
@@ -669,7 +683,7 @@ static marlin_status scan_u64_array(scanner *s, const char *field,
  * whole bytes (V12), END >= BEGIN and END - BEGIN == size (V13). */
 static marlin_status check_entry(scanner *s, st_rec *r) {
     char sh[256];
-    const uint64_t *d = s->dims + r->dims_off;
+    const uint64_t *d = r->rank ? s->dims + r->dims_off : no_dims;
     uint64_t numel = 1, bits;
     int b = marlin_dtype_bits(r->dtype);
     for (int i = 0; i < r->rank; i++) {
@@ -887,7 +901,7 @@ static marlin_status scan_top(scanner *s) {
                 if (!grow((void **)&s->recs, &s->rec_cap, s->nrec, 1,
                           sizeof *s->recs))
                     return st_nomem(s);
-                st_rec *r = &s->recs[s->nrec];
+                st_rec *r = &s->recs[s->nrec].r;
                 memset(r, 0, sizeof *r);
                 if ((rc = store_string(s, &key, &r->name_off, &r->name_len)) !=
                     MARLIN_OK)
@@ -974,21 +988,23 @@ static marlin_status check_layout(scanner *s, marlin_tensor *t, size_t n,
     const marlin_tensor **ord = NULL;
     marlin_status rc = MARLIN_OK;
     char nm[200];
-    if (n > 0) {
+    /* Writers emit offsets in entry order: then walk the table as it is,
+     * else sort pointers by (BEGIN, END). */
+    bool sorted = true;
+    for (size_t i = 1; i < n && sorted; i++) {
+        const marlin_tensor *a = &t[i - 1], *b = &t[i];
+        if (cmp_tensor_range(&a, &b) > 0) sorted = false;
+    }
+    if (!sorted) {
         ord = malloc(n * sizeof *ord);
         if (!ord) return st_nomem(s);
+        for (size_t i = 0; i < n; i++) ord[i] = &t[i];
+        qsort(ord, n, sizeof *ord, cmp_tensor_range);
     }
-    bool sorted = true;
-    for (size_t i = 0; i < n; i++) {
-        ord[i] = &t[i];
-        if (i && cmp_tensor_range(&ord[i - 1], &ord[i]) > 0) sorted = false;
-    }
-    /* Writers emit offsets in entry order; skip the sort when they did. */
-    if (!sorted) qsort(ord, n, sizeof *ord, cmp_tensor_range);
     uint64_t run = 0;
     const marlin_tensor *owner = NULL; /* the tensor that ends at `run` */
     for (size_t i = 0; i < n; i++) {
-        const marlin_tensor *c = ord[i];
+        const marlin_tensor *c = ord ? ord[i] : &t[i];
         if (c->begin == run) {
             if (c->nbytes || !owner) owner = c;
             run = c->end;
@@ -1045,8 +1061,6 @@ out:
 
 /* ------------------------------------------------------------------ entry */
 
-static const uint64_t no_dims[1];
-
 marlin_status st_header_scan(marlin_st_file *f, const uint8_t *hdr,
                              uint64_t n, uint64_t data_len,
                              marlin_error *err) {
@@ -1072,22 +1086,32 @@ marlin_status st_header_scan(marlin_st_file *f, const uint8_t *hdr,
     }
     if ((rc = scan_top(&s)) != MARLIN_OK) goto out;
 
-    /* Final tables: the arenas stopped moving, so pointers are safe now. */
-    if (s.nrec) {
-        t = malloc(s.nrec * sizeof *t);
-        if (!t) { rc = st_nomem(&s); goto out; }
-    }
+    /* Final table, converted in place: the arenas stopped moving, so
+     * pointers into them are safe now. */
+    t = s.recs ? &s.recs[0].t : NULL;
     for (size_t i = 0; i < s.nrec; i++) {
-        const st_rec *r = &s.recs[i];
-        t[i].name = s.str + r->name_off;
-        t[i].name_len = r->name_len;
-        t[i].dtype = r->dtype;
-        t[i].rank = r->rank;
-        t[i].shape = r->rank ? s.dims + r->dims_off : no_dims;
-        t[i].numel = r->numel;
-        t[i].nbytes = r->nbytes;
-        t[i].begin = r->begin;
-        t[i].end = r->end;
+        st_rec r = s.recs[i].r;
+        marlin_tensor *o = &s.recs[i].t;
+        o->name = s.str + r.name_off;
+        o->name_len = r.name_len;
+        o->dtype = r.dtype;
+        o->rank = r.rank;
+        o->shape = r.rank ? s.dims + r.dims_off : no_dims;
+        o->numel = r.numel;
+        o->nbytes = r.nbytes;
+        o->begin = r.begin;
+        o->end = r.end;
+    }
+    s.recs = NULL;
+    /* The layout is checked in header order (usually already sorted by
+     * offset), but its verdict waits for the duplicate check, so that a
+     * repeated name is reported as such, not as an overlap with itself. */
+    marlin_error lay;
+    marlin_error_clear(&lay);
+    marlin_status lay_rc = check_layout(&s, t, s.nrec, data_len);
+    if (lay_rc != MARLIN_OK) {
+        if (err) lay = *err;
+        lay.code = lay_rc;
     }
     /* Lookup order, and the duplicate check the reference lacks (finding
      * 0.1: it keeps the last duplicate silently). */
@@ -1106,7 +1130,11 @@ marlin_status st_header_scan(marlin_st_file *f, const uint8_t *hdr,
             goto out;
         }
     }
-    if ((rc = check_layout(&s, t, s.nrec, data_len)) != MARLIN_OK) goto out;
+    if (lay_rc != MARLIN_OK) {
+        if (err) *err = lay;
+        rc = lay_rc;
+        goto out;
+    }
 
     if (s.nmeta) {
         m = malloc(s.nmeta * sizeof *m);

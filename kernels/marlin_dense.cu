@@ -33,6 +33,8 @@
 
 #include <stdint.h>
 
+#include <atomic>
+
 #include "marlin_cuda_internal.h"
 #include "marlin_dense_tiles.h"
 #include "marlin_kernels.h"
@@ -68,14 +70,16 @@ struct DenseParams {
 __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
     uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
     int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n)
+                 : "memory");
 }
 
 /* Same, with an L2 cache policy (evict_first for the read-once weights). */
 __device__ __forceinline__ void cp_async16_policy(void *dst, const void *src, uint64_t pol) {
     uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
     asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(d),
-                 "l"(src), "l"(pol));
+                 "l"(src), "l"(pol)
+                 : "memory");
 }
 
 __device__ __forceinline__ uint64_t make_policy(bool evict_first) {
@@ -87,19 +91,21 @@ __device__ __forceinline__ uint64_t make_policy(bool evict_first) {
     return p;
 }
 
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
 
 /* Wait until at most n groups are pending; wait_group takes an immediate,
  * the pipeline depth is a runtime value, hence the switch (uniform branch). */
 __device__ __forceinline__ void cp_async_wait(int n) {
     switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::); break;
-    case 3: asm volatile("cp.async.wait_group 3;\n" ::); break;
-    case 4: asm volatile("cp.async.wait_group 4;\n" ::); break;
-    case 5: asm volatile("cp.async.wait_group 5;\n" ::); break;
-    default: asm volatile("cp.async.wait_group 6;\n" ::); break;
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
     }
 }
 
@@ -111,7 +117,8 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
+                 : "r"(a)
+                 : "memory");
 }
 
 /* D = A(16x16 fp16, row) * B(16x8 fp16, col) + D, fp32 accumulators. */
@@ -127,7 +134,7 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
 /* (a & b) | c in one LOP3 (LUT 0xEA = (0xF0 & 0xCC) | 0xAA). */
 __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
     uint32_t r;
-    asm volatile("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
     return r;
 }
 
@@ -171,6 +178,28 @@ __device__ __forceinline__ float half_at(const int4 &v, int idx) {
                                          : (uint32_t)v.w;
     return __half2float(__ushort_as_half((unsigned short)(w >> (16 * (idx & 1)))));
 }
+
+/* Position of a work unit: k tile kt of column slice ns, row chunk mc.
+ * Advanced incrementally (units are visited in order), which keeps integer
+ * divisions out of the per-unit path. */
+struct Cursor {
+    int kt, ns, mc;
+    __device__ __forceinline__ void init(int u, const DenseParams &p) {
+        const int slice = u / p.k_tiles;
+        kt = u - slice * p.k_tiles;
+        ns = slice / p.m_chunks;
+        mc = slice - ns * p.m_chunks;
+    }
+    __device__ __forceinline__ void advance(const DenseParams &p) {
+        if (++kt == p.k_tiles) {
+            kt = 0;
+            if (++mc == p.m_chunks) {
+                mc = 0;
+                ++ns;
+            }
+        }
+    }
+};
 
 /* ------------------------------------------------------------------ kernel */
 
@@ -218,12 +247,9 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
     const int b_row_i4 = p.n >> 1; /* int4 per row of B (2n words) */
     const int s_row_i4 = p.n >> 3; /* int4 per row of s */
 
-    /* ---- global -> shared: all of unit u into stage st */
-    auto load_unit = [&](int u, int st) {
-        const int slice = u / p.k_tiles;
-        const int kt = u - slice * p.k_tiles;
-        const int ns = slice / p.m_chunks;
-        const int mc = slice - ns * p.m_chunks;
+    /* ---- global -> shared: all of the unit at cursor c into stage st */
+    auto load_unit = [&](const Cursor &c, int st) {
+        const int kt = c.kt, ns = c.ns, mc = c.mc;
         int4 *sA = smem + st * STAGE;
         int4 *sB = sA + A_STAGE;
         const int row0 = mc * 16 * MB;
@@ -231,11 +257,11 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
         for (int i0 = 0; i0 < A_STAGE; i0 += T) {
             const int i = i0 + tid;
             if (A_STAGE % T == 0 || i < A_STAGE) {
-                const int r = i / A_ROW, c = i % A_ROW;
+                const int r = i / A_ROW, ch = i % A_ROW;
                 const int row = row0 + r;
                 const bool ok = row < p.m;
-                const int4 *src = ok ? p.A + (int64_t)row * a_row_i4 + kt * A_ROW + c : p.A;
-                cp_async16(sA + r * A_ROW + (c ^ (r & 7)), src, ok);
+                const int4 *src = ok ? p.A + (int64_t)row * a_row_i4 + kt * A_ROW + ch : p.A;
+                cp_async16(sA + r * A_ROW + (ch ^ (r & 7)), src, ok);
             }
         }
         const int4 *gB = p.B + (int64_t)kt * KB * b_row_i4 + (int64_t)ns * B_ROW;
@@ -243,18 +269,19 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
         for (int i0 = 0; i0 < B_STAGE; i0 += T) {
             const int i = i0 + tid;
             if (B_STAGE % T == 0 || i < B_STAGE) {
-                const int r = i / B_ROW, c = i % B_ROW;
-                cp_async16_policy(sB + i, gB + (int64_t)r * b_row_i4 + c, b_policy);
+                const int r = i / B_ROW, ch = i % B_ROW;
+                cp_async16_policy(sB + i, gB + (int64_t)r * b_row_i4 + ch, b_policy);
             }
         }
         if (GROUPED) {
             int4 *sS = sB + B_STAGE;
-            const int g0 = (kt * 16 * KB) / p.group_size;
+            /* group size = 16 << group_shift (a power of two) */
+            const int g0 = (kt * 16 * KB) >> (p.group_shift + 4);
             const int n_i4 = p.group_rows * S_ROW;
             if (tid < n_i4) {
-                const int r = tid / S_ROW, c = tid % S_ROW;
+                const int r = tid / S_ROW, ch = tid % S_ROW;
                 cp_async16_policy(sS + tid,
-                                  p.s + (int64_t)(g0 + r) * s_row_i4 + (int64_t)ns * S_ROW + c,
+                                  p.s + (int64_t)(g0 + r) * s_row_i4 + (int64_t)ns * S_ROW + ch,
                                   b_policy);
             }
         }
@@ -318,12 +345,11 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
     };
 
     /* ---- end of a segment (this block's units inside one slice) */
-    auto finish_segment = [&](int u_last) {
-        const int slice = u_last / p.k_tiles;
+    auto finish_segment = [&](const Cursor &c) {
+        const int ns = c.ns, mc = c.mc;
+        const int slice = ns * p.m_chunks + mc;
         const int slice_u0 = slice * p.k_tiles;
         const int seg_u0 = max(u_begin, slice_u0);
-        const int ns = slice / p.m_chunks;
-        const int mc = slice - ns * p.m_chunks;
 
         /* 1. Sum the WK warps that share columns: tree through shared
          *    memory, one 16-row block at a time (16 KB of shared memory). */
@@ -466,8 +492,14 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
     };
 
     /* ---- the pipeline: stage (i % stages) holds unit u_begin + i */
+    Cursor lc, cc; /* next unit to load, unit being computed */
+    lc.init(u_begin, p);
+    cc = lc;
     for (int s = 0; s < p.stages - 1; s++) {
-        if (s < n_units) load_unit(u_begin + s, s);
+        if (s < n_units) {
+            load_unit(lc, s);
+            lc.advance(p);
+        }
         cp_async_commit();
     }
     int st_read = 0, st_write = p.stages - 1;
@@ -476,13 +508,16 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
         /* Unit i has landed for every thread, and every thread is done with
          * the stage computed in iteration i-1, which is refilled now. */
         __syncthreads();
-        if (i + p.stages - 1 < n_units) load_unit(u_begin + i + p.stages - 1, st_write);
+        if (i + p.stages - 1 < n_units) {
+            load_unit(lc, st_write);
+            lc.advance(p);
+        }
         cp_async_commit();
         compute_stage(st_read);
         st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
         st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
-        const int u = u_begin + i;
-        if (i == n_units - 1 || (u + 1) % p.k_tiles == 0) finish_segment(u);
+        if (i == n_units - 1 || cc.kt == p.k_tiles - 1) finish_segment(cc);
+        cc.advance(p);
     }
     cp_async_wait(0);
 }
@@ -504,10 +539,9 @@ constexpr int kNumKernels = sizeof kKernels / sizeof kKernels[0];
 /* Per (device, kernel, mode): the dynamic shared memory limit already set,
  * and the occupancy measured for it. */
 constexpr int kMaxDev = 16;
-struct LaunchCache {
-    int smem_set;  /* bytes the attribute was raised to (0: never) */
-};
-LaunchCache g_cache[kMaxDev][kNumKernels][2];
+/* Bytes the MaxDynamicSharedMemorySize attribute was raised to (0: never).
+ * Atomic: several host threads may launch; setting it twice is harmless. */
+std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2];
 
 } // namespace
 
@@ -574,7 +608,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            stages, stage_bytes, MARLIN_DENSE_MIN_STAGES, MARLIN_DENSE_MAX_STAGES,
                            dev);
     const int smem = stages * stage_bytes + MARLIN_DENSE_RED_BYTES;
-    if (smem > d->smem_optin)
+    if (smem + 64 > d->smem_optin) /* + the kernel's static shared memory */
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d stages need %d bytes of shared memory, device %d "
                            "allows %lld",
@@ -598,13 +632,18 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     const int iters = (total + blocks - 1) / blocks;
     blocks = (total + iters - 1) / iters;
 
-    const size_t counters_bytes = (((size_t)n_slices * m_chunks * 4) + 255) & ~(size_t)255;
-    const size_t need = counters_bytes + (size_t)blocks * 2 * 64 * ke.mb * ke.nb * 16;
-    if (a->workspace_bytes < need)
+    /* Counters at the start, partial tiles at the end of the buffer: a
+     * buffer sized for (max_m, n) keeps every call's partials clear of the
+     * counters of any later call with a larger m <= max_m, so the counters
+     * stay zero between calls (the zeroing rule). */
+    const size_t counters_bytes = (size_t)n_slices * m_chunks * 4;
+    const size_t partial_bytes = (size_t)blocks * 2 * 64 * ke.mb * ke.nb * 16;
+    if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: workspace of %zu bytes, this call needs %zu (use "
                            "marlin_dense_workspace_bytes)",
-                           a->workspace_bytes, need);
+                           a->workspace_bytes, counters_bytes + partial_bytes + 256);
+    const size_t partial_off = (a->workspace_bytes - partial_bytes) & ~(size_t)255;
 
     DenseParams p;
     p.A = (const int4 *)a->A;
@@ -612,7 +651,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.s = (const int4 *)a->s;
     p.C = (__half *)a->C;
     p.counters = (int *)a->workspace;
-    p.partials = (float4 *)((char *)a->workspace + counters_bytes);
+    p.partials = (float4 *)((char *)a->workspace + partial_off);
     p.m = (int)a->m;
     p.n = (int)a->n;
     p.k = (int)a->k;
@@ -629,12 +668,12 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.evict_first = (m_chunks == 1);
 
     kernel_fn fn = grouped ? ke.grouped : ke.channel;
-    LaunchCache *lc = (dev < kMaxDev) ? &g_cache[dev][ki][grouped ? 1 : 0] : NULL;
-    if (!lc || lc->smem_set < smem) {
+    std::atomic<int> *set = (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
+    if (!set || set->load(std::memory_order_relaxed) < smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         if (st) return st;
-        if (lc) lc->smem_set = smem;
+        if (set) set->store(smem, std::memory_order_relaxed);
     }
     fn<<<blocks, MARLIN_DENSE_THREADS, smem, (cudaStream_t)a->stream>>>(p);
     return MK_CUDA(err, cudaGetLastError());

@@ -111,22 +111,26 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t gr
 
 /* --------------------------------------------------------------- workspace */
 
-size_t marlin_dense_workspace_bytes(int64_t max_m, int64_t n, int sm_count) {
-    if (max_m < 1 || max_m > INT32_MAX || n < 64 || n % 64 != 0 || n > INT32_MAX ||
-        sm_count < 1)
-        return 0;
-    /* Counters: one per (column slice, row chunk); the narrowest tile (64
+size_t marlin_dense_workspace_counter_bytes(int64_t max_m, int64_t n) {
+    if (max_m < 1 || max_m > INT32_MAX || n < 64 || n % 64 != 0 || n > INT32_MAX) return 0;
+    /* One counter per (column slice, row chunk); the narrowest tile (64
      * columns) and the shortest chunk (16 rows) give the most. */
     size_t counters = (size_t)(n / 64) * (size_t)((max_m + 15) / 16) * 4;
-    counters = (counters + 255) & ~(size_t)255;
+    return (counters + 255) & ~(size_t)255;
+}
+
+size_t marlin_dense_workspace_bytes(int64_t max_m, int64_t n, int sm_count) {
+    const size_t counters = marlin_dense_workspace_counter_bytes(max_m, n);
+    if (!counters || sm_count < 1) return 0;
     /* Partials: two fp32 tiles per block, at most 2 blocks per SM, of the
-     * largest tile a call with m <= max_m on this n can use. */
+     * largest tile a call with m <= max_m and a width <= n can use; plus
+     * 256 bytes for aligning them to the end of the buffer. */
     int64_t mb = (max_m + 15) / 16;
     if (mb > 4) mb = 4;
-    int64_t nb = (n % 256 == 0) ? 16 : (n % 128 == 0) ? 8 : 4;
-    size_t partials = (size_t)2 * (size_t)(2 * sm_count) * (size_t)(16 * mb) *
-                      (size_t)(16 * nb) * sizeof(float);
-    return counters + partials;
+    const int64_t nb = n >= 256 ? 16 : n >= 128 ? 8 : 4;
+    const size_t partials = (size_t)2 * (size_t)(2 * sm_count) * (size_t)(16 * mb) *
+                            (size_t)(16 * nb) * sizeof(float);
+    return counters + partials + 256;
 }
 
 /* -------------------------------------------------------- CPU references */

@@ -151,19 +151,22 @@ marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
                                        int32_t group_size, marlin_error *err);
 
 /*
- * Workspace. One device buffer per stream, sized by
- * marlin_dense_workspace_bytes(max_m, n, sm_count) for every call with
- * m <= max_m and this n (a larger n needs a larger buffer).
- * Zeroing rule: its first part holds one 32-bit counter per output tile;
- * the counters must be zero before the first call, and every call leaves
- * them zero again when it completes. So: cudaMemset the whole buffer to 0
- * once after allocation (marlin_gpu_memset) and reuse it for any number of
- * calls on one stream. Never let two calls that may run concurrently (two
- * streams) share it. After a call failed with MARLIN_ERR_CUDA, zero it again.
- * The rest holds fp32 partial sums and needs no initialisation.
- * Returns 0 for arguments outside the contract (m < 1, n < 64, ...).
+ * Workspace. One device buffer per stream, of at least
+ * marlin_dense_workspace_bytes(max_m, n_max, sm_count) bytes, serves every
+ * call with m <= max_m and n <= n_max (sm_count: marlin_gpu_info.sm_count).
+ * Layout: bytes [0, marlin_dense_workspace_counter_bytes(max_m, n_max)) hold
+ * one 32-bit counter per output tile; fp32 partial sums of blocks that
+ * split k use the END of the buffer and need no initialisation.
+ * Zeroing rule: the counters must be zero before a call, and every call
+ * leaves them zero again when it completes. So cudaMemset the whole buffer
+ * to 0 once after allocation (marlin_gpu_memset) and reuse it for any number
+ * of calls on one stream. Never let two calls that may run concurrently
+ * (two streams) share it. After a call failed with MARLIN_ERR_CUDA (a
+ * kernel may have stopped half-way), zero it again.
+ * Both sizes are 0 for arguments outside the contract (m < 1, n < 64, ...).
  */
 size_t marlin_dense_workspace_bytes(int64_t max_m, int64_t n, int sm_count);
+size_t marlin_dense_workspace_counter_bytes(int64_t max_m, int64_t n);
 
 typedef struct marlin_dense_args {
     const void *A;          /* fp16 [m][k] */
@@ -256,4 +259,11 @@ marlin_status marlin_cublas_gemm_f16(marlin_cublas *h, const void *A,
 #ifdef __cplusplus
 }
 #endif
+
+/* ======================================================================== */
+/* 5. 2:4 sparse GEMM (Sparse-Marlin layout, mma.sp), its CPU reference and */
+/*    benchmark helpers: a separate header, owned by the 2:4 kernel.        */
+/* ======================================================================== */
+#include "marlin_kernels24.h"
+
 #endif /* MARLIN_KERNELS_H */

@@ -47,6 +47,7 @@ marlin_gptq_opts marlin_gptq_default_opts(void) {
     o.clip = true;
     o.act_order = false;
     o.prune = MARLIN_PRUNE_NONE;
+    o.masks = MARLIN_MASKS_ADAPTIVE;
     o.blocksize = 128;
     o.output_error = true;
     o.threads = 0;
@@ -86,6 +87,7 @@ typedef struct gptq_state {
     int64_t B;        /* block width */
     bool clip, act_order;
     marlin_prune prune;
+    bool adaptive;    /* SparseGPT masks per run of 4 in the loop */
     const void *w;    /* the input */
     marlin_dtype dtype;
     const float *h;   /* input H, upper triangle */
@@ -320,15 +322,11 @@ static void block_rows(gptq_state *S, int64_t r0, int64_t r1, int ti) {
                 /* group start: every earlier update has reached w[j..) */
                 const float *x = w + j;
                 const float *fitx = x;
-                if (sgpt && S->grouped)
+                if (sgpt) /* the group's masks (provisional if adaptive) */
                     mq_sparsegpt_mask(x, S->dinv2 + j, g, kp + j);
-                if (kp) {
-                    memcpy(xs, x, (size_t)g * sizeof(float));
-                    if (sgpt && !S->grouped)
-                        mq_prune_magnitude_row(xs, g); /* fit survivors */
-                    else
-                        for (int64_t t = 0; t < g; t++)
-                            if (!kp[j + t]) xs[t] = 0.0f;
+                if (kp) { /* fit on the survivors */
+                    for (int64_t t = 0; t < g; t++)
+                        xs[t] = kp[j + t] ? x[t] : 0.0f;
                     fitx = xs;
                 }
                 uint16_t bits;
@@ -341,7 +339,7 @@ static void block_rows(gptq_state *S, int64_t r0, int64_t r1, int ti) {
                 S->scales[(size_t)(j / g) * (size_t)n + (size_t)r] = bits;
                 S->cur_s[r] = s;
             }
-            if (sgpt && !S->grouped && j % 4 == 0)
+            if (sgpt && S->adaptive && j % 4 == 0) /* SparseGPT proper */
                 mq_sparsegpt_mask(w + j, S->dinv2 + j, 4, kp + j);
             float s = S->act_order
                           ? S->sval[(size_t)(S->perm[j] / g) * (size_t)n +
@@ -466,6 +464,9 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "gptq: unknown prune mode %d", (int)o.prune);
     const bool sparse = o.prune != MARLIN_PRUNE_NONE;
+    if (o.masks != MARLIN_MASKS_ADAPTIVE && o.masks != MARLIN_MASKS_GROUP_START)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "gptq: unknown SparseGPT mask mode %d", (int)o.masks);
     if (sparse && o.act_order)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "gptq: act-order is incompatible with 2:4 pruning "
@@ -504,6 +505,7 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
     S.clip = o.clip;
     S.act_order = o.act_order;
     S.prune = o.prune;
+    S.adaptive = o.masks == MARLIN_MASKS_ADAPTIVE;
     S.w = w;
     S.dtype = dtype;
     S.h = h;

@@ -26,6 +26,8 @@ static void usage(FILE *f) {
 "  --calib FILE            calibration tokens: safetensors with input_ids\n"
 "                          I32/I64 [N, L] (GPTQ)\n"
 "  --calib-rows N          use only the first N calibration rows\n"
+"  --compare-rtn           GPTQ: also report RTN's output error on the same\n"
+"                          calibration inputs (a column of the summary)\n"
 "  --group-size G          128 (default), 64, 32 or -1 (per channel)\n"
 "  --format F              gptq (default; what vLLM/transformers/TGI load),\n"
 "                          marlin (IST Marlin tiles), all (both, in OUT/gptq\n"
@@ -68,9 +70,24 @@ static void on_signal(int sig) {
     g_cancel = 1;
 }
 
+typedef struct log_ctx {
+    marlin_cli_progress_state *ps;
+    int level;
+} log_ctx;
+
+static void on_log(void *user, const char *msg) {
+    log_ctx *l = user;
+    if (l->level <= 0) return;
+    marlin_cli_progress_end(l->ps);
+    fprintf(stderr, "%s: %s\n", TOOL, msg);
+}
+
 static void print_summary(const marlin_qrun_report *rep) {
-    printf("%-52s %13s %6s %10s %10s %8s\n", "layer", "shape [n,k]", "group",
-           "w-err", "out-err", "time s");
+    bool rtn_col = false;
+    for (size_t i = 0; i < rep->n_layers; i++)
+        if (rep->layers[i].rtn_out_err >= 0) rtn_col = true;
+    printf("%-52s %13s %6s %10s %10s %s%8s\n", "layer", "shape [n,k]", "group",
+           "w-err", "out-err", rtn_col ? "  rtn-out " : "", "time s");
     for (size_t i = 0; i < rep->n_layers; i++) {
         const marlin_qlayer_report *l = &rep->layers[i];
         char shape[32], werr[16], oerr[16];
@@ -79,8 +96,10 @@ static void print_summary(const marlin_qrun_report *rep) {
         else snprintf(werr, sizeof werr, "%.4f", l->rel_weight_err);
         if (l->rel_out_err >= 0) snprintf(oerr, sizeof oerr, "%.4f", l->rel_out_err);
         else snprintf(oerr, sizeof oerr, "-");
-        printf("%-52s %13s %6lld %10s %10s %8.3f%s%s\n", l->name, shape,
-               (long long)l->group_size, werr, oerr, l->seconds,
+        char rerr[16] = "";
+        if (rtn_col) snprintf(rerr, sizeof rerr, " %9.4f", l->rtn_out_err);
+        printf("%-52s %13s %6lld %10s %10s%s %8.3f%s%s\n", l->name, shape,
+               (long long)l->group_size, werr, oerr, rerr, l->seconds,
                l->note ? "  " : "", l->note ? l->note : "");
     }
     double gb = (double)rep->bytes_in / 1e9;
@@ -136,6 +155,7 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(a, "--prune")) { NEED_VALUE(); prune = val; }
         else if (!strcmp(a, "--act-order")) o.act_order = true;
+        else if (!strcmp(a, "--compare-rtn")) o.compare_rtn = true;
         else if (!strcmp(a, "--damp")) {
             NEED_VALUE();
             if (!marlin_cli_double(val, 1e-9, 0.999999, &o.damp))
@@ -174,6 +194,12 @@ int main(int argc, char **argv) {
     else if (!strcmp(method, "rtn")) o.method = MARLIN_METHOD_RTN;
     else if (!strcmp(method, "gptq")) o.method = MARLIN_METHOD_GPTQ;
     else return bad_usage("--method must be rtn or gptq", method);
+    if (o.method == MARLIN_METHOD_GPTQ && !o.calib && !o.hessians)
+        return bad_usage("--method gptq needs --calib FILE or --hessians DIR", NULL);
+    if (o.method == MARLIN_METHOD_RTN &&
+        (o.calib || o.hessians || o.save_hessians || o.cache_dir || o.compare_rtn))
+        return bad_usage("--calib, --hessians, --save-hessians, --cache and "
+                         "--compare-rtn need GPTQ", NULL);
     if (prune && !o.sparse24) return bad_usage("--prune needs --sparse 2:4", prune);
     if (o.sparse24) {
         if (!prune) o.prune = o.method == MARLIN_METHOD_GPTQ ? MARLIN_PRUNE_SPARSEGPT : MARLIN_PRUNE_MAGNITUDE;
@@ -187,6 +213,9 @@ int main(int argc, char **argv) {
     o.progress.fn = marlin_cli_progress_fn;
     o.progress.user = &ps;
     o.cancel = &g_cancel;
+    log_ctx lc = {&ps, level};
+    o.log = on_log;
+    o.log_user = &lc;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -63,10 +63,15 @@ typedef struct marlin_qrun_opts {
     bool quantize_lm_head;     /* also quantize lm_head.weight */
     uint64_t shard_limit;      /* bytes per output shard (5 GB) */
     int64_t calib_rows;        /* use the first N calibration rows (0: all) */
+    bool compare_rtn;          /* GPTQ: also report RTN's output error */
     const char *cache_dir;     /* GPTQ: spill/resume cache */
     const char *save_hessians; /* GPTQ: store per-layer Hessians here */
     const char *hessians;      /* GPTQ: reuse stored Hessians (no forward) */
     marlin_progress progress;
+    /* Messages worth showing while the run goes (memory estimate, resume,
+     * GPTQ damping steps); NULL to drop them. */
+    void (*log)(void *user, const char *msg);
+    void *log_user;
     /* Set to non-zero (e.g. from a SIGINT handler) to stop at the next
      * tensor boundary: the run returns MARLIN_ERR_INTERRUPTED and nothing
      * is left at the output path. */
@@ -85,6 +90,7 @@ typedef struct marlin_qlayer_report {
     char *note;            /* why it was kept, or GPTQ damping notes; may be NULL */
     double rel_weight_err; /* ||W - Wq||_F / ||W||_F */
     double rel_out_err;    /* GPTQ: on the calibration inputs; -1 otherwise */
+    double rtn_out_err;    /* GPTQ --compare-rtn: RTN's, same inputs; -1 */
     double loss;           /* GPTQ: sum (w-q)^2/d^2/2; -1 otherwise */
     double damp_rel;       /* GPTQ: relative damping used; -1 otherwise */
     bool fallback_rtn;     /* GPTQ: every factorisation failed, RTN codes */
@@ -121,6 +127,15 @@ marlin_status marlin_qrun_report_write_json(const marlin_qrun_report *report,
  * 2-D `*_proj.weight` when it has none; lm_head.weight only on request. */
 bool marlin_is_quant_target(const char *name, int rank, bool have_config,
                             bool quantize_lm_head);
+
+/* Repacks a GPTQ v1 checkpoint (any tool's) into a Marlin checkpoint at out
+ * (B/s tiles, quant_method "marlin"; other tensors copied). Act-order layers
+ * and group sizes the Marlin kernels do not take are refused before
+ * anything is written. *layers_done counts the layers written. */
+marlin_status marlin_repack_run(const char *in, const char *out, bool force,
+                                int threads, uint64_t shard_limit,
+                                const marlin_progress *progress,
+                                size_t *layers_done, marlin_error *err);
 
 /* ------------------------------------------------------------------------ */
 /* Reading quantized checkpoints (ours, or GPTQ v1 from other tools)         */
@@ -164,6 +179,14 @@ marlin_status marlin_qckpt_g_idx(const marlin_qckpt *c, size_t i,
 /* Dequantized weights W (n, k) fp32: (q - 8) * s[g_idx[j]][r]. */
 marlin_status marlin_qckpt_dequant(const marlin_qckpt *c, size_t i, float *W,
                                    int threads, marlin_error *err);
+/* A model/ weight source (marlin_weight_source, model/marlin_model.h) that
+ * serves "<p>.weight" of every quantized layer dequantized, and every other
+ * tensor as stored. *state is released with free() after the source's last
+ * use; c must outlive it. */
+struct marlin_weight_source;
+marlin_status marlin_qckpt_weight_source(const marlin_qckpt *c, int threads,
+                                         struct marlin_weight_source *out,
+                                         void **state, marlin_error *err);
 /* Reads the raw packed tensors of layer i (Marlin/2:4 only): B (and meta)
  * and the permuted scales, as stored. Sizes: B k*n/2 bytes, meta k*n/8
  * bytes (2:4), s G*n*2 bytes. */

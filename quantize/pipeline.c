@@ -374,7 +374,7 @@ marlin_status qrun_add_layer(qrun *r, const qtarget *t,
     l->n = t->t->rank == 2 ? (int64_t)t->t->shape[0] : 0;
     l->k = t->t->rank == 2 ? (int64_t)t->t->shape[1] : 0;
     l->group_size = r->o->group_size;
-    l->rel_out_err = l->loss = l->damp_rel = -1;
+    l->rel_out_err = l->rtn_out_err = l->loss = l->damp_rel = -1;
     l->kept_fp16 = t->kept;
     if (t->note && !(l->note = xstrdup(t->note))) return MARLIN_ERR_NOMEM;
     *out = l;
@@ -528,9 +528,9 @@ static marlin_status check_opts(const marlin_qrun_opts *o, marlin_error *err) {
                            "GPTQ needs calibration tokens (--calib) or stored "
                            "Hessians (--hessians)");
     if (o->method == MARLIN_METHOD_RTN &&
-        (o->calib || o->hessians || o->save_hessians || o->cache_dir))
+        (o->calib || o->hessians || o->save_hessians || o->cache_dir || o->compare_rtn))
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "--calib/--hessians/--save-hessians/--cache need "
+                           "--calib/--hessians/--save-hessians/--cache/--compare-rtn need "
                            "--method gptq");
     if (o->sparse24 && o->prune == MARLIN_PRUNE_SPARSEGPT &&
         o->method != MARLIN_METHOD_GPTQ)

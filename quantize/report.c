@@ -6,7 +6,7 @@
  *    "seconds", "bytes_in", "bytes_out", "tensors_copied",
  *    "notices": [str],
  *    "layers": [{"name", "n", "k", "group_size", "kept_fp16", "note",
- *                "rel_weight_err", "rel_out_err", "loss", "damp",
+ *                "rel_weight_err", "rel_out_err", "rtn_out_err", "loss", "damp",
  *                "fallback_rtn", "seconds"}],
  *    "max_rel_weight_err", "max_rel_out_err"}
  * Quantities that do not apply are null (e.g. rel_out_err for RTN).
@@ -63,6 +63,7 @@ marlin_status marlin_qrun_report_write_json(const marlin_qrun_report *rep,
         json_object_set_new(o, "rel_weight_err",
                             l->kept_fp16 ? json_null() : json_real(l->rel_weight_err));
         json_object_set_new(o, "rel_out_err", num_or_null(l->rel_out_err));
+        json_object_set_new(o, "rtn_out_err", num_or_null(l->rtn_out_err));
         json_object_set_new(o, "loss", num_or_null(l->loss));
         json_object_set_new(o, "damp", num_or_null(l->damp_rel));
         json_object_set_new(o, "fallback_rtn", json_boolean(l->fallback_rtn));

@@ -61,6 +61,18 @@ for g in 128 64 32 -1; do
 done
 echo "ok: all group sizes and formats quantize and verify"
 
+# marlin-pack: repacking our GPTQ export gives the very bytes of our Marlin
+# export (same codes, one layout definition), and it verifies
+for g in 128 -1; do
+  "$B"/marlin-pack "$T/q_${g}_all/gptq" "$T/rp_$g" -q --threads 2 || fail "marlin-pack g=$g"
+  cmp "$T/rp_$g/model.safetensors" "$T/q_${g}_all/marlin/model.safetensors" || fail "repack differs g=$g"
+done
+"$B"/marlin-verify "$T/rp_128" --ref "$M" -q >/dev/null || fail "verify repacked"
+set +e
+"$B"/marlin-pack "$T/q_128_marlin" "$T/rp_x" 2>"$T/err"; rc=$?
+set -e
+[[ $rc == 1 && ! -e $T/rp_x ]] && grep -q "not a GPTQ checkpoint" "$T/err" || fail "marlin-pack of a Marlin folder: exit $rc: $(cat "$T/err")"
+
 # 2:4 (magnitude pruning, RTN) in both formats
 "$B"/marlin-quantize "$M" "$T/s24" --sparse 2:4 --format all -q --threads 2 || fail "2:4 quantize"
 "$B"/marlin-verify "$T/s24" --ref "$M" -q >/dev/null || fail "2:4 verify"

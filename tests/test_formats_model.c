@@ -386,6 +386,35 @@ static void test_formats_model_writer_refusals(void **state) {
     free(dir);
 }
 
+/* W5 / PR #669: a header above 100,000,000 bytes is refused at begin(),
+ * before any file exists (here: 101 names of 1,000,000 bytes). */
+static void test_formats_model_writer_header_limit(void **state) {
+    (void)state;
+    char *dir = marlin_test_tmpdir("whdr");
+    marlin_error err = {0};
+    marlin_writer *w = NULL;
+    uint64_t sh[1] = {1};
+    const size_t nl = 1000000;
+    char *name = malloc(nl + 1);
+    memset(name, 'a', nl);
+    name[nl] = '\0';
+    assert_int_equal(marlin_writer_create(dir, 0, &w, &err), MARLIN_OK);
+    for (int i = 0; i < 101; i++) {
+        snprintf(name, 8, "%07d", i); /* distinct prefixes */
+        name[7] = 'a';
+        assert_int_equal(marlin_writer_add(w, name, MARLIN_DT_U8, 1, sh, &err), MARLIN_OK);
+    }
+    assert_int_equal(marlin_writer_begin(w, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "100000000"));
+    marlin_writer_free(w);
+    char *ls = list_dir(dir);
+    assert_string_equal(ls, "");
+    free(ls);
+    free(name);
+    marlin_rmtree(dir);
+    free(dir);
+}
+
 /* Files live under hidden temporary names until finish(); a writer freed
  * before finish leaves nothing; an existing checkpoint is not mixed into. */
 static void test_formats_model_writer_temp_rename(void **state) {
@@ -1156,6 +1185,13 @@ static void test_formats_model_config_qwen2_and_families(void **state) {
     assert_false(marlin_config_is_llama_like(&c));
     assert_int_equal(c.hidden_size, 0);
     assert_int_equal(c.vocab_size, 50257);
+    /* a rope variant we do not model blocks the Llama family only */
+    assert_int_equal(cfg("{\"model_type\":\"phi3\",\"hidden_size\":3072,"
+                         "\"rope_scaling\":{\"type\":\"longrope\",\"long_factor\":[1]}}",
+                         &c, &err), MARLIN_OK);
+    assert_int_equal(c.rope_type, MARLIN_ROPE_DEFAULT);
+    assert_int_equal(cfg("{" LLAMA_BASE ",\"rope_scaling\":{\"type\":\"longrope\"}}",
+                         &c, &err), MARLIN_ERR_UNSUPPORTED);
 }
 
 static void test_formats_model_config_errors(void **state) {
@@ -1406,6 +1442,7 @@ int main(void) {
         cmocka_unit_test(test_formats_model_writer_python_bytes),
         cmocka_unit_test(test_formats_model_writer_sharded),
         cmocka_unit_test(test_formats_model_writer_refusals),
+        cmocka_unit_test(test_formats_model_writer_header_limit),
         cmocka_unit_test(test_formats_model_writer_temp_rename),
         cmocka_unit_test(test_formats_model_outdir),
         cmocka_unit_test(test_formats_model_writer_roundtrip),

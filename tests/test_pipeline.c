@@ -457,6 +457,41 @@ static void test_pipeline_verify_detects_corruption(void **state) {
     free(in); free(out); free(mfile); free(gfile); free(gdir); free(tmp);
 }
 
+/* An act-order GPTQ checkpoint (g_idx permuted between two groups, every
+ * group still of size g): verify decodes it with its g_idx, marlin-pack
+ * refuses it because the Marlin format cannot carry the permutation. */
+static void test_pipeline_act_order_gidx(void **state) {
+    (void)state;
+    char *tmp = marlin_test_tmpdir("actorder");
+    char *in = path2(tmp, "in"), *out = path2(tmp, "out"), *rp = path2(tmp, "rp");
+    make_ckpt(in, LLAMA1, NLLAMA1, CONFIG, 41);
+    marlin_qrun_report rep;
+    marlin_error err;
+    if (quantize(in, out, 128, MARLIN_WRITE_GPTQ, false, &rep, &err)) fail_msg("%s", err.msg);
+    marlin_qrun_report_free(&rep);
+    char *file = path2(out, "model.safetensors");
+    /* g_idx[0] = 0 <-> g_idx[128] = 1: little-endian int32, low bytes */
+    corrupt(file, "model.layers.0.mlp.up_proj.g_idx", 0, 0x01);
+    corrupt(file, "model.layers.0.mlp.up_proj.g_idx", 128 * 4, 0x01);
+    marlin_qckpt *c = NULL;
+    assert_int_equal(marlin_qckpt_open(out, &c, &err), MARLIN_OK);
+    int64_t li = marlin_qckpt_find(c, "model.layers.0.mlp.up_proj");
+    assert_true(li >= 0);
+    assert_true(marlin_qckpt_layer(c, (size_t)li)->act_order);
+    marlin_qckpt_close(c);
+    size_t done = 0;
+    assert_int_equal(marlin_repack_run(out, rp, false, 2, 0, NULL, &done, &err),
+                     MARLIN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "act-order"));
+    assert_false(exists(rp));
+    /* a g_idx that is not a valid grouping at all is a format error */
+    corrupt(file, "model.layers.0.mlp.up_proj.g_idx", 4, 0x40);
+    assert_int_equal(marlin_qckpt_open(out, &c, &err), MARLIN_ERR_FORMAT);
+    assert_non_null(strstr(err.msg, "g_idx"));
+    marlin_rmtree(tmp);
+    free(in); free(out); free(rp); free(file); free(tmp);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipeline_formats_and_groups),
@@ -465,6 +500,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_no_config),
         cmocka_unit_test(test_pipeline_deterministic),
         cmocka_unit_test(test_pipeline_verify_detects_corruption),
+        cmocka_unit_test(test_pipeline_act_order_gidx),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,11 +2,11 @@
  * test_safetensors.c - the safetensors reader (formats/dtype.c,
  * st_header.c, st_file.c).
  *
- * - The evil-input table of safetensors.md section 6, cases 1-81, built
- *   byte-exact from the table below; every case goes through
- *   marlin_st_parse and marlin_st_open and must give "our verdict": the
- *   status, a message that starts with the file name, names the tensor
- *   where one is at fault, and names the broken rule. When Python's
+ * - The evil-input table of safetensors.md section 6, cases 1-81 (plus two
+ *   nesting-boundary cases), built byte-exact from the table below; every
+ *   case goes through marlin_st_parse and marlin_st_open and must give "our
+ *   verdict": the status, a message that starts with the file name, names
+ *   the tensor where one is at fault, and names the broken rule. When Python's
  *   safetensors is importable, the same bytes go through the reference
  *   and must give the reference verdict recorded in the table.
  * - File-system cases 82-84 (truncated after open, grown after open, not a
@@ -104,6 +104,8 @@ enum gen {
     G_BIGEND,    /* N written big-endian */
     G_DEPTH100,  /* unknown field nested 100 deep */
     G_DEPTH200,
+    G_DEPTH125,  /* 127 open containers in all: the deepest serde accepts */
+    G_DEPTH126,  /* 128: the first it refuses */
     G_NCOUNTSDATA, /* N covers the data too */
     G_LONGNAME,  /* 1,000,000-byte name */
     G_RANK10K,   /* rank 10,000 shape of ones */
@@ -316,6 +318,11 @@ static const evil EVIL[] = {
      MARLIN_OK, NULL, NULL, 'O', chk_a_f32},
     {"30b", "unknown field nested 200 deep", G_DEPTH200, NULL, 0, 0, 8,
      MARLIN_ERR_FORMAT, "a", "nesting deeper than", 'E', NULL},
+    {"30c", "nesting boundary: 127 containers (not in safetensors.md)",
+     G_DEPTH125, NULL, 0, 0, 8, MARLIN_OK, NULL, NULL, 'O', chk_a_f32},
+    {"30d", "nesting boundary: 128 containers (not in safetensors.md)",
+     G_DEPTH126, NULL, 0, 0, 8, MARLIN_ERR_FORMAT, "a",
+     "nesting deeper than 127", 'E', NULL},
     {"31a", "dtype f32", G_TEXT, "{\"a\":" T("f32", "[2]", "0", "8") "}", 0,
      0, 8, MARLIN_ERR_FORMAT, "a", "unknown dtype 'f32'", 'E', NULL},
     {"31b", "dtype Q4_0", G_TEXT, "{\"a\":" T("Q4_0", "[2]", "0", "8") "}", 0,
@@ -567,8 +574,13 @@ static buf evil_bytes(const evil *c) {
         return b;
     }
     case G_DEPTH100:
-    case G_DEPTH200: {
-        int k = c->gen == G_DEPTH100 ? 100 : 200;
+    case G_DEPTH200:
+    case G_DEPTH125:
+    case G_DEPTH126: {
+        int k = c->gen == G_DEPTH100   ? 100
+                : c->gen == G_DEPTH200 ? 200
+                : c->gen == G_DEPTH125 ? 125
+                                       : 126;
         b_str(&h, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],"
                   "\"data_offsets\":[0,8],\"foo\":");
         for (int i = 0; i < k; i++) b_str(&h, "[");

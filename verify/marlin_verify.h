@@ -45,6 +45,7 @@ typedef struct marlin_verify_layer {
     double rel_weight_err; /* ||W - Wq|| / ||W|| (-1 without ref) */
     double step_err;       /* largest group RMS error in RTN steps (-1) */
     double step_err_mean;  /* the same over the whole layer (-1) */
+    double step_mean_bound;/* its threshold */
     double step_bound;     /* its threshold */
     double rel_out_err;    /* ||X (W-Wq)^T|| / ||X W^T|| on random X (-1) */
     double gpu_vs_ref;     /* kernel vs CPU reference: mean rel abs err (-1) */
@@ -60,7 +61,7 @@ typedef struct marlin_verify_report {
     size_t n_failed;
     char formats[32];      /* what was found: "gptq", "gptq+marlin", ... */
     char algorithm[16];    /* meta.method of the checkpoint */
-    char device[128];      /* GPU name when gpu */
+    char device[256];      /* GPU name when gpu */
     double seconds;
 } marlin_verify_report;
 

@@ -22,4 +22,12 @@ marlin_status verify_layer_gpu(const marlin_verify_opts *o, marlin_qckpt **ck,
                                marlin_error *err);
 void verify_gpu_end(void);
 
+/* Marks layer L failed with a reason (the first reason is kept). Returns
+ * MARLIN_OK, or MARLIN_ERR_NOMEM if the reason could not be stored. */
+marlin_status verify_layer_fail_msg(marlin_verify_layer *L, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
 #endif

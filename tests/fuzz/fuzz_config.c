@@ -7,7 +7,8 @@
  *  - the rewrite never reports an internal error (its own self-check of
  *    the spliced text against the source), and its output parses;
  *  - when the source parses, the rewritten config parses to the same
- *    fields with torch_dtype "float16" (the splice changes nothing else).
+ *    fields with torch_dtype "float16" and the spliced quantization_config
+ *    (the splice changes nothing else).
  */
 #include "marlin_formats.h"
 
@@ -46,7 +47,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (sa == MARLIN_OK) {
         if (sb != MARLIN_OK) __builtin_trap();
         if (strcmp(b.torch_dtype, "float16") != 0) __builtin_trap();
+        /* the spliced quantization_config is read back as written */
+        if (!b.quant.present || strcmp(b.quant.quant_method, "gptq") ||
+            b.quant.bits != 4 || b.quant.group_size != 128 || b.quant.desc_act ||
+            !b.quant.sym)
+            __builtin_trap();
         memcpy(b.torch_dtype, a.torch_dtype, sizeof a.torch_dtype);
+        memcpy(&b.quant, &a.quant, sizeof a.quant);
         if (memcmp(&a, &b, sizeof a) != 0) __builtin_trap();
     }
     free(out);
