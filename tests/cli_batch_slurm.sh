@@ -19,8 +19,16 @@ B=${MARLIN_BINARY_DIR:?run through ctest}
 name=cli_batch_slurm
 
 in_ci() { [[ -n "${CI:-}" || -n "${MARLIN_CI:-}" ]]; }
+CANNOT=0
 cannot() {
+  CANNOT=1
   echo "$name: Slurm cannot start here: $*" >&2
+  if [[ -n "${T:-}" && -d "$T/log" ]]; then
+    for f in "$T"/log/*; do
+      echo "---- $f (tail)" >&2
+      tail -n 20 "$f" >&2 || true
+    done
+  fi
   if in_ci; then
     echo "$name: FAIL (CI must run the Slurm test)" >&2
     exit 1
@@ -119,7 +127,7 @@ stop_all() {
     kill -9 $left 2>/dev/null || true
     ((rc == 0)) && rc=1
   fi
-  if ((rc != 0 && rc != 77)) && [[ -d "$T/log" ]]; then
+  if ((rc != 0 && rc != 77 && ! CANNOT)) && [[ -d "$T/log" ]]; then
     for f in "$T"/log/*.log; do
       echo "---- $f (tail)" >&2
       tail -n 20 "$f" >&2 || true
@@ -141,7 +149,7 @@ munged --foreground --force --socket="$T/munge/munge.sock" --key-file="$T/munge/
 PIDS+=($!)
 for _ in $(seq 50); do [[ -S "$T/munge/munge.sock" ]] && break; sleep 0.1; done
 munge -S "$T/munge/munge.sock" -n | unmunge -S "$T/munge/munge.sock" >/dev/null 2>&1 ||
-  cannot "munged did not start (see $T/log/munged.log)"
+  cannot "munged did not start"
 
 # Two free TCP ports (bound and released just before use).
 read -r PCTL PD < <(python3 -c '
@@ -195,7 +203,7 @@ for _ in $(seq 150); do
   [[ $state == idle ]] && break
   sleep 0.2
 done
-[[ $state == idle ]] || cannot "node marlin-node is '${state:-unknown}', not idle after 30 s (logs in $T/log)"
+[[ $state == idle ]] || cannot "node marlin-node is '${state:-unknown}', not idle after 30 s"
 echo "$name: Slurm $(sinfo -V | awk '{print $2}') up: node marlin-node idle, $CPUS CPUs, $MEM MiB"
 
 # ------------------------------------------------------------- models
