@@ -15,18 +15,18 @@
 #define MARLIN_DENSE_TILES_H
 
 #define MARLIN_DENSE_TILE_LIST(X)                                            \
-    X(1, 4, 8)  X(1, 8, 8)  X(1, 16, 4)                                      \
-    X(2, 4, 8)  X(2, 8, 8)  X(2, 16, 4)                                      \
-    X(3, 4, 8)  X(3, 8, 8)  X(3, 16, 4)                                      \
-    X(4, 4, 8)  X(4, 8, 8)  X(4, 16, 4)
+    X(1, 4, 8)  X(1, 8, 8)  X(1, 16, 8)                                      \
+    X(2, 4, 8)  X(2, 8, 8)  X(2, 16, 8)                                      \
+    X(3, 4, 8)  X(3, 8, 8)  X(3, 16, 8)                                      \
+    X(4, 4, 8)  X(4, 8, 8)  X(4, 16, 8)
 
 /* Launch geometry shared by host and device code. */
 #define MARLIN_DENSE_THREADS 256
 #define MARLIN_DENSE_MAX_STAGES 8
 #define MARLIN_DENSE_MIN_STAGES 2
-/* Shared memory of the cross-warp reduction: 4 warps x 32 lanes x 8 float4
- * (one 16-row block of a warp's 16x64 accumulators at a time). */
-#define MARLIN_DENSE_RED_BYTES (4 * 32 * 8 * 16)
+/* Shared memory of the cross-warp reduction: 4 warps x 32 lanes x 4 float4
+ * (half of one 16-row block of a warp's 16x64 accumulators at a time). */
+#define MARLIN_DENSE_RED_BYTES (4 * 32 * 4 * 16)
 
 /* Shared memory of one pipeline stage, in bytes: A (16*mb x 16*kb fp16),
  * B (kb rows of 16*nb*16 4-bit codes) and, when grouped, up to kb/2 scale

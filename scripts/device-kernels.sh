@@ -72,7 +72,8 @@ echo "sustained rc=$?"
 log "ncu (one decode-size layer)"
 timeout 90 ncu --kernel-name regex:dense_kernel --launch-skip 40 --launch-count 2 \
   --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-  --section WarpStateStats --section LaunchStats \
+  --section WarpStateStats --section LaunchStats --section InstructionStats \
+  --section SchedulerStats \
   ./marlin-bench --mode models --model llama2-7b --batch 16 --samples 3 > "$R/ncu.txt" 2>&1
 echo "ncu rc=$?"
 kill $smi 2>/dev/null

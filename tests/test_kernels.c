@@ -220,10 +220,14 @@ static void test_kernels_check_shape(void **state) {
     assert_int_equal(marlin_dense_check_shape(1, 64, 128, 16, &err), MARLIN_ERR_SHAPE);
     assert_int_equal(marlin_dense_check_shape(1, 64, 128, 256, &err), MARLIN_ERR_SHAPE);
     assert_int_equal(marlin_dense_check_shape(1, 64, 128, 0, &err), MARLIN_ERR_SHAPE);
-    assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 31, 128, 128, &err),
+    assert_int_equal(marlin_dense_check_shape(1, ((int64_t)1 << 24) + 64, 128, 128, &err),
+                     MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, 64, ((int64_t)1 << 24) + 128, 128, &err),
                      MARLIN_ERR_SHAPE);
     assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 24, (int64_t)1 << 17, -1, &err),
                      MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 24, (int64_t)1 << 15, -1, &err),
+                     MARLIN_OK);
 }
 
 static void test_kernels_workspace_bytes(void **state) {
@@ -531,6 +535,7 @@ static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_
     a.workspace_bytes = g_gpu.ws_bytes;
     a.stream = stream;
     a.tile = tile;
+    a.pdl = stream != NULL && (seed & 1); /* half the cases take the PDL path */
     marlin_status st = marlin_dense_gemm(&a, &err);
     MT_ASSERT(seed, st == MARLIN_OK, "%s: %s", what, err.msg);
     st = marlin_gpu_stream_sync(stream, &err);
@@ -783,26 +788,34 @@ static void test_kernels_gpu_errors(void **state) {
     layer_free(&L);
 }
 
-/* The workspace counters are zero after calls (the zeroing rule), results
- * are bitwise reproducible, the default stream works. */
+/* The workspace counters are zero after calls (the zeroing rule); results
+ * are bitwise reproducible; the default stream works; and two different
+ * problems sharing one workspace, launched back to back with programmatic
+ * dependent launch (each may start before the previous one ends), still
+ * give exactly the results of isolated launches. */
 static void test_kernels_gpu_workspace_and_determinism(void **state) {
     (void)state;
     NEED_GPU();
-    const int64_t n = 256, k = 16384, m = 50; /* 1 to 4 column slices: heavy k splitting */
+    const int64_t n = 256, k = 16384, m = 50, m2 = 7; /* 1 column slice: heavy k splitting */
     layer L;
     dev_layer D;
     marlin_error err = {0};
+    void *C2dev = NULL;
     const uint64_t seed = marlin_test_seed(0x64657465726dull);
     layer_make(&L, n, k, 128, seed);
     dev_layer_make(&D, &L, m);
     uint16_t *A = malloc((size_t)(m * k) * 2);
     uint16_t *C1 = malloc((size_t)(m * n) * 2), *C2 = malloc((size_t)(m * n) * 2);
+    uint16_t *R1 = malloc((size_t)(m * n) * 2), *R2 = malloc((size_t)(m2 * n) * 2);
     assert_non_null(A);
     assert_non_null(C1);
     assert_non_null(C2);
+    assert_non_null(R1);
+    assert_non_null(R2);
     random_a(A, m * k, seed);
     assert_int_equal(marlin_gpu_upload(D.A, A, (size_t)(m * k) * 2, &err), MARLIN_OK);
-    marlin_dense_args a;
+    assert_int_equal(marlin_gpu_alloc(&C2dev, (size_t)(m2 * n) * 2, &err), MARLIN_OK);
+    marlin_dense_args a, a2;
     memset(&a, 0, sizeof a);
     a.A = D.A;
     a.B = D.B;
@@ -814,16 +827,39 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     a.group_size = 128;
     a.workspace = g_gpu.ws;
     a.workspace_bytes = g_gpu.ws_bytes;
-    for (int rep = 0; rep < 20; rep++) {
+    a2 = a;
+    a2.m = m2;
+    a2.C = C2dev;
+    /* Isolated launches, default and own stream: identical bits. */
+    for (int rep = 0; rep < 6; rep++) {
         a.stream = (rep % 2) ? g_gpu.stream : NULL;
         MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
         MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
-        MT_ASSERT(seed, !marlin_gpu_download(rep ? C2 : C1, D.C, (size_t)(m * n) * 2, &err), "%s",
+        MT_ASSERT(seed, !marlin_gpu_download(rep ? C2 : R1, D.C, (size_t)(m * n) * 2, &err), "%s",
                   err.msg);
-        if (rep) MT_ASSERT(seed, memcmp(C1, C2, (size_t)(m * n) * 2) == 0, "run %d differs", rep);
+        if (rep) MT_ASSERT(seed, memcmp(R1, C2, (size_t)(m * n) * 2) == 0, "run %d differs", rep);
     }
-    check_stats cs = check_output(&L, A, C1, m, "determinism case");
+    a2.stream = g_gpu.stream;
+    MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
+    MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_download(R2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+    check_stats cs = check_output(&L, A, R1, m, "determinism case");
     MT_ASSERT(seed, cs.bad == 0 && cs.mean_rel < 1e-3, "wrong result");
+    /* Back to back, no synchronization, PDL on (ignored before sm_90). */
+    a.stream = a2.stream = g_gpu.stream;
+    a.pdl = a2.pdl = 1;
+    MT_ASSERT(seed, !marlin_gpu_memset(D.C, 0xFF, (size_t)(m * n) * 2, &err), "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_memset(C2dev, 0xFF, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+    for (int rep = 0; rep < 40; rep++) {
+        MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
+        MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
+    }
+    MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_download(C1, D.C, (size_t)(m * n) * 2, &err), "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_download(C2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+    MT_ASSERT(seed, memcmp(R1, C1, (size_t)(m * n) * 2) == 0, "back-to-back PDL result differs");
+    MT_ASSERT(seed, memcmp(R2, C2, (size_t)(m2 * n) * 2) == 0,
+              "back-to-back PDL result (second problem) differs");
     size_t cb = marlin_dense_workspace_counter_bytes(g_gpu.ws_max_m, g_gpu.ws_max_n);
     unsigned char *h = malloc(cb);
     assert_non_null(h);
@@ -833,6 +869,9 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     free(A);
     free(C1);
     free(C2);
+    free(R1);
+    free(R2);
+    marlin_gpu_free(C2dev);
     dev_layer_free(&D);
     layer_free(&L);
 }
