@@ -54,7 +54,6 @@ struct DenseParams {
     int m, n, k;
     int m_chunks;         /* row chunks of 16*MB rows */
     int k_tiles;          /* k / (16*KB) units per slice */
-    int iters;            /* units per block (the last block may get fewer) */
     int total_units;      /* n_slices * m_chunks * k_tiles */
     int group_shift;      /* grouped: log2(group_size / 16) */
     int group_rows;       /* grouped: scale rows per stage (>= 1) */
@@ -236,8 +235,9 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     const int wn = warp % WN;
     const int wk = warp / WN;
 
-    const int u_begin = blockIdx.x * p.iters;
-    const int u_end = min(u_begin + p.iters, p.total_units);
+    const int n_blocks = (int)gridDim.x;
+    const int u_begin = mk_dense_unit_begin(blockIdx.x, p.total_units, n_blocks);
+    const int u_end = mk_dense_unit_begin(blockIdx.x + 1, p.total_units, n_blocks);
     const int n_units = u_end - u_begin;
     if (n_units <= 0) return; /* the host never launches such a block */
 
@@ -432,11 +432,11 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
                     __floats2half2_rn(v.z * sc[j][0], v.w * sc[j][1]);
         };
 
-        /* 3. Which blocks hold pieces of this slice: blocks own units
-         *    [b*iters, (b+1)*iters); block b's piece is its first segment
-         *    (slot 0) when b starts inside the slice, else its last (slot 1). */
-        const int b_first = slice_u0 / p.iters;
-        const int b_last = (slice_u0 + p.k_tiles - 1) / p.iters;
+        /* 3. Which blocks hold pieces of this slice (marlin_dense_tiles.h:
+         *    block b's piece is its first segment, slot 0, when b begins
+         *    inside the slice, else its last segment, slot 1). */
+        const int b_first = mk_dense_unit_owner(slice_u0, p.total_units, n_blocks);
+        const int b_last = mk_dense_unit_owner(slice_u0 + p.k_tiles - 1, p.total_units, n_blocks);
         if (b_first == b_last) {
             /* The whole k range is ours: straight to C. */
             if (owner) {
@@ -476,6 +476,10 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
                  * in block order b_first..b_last (a fixed order: the sum is
                  * bitwise the same whichever block arrives last), with the
                  * loads of U blocks in flight at once. */
+                /* Blocks after b_first begin inside the slice (slot 0);
+                 * b_first does only if it begins exactly at its start. */
+                const bool first_inside =
+                    mk_dense_unit_begin(b_first, p.total_units, n_blocks) == slice_u0;
                 constexpr int E = SLOT_F4 / T;
                 constexpr int U = (E >= 8) ? 1 : 8 / E;
                 float4 sum[E];
@@ -487,7 +491,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
                     for (int u = 0; u < U; u++) {
                         const int b = b0 + u;
                         if (b <= b_last) {
-                            const int slot = (b * p.iters >= slice_u0) ? 0 : 1;
+                            const int slot = (b > b_first || first_inside) ? 0 : 1;
                             const float4 *src = p.partials + ((int64_t)b * 2 + slot) * SLOT_F4 + tid;
 #pragma unroll
                             for (int e = 0; e < E; e++) w[u][e] = __ldcg(src + e * T);
@@ -548,34 +552,48 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     Cursor lc, cc; /* next unit to load, unit being computed */
     lc.init(u_begin, p);
     cc = lc;
-    /* Prologue: the weights of the first stages first; with programmatic
-     * dependent launch (p.pdl, sm_90) they stream in while the previous
-     * kernel of the stream is still finishing (weights are not written by
-     * it, by the caller's promise). Activations, C and the workspace are
+    /* Prologue: stages-1 cp.async groups (some possibly empty), group s
+     * completing unit s, which is what the main loop's counting expects.
+     * With programmatic dependent launch (p.pdl, sm_90) the weights of the
+     * first stages are requested first and stream in while the previous
+     * kernel of the stream is still finishing (the caller promises that
+     * kernel does not write them); activations, C and the workspace are
      * touched only after griddepcontrol.wait, i.e. after that kernel has
-     * completed and its writes are visible. The prologue is one cp.async
-     * group plus empty ones, so the main loop's group counting holds. */
+     * completed and its writes are visible. */
     const int pro = min(p.stages - 1, n_units);
-    for (int s = 0; s < pro; s++) {
-        load_b(lc, s);
-        lc.advance(p);
-    }
+    if (!p.pdl) {
+        /* One cp.async group per stage: the first compute waits only for
+         * the first unit. */
+        for (int s = 0; s < p.stages - 1; s++) {
+            if (s < pro) {
+                load_b(lc, s);
+                load_a(lc, s);
+                lc.advance(p);
+            }
+            cp_async_commit();
+        }
+    } else {
+        for (int s = 0; s < pro; s++) {
+            load_b(lc, s);
+            lc.advance(p);
+        }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    if (p.pdl) {
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
         /* Our blocks are all resident or started: let the next kernel's
          * blocks take SMs as ours leave. */
         asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-    }
 #endif
-    {
+        /* Group 0 = every prologue weight load + A of unit 0, group s = A
+         * of unit s: group s still completes everything of unit s. */
         Cursor ac = cc;
-        for (int s = 0; s < pro; s++) {
-            load_a(ac, s);
-            ac.advance(p);
+        for (int s = 0; s < p.stages - 1; s++) {
+            if (s < pro) {
+                load_a(ac, s);
+                ac.advance(p);
+            }
+            cp_async_commit();
         }
     }
-    for (int s = 0; s < p.stages - 1; s++) cp_async_commit();
     int st_read = 0, st_write = p.stages - 1;
     for (int i = 0; i < n_units; i++) {
         cp_async_wait(p.stages - 2);
@@ -705,10 +723,10 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld work units)",
                            (long long)total64);
     const int total = (int)total64;
+    /* One wave of co-resident blocks; units spread over them evenly
+     * (mk_dense_unit_begin), every block gets at least one. */
     int blocks = d->sm_count * bps;
     if (blocks > total) blocks = total;
-    const int iters = (total + blocks - 1) / blocks;
-    blocks = (total + iters - 1) / iters;
 
     /* Counters at the start, partial tiles at the end of the buffer: a
      * buffer sized for (max_m, n) keeps every call's partials clear of the
@@ -735,7 +753,6 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.k = (int)a->k;
     p.m_chunks = m_chunks;
     p.k_tiles = k_tiles;
-    p.iters = iters;
     p.total_units = total;
     p.group_size = grouped ? a->group_size : (int)a->k;
     p.group_shift = 0;

@@ -35,4 +35,31 @@
     ((16 * (mb) * 16 * (kb) * 2) + ((kb) * (nb) * 128) +                     \
      ((grouped) ? ((kb) / 2) * (nb) * 32 : 0))
 
+/* ------------------------------------------------------------------------
+ * Work partition (stream-K). The T work units of a launch, numbered down k
+ * inside a column slice and then slice by slice, are split over B blocks in
+ * contiguous ranges whose sizes differ by at most one:
+ *   block b owns units [begin(b), begin(b+1)),  begin(b) = floor(b*T/B).
+ * A column slice (k_tiles consecutive units) may span several blocks; each
+ * block's piece of it is the block's first segment (partial slot 0) when the
+ * block begins inside the slice, else its last segment (slot 1). Shared by
+ * the kernel, the launcher and the CPU test of these rules.
+ */
+#if defined(__CUDACC__)
+#define MK_DENSE_HD __host__ __device__ __forceinline__
+#else
+#define MK_DENSE_HD static inline
+#endif
+
+/* First unit of block b (b = B gives T). */
+MK_DENSE_HD int mk_dense_unit_begin(int b, int total, int blocks) {
+    return (int)(((long long)b * total) / blocks);
+}
+
+/* The block that owns unit u: the largest b with begin(b) <= u, i.e.
+ * b*T < (u+1)*B. */
+MK_DENSE_HD int mk_dense_unit_owner(int u, int total, int blocks) {
+    return (int)((((long long)u + 1) * blocks - 1) / total);
+}
+
 #endif

@@ -69,7 +69,10 @@ marlin_status marlin_gpu_probe(int device, marlin_gpu_info *info,
                                marlin_error *err);
 
 /* Device memory on the current device. marlin_gpu_free(NULL) is a no-op.
- * Copies are synchronous (cudaMemcpy semantics). */
+ * upload/download/memset are synchronous with the whole device: they start
+ * after all work already enqueued on any stream has finished and are
+ * complete when they return (convenient and race-free for tools and tests;
+ * not meant for hot paths). */
 marlin_status marlin_gpu_alloc(void **ptr, size_t bytes, marlin_error *err);
 void marlin_gpu_free(void *ptr);
 marlin_status marlin_gpu_upload(void *dst_dev, const void *src_host,

@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "marlin_dense_tiles.h" /* private: the work-partition rules */
 #include "marlin_kernels.h"
 #include "marlin_pack.h"
 
@@ -343,6 +344,64 @@ static void test_kernels_gemm_ref(void **state) {
         free(A);
         free(C);
         layer_free(&L);
+    }
+}
+
+/* The stream-K partition the kernel uses (marlin_dense_tiles.h): every unit
+ * has exactly one owner, blocks differ by at most one unit, and the partial
+ * slot a block writes for a slice (by its own range) is the one the slice's
+ * reducer reads (by the owner rule), never used twice by one block. */
+static void test_kernels_partition_rules(void **state) {
+    (void)state;
+    const uint64_t seed = marlin_test_seed(0x7061727469ull);
+    marlin_rng r;
+    marlin_rng_seed(&r, seed);
+    for (int trial = 0; trial < 3000; trial++) {
+        const int k_tiles = 1 + (int)(marlin_rng_u64(&r) % 300);
+        const int slices = 1 + (int)(marlin_rng_u64(&r) % 200);
+        const int total = k_tiles * slices;
+        int blocks = 1 + (int)(marlin_rng_u64(&r) % 300);
+        if (blocks > total) blocks = total;
+        int *slot_used = calloc((size_t)blocks * 2, sizeof *slot_used);
+        assert_non_null(slot_used);
+        MT_ASSERT(seed, mk_dense_unit_begin(0, total, blocks) == 0 &&
+                            mk_dense_unit_begin(blocks, total, blocks) == total,
+                  "range ends (trial %d)", trial);
+        for (int b = 0; b < blocks; b++) {
+            const int len = mk_dense_unit_begin(b + 1, total, blocks) -
+                            mk_dense_unit_begin(b, total, blocks);
+            MT_ASSERT(seed, len == total / blocks || len == total / blocks + 1,
+                      "block %d has %d units (T %d, B %d)", b, len, total, blocks);
+        }
+        for (int u = 0; u < total; u++) {
+            const int o = mk_dense_unit_owner(u, total, blocks);
+            MT_ASSERT(seed,
+                      o >= 0 && o < blocks && mk_dense_unit_begin(o, total, blocks) <= u &&
+                          u < mk_dense_unit_begin(o + 1, total, blocks),
+                      "owner of unit %d is %d (T %d, B %d)", u, o, total, blocks);
+        }
+        for (int sl = 0; sl < slices; sl++) {
+            const int s0 = sl * k_tiles, s1 = s0 + k_tiles; /* [s0, s1) */
+            const int bf = mk_dense_unit_owner(s0, total, blocks);
+            const int bl = mk_dense_unit_owner(s1 - 1, total, blocks);
+            if (bf == bl) continue; /* written straight to C */
+            for (int b = bf; b <= bl; b++) {
+                const int ub = mk_dense_unit_begin(b, total, blocks);
+                const int ue = mk_dense_unit_begin(b + 1, total, blocks);
+                /* writer's rule: its segment starts at its own first unit */
+                const int seg0 = ub > s0 ? ub : s0;
+                const int writer_slot = (seg0 == ub) ? 0 : 1;
+                /* reader's rule, as the kernel evaluates it */
+                const int first_inside = mk_dense_unit_begin(bf, total, blocks) == s0;
+                const int reader_slot = (b > bf || first_inside) ? 0 : 1;
+                MT_ASSERT(seed, writer_slot == reader_slot, "slot mismatch");
+                MT_ASSERT(seed, ub < s1 && ue > s0, "block %d does not overlap slice %d", b, sl);
+                MT_ASSERT(seed, !slot_used[2 * b + writer_slot],
+                          "block %d writes slot %d twice", b, writer_slot);
+                slot_used[2 * b + writer_slot] = 1;
+            }
+        }
+        free(slot_used);
     }
 }
 
@@ -883,6 +942,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_pick_tile),
         cmocka_unit_test(test_kernels_dequant_ref_exact),
         cmocka_unit_test(test_kernels_gemm_ref),
+        cmocka_unit_test(test_kernels_partition_rules),
         cmocka_unit_test(test_kernels_without_cuda),
     };
     const struct CMUnitTest gpu[] = {
