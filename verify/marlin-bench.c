@@ -533,7 +533,7 @@ static marlin_status mode_models(bench_ctx *c, const options *o, marlin_error *e
     }
     fprintf(f,
             "set terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
-            "set title 'Marlin INT4 (ours) vs cuBLAS FP16, layer time summed per model, group %d\\n%s'\n"
+            "set title \"Marlin INT4 (ours) vs cuBLAS FP16, layer time summed per model, group %d\\n%s\"\n"
             "set xlabel 'batch size m'\nset ylabel 'speedup over cuBLAS FP16'\n"
             "set logscale x 2\nset grid\nset key top right\nset yrange [0:*]\n"
             "plot ",
@@ -588,7 +588,7 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
                 bytes[b] / c->copy_bw * 1e6 / kus[b]);
     fprintf(f,
             "EOD\nset terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
-            "set title 'Peak: k %lld x n %lld, group %d\\n%s'\nset xlabel 'batch size m'\n"
+            "set title \"Peak: k %lld x n %lld, group %d\\n%s\"\nset xlabel 'batch size m'\n"
             "set ylabel 'speedup over cuBLAS FP16'\nset y2label 'fraction of bandwidth limit'\n"
             "set logscale x 2\nset grid\nset yrange [0:*]\nset y2range [0:1.05]\nset y2tics\n"
             "plot $d using 1:2 with linespoints lw 2 title 'speedup', "
@@ -660,8 +660,8 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
             }
             fprintf(f,
                     "EOD\nset terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
-                    "set title 'Sustained: %s, speedup over cuBLAS FP16 at the card''s own "
-                    "clocks\\n%s'\nset xlabel 'time (s)'\nset ylabel 'speedup'\nset grid\n"
+                    "set title \"Sustained: %s, speedup over cuBLAS FP16 at the card's own "
+                    "clocks\\n%s\"\nset xlabel 'time (s)'\nset ylabel 'speedup'\nset grid\n"
                     "set yrange [0:*]\nset key outside right\nplot ",
                     o->plot, md->name, c->info.name);
             for (int b = 0; b < o->n_batch; b++)
