@@ -271,4 +271,11 @@ marlin_status marlin_cublas_gemm_f16(marlin_cublas *h, const void *A,
 #ifdef __cplusplus
 }
 #endif
+
+/* ======================================================================== */
+/* 5. 2:4 sparse GEMM (Sparse-Marlin layout, mma.sp), its CPU reference and */
+/*    benchmark helpers: a separate header, owned by the 2:4 kernel.        */
+/* ======================================================================== */
+#include "marlin_kernels24.h"
+
 #endif /* MARLIN_KERNELS_H */

@@ -11,6 +11,10 @@
  * The memcpy baseline copies n*k bytes with the same thread count, split
  * like the packers (marlin_parallel_for), so the ratio is the packer's
  * fraction of this machine's copy bandwidth.
+ * The last two rows put the packer in context: RTN (quantize/, clipping
+ * search off) on random N(0, 0.02) FP16 weights alone, and RTN followed by
+ * the dense Marlin pack - the quantizer's hot path, whose target is
+ * >= 1 GB/s of FP16 input on all cores ("fp16-eq" = real input bytes here).
  *
  * usage: marlin-bench-pack [--threads N] [--reps R] [--quick]
  *   --threads N  0 = all online CPUs (default: run 1 and all)
@@ -20,11 +24,20 @@
  */
 #include "marlin_common.h"
 #include "marlin_pack.h"
+#include "marlin_quant.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* Process CPU time in seconds (all threads). */
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 typedef struct shape {
     const char *name;
@@ -41,6 +54,7 @@ static const shape QUICK[] = {{"quick 1024x1024", 1024, 1024}};
 
 typedef struct bufs {
     uint8_t *q, *q24, *back;
+    uint16_t *w16; /* FP16 weights [n, k] for the RTN rows */
     uint16_t *s, *s_out, *meta;
     uint32_t *w, *z;
 } bufs;
@@ -61,11 +75,14 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-enum op { OP_MEMCPY, OP_GPTQ, OP_GPTQ_UN, OP_DENSE, OP_DENSE_UN, OP_24, OP_24_UN };
-static const char *const OP_NAME[] = {"memcpy",       "gptq pack",
-                                      "gptq unpack",  "marlin pack",
-                                      "marlin unpack", "marlin24 pack",
-                                      "marlin24 unpack"};
+enum op {
+    OP_MEMCPY, OP_GPTQ, OP_GPTQ_UN, OP_DENSE, OP_DENSE_UN, OP_24, OP_24_UN,
+    OP_RTN, OP_RTN_DENSE
+};
+static const char *const OP_NAME[] = {
+    "memcpy",        "gptq pack",     "gptq unpack",     "marlin pack",
+    "marlin unpack", "marlin24 pack", "marlin24 unpack", "rtn (fp16 in)",
+    "rtn+marlin"};
 
 static marlin_status run_op(enum op op, const shape *sh, bufs *b, int threads,
                             marlin_error *err) {
@@ -94,6 +111,18 @@ static marlin_status run_op(enum op op, const shape *sh, bufs *b, int threads,
     case OP_24_UN:
         return marlin_unpack_24(b->w, b->meta, b->s_out, n, k, g, threads,
                                 b->back, b->s, err);
+    case OP_RTN:
+    case OP_RTN_DENSE: {
+        marlin_rtn_opts o = marlin_rtn_default_opts();
+        o.group_size = g;
+        o.clip = false;
+        o.threads = threads;
+        marlin_status st = marlin_rtn_quantize(b->w16, MARLIN_DT_F16, n, k, &o,
+                                               b->back, b->s, err);
+        if (st != MARLIN_OK || op == OP_RTN) return st;
+        return marlin_pack_dense(b->back, b->s, n, k, g, threads, b->w,
+                                 b->s_out, err);
+    }
     }
     return MARLIN_ERR_INTERNAL;
 }
@@ -130,10 +159,11 @@ int main(int argc, char **argv) {
     }
     printf("marlin-bench-pack: %d online CPUs, median of %d runs, group 128\n",
            marlin_cpu_count(), reps);
-    printf("%-22s %-16s %7s %9s %8s %8s %8s %8s\n", "shape", "op", "threads",
-           "ms", "GB/s", "best", "fp16-eq", "/memcpy");
+    printf("%-22s %-16s %7s %9s %8s %8s %8s %8s %8s\n", "shape", "op",
+           "threads", "ms", "GB/s", "best", "cpu", "fp16-eq", "/memcpy");
 
     double *t = calloc((size_t)reps, sizeof *t);
+    double *tc = calloc((size_t)reps, sizeof *tc);
     marlin_rng rng;
     marlin_rng_seed(&rng, 12345);
     for (size_t si = 0; si < nshapes && rc == 0; si++) {
@@ -143,12 +173,13 @@ int main(int argc, char **argv) {
         b.q = malloc((size_t)codes);
         b.q24 = malloc((size_t)codes);
         b.back = malloc((size_t)codes);
+        b.w16 = malloc((size_t)codes * 2);
         b.w = malloc((size_t)codes / 2);
         b.meta = malloc((size_t)codes / 8);
         b.z = malloc((size_t)(G * n / 8) * 4);
         b.s = malloc((size_t)(G * n) * 2);
         b.s_out = malloc((size_t)(G * n) * 2);
-        if (!t || !b.q || !b.q24 || !b.back || !b.w || !b.meta || !b.z ||
+        if (!t || !tc || !b.q || !b.q24 || !b.back || !b.w16 || !b.w || !b.meta || !b.z ||
             !b.s || !b.s_out) {
             fprintf(stderr, "marlin-bench-pack: out of memory\n");
             rc = 1;
@@ -166,19 +197,22 @@ int main(int argc, char **argv) {
                 p[c] = (uint8_t)(9 + ((r >> (8 * h + 3)) % 7)); /* 9..15 */
             }
         }
+        for (int64_t i = 0; rc == 0 && i < codes; i++)
+            b.w16[i] = marlin_float_to_half(0.02f * marlin_rng_normal(&rng));
         for (int64_t i = 0; rc == 0 && i < G * n; i++)
             b.s[i] = marlin_float_to_half(0.01f + 0.001f * (float)(i % 97));
         /* the 2:4 unpack and the gptq unpack need valid inputs: the pack of
          * the same format runs right before them */
         for (int ti = 0; ti < nt && rc == 0; ti++) {
             double memcpy_gbs = 0;
-            for (int op = OP_MEMCPY; op <= OP_24_UN && rc == 0; op++) {
+            for (int op = OP_MEMCPY; op <= OP_RTN_DENSE && rc == 0; op++) {
                 marlin_error err = {0};
                 marlin_status st = run_op((enum op)op, sh, &b, tlist[ti], &err);
                 for (int r = 0; r < reps && st == MARLIN_OK; r++) {
-                    double t0 = marlin_now();
+                    double c0 = cpu_now(), t0 = marlin_now();
                     st = run_op((enum op)op, sh, &b, tlist[ti], &err);
                     t[r] = marlin_now() - t0;
+                    tc[r] = cpu_now() - c0;
                 }
                 if (st != MARLIN_OK) {
                     fprintf(stderr, "marlin-bench-pack: %s %s: %s\n", sh->name,
@@ -187,19 +221,22 @@ int main(int argc, char **argv) {
                     break;
                 }
                 qsort(t, (size_t)reps, sizeof *t, cmp_double);
+                qsort(tc, (size_t)reps, sizeof *tc, cmp_double);
                 double med = t[reps / 2];
                 double gbs = (double)codes / med * 1e-9;
                 double best = (double)codes / t[0] * 1e-9;
+                double cpu = (double)codes / tc[reps / 2] * 1e-9;
                 if (op == OP_MEMCPY) memcpy_gbs = gbs;
-                printf("%-22s %-16s %7d %9.3f %8.2f %8.2f %8.2f %8.2f\n",
+                printf("%-22s %-16s %7d %9.3f %8.2f %8.2f %8.2f %8.2f %8.2f\n",
                        sh->name, OP_NAME[op],
                        tlist[ti] > 0 ? tlist[ti] : marlin_cpu_count(),
-                       med * 1e3, gbs, best, 2 * gbs, gbs / memcpy_gbs);
+                       med * 1e3, gbs, best, cpu, 2 * gbs, gbs / memcpy_gbs);
             }
         }
         free(b.q);
         free(b.q24);
         free(b.back);
+        free(b.w16);
         free(b.w);
         free(b.meta);
         free(b.z);
@@ -207,5 +244,6 @@ int main(int argc, char **argv) {
         free(b.s_out);
     }
     free(t);
+    free(tc);
     return rc;
 }

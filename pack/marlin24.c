@@ -111,11 +111,6 @@ static void m24_lut_build(m24_lut *l) {
     }
 }
 
-/* Code (low nibble) of byte i of x. */
-static inline uint64_t byte_code(uint64_t x, unsigned i) {
-    return (x >> (8 * i)) & 0xf;
-}
-
 static void m24_pack_range(void *arg, int64_t c_begin, int64_t c_end,
                            int thread_index) {
     m24_job *job = arg;
@@ -138,11 +133,14 @@ static void m24_pack_range(void *arg, int64_t c_begin, int64_t c_end,
                     unsigned e = enc[nonzero_flags8(x)];
                     or_all |= x;
                     overfull |= e;
-                    /* compressed rows 4h..4h+3 = the selected slots */
-                    uint64_t c4 = byte_code(x, e & 3u) |
-                                  byte_code(x, (e >> 2) & 3u) << 8 |
-                                  byte_code(x, 4 + ((e >> 4) & 3u)) << 16 |
-                                  byte_code(x, 4 + ((e >> 6) & 3u)) << 24;
+                    /* compressed rows 4h..4h+3 = the selected slots,
+                     * read back as bytes (L1 loads are cheaper than
+                     * variable shifts) */
+                    const uint8_t *b8 = p + 8 * h;
+                    uint64_t c4 = (uint64_t)(b8[e & 3u] & 0xfu) |
+                                  (uint64_t)(b8[(e >> 2) & 3u] & 0xfu) << 8 |
+                                  (uint64_t)(b8[4 + ((e >> 4) & 3u)] & 0xfu) << 16 |
+                                  (uint64_t)(b8[4 + ((e >> 6) & 3u)] & 0xfu) << 24;
                     qc[h / 2] |= c4 << (32 * (h % 2));
                     m[h / 2] |= (e & 0xffu) << (8 * (h % 2));
                 }
@@ -194,20 +192,19 @@ static void m24_unpack_range(void *arg, int64_t c_begin, int64_t c_end,
                                   (u[c] >> 4) & MARLIN_NIB_LO};
                 uint8_t *p = qs + (int64_t)c * k + 32 * kt;
                 for (int h = 0; h < 4; h++) {
-                    uint64_t x = 0x0808080808080808ull; /* pruned = code 8 */
+                    uint8_t *o = p + 8 * h;
+                    /* pruned = code 8; then the two kept slots per group,
+                     * as byte stores (cheaper than variable shifts) */
+                    marlin_st64(o, 0x0808080808080808ull);
                     for (int s = 0; s < 2; s++) {
                         int grp = 2 * h + s;
                         int nib = (int)(m[grp / 4] >> (4 * (grp % 4))) & 0xf;
                         uint64_t pair = qc[grp / 4] >> (16 * (grp % 4));
-                        int i0 = 4 * s + (nib & 3), i1 = 4 * s + (nib >> 2);
                         invalid |= !marlin_pack_24_meta_nibble_valid(nib);
                         /* i1 last: wins if a bad nibble repeats an index */
-                        x = (x & ~(0xffull << (8 * i0))) |
-                            ((pair & 0xf) << (8 * i0));
-                        x = (x & ~(0xffull << (8 * i1))) |
-                            (((pair >> 8) & 0xf) << (8 * i1));
+                        o[4 * s + (nib & 3)] = (uint8_t)(pair & 0xf);
+                        o[4 * s + (nib >> 2)] = (uint8_t)((pair >> 8) & 0xf);
                     }
-                    marlin_st64(p + 8 * h, x);
                 }
             }
         }

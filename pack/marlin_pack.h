@@ -231,6 +231,28 @@ void marlin_unpack_dense_scales(const uint16_t *s_perm, int64_t G, int64_t n,
                                 bool grouped, uint16_t *s);
 
 /* ====================================================================== */
+/* 2b. GPTQ v1 -> dense Marlin in one call (what marlin-pack does per layer;  */
+/*     the same steps as vLLM gptq_marlin's load-time repack, MF 5.2)        */
+/* ====================================================================== */
+/* Validates qzeros (marlin_unpack_gptq) and g_idx (marlin_pack_gptq_g_idx;
+ * g_idx may be NULL for a checkpoint without one, meaning trivial), sorts
+ * act-order columns into contiguous groups, and packs B [k/16][2n] and the
+ * permuted scales s_out [G][n] (Marlin's shape gates apply: MARLIN_ERR_SHAPE
+ * for a layer that GPTQ can hold but Marlin cannot). *act_order tells
+ * whether rows were sorted; perm (k entries, may be NULL) receives the
+ * activation gather the kernel then needs, A'[:, r] = A[:, perm[r]]
+ * (identity when !*act_order). Temporary memory: n*k bytes (2 n*k with
+ * act-order). */
+marlin_status marlin_pack_gptq_to_marlin(const uint32_t *qweight,
+                                         const uint32_t *qzeros,
+                                         const uint16_t *scales,
+                                         const int32_t *g_idx, int64_t n,
+                                         int64_t k, int64_t group,
+                                         int threads, uint32_t *B,
+                                         uint16_t *s_out, int32_t *perm,
+                                         bool *act_order, marlin_error *err);
+
+/* ====================================================================== */
 /* 3. Sparse-Marlin 2:4 (MF 4.2-4.7, 5.3, 5.4; pitfall 7.1)                */
 /* ====================================================================== */
 /*

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# cli_marlin_bench.sh - marlin-bench's command line: --help/--version,
-# usage errors (exit 2 with a "Try" line), the --sparse refusal, and a clean
+# cli_marlin_bench.sh - marlin-bench's command line (dense kernel):
+# --help/--version, usage errors (exit 2 with a "Try" line), and a clean
 # runtime error (exit 1, one line) where no GPU is usable. Timing runs need
-# a GPU and belong to scripts/device-kernels.sh, not to CTest.
+# a GPU and belong to scripts/device-kernels.sh, not to CTest; --sparse is
+# covered by cli_bench24.sh.
 set -u
 bin="${MARLIN_BINARY_DIR:-.}/marlin-bench"
 [ -x "$bin" ] || { echo "skipped: $bin not built"; exit 77; }
@@ -21,10 +22,6 @@ for args in "--mode bogus" "--batch 0" "--batch 1,x" "--model gpt2" "--group 16"
   [ "$rc" -eq 2 ] || fail "'$args' gave exit $rc, expected 2 ($err)"
   grep -q "Try 'marlin-bench --help'" <<<"$err" || fail "'$args' stderr: $err"
 done
-
-err=$("$bin" --sparse 2>&1 >/dev/null); rc=$?
-[ "$rc" -eq 1 ] || fail "--sparse gave exit $rc, expected 1"
-grep -q "2:4 kernel is not built yet" <<<"$err" || fail "--sparse stderr: $err"
 
 # Without a usable GPU (CI, CPU-only builds) a run is a one-line runtime error.
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then

@@ -703,6 +703,76 @@ static void test_pack_gptq_act_order(void **state) {
     free(qweight); free(qzeros); free(B); free(g_idx); free(perm); free(order);
 }
 
+/* marlin_pack_gptq_to_marlin == the primitives composed by hand, for a
+ * trivial and an act-order g_idx, and its errors come from the right gate. */
+static void test_pack_gptq_to_marlin(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED_DEFAULT);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    const int64_t n = 192, k = 384, group = 128, G = k / group;
+    uint8_t *q = xcalloc((size_t)(n * k), 1), *qs = xcalloc((size_t)(n * k), 1);
+    uint16_t *s = xcalloc((size_t)(G * n), 2);
+    uint16_t *s1 = xcalloc((size_t)(G * n), 2), *s2 = xcalloc((size_t)(G * n), 2);
+    uint32_t *qweight = xcalloc((size_t)(k / 8 * n), 4);
+    uint32_t *qzeros = xcalloc((size_t)(G * n / 8), 4);
+    uint32_t *B1 = xcalloc((size_t)(n * k / 8), 4), *B2 = xcalloc((size_t)(n * k / 8), 4);
+    int32_t *g_idx = xcalloc((size_t)k, 4), *perm = xcalloc((size_t)k, 4);
+    marlin_error err = {0};
+    bool act = true;
+    random_codes(&rng, q, n * k);
+    random_scales(&rng, s, G * n);
+    assert_int_equal(marlin_pack_gptq(q, s, n, k, group, 1, qweight, qzeros,
+                                      NULL, g_idx, &err),
+                     MARLIN_OK);
+    assert_int_equal(marlin_pack_dense(q, s, n, k, group, 1, B1, s1, &err),
+                     MARLIN_OK);
+    for (int with_gidx = 0; with_gidx < 2; with_gidx++) {
+        memset(B2, 0, (size_t)(n * k / 2));
+        assert_int_equal(marlin_pack_gptq_to_marlin(
+                             qweight, qzeros, s, with_gidx ? g_idx : NULL, n, k,
+                             group, 2, B2, s2, perm, &act, &err),
+                         MARLIN_OK);
+        assert_false(act);
+        assert_memory_equal(B1, B2, (size_t)(n * k / 2));
+        assert_memory_equal(s1, s2, (size_t)(G * n) * 2);
+        for (int64_t i = 0; i < k; i++) assert_int_equal(perm[i], i);
+    }
+    /* act-order: reversed column order inside a rotation of the groups */
+    for (int64_t j = 0; j < k; j++) g_idx[k - 1 - j] = (int32_t)((j / group + 1) % G);
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, g_idx, n, k,
+                                                group, 2, B2, s2, perm, &act,
+                                                &err),
+                     MARLIN_OK);
+    assert_true(act);
+    assert_int_equal(marlin_pack_permute_k(q, n, k, perm, 1, qs, &err),
+                     MARLIN_OK);
+    assert_int_equal(marlin_pack_dense(qs, s, n, k, group, 1, B1, s1, &err),
+                     MARLIN_OK);
+    MT_ASSERT(seed, memcmp(B1, B2, (size_t)(n * k / 2)) == 0,
+              "act-order repack differs from the composed primitives");
+    for (int64_t r = 0; r < k; r++) assert_int_equal(g_idx[perm[r]], r / group);
+    /* errors */
+    qzeros[0] = 0x88888888u;
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, NULL, n, k,
+                                                group, 1, B2, s2, NULL, &act,
+                                                &err),
+                     MARLIN_ERR_UNSUPPORTED);
+    qzeros[0] = 0x77777777u;
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, NULL, 8, k,
+                                                group, 1, B2, s2, NULL, &act,
+                                                &err),
+                     MARLIN_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "n % 64"));
+    g_idx[0] = -1;
+    assert_int_equal(marlin_pack_gptq_to_marlin(qweight, qzeros, s, g_idx, n, k,
+                                                group, 1, B2, s2, NULL, &act,
+                                                &err),
+                     MARLIN_ERR_FORMAT);
+    free(q); free(qs); free(s); free(s1); free(s2); free(qweight);
+    free(qzeros); free(B1); free(B2); free(g_idx); free(perm);
+}
+
 /* ============================================== round trips, all formats */
 
 typedef enum { FMT_GPTQ, FMT_DENSE, FMT_24 } fmt_t;
@@ -991,11 +1061,79 @@ static void write_or_fail(const char *dir, const char *name, const char *ext,
     assert_int_equal(marlin_write_file(path, data, bytes), 0);
 }
 
-/* C packs random codes for every format and a few group sizes (and one
- * act-order GPTQ layer), writes the packed tensors plus the C-side
+/* One layer for the Python cross-check: codes + natural scales, packed in
+ * the formats listed in `fmts` (bit f = format f) under the same name, so
+ * the Python side can also compare the formats with each other. */
+typedef struct py_case {
+    const char *name;
+    int64_t n, k, group;
+    int fmts;      /* bit mask of fmt_t */
+    int sparse24;  /* 2:4-pruned codes */
+    int act_order; /* GPTQ g_idx from a shuffled column order */
+} py_case;
+
+static void py_write_case(const char *dir, FILE *man, const py_case *pc,
+                          marlin_rng *rng) {
+    const int64_t n = pc->n, k = pc->k, group = pc->group;
+    const int64_t G = marlin_pack_groups(k, group);
+    uint8_t *q = xcalloc((size_t)(n * k), 1);
+    uint16_t *s = xcalloc((size_t)(G * n), 2);
+    float *W = xcalloc((size_t)(n * k), 4);
+    if (pc->sparse24) random_codes_24(rng, q, n, k);
+    else random_codes(rng, q, n * k);
+    random_scales(rng, s, G * n);
+    for (int f = 0; f < 3; f++) {
+        if (!(pc->fmts & (1 << f))) continue;
+        packed p;
+        marlin_error err = {0};
+        char name[128];
+        assert_int_equal(do_pack((fmt_t)f, q, s, n, k, group, 2, &p, &err),
+                         MARLIN_OK);
+        const int32_t *g_idx = NULL;
+        if (f == FMT_GPTQ && pc->act_order) {
+            /* column order[j] is quantized j-th, so it is in group j/g */
+            int32_t *order = xcalloc((size_t)k, 4);
+            for (int64_t i = 0; i < k; i++) order[i] = (int32_t)i;
+            for (int64_t i = k - 1; i > 0; i--) {
+                int64_t j = (int64_t)(marlin_rng_u64(rng) % (uint64_t)(i + 1));
+                int32_t t = order[i];
+                order[i] = order[j];
+                order[j] = t;
+            }
+            for (int64_t j = 0; j < k; j++)
+                p.g_idx[order[j]] = (int32_t)(j / group);
+            g_idx = p.g_idx;
+            free(order);
+        }
+        dequant_codes(q, s, g_idx, n, k, group, W);
+        snprintf(name, sizeof name, "%s_%s", FMT_NAME[f], pc->name);
+        fprintf(man, "%s %s %" PRId64 " %" PRId64 " %" PRId64 "\n",
+                FMT_NAME[f], pc->name, n, k, group);
+        write_or_fail(dir, name, "ref", W, (size_t)(n * k) * 4);
+        write_or_fail(dir, name, f == FMT_GPTQ ? "qweight" : "B", p.w,
+                      p.w_bytes);
+        write_or_fail(dir, name, f == FMT_GPTQ ? "scales" : "s", p.s,
+                      p.s_bytes);
+        if (f == FMT_GPTQ) {
+            write_or_fail(dir, name, "qzeros", p.z, p.z_bytes);
+            write_or_fail(dir, name, "g_idx", p.g_idx, (size_t)k * 4);
+        }
+        if (f == FMT_24) write_or_fail(dir, name, "meta", p.meta, p.meta_bytes);
+        packed_free(&p);
+    }
+    free(q);
+    free(s);
+    free(W);
+}
+
+/* C packs random codes (every format, every group size, one act-order GPTQ
+ * layer, one odd GPTQ shape), writes the packed tensors plus the C-side
  * dequantized W [n, k] (float32, from codes and natural scales) as raw
  * little-endian files; tests/py/marlin_dequant.py, written from the format
- * facts only, dequantizes the packed tensors and asserts exact equality. */
+ * facts only, dequantizes the packed tensors and asserts exact equality.
+ * With the safetensors module it also writes one checkpoint per format and
+ * checks its `compare` (same codes in GPTQ / Marlin / 2:4 dequantize to
+ * identical weights) and `show --ref` paths. */
 static void test_pack_python_dequant_cross_check(void **state) {
     (void)state;
     if (!marlin_have_python_modules("numpy")) {
@@ -1011,69 +1149,27 @@ static void test_pack_python_dequant_cross_check(void **state) {
     snprintf(mpath, sizeof mpath, "%s/manifest.txt", dir);
     FILE *man = fopen(mpath, "w");
     assert_non_null(man);
-    int cases = 0;
-    static const int64_t groups[] = {128, -1, 64, 32};
-    for (int f = 0; f < 3; f++) {
-        for (size_t gi = 0; gi < 4; gi++) {
-            int64_t n = f == FMT_24 ? 256 : 192, k = 512;
-            if (f == FMT_GPTQ && gi == 3) { n = 40; k = 96; }
-            int64_t group = groups[gi], G = marlin_pack_groups(k, group);
-            uint8_t *q = xcalloc((size_t)(n * k), 1);
-            uint16_t *s = xcalloc((size_t)(G * n), 2);
-            float *W = xcalloc((size_t)(n * k), 4);
-            packed p;
-            marlin_error err = {0};
-            char name[64];
-            if (f == FMT_24) random_codes_24(&rng, q, n, k);
-            else random_codes(&rng, q, n * k);
-            random_scales(&rng, s, G * n);
-            assert_int_equal(do_pack((fmt_t)f, q, s, n, k, group, 2, &p, &err),
-                             MARLIN_OK);
-            const int32_t *g_idx = NULL;
-            if (f == FMT_GPTQ && gi == 0) {
-                /* act-order: shuffle which columns form each group */
-                int32_t *order = xcalloc((size_t)k, 4);
-                for (int64_t i = 0; i < k; i++) order[i] = (int32_t)i;
-                for (int64_t i = k - 1; i > 0; i--) {
-                    int64_t j = (int64_t)(marlin_rng_u64(&rng) % (uint64_t)(i + 1));
-                    int32_t t = order[i];
-                    order[i] = order[j];
-                    order[j] = t;
-                }
-                for (int64_t j = 0; j < k; j++)
-                    p.g_idx[order[j]] = (int32_t)(j / group);
-                g_idx = p.g_idx;
-                free(order);
-            }
-            dequant_codes(q, s, g_idx, n, k, group, W);
-            snprintf(name, sizeof name, "%s_g%" PRId64, FMT_NAME[f], group);
-            fprintf(man, "%s %s %" PRId64 " %" PRId64 " %" PRId64 "\n",
-                    FMT_NAME[f], name, n, k, group);
-            write_or_fail(dir, name, "ref", W, (size_t)(n * k) * 4);
-            write_or_fail(dir, name, f == FMT_GPTQ ? "qweight" : "B", p.w,
-                          p.w_bytes);
-            write_or_fail(dir, name, f == FMT_GPTQ ? "scales" : "s", p.s,
-                          p.s_bytes);
-            if (f == FMT_GPTQ) {
-                write_or_fail(dir, name, "qzeros", p.z, p.z_bytes);
-                write_or_fail(dir, name, "g_idx", p.g_idx, (size_t)k * 4);
-            }
-            if (f == FMT_24) write_or_fail(dir, name, "meta", p.meta, p.meta_bytes);
-            cases++;
-            packed_free(&p);
-            free(q);
-            free(s);
-            free(W);
-        }
-    }
+    const int all = 7, gd = (1 << FMT_GPTQ) | (1 << FMT_DENSE);
+    const py_case cases[] = {
+        {"s24_g128", 256, 512, 128, all, 1, 0},
+        {"s24_gm1", 256, 512, -1, all, 1, 0},
+        {"s24_g64", 256, 512, 64, all, 1, 0},
+        {"s24_g32", 256, 512, 32, all, 1, 0},
+        {"full_g128", 192, 384, 128, gd, 0, 0},
+        {"full_gm1", 192, 384, -1, gd, 0, 0},
+        {"full_g16", 64, 256, 16, gd, 0, 0},
+        {"act_g128", 128, 512, 128, 1 << FMT_GPTQ, 0, 1},
+        {"small_g32", 40, 96, 32, 1 << FMT_GPTQ, 0, 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        py_write_case(dir, man, &cases[i], &rng);
     fclose(man);
     int rc = marlin_test_system("python3 '%s' selftest '%s'",
                                 marlin_source_path("tests/py/marlin_dequant.py"),
                                 dir);
     marlin_rmtree(dir);
     free(dir);
-    MT_ASSERT(seed, rc == 0, "python dequantizer disagrees (rc=%d, %d cases)",
-              rc, cases);
+    MT_ASSERT(seed, rc == 0, "python dequantizer disagrees (rc=%d)", rc);
 }
 
 int main(void) {
@@ -1093,6 +1189,7 @@ int main(void) {
         cmocka_unit_test(test_pack_gptq_hand_example),
         cmocka_unit_test(test_pack_gptq_unpack_rejects_zeros),
         cmocka_unit_test(test_pack_gptq_act_order),
+        cmocka_unit_test(test_pack_gptq_to_marlin),
         cmocka_unit_test(test_pack_round_trip_all_formats),
         cmocka_unit_test(test_pack_threads_identical),
         cmocka_unit_test(test_pack_gates_and_bad_codes),

@@ -21,6 +21,11 @@
  *              whatever clocks the card runs (clocks are never changed)
  *   tune       every instantiated tile x pipeline depth x occupancy on the
  *              model shapes: which wins, against the automatic choice
+ *
+ * --sparse times the 2:4 kernel (kernels/marlin_kernels24.h) instead, on
+ * random compressed weights with valid random metadata; its bytes are
+ * B + meta + scales + A + C (0.39 bytes per weight at group 128). Modes
+ * models, peak and sustained; its tile sweep is marlin_bench24_layer().
  */
 #include <math.h>
 #include <stdio.h>
@@ -32,6 +37,9 @@
 #include "marlin_kernels.h"
 
 static const char *TOOL = "marlin-bench";
+
+/* --sparse: every layer, launch and byte count below is the 2:4 kernel's. */
+static int g_sparse;
 
 /* ------------------------------------------------------------ layer tables */
 
@@ -260,13 +268,16 @@ typedef struct gpu_layer {
     int32_t group;
     int R4, R16;
     void **B, **s, **W16;
+    void **meta; /* --sparse: 2:4 metadata per copy */
 } gpu_layer;
 
 static void gpu_layer_free(gpu_layer *L) {
     for (int i = 0; i < L->R4; i++) {
         marlin_gpu_free(L->B ? L->B[i] : NULL);
         marlin_gpu_free(L->s ? L->s[i] : NULL);
+        marlin_gpu_free(L->meta ? L->meta[i] : NULL);
     }
+    free(L->meta);
     for (int i = 0; i < L->R16; i++) marlin_gpu_free(L->W16 ? L->W16[i] : NULL);
     free(L->B);
     free(L->s);
@@ -292,14 +303,19 @@ static marlin_status gpu_layer_make(bench_ctx *c, gpu_layer *L, int64_t k, int64
     L->n = n;
     L->group = group;
     const int64_t G = group == -1 ? 1 : k / group;
-    const size_t bB = (size_t)(k * n / 2), bs = (size_t)(G * n * 2), bW = (size_t)(k * n * 2);
-    L->R4 = rotations(bB + bs, c->info.l2_bytes);
+    /* --sparse: B [k/32, 2n] I32 and meta [k/32, 2n] I16 */
+    const size_t bB = (size_t)(g_sparse ? k * n / 4 : k * n / 2), bs = (size_t)(G * n * 2),
+                 bW = (size_t)(k * n * 2), bM = (size_t)(g_sparse ? k * n / 8 : 0);
+    L->R4 = rotations(bB + bM + bs, c->info.l2_bytes);
     L->R16 = with_fp16 ? rotations(bW, c->info.l2_bytes) : 0;
     L->B = calloc((size_t)L->R4, sizeof *L->B);
     L->s = calloc((size_t)L->R4, sizeof *L->s);
     L->W16 = calloc((size_t)(L->R16 ? L->R16 : 1), sizeof *L->W16);
-    if (!L->B || !L->s || !L->W16)
+    L->meta = g_sparse ? calloc((size_t)L->R4, sizeof *L->meta) : NULL;
+    if (!L->B || !L->s || !L->W16 || (g_sparse && !L->meta)) {
+        gpu_layer_free(L);
         return marlin_fail(err, MARLIN_ERR_NOMEM, "out of host memory");
+    }
     for (int i = 0; i < L->R4 && !st; i++) {
         st = marlin_gpu_alloc(&L->B[i], bB, err);
         if (!st) st = marlin_gpu_alloc(&L->s[i], bs, err);
@@ -310,6 +326,10 @@ static marlin_status gpu_layer_make(bench_ctx *c, gpu_layer *L, int64_t k, int64
         if (!st)
             st = marlin_gpu_fill(L->s[i], MARLIN_FILL_F16_UNIFORM, bs / 2,
                                  seed + 2 * (uint64_t)i + 1, 0.001f, 0.02f, c->stream, err);
+        if (!st && g_sparse) st = marlin_gpu_alloc(&L->meta[i], bM, err);
+        if (!st && g_sparse)
+            st = marlin_bench24_fill_meta(L->meta[i], bM, seed + 7919 * (uint64_t)i, c->stream,
+                                          err);
     }
     for (int i = 0; i < L->R16 && !st; i++) {
         st = marlin_gpu_alloc(&L->W16[i], bW, err);
@@ -339,6 +359,10 @@ typedef struct dense_launch {
 static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_error *err) {
     dense_launch *d = user;
     const int r = (int)(iter % d->L->R4);
+    if (g_sparse)
+        return marlin_gemm24(d->c->A, d->L->B[r], d->L->meta[r], d->L->s[r], d->c->C, d->m,
+                             d->L->n, d->L->k, d->L->group, d->c->ws, d->c->ws_bytes, stream,
+                             err);
     marlin_dense_args a;
     memset(&a, 0, sizeof a);
     a.A = d->c->A;
@@ -392,6 +416,8 @@ static marlin_status time_cublas(bench_ctx *c, gpu_layer *L, int64_t m, int samp
  * fp16 A and C. */
 static double min_bytes(int64_t m, int64_t k, int64_t n, int32_t group) {
     const int64_t G = group == -1 ? 1 : k / group;
+    if (g_sparse) /* 2:4: compressed values k*n/4 + metadata k*n/8 */
+        return (double)k * n / 4 + (double)k * n / 8 + 2.0 * G * n + 2.0 * m * k + 2.0 * m * n;
     return (double)k * n / 2 + 2.0 * G * n + 2.0 * m * k + 2.0 * m * n;
 }
 
@@ -416,6 +442,10 @@ static void csv_row(bench_ctx *c, const char *mode, double elapsed, const char *
 }
 
 static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
+    if (g_sparse) { /* the 2:4 launcher picks its own configuration */
+        snprintf(buf, cap, "2:4-auto");
+        return;
+    }
     snprintf(buf, cap, "%dx%dx%d/s%d/b%d", 16 * t->m_blocks, t->n, t->k, t->stages,
              t->blocks_per_sm);
 }
@@ -439,8 +469,10 @@ static marlin_status run_model(bench_ctx *c, const options *o, const model_def *
             double kus = 0, kpdl = 0, cus = 0;
             marlin_dense_tile t;
             char ts[64];
-            st = marlin_dense_pick_tile(batch[b], ls->n, ls->k, o->group, c->info.sm_count,
-                                        c->info.smem_optin_bytes, &t, err);
+            memset(&t, 0, sizeof t);
+            if (!g_sparse)
+                st = marlin_dense_pick_tile(batch[b], ls->n, ls->k, o->group, c->info.sm_count,
+                                            c->info.smem_optin_bytes, &t, err);
             if (!st) st = time_dense(c, &L, batch[b], NULL, 0, samples, &kus, err);
             if (!st && c->pdl_ok) st = time_dense(c, &L, batch[b], NULL, 1, samples, &kpdl, err);
             if (!st) st = time_cublas(c, &L, batch[b], samples, &cus, err);
@@ -533,11 +565,12 @@ static marlin_status mode_models(bench_ctx *c, const options *o, marlin_error *e
     }
     fprintf(f,
             "set terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
-            "set title \"Marlin INT4 (ours) vs cuBLAS FP16, layer time summed per model, group %d\\n%s\"\n"
+            "set title \"%s (ours) vs cuBLAS FP16, layer time summed per model, group %d\\n%s\"\n"
             "set xlabel 'batch size m'\nset ylabel 'speedup over cuBLAS FP16'\n"
             "set logscale x 2\nset grid\nset key top right\nset yrange [0:*]\n"
             "plot ",
-            o->plot, o->group, c->info.name);
+            o->plot, g_sparse ? "Sparse-Marlin 2:4 INT4" : "Marlin INT4", o->group,
+            c->info.name);
     for (int mi = 0; mi < o->n_models; mi++) {
         fprintf(f, "%s$m%d using 1:3 with linespoints lw 2 lc %d title '%s%s'", mi ? ", " : "", mi,
                 mi + 1, k_models[o->models[mi]].name, c->pdl_ok ? " (PDL)" : "");
@@ -545,7 +578,12 @@ static marlin_status mode_models(bench_ctx *c, const options *o, marlin_error *e
             fprintf(f, ", $m%d using 1:2 with linespoints lw 1 dt 2 lc %d title '%s (no PDL)'", mi,
                     mi + 1, k_models[o->models[mi]].name);
     }
-    fprintf(f, ", 3.87 with lines dt 2 lc 'gray' title 'ideal 3.87x (g128)'\n");
+    /* bytes-only ideal at group 128: 16 / (4 + 16/128) dense (MF 3),
+     * 16 / (2 + 1 + 0.125) for 2:4 (MF 4.8) */
+    if (g_sparse)
+        fprintf(f, ", 5.12 with lines dt 2 lc 'gray' title 'ideal 5.12x (2:4, g128)'\n");
+    else
+        fprintf(f, ", 3.87 with lines dt 2 lc 'gray' title 'ideal 3.87x (g128)'\n");
     fclose(f);
     plot_finish(o, gp);
     return MARLIN_OK;
@@ -562,8 +600,10 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
     for (int b = 0; b < o->n_batch && !st; b++) {
         marlin_dense_tile t;
         char ts[64];
-        st = marlin_dense_pick_tile(o->batch[b], n, k, o->group, c->info.sm_count,
-                                    c->info.smem_optin_bytes, &t, err);
+        memset(&t, 0, sizeof t);
+        if (!g_sparse)
+            st = marlin_dense_pick_tile(o->batch[b], n, k, o->group, c->info.sm_count,
+                                        c->info.smem_optin_bytes, &t, err);
         if (!st)
             st = time_dense(c, &L, o->batch[b], NULL, c->pdl_ok, o->samples / 3 + 3, &kus[b], err);
         if (!st) st = time_cublas(c, &L, o->batch[b], o->samples / 3 + 3, &cus[b], err);
@@ -757,10 +797,10 @@ int main(int argc, char **argv) {
     options o;
     int code = 0;
     if (parse_args(argc, argv, &o, &code)) return code;
-    if (o.sparse) {
-        fprintf(stderr, "%s: --sparse: the 2:4 kernel is not built yet (dense only)\n", TOOL);
-        return MARLIN_EXIT_RUNTIME;
-    }
+    if (o.sparse && o.mode == MODE_TUNE)
+        return usage_error("%s", "--sparse: --mode tune sweeps dense tiles only (2:4 "
+                                 "configurations: marlin_bench24_layer)");
+    g_sparse = o.sparse;
     marlin_error err = {0};
     bench_ctx c;
     memset(&c, 0, sizeof c);
@@ -769,7 +809,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", TOOL, err.msg);
         return MARLIN_EXIT_RUNTIME;
     }
-    c.pdl_ok = c.info.cc_major >= 9 && !o.no_pdl;
+    /* PDL is an option of the dense kernel only. */
+    c.pdl_ok = c.info.cc_major >= 9 && !o.no_pdl && !g_sparse;
     /* Buffer sizes: the largest m and layer of this run. */
     c.max_m = 0;
     for (int b = 0; b < o.n_batch; b++)
@@ -783,6 +824,13 @@ int main(int argc, char **argv) {
     c.A_bytes = (size_t)(c.max_m * c.max_k * 2);
     c.C_bytes = (size_t)(c.max_m * c.max_n * 2);
     c.ws_bytes = marlin_dense_workspace_bytes(c.max_m, c.max_n, c.info.sm_count);
+    if (g_sparse) {
+        st = marlin_gemm24_workspace_size(c.max_m, c.max_n, &c.ws_bytes, &err);
+        if (st) {
+            fprintf(stderr, "%s: %s\n", TOOL, err.msg);
+            return MARLIN_EXIT_RUNTIME;
+        }
+    }
     if (o.csv) {
         c.csv = fopen(o.csv, "w");
         if (!c.csv) {

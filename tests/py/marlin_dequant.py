@@ -26,9 +26,12 @@ Command line:
         Marlin export of the same quantization). Exit 1 on any difference.
     marlin_dequant.py selftest DIR
         Reads DIR/manifest.txt ("format name n k group" lines) and raw
-        little-endian DIR/<name>.<tensor>.bin files written by
+        little-endian DIR/<format>_<name>.<tensor>.bin files written by
         tests/test_pack.c, dequantizes, and requires exact equality with
-        DIR/<name>.ref.bin (float32 [n, k] computed by C from the codes).
+        DIR/<format>_<name>.ref.bin (float32 [n, k] computed by C from the
+        codes). Then (with the safetensors module) writes the cases as one
+        checkpoint per format and runs compare / show --ref on them: cases
+        sharing a name hold the same codes, so they must match exactly.
 Exit codes: 0 ok, 1 mismatch or bad input, 2 usage.
 """
 
@@ -193,44 +196,96 @@ def _bin(d, name, ext, dtype, shape):
     return a.reshape(shape)
 
 
+def _case_tensors(d, fmt, name, n, k, group):
+    """The packed tensors of one manifest case, in checkpoint dtypes."""
+    G = 1 if group == -1 else k // group
+    f = f"{fmt}_{name}"
+    if fmt == "gptq":
+        return {"qweight": _bin(d, f, "qweight", "<i4", (k // 8, n)),
+                "qzeros": _bin(d, f, "qzeros", "<i4", (G, n // 8)),
+                "scales": _bin(d, f, "scales", "<u2", (G, n)).view(np.float16),
+                "g_idx": _bin(d, f, "g_idx", "<i4", (k,))}
+    t = {"s": _bin(d, f, "s", "<u2", (G, n)).view(np.float16)}
+    if fmt == "marlin":
+        t["B"] = _bin(d, f, "B", "<i4", (k // 16, 2 * n))
+    elif fmt == "marlin24":
+        t["B"] = _bin(d, f, "B", "<i4", (k // 32, 2 * n))
+        t["meta"] = _bin(d, f, "meta", "<i2", (k // 32, 2 * n))
+    else:
+        raise ValueError(f"unknown format {fmt}")
+    return t
+
+
+def _dequant_case(t, fmt, n, k, group):
+    if fmt == "gptq":
+        return dequant_gptq(t["qweight"], t["qzeros"], t["scales"], t["g_idx"])
+    if fmt == "marlin":
+        return dequant_marlin(t["B"], t["s"], k, n, group)
+    return dequant_marlin24(t["B"], t["meta"], t["s"], k, n, group)
+
+
+def _selftest_checkpoints(d, cases):
+    """Writes one safetensors checkpoint per format plus a reference one,
+    then checks compare() and show --ref through the checkpoint reader."""
+    try:
+        from safetensors.numpy import save_file
+    except ImportError:
+        print("selftest: safetensors module missing: checkpoint checks skipped")
+        return 0
+    per_fmt, ref = {}, {}
+    for fmt, name, n, k, group in cases:
+        for t, a in _case_tensors(d, fmt, name, n, k, group).items():
+            per_fmt.setdefault(fmt, {})[f"layers.{name}.{t}"] = np.ascontiguousarray(a)
+        if fmt == "gptq" or name not in [c[1] for c in cases if c[0] == "gptq"]:
+            ref[f"layers.{name}.weight"] = _bin(d, f"{fmt}_{name}", "ref", "<f4", (n, k))
+    paths = {}
+    for fmt, tensors in per_fmt.items():
+        paths[fmt] = os.path.join(d, f"ckpt_{fmt}")
+        os.makedirs(paths[fmt], exist_ok=True)
+        save_file(tensors, os.path.join(paths[fmt], "model.safetensors"))
+    save_file(ref, os.path.join(d, "ref.safetensors"))
+    rc = 0
+    if compare(paths["gptq"], paths["marlin"]) != 0:
+        rc = 1
+    if compare(paths["gptq"], paths["marlin24"]) != 0:
+        rc = 1
+    for fmt, path in paths.items():
+        for p, f, W, rel, maxabs in layer_errors(Checkpoint(path),
+                                                 Checkpoint(os.path.join(d, "ref.safetensors"))):
+            if maxabs != 0:
+                print(f"selftest: {fmt} checkpoint {p}: max abs err {maxabs} vs reference",
+                      file=sys.stderr)
+                rc = 1
+    print(f"selftest: checkpoints ({', '.join(sorted(paths))}): "
+          f"{'consistent' if rc == 0 else 'INCONSISTENT'}")
+    return rc
+
+
 def selftest(d):
     bad = 0
-    count = 0
+    cases = []
     with open(os.path.join(d, "manifest.txt")) as fh:
         for line in fh:
             if not line.strip():
                 continue
             fmt, name, n, k, group = line.split()
             n, k, group = int(n), int(k), int(group)
-            G = 1 if group == -1 else k // group
-            ref = _bin(d, name, "ref", "<f4", (n, k))
-            if fmt == "gptq":
-                W = dequant_gptq(_bin(d, name, "qweight", "<i4", (k // 8, n)),
-                                 _bin(d, name, "qzeros", "<i4", (G, n // 8)),
-                                 _bin(d, name, "scales", "<u2", (G, n)),
-                                 _bin(d, name, "g_idx", "<i4", (k,)))
-            elif fmt == "marlin":
-                W = dequant_marlin(_bin(d, name, "B", "<i4", (k // 16, 2 * n)),
-                                   _bin(d, name, "s", "<u2", (G, n)), k, n, group)
-            elif fmt == "marlin24":
-                W = dequant_marlin24(_bin(d, name, "B", "<i4", (k // 32, 2 * n)),
-                                     _bin(d, name, "meta", "<i2", (k // 32, 2 * n)),
-                                     _bin(d, name, "s", "<u2", (G, n)), k, n, group)
-            else:
-                print(f"selftest: {name}: unknown format {fmt}", file=sys.stderr)
-                return 1
-            count += 1
+            cases.append((fmt, name, n, k, group))
+            ref = _bin(d, f"{fmt}_{name}", "ref", "<f4", (n, k))
+            W = _dequant_case(_case_tensors(d, fmt, name, n, k, group), fmt, n, k, group)
             if W.shape != ref.shape or not np.array_equal(W, ref):
                 diff = np.argwhere(W != ref) if W.shape == ref.shape else [[-1, -1]]
                 r, c = diff[0]
-                print(f"selftest: {name}: {len(diff)} mismatches, first at "
+                print(f"selftest: {fmt} {name}: {len(diff)} mismatches, first at "
                       f"[{r}][{c}]: python {W[r, c] if r >= 0 else None} "
                       f"C {ref[r, c] if r >= 0 else None}", file=sys.stderr)
                 bad += 1
             else:
-                print(f"selftest: {name} ({fmt} n={n} k={k} group={group}): exact")
-    print(f"selftest: {count - bad}/{count} cases exact")
-    return 1 if bad or count == 0 else 0
+                print(f"selftest: {fmt} {name} (n={n} k={k} group={group}): exact")
+    print(f"selftest: {len(cases) - bad}/{len(cases)} cases exact")
+    if bad or not cases:
+        return 1
+    return _selftest_checkpoints(d, cases)
 
 
 # -------------------------------------------------------------- checkpoints
@@ -300,30 +355,36 @@ class Checkpoint:
         return dequant_marlin24(B, self.get(p + ".meta"), s, k, n, group)
 
 
+def layer_errors(ck, ref):
+    """(prefix, format, W, rel.err, max.abs.err) per packed layer of ck that
+    has a readable <prefix>.weight in ref (rel/max None otherwise)."""
+    for p, fmt in ck.layers().items():
+        W = ck.dequant(p, fmt)
+        rel = maxabs = None
+        if ref is not None and ref.has(p + ".weight"):
+            try:
+                Wr = ref.get(p + ".weight").astype(np.float32)
+            except (TypeError, ValueError):
+                Wr = None  # e.g. BF16, which numpy cannot hold
+            if Wr is not None:
+                if Wr.shape != W.shape:
+                    raise ValueError(f"{p}: shape {W.shape} vs reference {Wr.shape}")
+                rel = float(np.linalg.norm(W - Wr) / max(np.linalg.norm(Wr), 1e-30))
+                maxabs = float(np.abs(W - Wr).max())
+        yield p, fmt, W, rel, maxabs
+
+
 def show(path, ref_path):
     ck = Checkpoint(path)
     ref = Checkpoint(ref_path) if ref_path else None
-    layers = ck.layers()
-    if not layers:
+    if not ck.layers():
         print(f"{path}: no packed layers found", file=sys.stderr)
         return 1
-    for p, fmt in layers.items():
-        W = ck.dequant(p, fmt)
+    for p, fmt, W, rel, maxabs in layer_errors(ck, ref):
         line = f"{p}: {fmt} [{W.shape[0]}, {W.shape[1]}] max|W| {np.abs(W).max():.6g}"
         if ref is not None:
-            if not ref.has(p + ".weight"):
-                line += " (no reference weight)"
-            else:
-                try:
-                    Wr = ref.get(p + ".weight").astype(np.float32)
-                except (TypeError, ValueError) as e:
-                    line += f" (reference unreadable: {e})"
-                else:
-                    if Wr.shape != W.shape:
-                        print(f"{p}: shape {W.shape} vs reference {Wr.shape}", file=sys.stderr)
-                        return 1
-                    rel = np.linalg.norm(W - Wr) / max(np.linalg.norm(Wr), 1e-30)
-                    line += f" rel.err {rel:.4g} max.abs.err {np.abs(W - Wr).max():.4g}"
+            line += (" (no readable reference weight)" if rel is None
+                     else f" rel.err {rel:.4g} max.abs.err {maxabs:.4g}")
         print(line)
     return 0
 
