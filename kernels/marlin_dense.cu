@@ -199,6 +199,215 @@ struct Cursor {
     }
 };
 
+/* End of a segment (this block's units inside one slice, cursor c): the
+ * warps that split k meet in shared memory (`red`, 8 KB), then the segment's
+ * sums go straight to C when the block owns the whole slice, else to the
+ * block's partial slot, and the block that completes the slice adds all
+ * partials in block order and writes C. Called by all 256 threads of the
+ * block (both pipelines); leaves acc zeroed for the next segment. */
+template <int MB, int NB, bool GROUPED>
+__device__ __forceinline__ void finish_segment(float (&acc)[MB][8][4], const Cursor &c,
+                                               const DenseParams &p, int u_begin, float4 *red,
+                                               int *s_last) {
+    constexpr int WN = NB / 4;
+    constexpr int WK = 8 / WN;
+    constexpr int SLOT_F4 = 64 * MB * NB;
+    constexpr int T = MARLIN_DENSE_THREADS;
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int wn = warp % WN;
+    const int wk = warp / WN;
+    const int n_blocks = (int)gridDim.x;
+    const int ns = c.ns, mc = c.mc;
+    const int slice = ns * p.m_chunks + mc;
+    const int slice_u0 = slice * p.k_tiles;
+    const int seg_u0 = max(u_begin, slice_u0);
+
+    /* 1. Sum the WK warps that share columns: tree through shared
+     *    memory, four n8 tiles of one 16-row block at a time (8 KB). */
+#pragma unroll
+    for (int i = 0; i < MB; i++) {
+#pragma unroll
+        for (int jh = 0; jh < 8; jh += 4) {
+#pragma unroll
+            for (int off = WK / 2; off >= 1; off /= 2) {
+                if (wk >= off && wk < 2 * off) {
+                    float4 *dst = red + ((wk - off) * WN + wn) * 128 + lane;
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        dst[j * 32] = make_float4(acc[i][jh + j][0], acc[i][jh + j][1],
+                                                  acc[i][jh + j][2], acc[i][jh + j][3]);
+                }
+                __syncthreads();
+                if (wk < off) {
+                    const float4 *src = red + (wk * WN + wn) * 128 + lane;
+#pragma unroll
+                    for (int j = 0; j < 4; j++) {
+                        const float4 v = src[j * 32];
+                        acc[i][jh + j][0] += v.x;
+                        acc[i][jh + j][1] += v.y;
+                        acc[i][jh + j][2] += v.z;
+                        acc[i][jh + j][3] += v.w;
+                    }
+                }
+                __syncthreads();
+            }
+        }
+    }
+
+    /* 2. Output mapping. Fragment (i, j) of a wk == 0 warp: c0,c1 are
+     *    row lane/4, columns 2(lane%4)+{0,1} of n8 tile j; c2,c3 the
+     *    same columns 8 rows lower. Per-channel scales come from the
+     *    32-column shuffle (1.6): int4 (lane%4) of each 32-column chunk
+     *    holds columns 2(lane%4)+e+8t at half 2t+e. */
+    const bool owner = (tid < 32 * WN); /* the wk == 0 warps hold the sum */
+    const int col0 = ns * 16 * NB + wn * 64 + 2 * (lane & 3);
+    const int rbase = mc * 16 * MB + (lane >> 2);
+    float sc[8][2];
+#pragma unroll
+    for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = 1.0f;
+    auto load_channel_scales = [&]() {
+        if (!GROUPED) {
+            const int4 *srow = p.s + (ns * 16 * NB + wn * 64) / 8 + (lane & 3);
+#pragma unroll
+            for (int c = 0; c < 2; c++) {
+                const int4 v = __ldg(srow + 4 * c);
+#pragma unroll
+                for (int t = 0; t < 4; t++) {
+                    sc[4 * c + t][0] = half_at(v, 2 * t);
+                    sc[4 * c + t][1] = half_at(v, 2 * t + 1);
+                }
+            }
+        }
+    };
+    auto store_c = [&](int i, int j, float4 v) {
+        const int row = rbase + 16 * i;
+        __half *dst = p.C + (int64_t)row * p.n + col0 + 8 * j;
+        if (row < p.m)
+            *reinterpret_cast<__half2 *>(dst) =
+                __floats2half2_rn(v.x * sc[j][0], v.y * sc[j][1]);
+        if (row + 8 < p.m)
+            *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
+                __floats2half2_rn(v.z * sc[j][0], v.w * sc[j][1]);
+    };
+
+    /* 3. Which blocks hold pieces of this slice (marlin_dense_tiles.h:
+     *    block b's piece is its first segment, slot 0, when b begins
+     *    inside the slice, else its last segment, slot 1). */
+    const int b_first = mk_dense_unit_owner(slice_u0, p.total_units, n_blocks);
+    const int b_last = mk_dense_unit_owner(slice_u0 + p.k_tiles - 1, p.total_units, n_blocks);
+    if (b_first == b_last) {
+        /* The whole k range is ours: straight to C. */
+        if (owner) {
+            load_channel_scales();
+#pragma unroll
+            for (int i = 0; i < MB; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    store_c(i, j, make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
+                                              acc[i][j][3]));
+        }
+    } else {
+        const int my_slot = (seg_u0 == u_begin) ? 0 : 1;
+        float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
+        if (owner) {
+#pragma unroll
+            for (int i = 0; i < MB; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    __stcg(mine + (i * 8 + j) * (32 * WN),
+                           make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
+                                       acc[i][j][3]));
+        }
+        /* Publish the partial before counting it (threadFenceReduction
+         * pattern): every writer fences, then one thread counts. */
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) {
+            const int before = atomicAdd(p.counters + slice, 1);
+            *s_last = (before == b_last - b_first);
+        }
+        __syncthreads();
+        if (*s_last) {
+            __threadfence();
+            /* Every block of the slice, this one included, has published
+             * its partial. All 256 threads add them up, E float4 each,
+             * in block order b_first..b_last (a fixed order: the sum is
+             * bitwise the same whichever block arrives last), with the
+             * loads of U blocks in flight at once. */
+            /* Blocks after b_first begin inside the slice (slot 0);
+             * b_first does only if it begins exactly at its start. */
+            const bool first_inside =
+                mk_dense_unit_begin(b_first, p.total_units, n_blocks) == slice_u0;
+            constexpr int E = SLOT_F4 / T;
+            constexpr int U = (E >= 8) ? 1 : 8 / E;
+            float4 sum[E];
+#pragma unroll
+            for (int e = 0; e < E; e++) sum[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+            for (int b0 = b_first; b0 <= b_last; b0 += U) {
+                float4 w[U][E];
+#pragma unroll
+                for (int u = 0; u < U; u++) {
+                    const int b = b0 + u;
+                    if (b <= b_last) {
+                        const int slot = (b > b_first || first_inside) ? 0 : 1;
+                        const float4 *src = p.partials + ((int64_t)b * 2 + slot) * SLOT_F4 + tid;
+#pragma unroll
+                        for (int e = 0; e < E; e++) w[u][e] = __ldcg(src + e * T);
+                    }
+                }
+#pragma unroll
+                for (int u = 0; u < U; u++)
+                    if (b0 + u <= b_last) {
+#pragma unroll
+                        for (int e = 0; e < E; e++) {
+                            sum[e].x += w[u][e].x;
+                            sum[e].y += w[u][e].y;
+                            sum[e].z += w[u][e].z;
+                            sum[e].w += w[u][e].w;
+                        }
+                    }
+            }
+            /* Element tid + e*T of a partial is fragment (i, j) of owner
+             * thread o (the layout the owners wrote above). */
+#pragma unroll
+            for (int e = 0; e < E; e++) {
+                const int idx = tid + e * T;
+                const int o = idx % (32 * WN), ij = idx / (32 * WN);
+                const int i = ij >> 3, j = ij & 7;
+                const int ol = o & 31, ow = o >> 5;
+                const int row = mc * 16 * MB + 16 * i + (ol >> 2);
+                const int col = ns * 16 * NB + ow * 64 + 8 * j + 2 * (ol & 3);
+                float s0 = 1.0f, s1 = 1.0f;
+                if (!GROUPED) {
+                    /* Per-channel scales in the 32-column shuffle; col is
+                     * even, so col and col+1 are adjacent halves there. */
+                    const int pos = (int)marlin_pack_dense_scale_col(col, false);
+                    const __half2 sc2 = __ldg(reinterpret_cast<const __half2 *>(
+                        reinterpret_cast<const __half *>(p.s) + pos));
+                    s0 = __low2float(sc2);
+                    s1 = __high2float(sc2);
+                }
+                __half *dst = p.C + (int64_t)row * p.n + col;
+                if (row < p.m)
+                    *reinterpret_cast<__half2 *>(dst) =
+                        __floats2half2_rn(sum[e].x * s0, sum[e].y * s1);
+                if (row + 8 < p.m)
+                    *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
+                        __floats2half2_rn(sum[e].z * s0, sum[e].w * s1);
+            }
+            if (tid == 0) p.counters[slice] = 0; /* self-reset for the next launch */
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+}
+
 /* ------------------------------------------------------------------ kernel */
 
 template <int MB,      /* 16-row blocks of A per tile (1..4) */
@@ -222,7 +431,6 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     constexpr int STAGE = A_STAGE + B_STAGE + S_STAGE;
     static_assert(STAGE * 16 == MARLIN_DENSE_STAGE_BYTES(MB, NB, KB, GROUPED),
                   "stage size disagrees with marlin_dense_tiles.h");
-    constexpr int SLOT_F4 = 64 * MB * NB; /* float4 per partial tile */
     constexpr int T = MARLIN_DENSE_THREADS;
 
     extern __shared__ int4 smem[];
@@ -357,196 +565,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         }
     };
 
-    /* ---- end of a segment (this block's units inside one slice) */
-    auto finish_segment = [&](const Cursor &c) {
-        const int ns = c.ns, mc = c.mc;
-        const int slice = ns * p.m_chunks + mc;
-        const int slice_u0 = slice * p.k_tiles;
-        const int seg_u0 = max(u_begin, slice_u0);
-
-        /* 1. Sum the WK warps that share columns: tree through shared
-         *    memory, four n8 tiles of one 16-row block at a time (8 KB). */
-#pragma unroll
-        for (int i = 0; i < MB; i++) {
-#pragma unroll
-            for (int jh = 0; jh < 8; jh += 4) {
-#pragma unroll
-                for (int off = WK / 2; off >= 1; off /= 2) {
-                    if (wk >= off && wk < 2 * off) {
-                        float4 *dst = red + ((wk - off) * WN + wn) * 128 + lane;
-#pragma unroll
-                        for (int j = 0; j < 4; j++)
-                            dst[j * 32] = make_float4(acc[i][jh + j][0], acc[i][jh + j][1],
-                                                      acc[i][jh + j][2], acc[i][jh + j][3]);
-                    }
-                    __syncthreads();
-                    if (wk < off) {
-                        const float4 *src = red + (wk * WN + wn) * 128 + lane;
-#pragma unroll
-                        for (int j = 0; j < 4; j++) {
-                            const float4 v = src[j * 32];
-                            acc[i][jh + j][0] += v.x;
-                            acc[i][jh + j][1] += v.y;
-                            acc[i][jh + j][2] += v.z;
-                            acc[i][jh + j][3] += v.w;
-                        }
-                    }
-                    __syncthreads();
-                }
-            }
-        }
-
-        /* 2. Output mapping. Fragment (i, j) of a wk == 0 warp: c0,c1 are
-         *    row lane/4, columns 2(lane%4)+{0,1} of n8 tile j; c2,c3 the
-         *    same columns 8 rows lower. Per-channel scales come from the
-         *    32-column shuffle (1.6): int4 (lane%4) of each 32-column chunk
-         *    holds columns 2(lane%4)+e+8t at half 2t+e. */
-        const bool owner = (tid < 32 * WN); /* the wk == 0 warps hold the sum */
-        const int col0 = ns * 16 * NB + wn * 64 + 2 * (lane & 3);
-        const int rbase = mc * 16 * MB + (lane >> 2);
-        float sc[8][2];
-#pragma unroll
-        for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = 1.0f;
-        auto load_channel_scales = [&]() {
-            if (!GROUPED) {
-                const int4 *srow = p.s + (ns * 16 * NB + wn * 64) / 8 + (lane & 3);
-#pragma unroll
-                for (int c = 0; c < 2; c++) {
-                    const int4 v = __ldg(srow + 4 * c);
-#pragma unroll
-                    for (int t = 0; t < 4; t++) {
-                        sc[4 * c + t][0] = half_at(v, 2 * t);
-                        sc[4 * c + t][1] = half_at(v, 2 * t + 1);
-                    }
-                }
-            }
-        };
-        auto store_c = [&](int i, int j, float4 v) {
-            const int row = rbase + 16 * i;
-            __half *dst = p.C + (int64_t)row * p.n + col0 + 8 * j;
-            if (row < p.m)
-                *reinterpret_cast<__half2 *>(dst) =
-                    __floats2half2_rn(v.x * sc[j][0], v.y * sc[j][1]);
-            if (row + 8 < p.m)
-                *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
-                    __floats2half2_rn(v.z * sc[j][0], v.w * sc[j][1]);
-        };
-
-        /* 3. Which blocks hold pieces of this slice (marlin_dense_tiles.h:
-         *    block b's piece is its first segment, slot 0, when b begins
-         *    inside the slice, else its last segment, slot 1). */
-        const int b_first = mk_dense_unit_owner(slice_u0, p.total_units, n_blocks);
-        const int b_last = mk_dense_unit_owner(slice_u0 + p.k_tiles - 1, p.total_units, n_blocks);
-        if (b_first == b_last) {
-            /* The whole k range is ours: straight to C. */
-            if (owner) {
-                load_channel_scales();
-#pragma unroll
-                for (int i = 0; i < MB; i++)
-#pragma unroll
-                    for (int j = 0; j < 8; j++)
-                        store_c(i, j, make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
-                                                  acc[i][j][3]));
-            }
-        } else {
-            const int my_slot = (seg_u0 == u_begin) ? 0 : 1;
-            float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
-            if (owner) {
-#pragma unroll
-                for (int i = 0; i < MB; i++)
-#pragma unroll
-                    for (int j = 0; j < 8; j++)
-                        __stcg(mine + (i * 8 + j) * (32 * WN),
-                               make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
-                                           acc[i][j][3]));
-            }
-            /* Publish the partial before counting it (threadFenceReduction
-             * pattern): every writer fences, then one thread counts. */
-            __threadfence();
-            __syncthreads();
-            if (tid == 0) {
-                const int before = atomicAdd(p.counters + slice, 1);
-                s_last = (before == b_last - b_first);
-            }
-            __syncthreads();
-            if (s_last) {
-                __threadfence();
-                /* Every block of the slice, this one included, has published
-                 * its partial. All 256 threads add them up, E float4 each,
-                 * in block order b_first..b_last (a fixed order: the sum is
-                 * bitwise the same whichever block arrives last), with the
-                 * loads of U blocks in flight at once. */
-                /* Blocks after b_first begin inside the slice (slot 0);
-                 * b_first does only if it begins exactly at its start. */
-                const bool first_inside =
-                    mk_dense_unit_begin(b_first, p.total_units, n_blocks) == slice_u0;
-                constexpr int E = SLOT_F4 / T;
-                constexpr int U = (E >= 8) ? 1 : 8 / E;
-                float4 sum[E];
-#pragma unroll
-                for (int e = 0; e < E; e++) sum[e] = make_float4(0.f, 0.f, 0.f, 0.f);
-                for (int b0 = b_first; b0 <= b_last; b0 += U) {
-                    float4 w[U][E];
-#pragma unroll
-                    for (int u = 0; u < U; u++) {
-                        const int b = b0 + u;
-                        if (b <= b_last) {
-                            const int slot = (b > b_first || first_inside) ? 0 : 1;
-                            const float4 *src = p.partials + ((int64_t)b * 2 + slot) * SLOT_F4 + tid;
-#pragma unroll
-                            for (int e = 0; e < E; e++) w[u][e] = __ldcg(src + e * T);
-                        }
-                    }
-#pragma unroll
-                    for (int u = 0; u < U; u++)
-                        if (b0 + u <= b_last) {
-#pragma unroll
-                            for (int e = 0; e < E; e++) {
-                                sum[e].x += w[u][e].x;
-                                sum[e].y += w[u][e].y;
-                                sum[e].z += w[u][e].z;
-                                sum[e].w += w[u][e].w;
-                            }
-                        }
-                }
-                /* Element tid + e*T of a partial is fragment (i, j) of owner
-                 * thread o (the layout the owners wrote above). */
-#pragma unroll
-                for (int e = 0; e < E; e++) {
-                    const int idx = tid + e * T;
-                    const int o = idx % (32 * WN), ij = idx / (32 * WN);
-                    const int i = ij >> 3, j = ij & 7;
-                    const int ol = o & 31, ow = o >> 5;
-                    const int row = mc * 16 * MB + 16 * i + (ol >> 2);
-                    const int col = ns * 16 * NB + ow * 64 + 8 * j + 2 * (ol & 3);
-                    float s0 = 1.0f, s1 = 1.0f;
-                    if (!GROUPED) {
-                        /* Per-channel scales in the 32-column shuffle; col is
-                         * even, so col and col+1 are adjacent halves there. */
-                        const int pos = (int)marlin_pack_dense_scale_col(col, false);
-                        const __half2 sc2 = __ldg(reinterpret_cast<const __half2 *>(
-                            reinterpret_cast<const __half *>(p.s) + pos));
-                        s0 = __low2float(sc2);
-                        s1 = __high2float(sc2);
-                    }
-                    __half *dst = p.C + (int64_t)row * p.n + col;
-                    if (row < p.m)
-                        *reinterpret_cast<__half2 *>(dst) =
-                            __floats2half2_rn(sum[e].x * s0, sum[e].y * s1);
-                    if (row + 8 < p.m)
-                        *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
-                            __floats2half2_rn(sum[e].z * s0, sum[e].w * s1);
-                }
-                if (tid == 0) p.counters[slice] = 0; /* self-reset for the next launch */
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < MB; i++)
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
-    };
+    /* ---- end of a segment: finish_segment() above */
 
     /* ---- the pipeline: stage (i % stages) holds unit u_begin + i */
     Cursor lc, cc; /* next unit to load, unit being computed */
@@ -609,10 +628,298 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         compute_stage(st_read);
         st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
         st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
-        if (i == n_units - 1 || cc.kt == p.k_tiles - 1) finish_segment(cc);
+        if (i == n_units - 1 || cc.kt == p.k_tiles - 1)
+            finish_segment<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
         cc.advance(p);
     }
     cp_async_wait(0);
+}
+
+/* ---------------------------------------------- bulk-copy kernel (sm_90) */
+/*
+ * The same tiles, work units, MMAs and segment ends as dense_kernel, with the
+ * global -> shared traffic taken off the math (ncu on the H100: with
+ * per-thread cp.async the decode kernel issued ~4,400 warp instructions per
+ * 16 KB stage for ~1,900 of dequant + MMA, and met at a block barrier per
+ * stage):
+ * - a stage is filled by one warp: lane 0 arms the stage's "full" mbarrier
+ *   with the unit's byte count, then the lanes issue one cp.async.bulk per B
+ *   row (KB rows of 2*16*NB words), per grouped scale row and per A row (rows
+ *   >= m are not copied); the copy engine completes the bytes on the barrier.
+ * - the warps wait on "full", compute the stage (fully unrolled, constant
+ *   shared-memory offsets) and count themselves out on a per-stage counter;
+ *   the warp that counts last refills the stage with the unit `stages`
+ *   further on. No block-wide barrier and no waiting for a stage to drain:
+ *   the last reader is the writer.
+ * A dedicated producer warp would make 9 warps a block, which caps registers
+ * at 96 (two blocks) or 168 (one) because 3 or 5 warps then share one SM
+ * sub-partition's 64 KB register file; ptxas spilled at both.
+ * A rows are padded to 2*KB+1 int4 (a bulk copy writes rows as they are, so
+ * the pad replaces dense_kernel's XOR swizzle for conflict-free ldmatrix).
+ */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MK_HAVE_BULK 1
+#else
+#define MK_HAVE_BULK 0
+#endif
+
+/* Only the sm_90 device pass needs (and can assemble) these. */
+#if MK_HAVE_BULK
+__device__ __forceinline__ uint32_t smem_u32(const void *ptr) {
+    return (uint32_t)__cvta_generic_to_shared(ptr);
+}
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+/* One arrival that also raises the transaction count by `bytes`: the phase
+ * completes when those bytes have landed. */
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
+                 "r"(bytes)
+                 : "memory");
+}
+
+/* Shared-memory counter += 1 with acquire-release ordering at block scope:
+ * the warp's earlier reads of a stage happen before it, and the warp that
+ * sees the final count sees every other warp's reads done. */
+__device__ __forceinline__ uint32_t smem_count_acq_rel(uint32_t addr) {
+    uint32_t old = 0;
+    asm volatile("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;\n"
+                 : "=r"(old)
+                 : "r"(addr)
+                 : "memory");
+    return old;
+}
+
+/* Waits until the phase of parity `parity` has completed (acquire). */
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n"
+                     ".reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n"
+                     "}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+
+/* Global -> shared bulk copy (size and both addresses multiples of 16),
+ * completing on mbarrier `bar`; with an L2 cache policy, or without. */
+__device__ __forceinline__ void bulk_g2s_policy(uint32_t dst, const void *src, uint32_t bytes,
+                                                uint32_t bar, uint64_t pol) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar), "l"(pol)
+                 : "memory");
+}
+
+__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, uint32_t bytes,
+                                         uint32_t bar) {
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1], %2, [%3];\n" ::"r"(dst),
+                 "l"(src), "r"(bytes), "r"(bar)
+                 : "memory");
+}
+#endif
+
+template <int MB, int NB, int KB, bool GROUPED>
+__global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
+    dense_bulk_kernel(const DenseParams p) {
+#if MK_HAVE_BULK
+    constexpr int WN = NB / 4;
+    constexpr int WK = 8 / WN;
+    constexpr int KSTEPS = KB / WK;
+    static_assert(WN * WK == 8 && KB % WK == 0, "tile does not map to 8 warps");
+    static_assert(KB <= 32, "one lane per B row");
+    constexpr int A_ROWP = 2 * KB + 1; /* int4 per padded A row */
+    constexpr int A_STAGE = 16 * MB * A_ROWP;
+    constexpr int B_ROW = 8 * NB;
+    constexpr int B_STAGE = KB * B_ROW;
+    constexpr int S_ROW = 2 * NB;
+    constexpr int S_STAGE = GROUPED ? (KB / 2) * S_ROW : 0;
+    constexpr int STAGE = A_STAGE + B_STAGE + S_STAGE;
+    static_assert(STAGE * 16 == MARLIN_DENSE_BULK_STAGE_BYTES(MB, NB, KB, GROUPED),
+                  "stage size disagrees with marlin_dense_tiles.h");
+    constexpr int NWARPS = MARLIN_DENSE_THREADS / 32;
+
+    extern __shared__ int4 smem[];
+    float4 *red = reinterpret_cast<float4 *>(smem + p.stages * STAGE);
+    __shared__ __align__(8) uint64_t full_bar[MARLIN_DENSE_MAX_STAGES];
+    __shared__ uint32_t out_count[MARLIN_DENSE_MAX_STAGES];
+    __shared__ int s_last;
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int wn = warp % WN;
+    const int wk = warp / WN;
+    const int n_blocks = (int)gridDim.x;
+    const int u_begin = mk_dense_unit_begin(blockIdx.x, p.total_units, n_blocks);
+    const int u_end = mk_dense_unit_begin(blockIdx.x + 1, p.total_units, n_blocks);
+    const int n_units = u_end - u_begin;
+    if (n_units <= 0) return; /* the host never launches such a block */
+
+    const uint32_t full0 = smem_u32(full_bar), count0 = smem_u32(out_count);
+    if (tid == 0) {
+        for (int s = 0; s < p.stages; s++) {
+            mbar_init(full0 + 8 * s, 1);
+            out_count[s] = 0;
+        }
+        /* Make the initialised barriers visible to the copy engine. */
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    }
+    __syncthreads();
+
+    const uint64_t b_policy = make_policy(p.evict_first != 0);
+    const uint32_t smem0 = smem_u32(smem);
+    const int n_s = GROUPED ? p.group_rows : 0;
+    /* Unit at cursor c into stage st, by the calling warp: weights/scales
+     * from lanes 0..KB+n_s-1, A rows from the lanes after (wrapping); the
+     * arming first, so the barrier's phase cannot complete early. */
+    auto fill = [&](const Cursor &c, int st, bool weights, bool acts, bool arm) {
+        constexpr uint32_t B_BYTES = B_ROW * 16, S_BYTES = S_ROW * 16, A_BYTES = 2 * KB * 16;
+        const uint32_t full = full0 + 8 * st;
+        const uint32_t base = smem0 + (uint32_t)(st * STAGE * 16);
+        const int row0 = c.mc * 16 * MB;
+        const int a_rows = min(16 * MB, p.m - row0);
+        if (arm && lane == 0)
+            mbar_arrive_expect_tx(full, KB * B_BYTES + n_s * S_BYTES + a_rows * A_BYTES);
+        __syncwarp();
+        if (weights) {
+            if (lane < KB) {
+                const int4 *src = p.B + (int64_t)(c.kt * KB + lane) * (p.n >> 1) +
+                                  (int64_t)c.ns * B_ROW;
+                bulk_g2s_policy(base + (A_STAGE + lane * B_ROW) * 16, src, B_BYTES, full,
+                                b_policy);
+            } else if (GROUPED && lane < KB + n_s) {
+                const int j = lane - KB;
+                const int g = ((c.kt * 16 * KB) >> (p.group_shift + 4)) + j;
+                const int4 *src = p.s + (int64_t)g * (p.n >> 3) + (int64_t)c.ns * S_ROW;
+                bulk_g2s_policy(base + (A_STAGE + B_STAGE + j * S_ROW) * 16, src, S_BYTES, full,
+                                b_policy);
+            }
+        }
+        if (acts) {
+            int r = lane - (KB + n_s);
+            if (r < 0) r += 32;
+            for (; r < a_rows; r += 32) {
+                const int4 *src = p.A + (int64_t)(row0 + r) * (p.k >> 3) + c.kt * 2 * KB;
+                bulk_g2s(base + r * A_ROWP * 16, src, A_BYTES, full);
+            }
+        }
+    };
+
+    /* Prologue: warp 0 fills the first stages. With programmatic dependent
+     * launch the weights stream in while the previous kernel of the stream
+     * drains; A, C and the workspace only after it has completed. */
+    const int pro = min(p.stages, n_units);
+    if (warp == 0) {
+        Cursor c;
+        c.init(u_begin, p);
+        for (int s = 0; s < pro; s++) {
+            fill(c, s, true, !p.pdl, true);
+            c.advance(p);
+        }
+    }
+    if (p.pdl) {
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+        if (warp == 0) {
+            Cursor c;
+            c.init(u_begin, p);
+            for (int s = 0; s < pro; s++) {
+                fill(c, s, false, true, false);
+                c.advance(p);
+            }
+        }
+    }
+
+    float acc[MB][8][4];
+#pragma unroll
+    for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+    /* Per-thread offsets inside a stage; the k step adds constants. */
+    const int a_off = (lane & 15) * A_ROWP + (lane >> 4) + 2 * wk;
+    const int b_off = A_STAGE + wk * B_ROW + wn * 32 + lane;
+    int s_off[KSTEPS];
+#pragma unroll
+    for (int ks = 0; ks < KSTEPS; ks++)
+        s_off[ks] = A_STAGE + B_STAGE + ((wk + ks * WK) >> p.group_shift) * S_ROW + wn * 8 +
+                    (lane >> 2);
+
+    Cursor cc, lc; /* unit being computed, unit that refills its stage */
+    cc.init(u_begin, p);
+    lc.init(u_begin + pro, p);
+    int st = 0;
+    uint32_t ph = 0;
+    for (int i = 0; i < n_units; i++) {
+        mbar_wait(full0 + 8 * st, ph);
+        const int4 *sbase = smem + st * STAGE;
+#pragma unroll
+        for (int ks = 0; ks < KSTEPS; ks++) {
+            const int4 bq = sbase[b_off + ks * WK * B_ROW];
+            uint32_t a[MB][4];
+#pragma unroll
+            for (int mi = 0; mi < MB; mi++)
+                ldmatrix_x4(a[mi], sbase + a_off + 16 * mi * A_ROWP + 2 * ks * WK);
+            int4 sv = make_int4(0, 0, 0, 0);
+            if (GROUPED) sv = sbase[s_off[ks]];
+            const uint32_t sw[4] = {(uint32_t)sv.x, (uint32_t)sv.y, (uint32_t)sv.z,
+                                    (uint32_t)sv.w};
+            const uint32_t w[4] = {(uint32_t)bq.x, (uint32_t)bq.y, (uint32_t)bq.z,
+                                   (uint32_t)bq.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint32_t f0b0, f0b1, f1b0, f1b1;
+                dequant_word(w[j], f0b0, f0b1, f1b0, f1b1);
+                if (GROUPED) {
+                    const __half2 sh = bits_h2(sw[j]);
+                    const uint32_t s0 = h2_bits(__low2half2(sh));
+                    const uint32_t s1 = h2_bits(__high2half2(sh));
+                    f0b0 = hmul2_bits(f0b0, s0);
+                    f0b1 = hmul2_bits(f0b1, s0);
+                    f1b0 = hmul2_bits(f1b0, s1);
+                    f1b1 = hmul2_bits(f1b1, s1);
+                }
+#pragma unroll
+                for (int mi = 0; mi < MB; mi++) {
+                    mma_16816(acc[mi][2 * j], a[mi], f0b0, f0b1);
+                    mma_16816(acc[mi][2 * j + 1], a[mi], f1b0, f1b1);
+                }
+            }
+        }
+        /* This warp is done reading stage st; the last of the 8 warps
+         * refills it (the count only grows: 8 per use of the stage). */
+        if (i + pro < n_units) {
+            __syncwarp();
+            uint32_t last = 0;
+            if (lane == 0) last = (smem_count_acq_rel(count0 + 4 * st) % NWARPS) == NWARPS - 1;
+            if (__shfl_sync(0xffffffffu, last, 0)) {
+                /* The other warps' reads (generic proxy) are ordered before
+                 * the copy engine's writes (async proxy). */
+                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                fill(lc, st, true, true, true);
+            }
+            lc.advance(p);
+        }
+        if (++st == p.stages) {
+            st = 0;
+            ph ^= 1;
+        }
+        if (i == n_units - 1 || cc.kt == p.k_tiles - 1)
+            finish_segment<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
+        cc.advance(p);
+    }
+#endif
 }
 
 /* ------------------------------------------------------------ kernel table */
@@ -621,20 +928,27 @@ typedef void (*kernel_fn)(DenseParams);
 
 struct KernelEntry {
     int mb, nb, kb;
-    kernel_fn grouped, channel;
+    kernel_fn grouped, channel;           /* cp.async pipeline */
+    kernel_fn bulk_grouped, bulk_channel; /* bulk-copy pipeline (sm_90) */
 };
 
-#define MK_ENTRY(mb, nb, kb) {mb, nb, kb, dense_kernel<mb, nb, kb, true>, dense_kernel<mb, nb, kb, false>},
+#define MK_ENTRY(mb, nb, kb)                                                                  \
+    {mb,                                                                                      \
+     nb,                                                                                      \
+     kb,                                                                                      \
+     dense_kernel<mb, nb, kb, true>,                                                          \
+     dense_kernel<mb, nb, kb, false>,                                                         \
+     dense_bulk_kernel<mb, nb, kb, true>,                                                     \
+     dense_bulk_kernel<mb, nb, kb, false>},
 const KernelEntry kKernels[] = {MARLIN_DENSE_TILE_LIST(MK_ENTRY)};
 #undef MK_ENTRY
 constexpr int kNumKernels = sizeof kKernels / sizeof kKernels[0];
 
-/* Per (device, kernel, mode): the dynamic shared memory limit already set,
- * and the occupancy measured for it. */
+/* Per (device, kernel, scale mode, pipeline): bytes the
+ * MaxDynamicSharedMemorySize attribute was raised to (0: never). Atomic:
+ * several host threads may launch; setting it twice is harmless. */
 constexpr int kMaxDev = 16;
-/* Bytes the MaxDynamicSharedMemorySize attribute was raised to (0: never).
- * Atomic: several host threads may launch; setting it twice is harmless. */
-std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2];
+std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2][2];
 
 } // namespace
 
@@ -680,6 +994,15 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "dense gemm: no instantiated kernel for tile m_blocks=%d n=%d k=%d "
                            "(see marlin_dense_tiles)",
                            t.m_blocks, t.n, t.k);
+    if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_BULK)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 2]",
+                           t.pipeline);
+    const bool bulk = t.pipeline == MARLIN_DENSE_PIPE_BULK ||
+                      (t.pipeline == MARLIN_DENSE_PIPE_AUTO && d->cc_major >= 9);
+    if (bulk && d->cc_major < 9)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: the bulk-copy pipeline needs sm_90+, device %d is sm_%d%d",
+                           dev, d->cc_major, d->cc_minor);
     if (t.blocks_per_sm < 0 || t.blocks_per_sm > 2)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: blocks_per_sm %d outside [0, 2]", t.blocks_per_sm);
@@ -688,7 +1011,8 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "dense gemm: tile n=%d does not divide n=%lld", t.n, (long long)a->n);
     const KernelEntry &ke = kKernels[ki];
     const bool grouped = marlin_pack_scales_grouped(a->k, a->group_size);
-    const int stage_bytes = MARLIN_DENSE_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped ? 1 : 0);
+    const int stage_bytes = bulk ? MARLIN_DENSE_BULK_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped)
+                                 : MARLIN_DENSE_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped);
     int stages = t.stages;
     if (stages == 0) {
         stages = (int)((d->smem_optin - MARLIN_DENSE_RED_BYTES - 1024) / stage_bytes);
@@ -701,7 +1025,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            stages, stage_bytes, MARLIN_DENSE_MIN_STAGES, MARLIN_DENSE_MAX_STAGES,
                            dev);
     const int smem = stages * stage_bytes + MARLIN_DENSE_RED_BYTES;
-    if (smem + 64 > d->smem_optin) /* + the kernel's static shared memory */
+    if (smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin) /* + the kernel's static smem */
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d stages need %d bytes of shared memory, device %d "
                            "allows %lld",
@@ -763,8 +1087,11 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.evict_first = (m_chunks == 1);
     p.pdl = (a->pdl && d->cc_major >= 9) ? 1 : 0;
 
-    kernel_fn fn = grouped ? ke.grouped : ke.channel;
-    std::atomic<int> *set = (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
+    kernel_fn fn = bulk ? (grouped ? ke.bulk_grouped : ke.bulk_channel)
+                        : (grouped ? ke.grouped : ke.channel);
+    const int threads = MARLIN_DENSE_THREADS;
+    std::atomic<int> *set =
+        (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0][bulk ? 1 : 0] : NULL;
     if (!set || set->load(std::memory_order_relaxed) < smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
@@ -782,7 +1109,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[0].val.programmaticStreamSerializationAllowed = 1;
         cfg.gridDim = dim3((unsigned)blocks);
-        cfg.blockDim = dim3(MARLIN_DENSE_THREADS);
+        cfg.blockDim = dim3((unsigned)threads);
         cfg.dynamicSmemBytes = (size_t)smem;
         cfg.stream = (cudaStream_t)a->stream;
         cfg.attrs = attr;
@@ -790,7 +1117,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
         if (st) return st;
     } else {
-        fn<<<blocks, MARLIN_DENSE_THREADS, smem, (cudaStream_t)a->stream>>>(p);
+        fn<<<blocks, threads, smem, (cudaStream_t)a->stream>>>(p);
     }
     return MK_CUDA(err, cudaGetLastError());
 }

@@ -44,7 +44,7 @@ marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
 
 /* ------------------------------------------------------------------- tiles */
 
-#define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0},
+#define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, 0},
 static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)};
 #undef MK_TILE
 #define N_TILES ((int)(sizeof k_tiles / sizeof k_tiles[0]))
@@ -59,14 +59,15 @@ int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
  * and the system reserves 1 KB per resident block. */
 static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t smem_optin,
                            int bps) {
-    const int64_t stage = MARLIN_DENSE_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
-                                                   grouped ? 1 : 0);
+    /* The larger of the two pipelines' stages, so either one fits. */
+    const int64_t stage = MARLIN_DENSE_BULK_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
+                                                        grouped ? 1 : 0);
     int64_t per_block = smem_optin;
     if (bps > 1) {
         int64_t b = (smem_optin + 1024) / bps - 1024;
         if (b < per_block) per_block = b;
     }
-    int64_t s = (per_block - MARLIN_DENSE_RED_BYTES - 64) / stage;
+    int64_t s = (per_block - MARLIN_DENSE_RED_BYTES - MARLIN_DENSE_STATIC_SMEM) / stage;
     if (s > MARLIN_DENSE_MAX_STAGES) s = MARLIN_DENSE_MAX_STAGES;
     return (int)s;
 }
@@ -80,6 +81,7 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t gr
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: bad arguments");
     const bool grouped = marlin_pack_scales_grouped(k, group_size);
     marlin_dense_tile t;
+    t.pipeline = MARLIN_DENSE_PIPE_AUTO;
     /* Rows: one tile covers all of m up to 64 rows (every weight is read
      * once); beyond, 64-row chunks share each weight tile through L2. */
     t.m_blocks = m <= 64 ? (int)((m + 15) / 16) : 4;

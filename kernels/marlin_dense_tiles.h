@@ -27,6 +27,13 @@
 /* Shared memory of the cross-warp reduction: 4 warps x 32 lanes x 4 float4
  * (half of one 16-row block of a warp's 16x64 accumulators at a time). */
 #define MARLIN_DENSE_RED_BYTES (4 * 32 * 4 * 16)
+/* Upper bound of a kernel's static shared memory (mbarriers, a flag). */
+#define MARLIN_DENSE_STATIC_SMEM 256
+
+/* The bulk-copy pipeline (sm_90, same 8 warps): its A rows are padded by 16 bytes in shared memory (a bulk copy cannot
+ * swizzle; the pad keeps ldmatrix free of bank conflicts). */
+#define MARLIN_DENSE_BULK_STAGE_BYTES(mb, nb, kb, grouped)                   \
+    (MARLIN_DENSE_STAGE_BYTES(mb, nb, kb, grouped) + 16 * (mb) * 16)
 
 /* Shared memory of one pipeline stage, in bytes: A (16*mb x 16*kb fp16),
  * B (kb rows of 16*nb*16 4-bit codes) and, when grouped, up to kb/2 scale

@@ -126,18 +126,31 @@ marlin_status marlin_gpu_fill(void *dst_dev, marlin_fill_kind kind,
  * Needs sm_80 or newer (cp.async, ldmatrix, mma.sync.m16n8k16).
  */
 
+/* How a dense kernel moves weights and activations into shared memory. */
+typedef enum marlin_dense_pipeline {
+    MARLIN_DENSE_PIPE_AUTO = 0,    /* BULK on sm_90+, CPASYNC before */
+    MARLIN_DENSE_PIPE_CPASYNC = 1, /* every thread issues 16-byte cp.async
+                                      (sm_80+) */
+    MARLIN_DENSE_PIPE_BULK = 2     /* a producer warp issues cp.async.bulk
+                                      copies completing on mbarriers (sm_90+
+                                      only: forcing it on an older GPU is
+                                      MARLIN_ERR_INVALID_ARG) */
+} marlin_dense_pipeline;
+
 /* One threadblock tile of the dense kernel. Only combinations with an
  * instantiated kernel are accepted (marlin_dense_tiles lists them). */
 typedef struct marlin_dense_tile {
     int m_blocks;      /* rows per tile / 16: 1..4 (m > 64 runs 64-row chunks) */
     int n;             /* columns per tile: 64, 128 or 256 */
     int k;             /* reduction depth per pipeline stage: 64 or 128 */
-    int stages;        /* cp.async pipeline depth: 2..8 (0: largest that fits) */
+    int stages;        /* pipeline depth: 2..8 (0: largest that fits) */
     int blocks_per_sm; /* resident blocks per SM wanted: 1 or 2 (0: auto) */
+    int pipeline;      /* marlin_dense_pipeline (0: automatic) */
 } marlin_dense_tile;
 
-/* Instantiated tile shapes (stages and blocks_per_sm free): writes up to
- * `cap` entries (stages = blocks_per_sm = 0) and returns the total count. */
+/* Instantiated tile shapes (stages, blocks_per_sm and pipeline free): writes
+ * up to `cap` entries (those three 0) and returns the total count. Every
+ * shape exists for both pipelines. */
 int marlin_dense_tiles(marlin_dense_tile *out, int cap);
 
 /* The tile the automatic heuristic picks for this problem on a GPU with

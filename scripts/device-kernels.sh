@@ -5,10 +5,14 @@
 # Usage (here):  scripts/device-kernels.sh pack DIR   copies the Release
 #                  binaries (build-rel, built for the card's arch), the
 #                  libraries the card's image lacks and this script into DIR
-#                (there): bash run.sh [quick|full]      writes everything to
-#                  $OUT/results.tgz and prints the summaries last.
+#                (there): bash run.sh [quick|full|explore]   writes everything
+#                  to $OUT/results.tgz and prints the summaries last.
 #                  full = MARLIN_KERNEL_TEST_FULL sweep; RACECHECK=0 skips
 #                  racecheck; SUSTAINED_SECONDS (default 60).
+#                  explore = a development pass: default test sweep, models
+#                  for both shared-memory pipelines (bulk, cpasync), a short
+#                  tune of the bulk pipeline, peak, ncu; no sanitizers and no
+#                  sustained run.
 # Steps are individually time-limited so one call stays well under 10 min.
 set -u
 if [ "${1:-}" = pack ]; then
@@ -16,6 +20,8 @@ if [ "${1:-}" = pack ]; then
   src=$(cd "$(dirname "$0")/.." && pwd)
   mkdir -p "$dst/lib"
   cp "$src/build-rel/tests/test_kernels" "$src/build-rel/marlin-bench" "$dst/"
+  # A MARLIN_SHARED_LIB build: the binaries find it beside them ($ORIGIN).
+  if [ -f "$src/build-rel/libmarlinq.so" ]; then cp "$src/build-rel/libmarlinq.so" "$dst/"; fi
   cp -L /usr/lib/x86_64-linux-gnu/libcmocka.so.0 "$dst/lib/"
   cp "$0" "$dst/run.sh"
   du -sh "$dst"
@@ -35,6 +41,47 @@ log probe
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,ecc.mode.current --format=csv | tee "$R/gpu.txt"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 500 > "$R/clocks.csv" 2>&1 &
 smi=$!
+
+if [ "$mode" = explore ]; then
+  log "tests (default sweep)"
+  MARLIN_KERNEL_TEST_DUMP=$R timeout 150 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  for pipe in bulk cpasync; do
+    log "bench models ($pipe)"
+    timeout 100 ./marlin-bench --mode models -v --model llama2-7b,llama2-70b \
+      --batch 1,16,32,64,128 --samples 15 --pipeline $pipe --csv "$R/models_$pipe.csv" \
+      > "$R/models_$pipe.txt" 2>&1
+    echo "models $pipe rc=$?"
+  done
+  log "bench tune (bulk)"
+  timeout 100 ./marlin-bench --mode tune --model llama2-7b --batch 1,16,64,128 --samples 10 \
+    --pipeline bulk --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
+  echo "tune rc=$?"
+  log "bench peak (bulk)"
+  timeout 60 ./marlin-bench --mode peak --batch 1,16,128 --samples 12 --csv "$R/peak.csv" \
+    > "$R/peak.txt" 2>&1
+  echo "peak rc=$?"
+  log "ncu (bulk, Llama-2-7B m=16 and m=128)"
+  for mb in 16 128; do
+    timeout 60 ncu --kernel-name regex:dense_bulk_kernel --launch-skip 40 --launch-count 1 \
+      --section SpeedOfLight --section Occupancy --section WarpStateStats \
+      --section LaunchStats --section InstructionStats --section SchedulerStats \
+      ./marlin-bench --mode models --model llama2-7b --batch $mb --samples 3 --no-pdl \
+      > "$R/ncu_m$mb.txt" 2>&1
+    echo "ncu m=$mb rc=$?"
+  done
+  kill $smi 2>/dev/null
+  log done
+  tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" .
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(GPU:|FAIL|g -?[0-9]+:|k +[0-9]+ n|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -40
+  for pipe in bulk cpasync; do echo "# $pipe"; grep -v "^  " "$R/models_$pipe.txt"; done
+  grep -E "tune total|loses" "$R/tune.txt" | head -20
+  cat "$R/peak.txt"
+  grep -hE "dense_bulk|Duration|DRAM Throughput|SM Active Cycles|Elapsed Cycles|Executed Ipc A|Issued Warp|Executed Instructions  |No Eligible|Registers Per" "$R"/ncu_m*.txt | head -40
+  echo "TEST VERDICT: $(grep -c '^FAIL' "$R/test.log") failing cases; $(grep -cE '^\[  FAILED' "$R/test.log") failed-suite lines"
+  exit 0
+fi
 
 log "tests ($mode)"
 if [ "$mode" = full ]; then export MARLIN_KERNEL_TEST_FULL=1; fi

@@ -16,7 +16,7 @@ out=$("$bin" --version) || fail "--version exit $?"
 grep -q "^marlin-bench [0-9]" <<<"$out" || fail "--version text: $out"
 
 for args in "--mode bogus" "--batch 0" "--batch 1,x" "--model gpt2" "--group 16" \
-            "--seconds 0" "--samples 1" "--bogus" "--csv"; do
+            "--seconds 0" "--samples 1" "--bogus" "--csv" "--pipeline tma"; do
   # shellcheck disable=SC2086
   err=$("$bin" $args 2>&1 >/dev/null); rc=$?
   [ "$rc" -eq 2 ] || fail "'$args' gave exit $rc, expected 2 ($err)"

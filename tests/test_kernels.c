@@ -487,6 +487,15 @@ static int gpu_teardown(void **state) {
         }                                                                          \
     } while (0)
 
+/* The shared-memory pipelines this GPU runs: cp.async everywhere, bulk
+ * copies on sm_90+. Returns the count. */
+static int gpu_pipelines(int out[2]) {
+    int n = 0;
+    out[n++] = MARLIN_DENSE_PIPE_CPASYNC;
+    if (g_gpu.info.cc_major >= 9) out[n++] = MARLIN_DENSE_PIPE_BULK;
+    return n;
+}
+
 /* Device copies of one layer plus A/C buffers for up to max_m rows. C has
  * 256-byte guards on both sides to catch writes outside [m][n]. */
 typedef struct dev_layer {
@@ -564,9 +573,9 @@ static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_
     int ok = 1;
     if (tile)
         snprintf(what, sizeof what,
-                 "m %lld n %lld k %lld g %d tile %dx%dx%d st %d bps %d (seed %llu)",
+                 "m %lld n %lld k %lld g %d tile %dx%dx%d st %d bps %d pipe %d (seed %llu)",
                  (long long)m, (long long)n, (long long)k, L->g, tile->m_blocks, tile->n, tile->k,
-                 tile->stages, tile->blocks_per_sm, (unsigned long long)seed);
+                 tile->stages, tile->blocks_per_sm, tile->pipeline, (unsigned long long)seed);
     else
         snprintf(what, sizeof what, "m %lld n %lld k %lld g %d auto (seed %llu)", (long long)m,
                  (long long)n, (long long)k, L->g, (unsigned long long)seed);
@@ -719,12 +728,15 @@ static void test_kernels_gpu_dense_models(void **state) {
 }
 
 /* Every instantiated kernel, forced, at several pipeline depths and
- * occupancies, for grouped and per-channel scales. */
+ * occupancies, for grouped and per-channel scales, through each
+ * shared-memory pipeline the GPU runs. */
 static void test_kernels_gpu_all_tiles(void **state) {
     (void)state;
     NEED_GPU();
     marlin_dense_tile tiles[64];
     int nt = marlin_dense_tiles(tiles, 64);
+    int pipes[2];
+    const int npipes = gpu_pipelines(pipes);
     const uint64_t base = marlin_test_seed(0x74696c6573ull);
     const int32_t groups[] = {64, -1};
     const int stages[] = {2, 3, 0};
@@ -738,23 +750,26 @@ static void test_kernels_gpu_all_tiles(void **state) {
         layer_make(&L, n, k, groups[gi], seed);
         dev_layer_make(&D, &L, 100);
         int ran = 0, failed_here = 0;
-        for (int ti = 0; ti < nt; ti++)
-            for (int sti = 0; sti < 3; sti++)
-                for (int bps = 1; bps <= 2; bps++) {
-                    if (quick && (sti != 2 || bps != 1)) continue;
-                    marlin_dense_tile t = tiles[ti];
-                    t.stages = stages[sti];
-                    t.blocks_per_sm = bps;
-                    const int64_t full = 16 * t.m_blocks;
-                    const int64_t ms[] = {1, full - 3 > 0 ? full - 3 : 1, full, 100};
-                    for (int mi = 0; mi < 4; mi++) {
-                        failed_here += !run_case(&L, &D, ms[mi], &t, g_gpu.stream,
-                                            case_seed(seed, ti, sti * 2 + bps, ms[mi], 0), NULL);
-                        ran++;
+        for (int pi = 0; pi < npipes; pi++)
+            for (int ti = 0; ti < nt; ti++)
+                for (int sti = 0; sti < 3; sti++)
+                    for (int bps = 1; bps <= 2; bps++) {
+                        if (quick && (sti != 2 || bps != 1)) continue;
+                        marlin_dense_tile t = tiles[ti];
+                        t.stages = stages[sti];
+                        t.blocks_per_sm = bps;
+                        t.pipeline = pipes[pi];
+                        const int64_t full = 16 * t.m_blocks;
+                        const int64_t ms[] = {1, full - 3 > 0 ? full - 3 : 1, full, 100};
+                        for (int mi = 0; mi < 4; mi++) {
+                            failed_here += !run_case(
+                                &L, &D, ms[mi], &t, g_gpu.stream,
+                                case_seed(seed, ti + 64 * pi, sti * 2 + bps, ms[mi], 0), NULL);
+                            ran++;
+                        }
                     }
-                }
-        print_message("g %d: %d of %d forced-tile runs ok over %d tiles\n", groups[gi],
-                      ran - failed_here, ran, nt);
+        print_message("g %d: %d of %d forced-tile runs ok over %d tiles x %d pipelines\n",
+                      groups[gi], ran - failed_here, ran, nt, npipes);
         failed += failed_here;
         dev_layer_free(&D);
         layer_free(&L);
@@ -813,22 +828,30 @@ static void test_kernels_gpu_errors(void **state) {
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "workspace"));
     assert_int_equal(marlin_dense_gemm(NULL, &err), MARLIN_ERR_INVALID_ARG);
-    marlin_dense_tile t = {5, 128, 128, 4, 1};
+    marlin_dense_tile t = {5, 128, 128, 4, 1, 0};
     b = a;
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "no instantiated kernel"));
-    t = (marlin_dense_tile){1, 512, 128, 4, 1};
+    t = (marlin_dense_tile){1, 512, 128, 4, 1, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 1, 1};
+    t = (marlin_dense_tile){1, 128, 128, 1, 1, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 20, 1};
+    t = (marlin_dense_tile){1, 128, 128, 20, 1, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 3};
+    t = (marlin_dense_tile){1, 128, 128, 4, 3, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    t = (marlin_dense_tile){1, 128, 128, 4, 1, 3}; /* no such pipeline */
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "pipeline"));
+    if (g_gpu.info.cc_major < 9) { /* bulk copies need sm_90 */
+        t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK};
+        assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+        assert_non_null(strstr(err.msg, "sm_90"));
+    }
     b = a;
     b.n = 192; /* valid shape, but a forced 256-wide tile does not divide it */
-    t = (marlin_dense_tile){1, 256, 64, 4, 1};
+    t = (marlin_dense_tile){1, 256, 64, 4, 1, 0};
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     b = a;
@@ -889,36 +912,52 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     a2 = a;
     a2.m = m2;
     a2.C = C2dev;
-    /* Isolated launches, default and own stream: identical bits. */
-    for (int rep = 0; rep < 6; rep++) {
-        a.stream = (rep % 2) ? g_gpu.stream : NULL;
-        MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
-        MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
-        MT_ASSERT(seed, !marlin_gpu_download(rep ? C2 : R1, D.C, (size_t)(m * n) * 2, &err), "%s",
-                  err.msg);
-        if (rep) MT_ASSERT(seed, memcmp(R1, C2, (size_t)(m * n) * 2) == 0, "run %d differs", rep);
-    }
-    a2.stream = g_gpu.stream;
-    MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
-    MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
-    MT_ASSERT(seed, !marlin_gpu_download(R2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
-    check_stats cs = check_output(&L, A, R1, m, "determinism case");
-    MT_ASSERT(seed, cs.bad == 0 && cs.mean_rel < 1e-3, "wrong result");
-    /* Back to back, no synchronization, PDL on (ignored before sm_90). */
-    a.stream = a2.stream = g_gpu.stream;
-    a.pdl = a2.pdl = 1;
-    MT_ASSERT(seed, !marlin_gpu_memset(D.C, 0xFF, (size_t)(m * n) * 2, &err), "%s", err.msg);
-    MT_ASSERT(seed, !marlin_gpu_memset(C2dev, 0xFF, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
-    for (int rep = 0; rep < 40; rep++) {
-        MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
+    /* Each pipeline the GPU runs, with the automatic tile otherwise. */
+    int pipes[2];
+    const int npipes = gpu_pipelines(pipes);
+    for (int pi = 0; pi < npipes; pi++) {
+        marlin_dense_tile t1, t2;
+        MT_ASSERT(seed,
+                  !marlin_dense_pick_tile(m, n, k, 128, g_gpu.info.sm_count,
+                                          g_gpu.info.smem_optin_bytes, &t1, &err) &&
+                      !marlin_dense_pick_tile(m2, n, k, 128, g_gpu.info.sm_count,
+                                              g_gpu.info.smem_optin_bytes, &t2, &err),
+                  "%s", err.msg);
+        t1.pipeline = t2.pipeline = pipes[pi];
+        a.tile = &t1;
+        a2.tile = &t2;
+        a.pdl = a2.pdl = 0;
+        /* Isolated launches, default and own stream: identical bits. */
+        for (int rep = 0; rep < 6; rep++) {
+            a.stream = (rep % 2) ? g_gpu.stream : NULL;
+            MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
+            MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+            MT_ASSERT(seed, !marlin_gpu_download(rep ? C2 : R1, D.C, (size_t)(m * n) * 2, &err), "%s",
+                      err.msg);
+            if (rep) MT_ASSERT(seed, memcmp(R1, C2, (size_t)(m * n) * 2) == 0, "run %d differs", rep);
+        }
+        a2.stream = g_gpu.stream;
         MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
+        MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+        MT_ASSERT(seed, !marlin_gpu_download(R2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+        check_stats cs = check_output(&L, A, R1, m, "determinism case");
+        MT_ASSERT(seed, cs.bad == 0 && cs.mean_rel < 1e-3, "wrong result");
+        /* Back to back, no synchronization, PDL on (ignored before sm_90). */
+        a.stream = a2.stream = g_gpu.stream;
+        a.pdl = a2.pdl = 1;
+        MT_ASSERT(seed, !marlin_gpu_memset(D.C, 0xFF, (size_t)(m * n) * 2, &err), "%s", err.msg);
+        MT_ASSERT(seed, !marlin_gpu_memset(C2dev, 0xFF, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+        for (int rep = 0; rep < 40; rep++) {
+            MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
+            MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
+        }
+        MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+        MT_ASSERT(seed, !marlin_gpu_download(C1, D.C, (size_t)(m * n) * 2, &err), "%s", err.msg);
+        MT_ASSERT(seed, !marlin_gpu_download(C2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+        MT_ASSERT(seed, memcmp(R1, C1, (size_t)(m * n) * 2) == 0, "back-to-back PDL result differs");
+        MT_ASSERT(seed, memcmp(R2, C2, (size_t)(m2 * n) * 2) == 0,
+                  "back-to-back PDL result (second problem) differs");
     }
-    MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
-    MT_ASSERT(seed, !marlin_gpu_download(C1, D.C, (size_t)(m * n) * 2, &err), "%s", err.msg);
-    MT_ASSERT(seed, !marlin_gpu_download(C2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
-    MT_ASSERT(seed, memcmp(R1, C1, (size_t)(m * n) * 2) == 0, "back-to-back PDL result differs");
-    MT_ASSERT(seed, memcmp(R2, C2, (size_t)(m2 * n) * 2) == 0,
-              "back-to-back PDL result (second problem) differs");
     size_t cb = marlin_dense_workspace_counter_bytes(g_gpu.ws_max_m, g_gpu.ws_max_n);
     unsigned char *h = malloc(cb);
     assert_non_null(h);

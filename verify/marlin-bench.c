@@ -40,6 +40,8 @@ static const char *TOOL = "marlin-bench";
 
 /* --sparse: every layer, launch and byte count below is the 2:4 kernel's. */
 static int g_sparse;
+/* --pipeline: forced on every dense launch (0: the library's choice). */
+static int g_pipeline;
 
 /* ------------------------------------------------------------ layer tables */
 
@@ -86,6 +88,7 @@ typedef struct options {
     int device;
     int verbose;
     int no_pdl;
+    int pipeline; /* marlin_dense_pipeline forced on every dense launch */
 } options;
 
 static void usage(FILE *f) {
@@ -107,6 +110,8 @@ static void usage(FILE *f) {
             "  --device N        CUDA device (default 0)\n"
             "  --no-pdl          never use programmatic dependent launch (sm_90+: by\n"
             "                    default models mode times both, other modes use it)\n"
+            "  --pipeline P      auto (default), cpasync or bulk: the dense kernel's\n"
+            "                    shared-memory pipeline (bulk needs sm_90+)\n"
             "  -v, --verbose     per-layer lines\n"
             "  -h, --help        this help;  -V, --version  the version\n"
             "\n"
@@ -229,6 +234,18 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
                 return 1;
             }
             o->samples = (int)x;
+            i++;
+        } else if (!strcmp(a, "--pipeline")) {
+            if (!strcmp(v, "auto"))
+                o->pipeline = MARLIN_DENSE_PIPE_AUTO;
+            else if (!strcmp(v, "cpasync"))
+                o->pipeline = MARLIN_DENSE_PIPE_CPASYNC;
+            else if (!strcmp(v, "bulk"))
+                o->pipeline = MARLIN_DENSE_PIPE_BULK;
+            else {
+                *exit_code = usage_error("unknown pipeline '%s' (auto, cpasync, bulk)", v);
+                return 1;
+            }
             i++;
         } else if (!strcmp(a, "--device")) {
             if (!marlin_cli_int(v, 0, 1023, &x)) {
@@ -395,6 +412,18 @@ static int batch_for(int R) { return R * ((8 + R - 1) / R); }
 static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
                                 const marlin_dense_tile *tile, int pdl, int samples, double *us,
                                 marlin_error *err) {
+    marlin_dense_tile forced;
+    if (!g_sparse && g_pipeline != MARLIN_DENSE_PIPE_AUTO) {
+        if (tile) {
+            forced = *tile;
+        } else {
+            marlin_status s0 = marlin_dense_pick_tile(m, L->n, L->k, L->group, c->info.sm_count,
+                                                      c->info.smem_optin_bytes, &forced, err);
+            if (s0) return s0;
+        }
+        if (forced.pipeline == MARLIN_DENSE_PIPE_AUTO) forced.pipeline = g_pipeline;
+        tile = &forced;
+    }
     dense_launch d = {c, L, m, tile, pdl};
     marlin_gpu_timing t;
     marlin_status st = marlin_gpu_time(dense_fn, &d, c->stream, 3, batch_for(L->R4), samples, &t, err);
@@ -446,8 +475,12 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
         snprintf(buf, cap, "2:4-auto");
         return;
     }
-    snprintf(buf, cap, "%dx%dx%d/s%d/b%d", 16 * t->m_blocks, t->n, t->k, t->stages,
-             t->blocks_per_sm);
+    const int pipe = t->pipeline ? t->pipeline : g_pipeline;
+    snprintf(buf, cap, "%dx%dx%d/s%d/b%d/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
+             t->blocks_per_sm,
+             pipe == MARLIN_DENSE_PIPE_BULK      ? "bulk"
+             : pipe == MARLIN_DENSE_PIPE_CPASYNC ? "cpasync"
+                                                 : "auto");
 }
 
 /* Result of one model at one batch size. */
@@ -801,6 +834,7 @@ int main(int argc, char **argv) {
         return usage_error("%s", "--sparse: --mode tune sweeps dense tiles only (2:4 "
                                  "configurations: marlin_bench24_layer)");
     g_sparse = o.sparse;
+    g_pipeline = o.pipeline;
     marlin_error err = {0};
     bench_ctx c;
     memset(&c, 0, sizeof c);
