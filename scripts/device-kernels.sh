@@ -20,8 +20,8 @@ if [ "${1:-}" = pack ]; then
   src=$(cd "$(dirname "$0")/.." && pwd)
   mkdir -p "$dst/lib"
   cp "$src/build-rel/tests/test_kernels" "$src/build-rel/marlin-bench" "$dst/"
-  # A MARLIN_SHARED_LIB build: the binaries find it beside them ($ORIGIN).
-  if [ -f "$src/build-rel/libmarlinq.so" ]; then cp "$src/build-rel/libmarlinq.so" "$dst/"; fi
+  # A MARLIN_SHARED_LIB build: found through LD_LIBRARY_PATH (lib/) there.
+  if [ -f "$src/build-rel/libmarlinq.so" ]; then cp "$src/build-rel/libmarlinq.so" "$dst/lib/"; fi
   cp -L /usr/lib/x86_64-linux-gnu/libcmocka.so.0 "$dst/lib/"
   cp "$0" "$dst/run.sh"
   du -sh "$dst"
@@ -43,6 +43,17 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu
 smi=$!
 
 if [ "$mode" = explore ]; then
+  # A hung kernel must not eat the whole call: a short smoke run first.
+  log "smoke (quick subset)"
+  MARLIN_KERNEL_TEST_QUICK=1 timeout 40 ./test_kernels > "$R/smoke.log" 2>&1
+  rc=$?
+  echo "smoke rc=$rc"
+  if [ $rc -eq 124 ]; then
+    kill $smi 2>/dev/null
+    tail -20 "$R/smoke.log"
+    log "abandoned: smoke run timed out"
+    exit 1
+  fi
   log "tests (default sweep)"
   MARLIN_KERNEL_TEST_DUMP=$R timeout 150 ./test_kernels > "$R/test.log" 2>&1
   echo "test_kernels rc=$?"
