@@ -635,36 +635,40 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     cp_async_wait(0);
 }
 
-/* ---------------------------------------------- bulk-copy kernel (sm_90) */
+/* ------------------------------------------ mbarrier kernels (sm_90) */
 /*
  * The same tiles, work units, MMAs and segment ends as dense_kernel, with the
- * global -> shared traffic taken off the math (ncu on the H100: with
- * per-thread cp.async the decode kernel issued ~4,400 warp instructions per
- * 16 KB stage for ~1,900 of dequant + MMA, and met at a block barrier per
- * stage):
- * - a stage is filled by one warp: lane 0 arms the stage's "full" mbarrier
- *   with the unit's byte count, then the lanes issue one cp.async.bulk per B
- *   row (KB rows of 2*16*NB words), per grouped scale row and per A row (rows
- *   >= m are not copied); the copy engine completes the bytes on the barrier.
- * - the warps wait on "full", compute the stage (fully unrolled, constant
- *   shared-memory offsets) and count themselves out on a per-stage counter;
- *   the warp that counts last refills the stage with the unit `stages`
- *   further on. No block-wide barrier and no waiting for a stage to drain:
- *   the last reader is the writer.
- * A dedicated producer warp would make 9 warps a block, which caps registers
- * at 96 (two blocks) or 168 (one) because 3 or 5 warps then share one SM
- * sub-partition's 64 KB register file; ptxas spilled at both.
- * A rows are padded to 2*KB+1 int4 (a bulk copy writes rows as they are, so
- * the pad replaces dense_kernel's XOR swizzle for conflict-free ldmatrix).
+ * global -> shared traffic taken off the math warps (ncu on the H100: with
+ * every thread issuing cp.async the decode kernel ran ~4,400 warp
+ * instructions per 16 KB stage for ~1,900 of dequant + MMA, and met at a
+ * block barrier per stage):
+ * - the warps wait on the stage's "full" mbarrier, compute the stage (fully
+ *   unrolled, constant shared-memory offsets) and count themselves out on a
+ *   per-stage counter; the warp that counts last refills the stage with the
+ *   unit `stages` further on. No block-wide barrier, no waiting for a stage
+ *   to drain: the last reader is the writer.
+ * - the refilling warp copies A (rows < m only) and the grouped scales with
+ *   cp.async, each lane then arrives on "full" when its copies have landed
+ *   (cp.async.mbarrier.arrive.noinc); B, the bulk of the bytes, either the
+ *   same way (BULK_B false: 32 cp.async per lane per 16 KB) or as one
+ *   cp.async.bulk per B row issued by lane 0 (BULK_B true), completing as
+ *   transaction bytes on the same barrier.
+ * Measured on the H100 (docs/perf.md): a first version that also copied
+ * each A row with its own bulk copy lost 2x at m >= 32 (the copies are
+ * issued one at a time), and a dedicated producer warp would make 9 warps a
+ * block, which caps registers at 96 (two blocks) or 168 (one): 3 or 5 warps
+ * then share one SM sub-partition's register file; ptxas spilled at both.
+ * A rows are padded to 2*KB+1 int4 (no XOR swizzle needed: the pad keeps
+ * ldmatrix free of bank conflicts, and a bulk copy could not swizzle).
  */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define MK_HAVE_BULK 1
+#define MK_HAVE_MBAR 1
 #else
-#define MK_HAVE_BULK 0
+#define MK_HAVE_MBAR 0
 #endif
 
 /* Only the sm_90 device pass needs (and can assemble) these. */
-#if MK_HAVE_BULK
+#if MK_HAVE_MBAR
 __device__ __forceinline__ uint32_t smem_u32(const void *ptr) {
     return (uint32_t)__cvta_generic_to_shared(ptr);
 }
@@ -674,11 +678,17 @@ __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
 }
 
 /* One arrival that also raises the transaction count by `bytes`: the phase
- * completes when those bytes have landed. */
+ * cannot complete before those bytes have landed. */
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
                  "r"(bytes)
                  : "memory");
+}
+
+/* One arrival (counted in the barrier's init count: .noinc) once every
+ * cp.async this thread issued so far has landed. */
+__device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 
 /* Shared-memory counter += 1 with acquire-release ordering at block scope:
@@ -709,7 +719,7 @@ __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
 }
 
 /* Global -> shared bulk copy (size and both addresses multiples of 16),
- * completing on mbarrier `bar`; with an L2 cache policy, or without. */
+ * completing as transaction bytes on mbarrier `bar`, with an L2 policy. */
 __device__ __forceinline__ void bulk_g2s_policy(uint32_t dst, const void *src, uint32_t bytes,
                                                 uint32_t bar, uint64_t pol) {
     asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
@@ -717,35 +727,31 @@ __device__ __forceinline__ void bulk_g2s_policy(uint32_t dst, const void *src, u
                  "l"(src), "r"(bytes), "r"(bar), "l"(pol)
                  : "memory");
 }
-
-__device__ __forceinline__ void bulk_g2s(uint32_t dst, const void *src, uint32_t bytes,
-                                         uint32_t bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
-                 " [%0], [%1], %2, [%3];\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
 #endif
 
-template <int MB, int NB, int KB, bool GROUPED>
+template <int MB, int NB, int KB, bool GROUPED, bool BULK_B>
 __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
-    dense_bulk_kernel(const DenseParams p) {
-#if MK_HAVE_BULK
+    dense_mbar_kernel(const DenseParams p) {
+#if MK_HAVE_MBAR
     constexpr int WN = NB / 4;
     constexpr int WK = 8 / WN;
     constexpr int KSTEPS = KB / WK;
     static_assert(WN * WK == 8 && KB % WK == 0, "tile does not map to 8 warps");
-    static_assert(KB <= 32, "one lane per B row");
-    constexpr int A_ROWP = 2 * KB + 1; /* int4 per padded A row */
+    constexpr int A_ROW = 2 * KB;      /* int4 per A row in a stage */
+    constexpr int A_ROWP = A_ROW + 1;  /* ... padded */
     constexpr int A_STAGE = 16 * MB * A_ROWP;
     constexpr int B_ROW = 8 * NB;
     constexpr int B_STAGE = KB * B_ROW;
     constexpr int S_ROW = 2 * NB;
     constexpr int S_STAGE = GROUPED ? (KB / 2) * S_ROW : 0;
     constexpr int STAGE = A_STAGE + B_STAGE + S_STAGE;
-    static_assert(STAGE * 16 == MARLIN_DENSE_BULK_STAGE_BYTES(MB, NB, KB, GROUPED),
+    static_assert(STAGE * 16 == MARLIN_DENSE_MBAR_STAGE_BYTES(MB, NB, KB, GROUPED),
                   "stage size disagrees with marlin_dense_tiles.h");
+    static_assert(32 % A_ROW == 0 && B_ROW % 32 == 0, "copies must map to a warp's lanes");
     constexpr int NWARPS = MARLIN_DENSE_THREADS / 32;
+    /* "full" completes on 32 cp.async arrivals (+ lane 0's byte-count
+     * arrival for bulk B). */
+    constexpr int FULL_COUNT = 32 + (BULK_B ? 1 : 0);
 
     extern __shared__ int4 smem[];
     float4 *red = reinterpret_cast<float4 *>(smem + p.stages * STAGE);
@@ -767,7 +773,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     const uint32_t full0 = smem_u32(full_bar), count0 = smem_u32(out_count);
     if (tid == 0) {
         for (int s = 0; s < p.stages; s++) {
-            mbar_init(full0 + 8 * s, 1);
+            mbar_init(full0 + 8 * s, FULL_COUNT);
             out_count[s] = 0;
         }
         /* Make the initialised barriers visible to the copy engine. */
@@ -776,66 +782,81 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     __syncthreads();
 
     const uint64_t b_policy = make_policy(p.evict_first != 0);
-    const uint32_t smem0 = smem_u32(smem);
-    const int n_s = GROUPED ? p.group_rows : 0;
-    /* Unit at cursor c into stage st, by the calling warp: weights/scales
-     * from lanes 0..KB+n_s-1, A rows from the lanes after (wrapping); the
-     * arming first, so the barrier's phase cannot complete early. */
-    auto fill = [&](const Cursor &c, int st, bool weights, bool acts, bool arm) {
-        constexpr uint32_t B_BYTES = B_ROW * 16, S_BYTES = S_ROW * 16, A_BYTES = 2 * KB * 16;
+    const int a_row_i4 = p.k >> 3, b_row_i4 = p.n >> 1, s_row_i4 = p.n >> 3;
+    const int n_s_i4 = GROUPED ? p.group_rows * S_ROW : 0;
+    /* The unit at cursor c into stage st, by the calling warp. Weights
+     * (B, grouped scales) and activations can be issued apart (PDL); every
+     * lane's arrival comes after its last copy of the unit (`done`). */
+    auto fill = [&](const Cursor &c, int st, bool weights, bool acts, bool done) {
         const uint32_t full = full0 + 8 * st;
-        const uint32_t base = smem0 + (uint32_t)(st * STAGE * 16);
-        const int row0 = c.mc * 16 * MB;
-        const int a_rows = min(16 * MB, p.m - row0);
-        if (arm && lane == 0)
-            mbar_arrive_expect_tx(full, KB * B_BYTES + n_s * S_BYTES + a_rows * A_BYTES);
-        __syncwarp();
+        int4 *sst = smem + st * STAGE;
         if (weights) {
-            if (lane < KB) {
-                const int4 *src = p.B + (int64_t)(c.kt * KB + lane) * (p.n >> 1) +
-                                  (int64_t)c.ns * B_ROW;
-                bulk_g2s_policy(base + (A_STAGE + lane * B_ROW) * 16, src, B_BYTES, full,
-                                b_policy);
-            } else if (GROUPED && lane < KB + n_s) {
-                const int j = lane - KB;
-                const int g = ((c.kt * 16 * KB) >> (p.group_shift + 4)) + j;
-                const int4 *src = p.s + (int64_t)g * (p.n >> 3) + (int64_t)c.ns * S_ROW;
-                bulk_g2s_policy(base + (A_STAGE + B_STAGE + j * S_ROW) * 16, src, S_BYTES, full,
-                                b_policy);
+            const int4 *gB = p.B + (int64_t)c.kt * KB * b_row_i4 + (int64_t)c.ns * B_ROW;
+            if (BULK_B) {
+                if (lane == 0) {
+                    mbar_arrive_expect_tx(full, KB * B_ROW * 16);
+#pragma unroll
+                    for (int r = 0; r < KB; r++)
+                        bulk_g2s_policy(smem_u32(sst + A_STAGE + r * B_ROW),
+                                        gB + (int64_t)r * b_row_i4, B_ROW * 16, full, b_policy);
+                }
+            } else {
+#pragma unroll
+                for (int r = 0; r < KB; r++)
+#pragma unroll
+                    for (int q = 0; q < B_ROW / 32; q++)
+                        cp_async16_policy(sst + A_STAGE + r * B_ROW + q * 32 + lane,
+                                          gB + (int64_t)r * b_row_i4 + q * 32 + lane, b_policy);
+            }
+            if (GROUPED) {
+                /* group size = 16 << group_shift (a power of two) */
+                const int g0 = (c.kt * 16 * KB) >> (p.group_shift + 4);
+                const int4 *gS = p.s + (int64_t)g0 * s_row_i4 + (int64_t)c.ns * S_ROW;
+                for (int j = lane; j < n_s_i4; j += 32)
+                    cp_async16_policy(sst + A_STAGE + B_STAGE + j,
+                                      gS + (int64_t)(j / S_ROW) * s_row_i4 + j % S_ROW, b_policy);
             }
         }
         if (acts) {
-            int r = lane - (KB + n_s);
-            if (r < 0) r += 32;
-            for (; r < a_rows; r += 32) {
-                const int4 *src = p.A + (int64_t)(row0 + r) * (p.k >> 3) + c.kt * 2 * KB;
-                bulk_g2s(base + r * A_ROWP * 16, src, A_BYTES, full);
-            }
+            /* A rows at or past m are not loaded at all: an output row
+             * depends only on its own A row, and those rows are never
+             * stored. 32/A_ROW rows per warp instruction. */
+            const int row0 = c.mc * 16 * MB;
+            const int a_rows = min(16 * MB, p.m - row0);
+            const int4 *gA = p.A + (int64_t)row0 * a_row_i4 + c.kt * A_ROW + lane % A_ROW;
+            for (int r = lane / A_ROW; r < a_rows; r += 32 / A_ROW)
+                cp_async16(sst + r * A_ROWP + lane % A_ROW, gA + (int64_t)r * a_row_i4);
         }
+        if (done) mbar_arrive_cp_async(full);
     };
 
     /* Prologue: warp 0 fills the first stages. With programmatic dependent
-     * launch the weights stream in while the previous kernel of the stream
-     * drains; A, C and the workspace only after it has completed. */
+     * launch the weights of the first stage(s) stream in while the previous
+     * kernel of the stream drains; A, C and the workspace are touched only
+     * after it has completed. A lane's arrival covers all its earlier
+     * cp.async, so with cp.async B only stage 0's weights go ahead (else
+     * stage 0 would wait for every prologue stage); bulk B completes per
+     * stage by byte count, so all of it goes ahead. */
     const int pro = min(p.stages, n_units);
+    const int pre = p.pdl ? (BULK_B ? pro : 1) : 0;
     if (warp == 0) {
         Cursor c;
         c.init(u_begin, p);
-        for (int s = 0; s < pro; s++) {
-            fill(c, s, true, !p.pdl, true);
+        for (int s = 0; s < pre; s++) {
+            fill(c, s, true, false, false);
             c.advance(p);
         }
     }
     if (p.pdl) {
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
         asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-        if (warp == 0) {
-            Cursor c;
-            c.init(u_begin, p);
-            for (int s = 0; s < pro; s++) {
-                fill(c, s, false, true, false);
-                c.advance(p);
-            }
+    }
+    if (warp == 0) {
+        Cursor c;
+        c.init(u_begin, p);
+        for (int s = 0; s < pro; s++) {
+            fill(c, s, s >= pre, true, true);
+            c.advance(p);
         }
     }
 
@@ -906,7 +927,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
             if (__shfl_sync(0xffffffffu, last, 0)) {
                 /* The other warps' reads (generic proxy) are ordered before
                  * the copy engine's writes (async proxy). */
-                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+                if (BULK_B) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
                 fill(lc, st, true, true, true);
             }
             lc.advance(p);
@@ -928,27 +949,28 @@ typedef void (*kernel_fn)(DenseParams);
 
 struct KernelEntry {
     int mb, nb, kb;
-    kernel_fn grouped, channel;           /* cp.async pipeline */
-    kernel_fn bulk_grouped, bulk_channel; /* bulk-copy pipeline (sm_90) */
+    kernel_fn fn[3][2]; /* [pipeline - 1][grouped] */
 };
 
 #define MK_ENTRY(mb, nb, kb)                                                                  \
     {mb,                                                                                      \
      nb,                                                                                      \
      kb,                                                                                      \
-     dense_kernel<mb, nb, kb, true>,                                                          \
-     dense_kernel<mb, nb, kb, false>,                                                         \
-     dense_bulk_kernel<mb, nb, kb, true>,                                                     \
-     dense_bulk_kernel<mb, nb, kb, false>},
+     {{dense_kernel<mb, nb, kb, false>, dense_kernel<mb, nb, kb, true>},                      \
+      {dense_mbar_kernel<mb, nb, kb, false, false>, dense_mbar_kernel<mb, nb, kb, true, false>}, \
+      {dense_mbar_kernel<mb, nb, kb, false, true>, dense_mbar_kernel<mb, nb, kb, true, true>}}},
 const KernelEntry kKernels[] = {MARLIN_DENSE_TILE_LIST(MK_ENTRY)};
 #undef MK_ENTRY
 constexpr int kNumKernels = sizeof kKernels / sizeof kKernels[0];
+
+/* The pipeline MARLIN_DENSE_PIPE_AUTO runs on sm_90+ (docs/perf.md). */
+constexpr int MK_DENSE_AUTO_PIPE_SM90 = MARLIN_DENSE_PIPE_MBAR;
 
 /* Per (device, kernel, scale mode, pipeline): bytes the
  * MaxDynamicSharedMemorySize attribute was raised to (0: never). Atomic:
  * several host threads may launch; setting it twice is harmless. */
 constexpr int kMaxDev = 16;
-std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2][2];
+std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2][3];
 
 } // namespace
 
@@ -994,14 +1016,15 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "dense gemm: no instantiated kernel for tile m_blocks=%d n=%d k=%d "
                            "(see marlin_dense_tiles)",
                            t.m_blocks, t.n, t.k);
-    if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_BULK)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 2]",
+    if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_MBAR)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 3]",
                            t.pipeline);
-    const bool bulk = t.pipeline == MARLIN_DENSE_PIPE_BULK ||
-                      (t.pipeline == MARLIN_DENSE_PIPE_AUTO && d->cc_major >= 9);
-    if (bulk && d->cc_major < 9)
+    int pipe = t.pipeline;
+    if (pipe == MARLIN_DENSE_PIPE_AUTO)
+        pipe = d->cc_major >= 9 ? MK_DENSE_AUTO_PIPE_SM90 : MARLIN_DENSE_PIPE_CPASYNC;
+    if (pipe != MARLIN_DENSE_PIPE_CPASYNC && d->cc_major < 9)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: the bulk-copy pipeline needs sm_90+, device %d is sm_%d%d",
+                           "dense gemm: pipeline %d needs sm_90+, device %d is sm_%d%d", pipe,
                            dev, d->cc_major, d->cc_minor);
     if (t.blocks_per_sm < 0 || t.blocks_per_sm > 2)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
@@ -1011,8 +1034,9 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "dense gemm: tile n=%d does not divide n=%lld", t.n, (long long)a->n);
     const KernelEntry &ke = kKernels[ki];
     const bool grouped = marlin_pack_scales_grouped(a->k, a->group_size);
-    const int stage_bytes = bulk ? MARLIN_DENSE_BULK_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped)
-                                 : MARLIN_DENSE_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped);
+    const int stage_bytes = pipe != MARLIN_DENSE_PIPE_CPASYNC
+                                ? MARLIN_DENSE_MBAR_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped)
+                                : MARLIN_DENSE_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped);
     int stages = t.stages;
     if (stages == 0) {
         stages = (int)((d->smem_optin - MARLIN_DENSE_RED_BYTES - 1024) / stage_bytes);
@@ -1087,11 +1111,10 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.evict_first = (m_chunks == 1);
     p.pdl = (a->pdl && d->cc_major >= 9) ? 1 : 0;
 
-    kernel_fn fn = bulk ? (grouped ? ke.bulk_grouped : ke.bulk_channel)
-                        : (grouped ? ke.grouped : ke.channel);
+    kernel_fn fn = ke.fn[pipe - 1][grouped ? 1 : 0];
     const int threads = MARLIN_DENSE_THREADS;
     std::atomic<int> *set =
-        (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0][bulk ? 1 : 0] : NULL;
+        (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0][pipe - 1] : NULL;
     if (!set || set->load(std::memory_order_relaxed) < smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

@@ -60,7 +60,7 @@ int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
 static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t smem_optin,
                            int bps) {
     /* The larger of the two pipelines' stages, so either one fits. */
-    const int64_t stage = MARLIN_DENSE_BULK_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
+    const int64_t stage = MARLIN_DENSE_MBAR_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
                                                         grouped ? 1 : 0);
     int64_t per_block = smem_optin;
     if (bps > 1) {

@@ -30,9 +30,9 @@
 /* Upper bound of a kernel's static shared memory (mbarriers, a flag). */
 #define MARLIN_DENSE_STATIC_SMEM 256
 
-/* The bulk-copy pipeline (sm_90, same 8 warps): its A rows are padded by 16 bytes in shared memory (a bulk copy cannot
- * swizzle; the pad keeps ldmatrix free of bank conflicts). */
-#define MARLIN_DENSE_BULK_STAGE_BYTES(mb, nb, kb, grouped)                   \
+/* The mbarrier pipelines (sm_90, same 8 warps) pad each A row by 16 bytes
+ * in shared memory instead of swizzling (conflict-free ldmatrix). */
+#define MARLIN_DENSE_MBAR_STAGE_BYTES(mb, nb, kb, grouped)                   \
     (MARLIN_DENSE_STAGE_BYTES(mb, nb, kb, grouped) + 16 * (mb) * 16)
 
 /* Shared memory of one pipeline stage, in bytes: A (16*mb x 16*kb fp16),

@@ -128,14 +128,16 @@ marlin_status marlin_gpu_fill(void *dst_dev, marlin_fill_kind kind,
 
 /* How a dense kernel moves weights and activations into shared memory. */
 typedef enum marlin_dense_pipeline {
-    MARLIN_DENSE_PIPE_AUTO = 0,    /* BULK on sm_90+, CPASYNC before */
-    MARLIN_DENSE_PIPE_CPASYNC = 1, /* every thread issues 16-byte cp.async
-                                      (sm_80+) */
-    MARLIN_DENSE_PIPE_BULK = 2     /* a producer warp issues cp.async.bulk
-                                      copies completing on mbarriers (sm_90+
-                                      only: forcing it on an older GPU is
-                                      MARLIN_ERR_INVALID_ARG) */
+    MARLIN_DENSE_PIPE_AUTO = 0,    /* the best measured one for the GPU */
+    MARLIN_DENSE_PIPE_CPASYNC = 1, /* every thread issues 16-byte cp.async,
+                                      a block barrier per stage (sm_80+) */
+    MARLIN_DENSE_PIPE_BULK = 2,    /* mbarrier stages refilled by the last
+                                      warp done with them; B by
+                                      cp.async.bulk (sm_90+) */
+    MARLIN_DENSE_PIPE_MBAR = 3     /* the same, all copies by cp.async
+                                      (sm_90+) */
 } marlin_dense_pipeline;
+/* Forcing an sm_90+ pipeline on an older GPU is MARLIN_ERR_INVALID_ARG. */
 
 /* One threadblock tile of the dense kernel. Only combinations with an
  * instantiated kernel are accepted (marlin_dense_tiles lists them). */

@@ -487,12 +487,15 @@ static int gpu_teardown(void **state) {
         }                                                                          \
     } while (0)
 
-/* The shared-memory pipelines this GPU runs: cp.async everywhere, bulk
- * copies on sm_90+. Returns the count. */
-static int gpu_pipelines(int out[2]) {
+/* The shared-memory pipelines this GPU runs: cp.async everywhere, the
+ * mbarrier ones on sm_90+. Returns the count. */
+static int gpu_pipelines(int out[3]) {
     int n = 0;
     out[n++] = MARLIN_DENSE_PIPE_CPASYNC;
-    if (g_gpu.info.cc_major >= 9) out[n++] = MARLIN_DENSE_PIPE_BULK;
+    if (g_gpu.info.cc_major >= 9) {
+        out[n++] = MARLIN_DENSE_PIPE_BULK;
+        out[n++] = MARLIN_DENSE_PIPE_MBAR;
+    }
     return n;
 }
 
@@ -735,7 +738,7 @@ static void test_kernels_gpu_all_tiles(void **state) {
     NEED_GPU();
     marlin_dense_tile tiles[64];
     int nt = marlin_dense_tiles(tiles, 64);
-    int pipes[2];
+    int pipes[3];
     const int npipes = gpu_pipelines(pipes);
     const uint64_t base = marlin_test_seed(0x74696c6573ull);
     const int32_t groups[] = {64, -1};
@@ -841,13 +844,15 @@ static void test_kernels_gpu_errors(void **state) {
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     t = (marlin_dense_tile){1, 128, 128, 4, 3, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 1, 3}; /* no such pipeline */
+    t = (marlin_dense_tile){1, 128, 128, 4, 1, 4}; /* no such pipeline */
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "pipeline"));
-    if (g_gpu.info.cc_major < 9) { /* bulk copies need sm_90 */
+    if (g_gpu.info.cc_major < 9) { /* the mbarrier pipelines need sm_90 */
         t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK};
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
         assert_non_null(strstr(err.msg, "sm_90"));
+        t.pipeline = MARLIN_DENSE_PIPE_MBAR;
+        assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     }
     b = a;
     b.n = 192; /* valid shape, but a forced 256-wide tile does not divide it */
@@ -913,7 +918,7 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     a2.m = m2;
     a2.C = C2dev;
     /* Each pipeline the GPU runs, with the automatic tile otherwise. */
-    int pipes[2];
+    int pipes[3];
     const int npipes = gpu_pipelines(pipes);
     for (int pi = 0; pi < npipes; pi++) {
         marlin_dense_tile t1, t2;

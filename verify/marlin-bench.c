@@ -110,8 +110,8 @@ static void usage(FILE *f) {
             "  --device N        CUDA device (default 0)\n"
             "  --no-pdl          never use programmatic dependent launch (sm_90+: by\n"
             "                    default models mode times both, other modes use it)\n"
-            "  --pipeline P      auto (default), cpasync or bulk: the dense kernel's\n"
-            "                    shared-memory pipeline (bulk needs sm_90+)\n"
+            "  --pipeline P      auto (default), cpasync, bulk or mbar: the dense\n"
+            "                    kernel's shared-memory pipeline (bulk, mbar: sm_90+)\n"
             "  -v, --verbose     per-layer lines\n"
             "  -h, --help        this help;  -V, --version  the version\n"
             "\n"
@@ -242,8 +242,10 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
                 o->pipeline = MARLIN_DENSE_PIPE_CPASYNC;
             else if (!strcmp(v, "bulk"))
                 o->pipeline = MARLIN_DENSE_PIPE_BULK;
+            else if (!strcmp(v, "mbar"))
+                o->pipeline = MARLIN_DENSE_PIPE_MBAR;
             else {
-                *exit_code = usage_error("unknown pipeline '%s' (auto, cpasync, bulk)", v);
+                *exit_code = usage_error("unknown pipeline '%s' (auto, cpasync, bulk, mbar)", v);
                 return 1;
             }
             i++;
@@ -479,6 +481,7 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
     snprintf(buf, cap, "%dx%dx%d/s%d/b%d/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
              t->blocks_per_sm,
              pipe == MARLIN_DENSE_PIPE_BULK      ? "bulk"
+             : pipe == MARLIN_DENSE_PIPE_MBAR    ? "mbar"
              : pipe == MARLIN_DENSE_PIPE_CPASYNC ? "cpasync"
                                                  : "auto");
 }
