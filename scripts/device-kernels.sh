@@ -8,7 +8,10 @@
 #                (there): bash run.sh [quick|full|explore]   writes everything
 #                  to $OUT/results.tgz and prints the summaries last.
 #                  full = MARLIN_KERNEL_TEST_FULL sweep; RACECHECK=0 skips
-#                  racecheck; SUSTAINED_SECONDS (default 60).
+#                  racecheck; SUSTAINED_SECONDS (default 60); COMPARE_PIPES
+#                  (default "cpasync bulk") are timed beside the automatic
+#                  choice; TUNE_PIPE (default mbar) is swept by --mode tune;
+#                  NCU_KERNEL (default dense_mbar_kernel) is profiled.
 #                  explore = a development pass: default test sweep, models
 #                  for both shared-memory pipelines (bulk, cpasync), a short
 #                  tune of the bulk pipeline, ncu at m=16; no sanitizers, no
@@ -89,45 +92,68 @@ if [ "$mode" = explore ]; then
   exit 0
 fi
 
+# quick|full: the confirmation pass. Ordered by importance, each step
+# time-limited, so a call cut short keeps the results that matter most.
+log "smoke (quick subset)"
+MARLIN_KERNEL_TEST_QUICK=1 timeout 40 ./test_kernels > "$R/smoke.log" 2>&1
+rc=$?
+echo "smoke rc=$rc"
+if [ $rc -eq 124 ]; then
+  kill $smi 2>/dev/null
+  tail -20 "$R/smoke.log"
+  log "abandoned: smoke run timed out"
+  exit 1
+fi
 log "tests ($mode)"
 if [ "$mode" = full ]; then export MARLIN_KERNEL_TEST_FULL=1; fi
-MARLIN_KERNEL_TEST_DUMP=$R timeout 300 ./test_kernels > "$R/test.log" 2>&1
+MARLIN_KERNEL_TEST_DUMP=$R timeout 150 ./test_kernels > "$R/test.log" 2>&1
 echo "test_kernels rc=$?"
 unset MARLIN_KERNEL_TEST_FULL
 
+log "bench models (auto)"
+timeout 90 ./marlin-bench --mode models -v --samples 20 --csv "$R/models.csv" \
+  --plot "$R/models.png" > "$R/models.txt" 2>&1
+echo "models rc=$?"
+# The other pipelines on the same card, same call: the baseline and the
+# alternatives the automatic choice was made against.
+for pipe in ${COMPARE_PIPES:-cpasync bulk}; do
+  log "bench models ($pipe)"
+  timeout 45 ./marlin-bench --mode models -v --model llama2-7b,llama2-70b \
+    --batch 1,16,32,64,128 --samples 15 --pipeline $pipe --csv "$R/models_$pipe.csv" \
+    > "$R/models_$pipe.txt" 2>&1
+  echo "models $pipe rc=$?"
+done
+log "bench tune"
+timeout 60 ./marlin-bench --mode tune --model llama2-7b,llama2-70b --batch 1,16,64,128 \
+  --samples 10 --pipeline ${TUNE_PIPE:-mbar} --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
+echo "tune rc=$?"
+log "bench peak"
+timeout 40 ./marlin-bench --mode peak --samples 15 --csv "$R/peak.csv" --plot "$R/peak.png" \
+  > "$R/peak.txt" 2>&1
+echo "peak rc=$?"
+secs=${SUSTAINED_SECONDS:-60}
+log "bench sustained ${secs}s"
+timeout $((secs + 30)) ./marlin-bench --mode sustained --model llama2-7b --seconds "$secs" \
+  --csv "$R/sustained.csv" --plot "$R/sustained.png" > "$R/sustained.txt" 2>&1
+echo "sustained rc=$?"
+
 log memcheck
-MARLIN_KERNEL_TEST_QUICK=1 timeout 200 compute-sanitizer --tool memcheck --leak-check no \
+MARLIN_KERNEL_TEST_QUICK=1 timeout 60 compute-sanitizer --tool memcheck --leak-check no \
   ./test_kernels > "$R/memcheck.log" 2>&1
 echo "memcheck rc=$?"
 if [ "${RACECHECK:-1}" = 1 ]; then
   log racecheck
-  MARLIN_KERNEL_TEST_QUICK=1 timeout 200 compute-sanitizer --tool racecheck \
+  MARLIN_KERNEL_TEST_QUICK=1 timeout 90 compute-sanitizer --tool racecheck \
     ./test_kernels > "$R/racecheck.log" 2>&1
   echo "racecheck rc=$?"
 fi
 
-log "bench tune"
-timeout 150 ./marlin-bench --mode tune --model llama2-7b,llama2-70b --samples 20 \
-  --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
-echo "tune rc=$?"
-log "bench models"
-timeout 120 ./marlin-bench --mode models -v --csv "$R/models.csv" --plot "$R/models.png" \
-  > "$R/models.txt" 2>&1
-echo "models rc=$?"
-log "bench peak"
-timeout 90 ./marlin-bench --mode peak --csv "$R/peak.csv" --plot "$R/peak.png" > "$R/peak.txt" 2>&1
-echo "peak rc=$?"
-secs=${SUSTAINED_SECONDS:-60}
-log "bench sustained ${secs}s"
-timeout $((secs + 60)) ./marlin-bench --mode sustained --model llama2-7b --seconds "$secs" \
-  --csv "$R/sustained.csv" --plot "$R/sustained.png" > "$R/sustained.txt" 2>&1
-echo "sustained rc=$?"
-log "ncu (decode m=16 and m=128 layers of Llama-2-7B)"
+log "ncu (Llama-2-7B qkv, m=16 and m=128)"
 for mb in 16 128; do
-  timeout 90 ncu --kernel-name regex:dense_kernel --launch-skip 40 --launch-count 1 \
-    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-    --section WarpStateStats --section LaunchStats --section InstructionStats \
-    --section SchedulerStats \
+  timeout 40 ncu --kernel-name "regex:${NCU_KERNEL:-dense_mbar_kernel}" --launch-skip 40 \
+    --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats \
+    --section LaunchStats --section InstructionStats --section SchedulerStats \
+    --print-details all \
     ./marlin-bench --mode models --model llama2-7b --batch $mb --samples 3 --no-pdl \
     > "$R/ncu_m$mb.txt" 2>&1
   echo "ncu m=$mb rc=$?"
@@ -139,9 +165,12 @@ tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" .
 echo "------------------------------------------------------------ summaries"
 grep -E "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -30
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$R/memcheck.log" "$R/racecheck.log" 2>/dev/null
-grep -E "tune total" "$R/tune.txt" | head -12
 grep -v "^  " "$R/models.txt"
+for pipe in ${COMPARE_PIPES:-cpasync bulk}; do
+  echo "# $pipe"; grep -v "^  " "$R/models_$pipe.txt" | grep -v '^#'
+done
+grep -E "tune total|loses" "$R/tune.txt" | head -24
 cat "$R/peak.txt"
-tail -4 "$R/sustained.txt"
-grep -hE "dense_kernel|DRAM Throughput|Duration|Elapsed Cycles|SM Active Cycles|Issued Warp|Executed Instructions  " "$R"/ncu_m*.txt | head -30
+tail -3 "$R/sustained.txt"
+grep -hE "dense_|DRAM Throughput|Duration|SM Active Cycles|Issued Warp|Executed Instructions  |No Eligible" "$R"/ncu_m*.txt | head -24
 echo "TEST VERDICT: $(grep -c '^FAIL' "$R/test.log") failing cases; $(grep -cE '^\[  FAILED' "$R/test.log") failed-suite lines; sanitizers: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$R/memcheck.log" "$R/racecheck.log" 2>/dev/null | tr '\n' ' ')"
