@@ -653,11 +653,16 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
  *   same way (BULK_B false: 32 cp.async per lane per 16 KB) or as one
  *   cp.async.bulk per B row issued by lane 0 (BULK_B true), completing as
  *   transaction bytes on the same barrier.
- * Measured on the H100 (docs/perf.md): a first version that also copied
- * each A row with its own bulk copy lost 2x at m >= 32 (the copies are
- * issued one at a time), and a dedicated producer warp would make 9 warps a
- * block, which caps registers at 96 (two blocks) or 168 (one): 3 or 5 warps
- * then share one SM sub-partition's register file; ptxas spilled at both.
+ * Measured on the H100 (docs/perf.md, runs 4-5): both variants issue ~16%
+ * fewer instructions than dense_kernel at m = 16, yet run 2-20% slower on
+ * every Llama-2-7B/70B layer at m = 1..128 with PDL (waits on "full" spin
+ * in try_wait, the refilling warp lags, PDL overlaps less), so they are
+ * options (marlin_dense_tile.pipeline), not the automatic choice. A first
+ * version that copied each A row with its own bulk copy lost 2x at m >= 32
+ * (bulk copies from divergent lanes are issued one at a time), and a
+ * dedicated producer warp would make 9 warps a block, which caps registers
+ * at 96 (two blocks) or 168 (one): 3 or 5 warps then share one SM
+ * sub-partition's register file; ptxas spilled at both.
  * A rows are padded to 2*KB+1 int4 (no XOR swizzle needed: the pad keeps
  * ldmatrix free of bank conflicts, and a bulk copy could not swizzle).
  */
@@ -949,7 +954,7 @@ typedef void (*kernel_fn)(DenseParams);
 
 struct KernelEntry {
     int mb, nb, kb;
-    kernel_fn fn[3][2]; /* [pipeline - 1][grouped] */
+    kernel_fn fn[3][2]; /* [pipeline - 1][grouped]: CPASYNC, BULK (bulk B), MBAR */
 };
 
 #define MK_ENTRY(mb, nb, kb)                                                                  \
@@ -957,14 +962,16 @@ struct KernelEntry {
      nb,                                                                                      \
      kb,                                                                                      \
      {{dense_kernel<mb, nb, kb, false>, dense_kernel<mb, nb, kb, true>},                      \
-      {dense_mbar_kernel<mb, nb, kb, false, false>, dense_mbar_kernel<mb, nb, kb, true, false>}, \
-      {dense_mbar_kernel<mb, nb, kb, false, true>, dense_mbar_kernel<mb, nb, kb, true, true>}}},
+      {dense_mbar_kernel<mb, nb, kb, false, true>, dense_mbar_kernel<mb, nb, kb, true, true>},   \
+      {dense_mbar_kernel<mb, nb, kb, false, false>, dense_mbar_kernel<mb, nb, kb, true, false>}}},
 const KernelEntry kKernels[] = {MARLIN_DENSE_TILE_LIST(MK_ENTRY)};
 #undef MK_ENTRY
 constexpr int kNumKernels = sizeof kKernels / sizeof kKernels[0];
 
-/* The pipeline MARLIN_DENSE_PIPE_AUTO runs on sm_90+ (docs/perf.md). */
-constexpr int MK_DENSE_AUTO_PIPE_SM90 = MARLIN_DENSE_PIPE_MBAR;
+/* The pipeline MARLIN_DENSE_PIPE_AUTO runs on sm_90+. Measured on the H100
+ * (docs/perf.md, run 5, one call): cp.async beat both mbarrier pipelines on
+ * every Llama-2-7B/70B layer at m = 1..128 with PDL (by 2-20%). */
+constexpr int MK_DENSE_AUTO_PIPE_SM90 = MARLIN_DENSE_PIPE_CPASYNC;
 
 /* Per (device, kernel, scale mode, pipeline): bytes the
  * MaxDynamicSharedMemorySize attribute was raised to (0: never). Atomic:
@@ -1049,7 +1056,10 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            stages, stage_bytes, MARLIN_DENSE_MIN_STAGES, MARLIN_DENSE_MAX_STAGES,
                            dev);
     const int smem = stages * stage_bytes + MARLIN_DENSE_RED_BYTES;
-    if (smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin) /* + the kernel's static smem */
+    /* + the kernel's static shared memory (16 bytes for cp.async, mbarriers
+     * and counters for the others) */
+    if (smem + (pipe == MARLIN_DENSE_PIPE_CPASYNC ? 64 : MARLIN_DENSE_STATIC_SMEM) >
+        d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d stages need %d bytes of shared memory, device %d "
                            "allows %lld",

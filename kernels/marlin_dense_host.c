@@ -59,15 +59,16 @@ int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
  * and the system reserves 1 KB per resident block. */
 static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t smem_optin,
                            int bps) {
-    /* The larger of the two pipelines' stages, so either one fits. */
-    const int64_t stage = MARLIN_DENSE_MBAR_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
-                                                        grouped ? 1 : 0);
+    /* Sized for the cp.async pipeline (what the automatic choice runs); a
+     * forced mbarrier pipeline checks its slightly larger stages itself. */
+    const int64_t stage = MARLIN_DENSE_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
+                                                   grouped ? 1 : 0);
     int64_t per_block = smem_optin;
     if (bps > 1) {
         int64_t b = (smem_optin + 1024) / bps - 1024;
         if (b < per_block) per_block = b;
     }
-    int64_t s = (per_block - MARLIN_DENSE_RED_BYTES - MARLIN_DENSE_STATIC_SMEM) / stage;
+    int64_t s = (per_block - MARLIN_DENSE_RED_BYTES - 64) / stage;
     if (s > MARLIN_DENSE_MAX_STAGES) s = MARLIN_DENSE_MAX_STAGES;
     return (int)s;
 }

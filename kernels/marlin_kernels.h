@@ -128,7 +128,8 @@ marlin_status marlin_gpu_fill(void *dst_dev, marlin_fill_kind kind,
 
 /* How a dense kernel moves weights and activations into shared memory. */
 typedef enum marlin_dense_pipeline {
-    MARLIN_DENSE_PIPE_AUTO = 0,    /* the best measured one for the GPU */
+    MARLIN_DENSE_PIPE_AUTO = 0,    /* the best measured one: CPASYNC (on the
+                                      H100 too, docs/perf.md) */
     MARLIN_DENSE_PIPE_CPASYNC = 1, /* every thread issues 16-byte cp.async,
                                       a block barrier per stage (sm_80+) */
     MARLIN_DENSE_PIPE_BULK = 2,    /* mbarrier stages refilled by the last

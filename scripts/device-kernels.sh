@@ -9,9 +9,9 @@
 #                  to $OUT/results.tgz and prints the summaries last.
 #                  full = MARLIN_KERNEL_TEST_FULL sweep; RACECHECK=0 skips
 #                  racecheck; SUSTAINED_SECONDS (default 60); COMPARE_PIPES
-#                  (default "cpasync bulk") are timed beside the automatic
-#                  choice; TUNE_PIPE (default mbar) is swept by --mode tune;
-#                  NCU_KERNEL (default dense_mbar_kernel) is profiled.
+#                  (default "bulk mbar") are timed beside the automatic
+#                  choice; TUNE_PIPE (default cpasync) is swept by --mode
+#                  tune; NCU_KERNEL (default dense_kernel) is profiled.
 #                  explore = a development pass: default test sweep, models
 #                  for both shared-memory pipelines (bulk, cpasync), a short
 #                  tune of the bulk pipeline, ncu at m=16; no sanitizers, no
@@ -116,7 +116,7 @@ timeout 90 ./marlin-bench --mode models -v --samples 20 --csv "$R/models.csv" \
 echo "models rc=$?"
 # The other pipelines on the same card, same call: the baseline and the
 # alternatives the automatic choice was made against.
-for pipe in ${COMPARE_PIPES:-cpasync bulk}; do
+for pipe in ${COMPARE_PIPES:-bulk mbar}; do
   log "bench models ($pipe)"
   timeout 45 ./marlin-bench --mode models -v --model llama2-7b,llama2-70b \
     --batch 1,16,32,64,128 --samples 15 --pipeline $pipe --csv "$R/models_$pipe.csv" \
@@ -125,7 +125,7 @@ for pipe in ${COMPARE_PIPES:-cpasync bulk}; do
 done
 log "bench tune"
 timeout 60 ./marlin-bench --mode tune --model llama2-7b,llama2-70b --batch 1,16,64,128 \
-  --samples 10 --pipeline ${TUNE_PIPE:-mbar} --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
+  --samples 10 --pipeline ${TUNE_PIPE:-cpasync} --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
 echo "tune rc=$?"
 log "bench peak"
 timeout 40 ./marlin-bench --mode peak --samples 15 --csv "$R/peak.csv" --plot "$R/peak.png" \
@@ -150,7 +150,7 @@ fi
 
 log "ncu (Llama-2-7B qkv, m=16 and m=128)"
 for mb in 16 128; do
-  timeout 40 ncu --kernel-name "regex:${NCU_KERNEL:-dense_mbar_kernel}" --launch-skip 40 \
+  timeout 40 ncu --kernel-name "regex:${NCU_KERNEL:-dense_kernel}" --launch-skip 40 \
     --launch-count 1 --section SpeedOfLight --section Occupancy --section WarpStateStats \
     --section LaunchStats --section InstructionStats --section SchedulerStats \
     --print-details all \
@@ -166,7 +166,7 @@ echo "------------------------------------------------------------ summaries"
 grep -E "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -30
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$R/memcheck.log" "$R/racecheck.log" 2>/dev/null
 grep -v "^  " "$R/models.txt"
-for pipe in ${COMPARE_PIPES:-cpasync bulk}; do
+for pipe in ${COMPARE_PIPES:-bulk mbar}; do
   echo "# $pipe"; grep -v "^  " "$R/models_$pipe.txt" | grep -v '^#'
 done
 grep -E "tune total|loses" "$R/tune.txt" | head -24
