@@ -22,7 +22,8 @@
  *
  * Statuses used by the GPU entry points (stable, tools and tests compare):
  *   MARLIN_ERR_INVALID_ARG  NULL or misaligned pointer, workspace too small,
- *                           a forced tile that has no instantiated kernel
+ *                           a forced tile that has no instantiated kernel or
+ *                           a pipeline the GPU cannot run
  *   MARLIN_ERR_SHAPE        shape outside the contract (see
  *                           marlin_dense_check_shape)
  *   MARLIN_ERR_UNSUPPORTED  built without CUDA; GPU older than sm_80; or no
@@ -153,7 +154,7 @@ typedef struct marlin_dense_tile {
 
 /* Instantiated tile shapes (stages, blocks_per_sm and pipeline free): writes
  * up to `cap` entries (those three 0) and returns the total count. Every
- * shape exists for both pipelines. */
+ * shape exists for every pipeline. */
 int marlin_dense_tiles(marlin_dense_tile *out, int cap);
 
 /* The tile the automatic heuristic picks for this problem on a GPU with
