@@ -84,12 +84,14 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(a, "--gpu-available")) {
             marlin_error err;
+            marlin_gpu_info info;
             marlin_error_clear(&err);
-            marlin_status st = marlin_gpu_probe(0, NULL, &err);
+            marlin_status st = marlin_gpu_probe(0, &info, &err);
             if (st != MARLIN_OK) {
                 fprintf(stderr, "%s: %s\n", TOOL, err.msg);
                 return MARLIN_EXIT_RUNTIME;
             }
+            printf("%s\n", info.name);
             return 0;
         }
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) level = 0;
