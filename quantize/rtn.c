@@ -83,8 +83,8 @@ typedef struct rtn_job {
     rtn_fail *fail; /* one per thread index */
 } rtn_job;
 
-/* Quantizes rows [r0, r1); `buf` holds k floats. Returns MARLIN_OK or the
- * failure (with f filled). */
+/* Quantizes rows [r0, r1); `buf` holds 3k floats (a row, then the fit's
+ * scratch). Returns MARLIN_OK or the failure (with f filled). */
 MQ_CLONES
 static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
                               float *buf, rtn_fail *f) {
@@ -111,7 +111,7 @@ static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
             const float *xg = x + t * g;
             uint16_t bits;
             float s;
-            if (!mq_fit_scale(xg, NULL, g, J->clip, &bits, &s)) {
+            if (!mq_fit_scale(xg, NULL, g, J->clip, buf + k, &bits, &s)) {
                 f->st = MARLIN_ERR_NUMERIC;
                 f->row = r;
                 f->where = t;
@@ -127,14 +127,11 @@ static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
 static void rtn_chunk(void *arg, int64_t begin, int64_t end, int ti) {
     const rtn_job *J = arg;
     rtn_fail *f = &J->fail[ti];
-    float *buf = NULL;
-    if (J->dtype != MARLIN_DT_F32 || J->prune != MARLIN_PRUNE_NONE) {
-        buf = malloc((size_t)J->k * sizeof(float));
-        if (!buf) {
-            f->st = MARLIN_ERR_NOMEM;
-            f->row = begin;
-            return;
-        }
+    float *buf = malloc((size_t)J->k * 3 * sizeof(float));
+    if (!buf) {
+        f->st = MARLIN_ERR_NOMEM;
+        f->row = begin;
+        return;
     }
     rtn_rows(J, begin, end, buf, f);
     free(buf);
@@ -145,7 +142,7 @@ marlin_status marlin_rtn_quantize(const void *w, marlin_dtype dtype,
                                   const marlin_rtn_opts *opts, uint8_t *q,
                                   uint16_t *scales, marlin_error *err) {
     marlin_rtn_opts o = opts ? *opts : marlin_rtn_default_opts();
-    int64_t G;
+    int64_t G = 0;
     if (!w || !q || !scales)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "rtn: NULL buffer");
     if (!mq_dtype_ok(dtype))
