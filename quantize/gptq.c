@@ -499,7 +499,7 @@ static void block_chunk(void *arg, int64_t b, int64_t e, int ti) {
     float *scratch = S->ws + (size_t)ti * S->ws_per_thread;
     int64_t r = b;
 #ifdef MQ_HAVE_TILE
-    if (__builtin_cpu_supports("avx2"))
+    if (mq_use_avx2())
         for (; r + MQ_TILE <= e; r += MQ_TILE)
             if (!block_tile(S, r, scratch, ti)) return;
 #endif

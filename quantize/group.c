@@ -18,14 +18,24 @@
 
 #include <stdlib.h>
 
+static int portable_forced; /* tests: run the portable kernels */
+
+void mq_force_portable(bool on) {
+    __atomic_store_n(&portable_forced, on ? 1 : 0, __ATOMIC_RELAXED);
+}
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(MARLIN_NO_AVX2)
 #define MQ_HAVE_AVX2_PATH 1
 #include <immintrin.h>
 /* libgcc / compiler-rt fill the CPU table before main. */
-static inline bool use_avx2(void) { return __builtin_cpu_supports("avx2"); }
+bool mq_use_avx2(void) {
+    return !__atomic_load_n(&portable_forced, __ATOMIC_RELAXED) &&
+           __builtin_cpu_supports("avx2");
+}
 #else
-static inline bool use_avx2(void) { return false; }
+bool mq_use_avx2(void) { return false; }
 #endif
+#define use_avx2 mq_use_avx2
 
 /* Pairwise sum of the lanes, in a fixed order. */
 static float lane_sum(const float *acc) {

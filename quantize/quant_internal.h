@@ -25,15 +25,6 @@
 
 #define MQ_INLINE static inline __attribute__((always_inline))
 
-/* Hot row loops are compiled twice (AVX2, baseline) and picked at load
- * time through an ifunc. */
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && \
-    !defined(MARLIN_NO_CLONES)
-#define MQ_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define MQ_CLONES
-#endif
-
 /* Lanes of the fixed-order float accumulations (a multiple of every vector
  * width we compile for, so the vectorised and scalar loops agree). */
 #define MQ_LANES 16
@@ -91,6 +82,11 @@ bool mq_fit_scale(const float *x, const float *c, int64_t g, bool clip,
                   float *scratch, uint16_t *bits_out, float *s_out);
 /* Index of the first non-finite x[j], or -1. */
 int64_t mq_find_nonfinite(const float *x, int64_t len);
+/* True when the AVX2 kernels run (CPU has AVX2 and not forced off). */
+bool mq_use_avx2(void);
+/* Tests only: force the portable kernels (on) or allow AVX2 again (off).
+ * Results must not change either way. */
+void mq_force_portable(bool on);
 
 /* 2:4 choice within one run of 4: keep[i] = 1 for the 2 entries with the
  * largest key (ties keep the lower index), 0 for the other 2. */

@@ -85,7 +85,6 @@ typedef struct rtn_job {
 
 /* Quantizes rows [r0, r1); `buf` holds 3k floats (a row, then the fit's
  * scratch). Returns MARLIN_OK or the failure (with f filled). */
-MQ_CLONES
 static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
                               float *buf, rtn_fail *f) {
     const int64_t k = J->k, g = J->g;

@@ -12,6 +12,7 @@
 #include "testutil.h"
 
 #include "marlin_quant.h"
+#include "quant_internal.h" /* mq_force_portable, mq_use_avx2 */
 
 #include <fenv.h>
 #include <math.h>
@@ -1282,6 +1283,75 @@ static void test_quant_gptq_rejects(void **state) {
     free(s);
 }
 
+/* The AVX2 kernels (group.c, the GPTQ tile) against the portable ones:
+ * the same bytes, whatever the options. */
+static void test_quant_portable_matches_simd(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED + 18);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    if (!mq_use_avx2())
+        print_message("no AVX2 on this CPU: both runs are portable\n");
+    const int64_t n = 43, k = 512, T = 1024;
+    float *X = make_inputs(&rng, T, k, NULL);
+    float *h = make_hessian(X, T, k, 64);
+    float *w = malloc(sizeof(float) * n * k);
+    fill_weights(&rng, w, n, k);
+    w[7] = 0.0f; /* exact zero, ties */
+    w[8] = 2.5f * marlin_half_to_float(marlin_float_to_half(0.1f));
+    uint8_t *qa = malloc(n * k), *qb = malloc(n * k);
+    uint16_t *sa = malloc(sizeof(uint16_t) * n * k),
+             *sb = malloc(sizeof(uint16_t) * n * k);
+    const int64_t groups[] = {32, 128, -1};
+    for (int gi = 0; gi < 3; gi++)
+        for (int mode = 0; mode < 6; mode++) {
+            int64_t g = groups[gi], G = g == -1 ? 1 : k / g;
+            marlin_gptq_result ra, rb;
+            for (int port = 0; port < 2; port++) {
+                uint8_t *q = port ? qb : qa;
+                uint16_t *s = port ? sb : sa;
+                mq_force_portable(port);
+                if (mode < 3) {
+                    marlin_rtn_opts o = marlin_rtn_default_opts();
+                    o.group_size = g;
+                    o.clip = mode != 0;
+                    o.prune = mode == 2 ? MARLIN_PRUNE_MAGNITUDE
+                                        : MARLIN_PRUNE_NONE;
+                    assert_int_equal(marlin_rtn_quantize(w, MARLIN_DT_F32, n,
+                                                         k, &o, q, s, NULL),
+                                     MARLIN_OK);
+                } else {
+                    marlin_gptq_opts o = marlin_gptq_default_opts();
+                    o.group_size = g;
+                    o.act_order = mode == 4;
+                    o.prune = mode == 5 ? MARLIN_PRUNE_SPARSEGPT
+                                        : MARLIN_PRUNE_NONE;
+                    assert_int_equal(marlin_gptq_quantize(w, MARLIN_DT_F32, n,
+                                                          k, h, &o, q, s,
+                                                          port ? &rb : &ra,
+                                                          NULL),
+                                     MARLIN_OK);
+                }
+            }
+            mq_force_portable(false);
+            MT_ASSERT(seed, memcmp(qa, qb, n * k) == 0,
+                      "g %lld mode %d: codes differ", (long long)g, mode);
+            MT_ASSERT(seed, memcmp(sa, sb, sizeof(uint16_t) * n * G) == 0,
+                      "g %lld mode %d: scales differ", (long long)g, mode);
+            if (mode >= 3)
+                MT_ASSERT(seed, memcmp(&ra.loss, &rb.loss, sizeof(double)) == 0,
+                          "g %lld mode %d: loss %.17g vs %.17g", (long long)g,
+                          mode, ra.loss, rb.loss);
+        }
+    free(X);
+    free(h);
+    free(w);
+    free(qa);
+    free(qb);
+    free(sa);
+    free(sb);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quant_rtn_matches_reference),
@@ -1299,6 +1369,7 @@ int main(void) {
         cmocka_unit_test(test_quant_gptq_deterministic),
         cmocka_unit_test(test_quant_gptq_sparse24),
         cmocka_unit_test(test_quant_gptq_rejects),
+        cmocka_unit_test(test_quant_portable_matches_simd),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
