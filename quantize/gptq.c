@@ -290,7 +290,7 @@ static void prep_chunk(void *arg, int64_t b, int64_t e, int ti) {
             uint16_t bits;
             float s;
             if (!mq_fit_scale(x + t * g, S->clip ? cw : NULL, g, S->clip,
-                              cw + g, &bits, &s)) {
+                              &bits, &s)) {
                 note_fail(&S->fail[ti], MARLIN_ERR_NUMERIC, r, t);
                 return;
             }
@@ -317,16 +317,16 @@ static void prep_chunk(void *arg, int64_t b, int64_t e, int ti) {
 #define MQ_TILE 8 /* rows per tile: one AVX2 vector */
 
 /* Per-thread scratch layout (floats): prep_chunk: [0, k) a row, then g
- * weights and 2g for the fit; the column loop: [0, 8B) the tile, then g for
- * a gathered group, then group_start's 3g. */
+ * clip weights; the column loop: [0, 8B) the tile, then g for a gathered
+ * group, then group_start's g. */
 static size_t scratch_floats(int64_t k, int64_t g, int64_t B) {
-    int64_t a = k + 3 * g, b = MQ_TILE * B + 4 * g;
+    int64_t a = k + g, b = MQ_TILE * B + 2 * g;
     return (size_t)(a > b ? a : b);
 }
 
 /* Group start of row r at column j: x = the row's current values of
  * columns [j, j+g). SparseGPT chooses the group's masks here; the scale is
- * fitted on the survivors. scratch: 3g floats. Returns false on scale
+ * fitted on the survivors. scratch: g floats. Returns false on scale
  * overflow. */
 static bool group_start(gptq_state *S, int64_t r, int64_t j, const float *x,
                         float *scratch, float *s_out) {
@@ -341,8 +341,8 @@ static bool group_start(gptq_state *S, int64_t r, int64_t j, const float *x,
         fitx = xs;
     }
     uint16_t bits;
-    if (!mq_fit_scale(fitx, S->clip ? S->dinv2 + j : NULL, g, S->clip,
-                      scratch + g, &bits, s_out))
+    if (!mq_fit_scale(fitx, S->clip ? S->dinv2 + j : NULL, g, S->clip, &bits,
+                      s_out))
         return false;
     S->scales[(size_t)(j / g) * (size_t)S->n + (size_t)r] = bits;
     return true;

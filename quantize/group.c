@@ -47,7 +47,7 @@ static float lane_sum(const float *acc) {
 }
 
 /* Early-exit check points, while elements remain: after the first block of
- * 16 (the largest |x| when mq_fit_scale reordered), then every 32. */
+ * 16, then every 32 (a lane sum costs about one block). */
 #define MQ_CHECK_AT(done) ((done) == MQ_LANES || (done) % 32 == 0)
 
 /* ------------------------------------------------------------- portable */
@@ -65,22 +65,35 @@ static float absmax_scalar(const float *x, int64_t g) {
     return m;
 }
 
-/* Adds elements [j, g) to the lanes (the tail, or everything). */
+/* The search's level: round_half_even(clamp(x * r, -8, 7)), r = 1/s in
+ * fp32. The search multiplies by the reciprocal because the divider is the
+ * bottleneck of the search (76 candidates per weight); x * r differs from
+ * x / s by at most an ulp, which can move a level only for x within an ulp
+ * of a rounding midpoint, where both levels have the same error to fp32
+ * precision. The codes are always computed with the division. */
+static inline float level_r(float x, float r) {
+    float t = x * r;
+    t = t < -8.0f ? -8.0f : t;
+    t = t > 7.0f ? 7.0f : t;
+    return (t + MQ_RNE_MAGIC) - MQ_RNE_MAGIC;
+}
+
+/* Adds elements [j, g) to lanes 0, 1, ... (the tail after the blocks). */
 static void loss_tail(const float *x, const float *c, int64_t j, int64_t g,
-                      float s, float *acc) {
+                      float s, float r, float *acc) {
     for (int l = 0; j < g; j++, l = (l + 1) % MQ_LANES) {
-        float d = x[j] - s * mq_level(x[j], s);
+        float d = x[j] - s * level_r(x[j], r);
         acc[l] += c ? (d * d) * c[j] : d * d;
     }
 }
 
 static float loss_scalar(const float *x, const float *c, int64_t g, float s,
-                         float best) {
+                         float r, float best) {
     float acc[MQ_LANES] = {0};
     int64_t j = 0;
     for (; j + MQ_LANES <= g; j += MQ_LANES) {
         for (int l = 0; l < MQ_LANES; l++) {
-            float d = x[j + l] - s * mq_level(x[j + l], s);
+            float d = x[j + l] - s * level_r(x[j + l], r);
             acc[l] += c ? (d * d) * c[j + l] : d * d;
         }
         if (MQ_CHECK_AT(j + MQ_LANES) && j + MQ_LANES < g) {
@@ -88,8 +101,27 @@ static float loss_scalar(const float *x, const float *c, int64_t g, float s,
             if (part > best) return part;
         }
     }
-    loss_tail(x, c, j, g, s, acc);
+    loss_tail(x, c, j, g, s, r, acc);
     return lane_sum(acc);
+}
+
+/* The candidate loop (see mq_fit_scale): returns the winning index. */
+static int search_scalar(const float *x, const float *c, int64_t g,
+                         const float *sv, const float *rv,
+                         const uint16_t *bits) {
+    int best_i = 0;
+    float best = loss_scalar(x, c, g, sv[0], rv[0], INFINITY);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 1; i < MARLIN_CLIP_STEPS; i++) {
+            if ((i % 4 == 0) != (pass == 0) || bits[i] == bits[i - 1])
+                continue;
+            float L = loss_scalar(x, c, g, sv[i], rv[i], best);
+            if (L < best || (L == best && i < best_i)) {
+                best = L;
+                best_i = i;
+            }
+        }
+    return best_i;
 }
 
 static int64_t nonfinite_scalar(const float *x, int64_t len) {
@@ -152,16 +184,21 @@ MQ_AVX2 static inline float lane_sum8x2(__m256 a0, __m256 a1) {
     return _mm_cvtss_f32(x);
 }
 
-MQ_AVX2 static float loss_avx2(const float *x, const float *c, int64_t g,
-                               float s, float best) {
-    const __m256 vs = _mm256_set1_ps(s);
+MQ_AVX2 static inline __attribute__((always_inline)) float
+loss_avx2(const float *x, const float *c, int64_t g, float s, float r,
+          float best) {
+    const __m256 vs = _mm256_set1_ps(s), vr = _mm256_set1_ps(r);
+    const __m256 lo = _mm256_set1_ps(-8.0f), hi = _mm256_set1_ps(7.0f);
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
-    float acc[MQ_LANES];
     int64_t j = 0;
     for (; j + MQ_LANES <= g; j += MQ_LANES) {
         __m256 x0 = _mm256_loadu_ps(x + j), x1 = _mm256_loadu_ps(x + j + 8);
-        __m256 d0 = _mm256_sub_ps(x0, _mm256_mul_ps(vs, level8(x0, vs)));
-        __m256 d1 = _mm256_sub_ps(x1, _mm256_mul_ps(vs, level8(x1, vs)));
+        __m256 t0 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x0, vr), lo), hi);
+        __m256 t1 = _mm256_min_ps(_mm256_max_ps(_mm256_mul_ps(x1, vr), lo), hi);
+        t0 = _mm256_round_ps(t0, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        t1 = _mm256_round_ps(t1, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+        __m256 d0 = _mm256_sub_ps(x0, _mm256_mul_ps(vs, t0));
+        __m256 d1 = _mm256_sub_ps(x1, _mm256_mul_ps(vs, t1));
         d0 = _mm256_mul_ps(d0, d0);
         d1 = _mm256_mul_ps(d1, d1);
         if (c) {
@@ -176,10 +213,29 @@ MQ_AVX2 static float loss_avx2(const float *x, const float *c, int64_t g,
         }
     }
     if (j == g) return lane_sum8x2(a0, a1);
+    float acc[MQ_LANES];
     _mm256_storeu_ps(acc, a0);
     _mm256_storeu_ps(acc + 8, a1);
-    loss_tail(x, c, j, g, s, acc);
+    loss_tail(x, c, j, g, s, r, acc);
     return lane_sum(acc);
+}
+
+MQ_AVX2 static int search_avx2(const float *x, const float *c, int64_t g,
+                               const float *sv, const float *rv,
+                               const uint16_t *bits) {
+    int best_i = 0;
+    float best = loss_avx2(x, c, g, sv[0], rv[0], INFINITY);
+    for (int pass = 0; pass < 2; pass++)
+        for (int i = 1; i < MARLIN_CLIP_STEPS; i++) {
+            if ((i % 4 == 0) != (pass == 0) || bits[i] == bits[i - 1])
+                continue;
+            float L = loss_avx2(x, c, g, sv[i], rv[i], best);
+            if (L < best || (L == best && i < best_i)) {
+                best = L;
+                best_i = i;
+            }
+        }
+    return best_i;
 }
 
 MQ_AVX2 static int64_t nonfinite_avx2(const float *x, int64_t len) {
@@ -218,14 +274,6 @@ float mq_absmax(const float *x, int64_t g) {
     return absmax_scalar(x, g);
 }
 
-float mq_loss(const float *x, const float *c, int64_t g, float s,
-              float best) {
-#ifdef MQ_HAVE_AVX2_PATH
-    if (use_avx2()) return loss_avx2(x, c, g, s, best);
-#endif
-    return loss_scalar(x, c, g, s, best);
-}
-
 int64_t mq_find_nonfinite(const float *x, int64_t len) {
 #ifdef MQ_HAVE_AVX2_PATH
     if (use_avx2()) return nonfinite_avx2(x, len);
@@ -233,43 +281,8 @@ int64_t mq_find_nonfinite(const float *x, int64_t len) {
     return nonfinite_scalar(x, len);
 }
 
-/* Moves the MQ_TOP largest |x| (ties: lower index first) to the front of
- * (xr, cr), the others after them, both parts in index order. */
-#define MQ_TOP 16
-static void top_first(const float *x, const float *c, int64_t g, float *xr,
-                      float *cr) {
-    float top[MQ_TOP]; /* the MQ_TOP largest |x| seen, descending */
-    int nt = 0;
-    for (int64_t j = 0; j < g; j++) {
-        float a = fabsf(x[j]);
-        if (nt == MQ_TOP && !(a > top[MQ_TOP - 1])) continue;
-        int p = nt < MQ_TOP ? nt++ : MQ_TOP - 1;
-        while (p > 0 && top[p - 1] < a) {
-            top[p] = top[p - 1];
-            p--;
-        }
-        top[p] = a;
-    }
-    const float thr = top[MQ_TOP - 1];
-    int64_t above = 0;
-    for (int i = 0; i < MQ_TOP; i++) above += top[i] > thr;
-    int64_t ties = MQ_TOP - above; /* elements equal to thr that go first */
-    int64_t front = 0, back = MQ_TOP;
-    for (int64_t j = 0; j < g; j++) { /* branch-free: ~1/8 go first */
-        float a = fabsf(x[j]);
-        int64_t eq = a == thr;
-        int64_t first = (a > thr) | (eq & (ties > 0));
-        ties -= eq & first;
-        int64_t at = first ? front : back;
-        front += first;
-        back += 1 - first;
-        xr[at] = x[j];
-        if (c) cr[at] = c[j];
-    }
-}
-
 bool mq_fit_scale(const float *x, const float *c, int64_t g, bool clip,
-                  float *scratch, uint16_t *bits_out, float *s_out) {
+                  uint16_t *bits_out, float *s_out) {
     float amax = mq_absmax(x, g);
     if (amax == 0.0f) {
         /* the reference's degenerate range [-1, 1]: scale 2/15 */
@@ -293,29 +306,19 @@ bool mq_fit_scale(const float *x, const float *c, int64_t g, bool clip,
     for (int i = 0; i < MARLIN_CLIP_STEPS; i++)
         if (bits[i] == 0) bits[i] = MQ_SCALE_FLOOR_BITS;
     marlin_half_to_float_n(bits, sv, MARLIN_CLIP_STEPS);
-    /* The largest |x| first: they carry the clipping error, so a candidate
-     * that clips too much exceeds the incumbent after the first block. */
-    if (g >= 2 * MQ_TOP) {
-        top_first(x, c, g, scratch, c ? scratch + g : NULL);
-        x = scratch;
-        if (c) c = scratch + g;
-    }
+    float rv[MARLIN_CLIP_STEPS];
+    for (int i = 0; i < MARLIN_CLIP_STEPS; i++) rv[i] = 1.0f / sv[i];
     /* Evaluation order: the no-clip scale, every 4th candidate (a good
-     * incumbent early, so that the others stop early), then the rest. */
-    int best_i = 0;
-    float best = mq_loss(x, c, g, sv[0], INFINITY);
-    for (int pass = 0; pass < 2; pass++)
-        for (int i = 1; i < MARLIN_CLIP_STEPS; i++) {
-            if ((i % 4 == 0) != (pass == 0)) continue;
-            /* scales are non-increasing in i: an equal scale has an equal
-             * loss and candidate i-1 (or the first of its run) wins */
-            if (bits[i] == bits[i - 1]) continue;
-            float L = mq_loss(x, c, g, sv[i], best);
-            if (L < best || (L == best && i < best_i)) {
-                best = L;
-                best_i = i;
-            }
-        }
+     * incumbent early, so that the others stop early), then the rest; a
+     * candidate with the same fp16 scale as candidate i-1 is skipped (same
+     * loss, and the lower index wins ties). */
+    int best_i;
+#ifdef MQ_HAVE_AVX2_PATH
+    if (use_avx2())
+        best_i = search_avx2(x, c, g, sv, rv, bits);
+    else
+#endif
+        best_i = search_scalar(x, c, g, sv, rv, bits);
     *bits_out = bits[best_i];
     *s_out = sv[best_i];
     return true;

@@ -47,8 +47,10 @@
  * with c_j = 1 for RTN (plain squared error) and c_j = 1 / U_jj^2 for GPTQ
  * (see below). The first candidate with the least loss wins (ties keep the
  * larger scale). Candidate i = 0 is the no-clip scale, so with clipping the
- * loss is never larger than without. Losses are accumulated in fp32 in 16
- * fixed lanes, so the choice is the same on every CPU and thread count.
+ * loss is never larger than without. Losses are fp32 sums in 16 fixed lanes
+ * with levels taken from x * (1/s) (the codes themselves always use x / s;
+ * details in quant_internal.h), so the choice is the same on every CPU and
+ * thread count.
  *
  * Threads: every function taking `threads` splits rows statically
  * (marlin_parallel_for); results are byte-identical for any thread count.

@@ -60,26 +60,20 @@ MQ_INLINE uint8_t mq_code(float w, float s) {
 void mq_codes(const float *x, int64_t g, float s, uint8_t *q);
 /* max |x_j| (x finite). */
 float mq_absmax(const float *x, int64_t g);
-/* Loss of scale s on x[0..g): sum_j c_j (x_j - s * level_j)^2 (c NULL:
- * c_j = 1), accumulated in MQ_LANES fixed lanes (element j of each full
- * block of 16 goes to lane j % 16, the tail after the last full block to
- * lanes 0, 1, ...) and the lanes summed pairwise. May stop early and return a partial sum > best once the partial
- * sum exceeds `best`: every term is >= 0 and fp32 addition is monotone, so
- * a partial sum never exceeds the final one and stopping never changes
- * which candidate wins. */
-float mq_loss(const float *x, const float *c, int64_t g, float s, float best);
 /* Fits the scale of one (row, group) x[0..g) (marlin_quant.h: base scale,
  * all-zero group, floor, clipping candidates with weights c). Writes the
  * fp16 bits and their value; returns false when the base scale overflows
- * fp16 (the caller names row and group). scratch: 2g floats (clip only).
- * The loss of each candidate is summed over a copy of the group with its
- * 16 largest |x| moved to the front (ties: lower index first), the rest in
- * order; candidates are evaluated in the order 0, every 4th, the rest, so
- * that a good incumbent exists early and mq_loss stops early; ties go to
- * the lower index, so the winner is exactly the sequential grid search's
- * over these loss values. */
+ * fp16 (the caller names row and group). How a candidate's loss
+ * sum_j c_j (x_j - s * level_j)^2 is computed (group.c): levels from
+ * x * (1/s) (the codes use x / s); in 16 fixed fp32 lanes (element j of
+ * each full block of 16 in lane j % 16, the tail in lanes 0, 1, ...)
+ * summed pairwise. Candidates are tried in the order 0, every 4th, the
+ * rest, and a sum stops early once a partial sum exceeds the incumbent:
+ * terms are >= 0 and fp32 addition is monotone, so this never changes the
+ * winner, which is exactly the first candidate with the least loss. */
 bool mq_fit_scale(const float *x, const float *c, int64_t g, bool clip,
-                  float *scratch, uint16_t *bits_out, float *s_out);
+                  uint16_t *bits_out, float *s_out);
+
 /* Index of the first non-finite x[j], or -1. */
 int64_t mq_find_nonfinite(const float *x, int64_t len);
 /* True when the AVX2 kernels run (CPU has AVX2 and not forced off). */

@@ -83,8 +83,8 @@ typedef struct rtn_job {
     rtn_fail *fail; /* one per thread index */
 } rtn_job;
 
-/* Quantizes rows [r0, r1); `buf` holds 3k floats (a row, then the fit's
- * scratch). Returns MARLIN_OK or the failure (with f filled). */
+/* Quantizes rows [r0, r1); `buf` holds k floats. Returns MARLIN_OK or the
+ * failure (with f filled). */
 static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
                               float *buf, rtn_fail *f) {
     const int64_t k = J->k, g = J->g;
@@ -110,7 +110,7 @@ static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
             const float *xg = x + t * g;
             uint16_t bits;
             float s;
-            if (!mq_fit_scale(xg, NULL, g, J->clip, buf + k, &bits, &s)) {
+            if (!mq_fit_scale(xg, NULL, g, J->clip, &bits, &s)) {
                 f->st = MARLIN_ERR_NUMERIC;
                 f->row = r;
                 f->where = t;
@@ -126,7 +126,7 @@ static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
 static void rtn_chunk(void *arg, int64_t begin, int64_t end, int ti) {
     const rtn_job *J = arg;
     rtn_fail *f = &J->fail[ti];
-    float *buf = malloc((size_t)J->k * 3 * sizeof(float));
+    float *buf = malloc((size_t)J->k * sizeof(float));
     if (!buf) {
         f->st = MARLIN_ERR_NOMEM;
         f->row = begin;
