@@ -107,7 +107,8 @@ typedef struct gptq_state {
     double *rowd2;    /* (n) |W_dz - Wq|^2 per row (output error) */
     uint8_t *q;
     uint16_t *scales;
-    int64_t i1, i2;   /* current block */
+    int abort;        /* set by a failing thread: the others stop */
+    double *t_col, *t_gemm; /* per thread seconds */
     int nthreads;
     gptq_fail *fail;  /* one per thread */
 } gptq_state;
@@ -315,6 +316,7 @@ static void prep_chunk(void *arg, int64_t b, int64_t e, int ti) {
  */
 
 #define MQ_TILE 8 /* rows per tile: one AVX2 vector */
+#define MQ_PANEL 128 /* rows per sgemm call in the row phase (fixed) */
 
 /* Per-thread scratch layout (floats): prep_chunk: [0, k) a row, then g
  * clip weights; the column loop: [0, 8B) the tile, then g for a gathered
@@ -353,9 +355,9 @@ static inline float static_scale(const gptq_state *S, int64_t r, int64_t j) {
 }
 
 /* One row, columns [i1, i2): the definition of the column step. */
-static void block_row(gptq_state *S, int64_t r, float *scratch, int ti) {
+static void block_row(gptq_state *S, int64_t r, int64_t i1, int64_t i2,
+                      float *scratch, int ti) {
     const int64_t k = S->k, n = S->n, g = S->g;
-    const int64_t i1 = S->i1, i2 = S->i2;
     const bool adaptive =
         S->prune == MARLIN_PRUNE_SPARSEGPT && S->adaptive;
     float *w = S->W + (size_t)r * (size_t)k;
@@ -401,9 +403,10 @@ static void block_row(gptq_state *S, int64_t r, float *scratch, int ti) {
 
 /* Rows [r0, r0 + 8), columns [i1, i2): block_row on 8 rows at once. */
 __attribute__((target("avx2")))
-static bool block_tile(gptq_state *S, int64_t r0, float *scratch, int ti) {
+static bool block_tile(gptq_state *S, int64_t r0, int64_t i1, int64_t i2,
+                       float *scratch, int ti) {
     const int64_t k = S->k, n = S->n, g = S->g, B = S->B;
-    const int64_t i1 = S->i1, i2 = S->i2, bw = i2 - i1;
+    const int64_t bw = i2 - i1;
     const bool adaptive =
         S->prune == MARLIN_PRUNE_SPARSEGPT && S->adaptive;
     float *T = scratch;                 /* (bw, 8): T[jj*8 + r] */
@@ -494,19 +497,64 @@ static bool block_tile(gptq_state *S, int64_t r0, float *scratch, int ti) {
 }
 #endif
 
-static void block_chunk(void *arg, int64_t b, int64_t e, int ti) {
-    gptq_state *S = arg;
-    float *scratch = S->ws + (size_t)ti * S->ws_per_thread;
-    int64_t r = b;
+/* Rows [r0, r1), columns [i1, i2). */
+static bool block_rows(gptq_state *S, int64_t r0, int64_t r1, int64_t i1,
+                       int64_t i2, float *scratch, int ti) {
+    int64_t r = r0;
 #ifdef MQ_HAVE_TILE
     if (mq_use_avx2())
-        for (; r + MQ_TILE <= e; r += MQ_TILE)
-            if (!block_tile(S, r, scratch, ti)) return;
+        for (; r + MQ_TILE <= r1; r += MQ_TILE)
+            if (!block_tile(S, r, i1, i2, scratch, ti)) return false;
 #endif
-    for (; r < e; r++) {
-        block_row(S, r, scratch, ti);
-        if (S->fail[ti].st != MARLIN_OK) return;
+    for (; r < r1; r++) {
+        block_row(S, r, i1, i2, scratch, ti);
+        if (S->fail[ti].st != MARLIN_OK) return false;
     }
+    return true;
+}
+
+/*
+ * The row phase. Given U, GPTQ is independent across rows, so each thread
+ * takes whole panels of MQ_PANEL rows through every block with no barrier:
+ * the column loop, then its own sgemm W[p, i2:] -= E1[p]^T U[i1:i2, i2:].
+ * OpenBLAS runs single-threaded here (set by the caller), and the panels
+ * sit at fixed row offsets, so every sgemm call is the same whatever the
+ * thread count: OpenBLAS's results depend on how a product is partitioned
+ * (measured: slicing the rows of one call differently changes ~3% of the
+ * elements in the last bit), and GPTQ would carry that into the codes.
+ */
+static void solve_panels(void *arg, int64_t p0, int64_t p1, int ti) {
+    gptq_state *S = arg;
+    const int64_t n = S->n, k = S->k;
+    float *scratch = S->ws + (size_t)ti * S->ws_per_thread;
+    double tc = 0, tg = 0;
+    for (int64_t p = p0; p < p1; p++) {
+        const int64_t r0 = p * MQ_PANEL, r1 = r0 + MQ_PANEL < n ? r0 + MQ_PANEL : n;
+        for (int64_t i1 = 0; i1 < k; i1 += S->B) {
+            const int64_t i2 = i1 + S->B < k ? i1 + S->B : k;
+            if (__atomic_load_n(&S->abort, __ATOMIC_RELAXED)) goto out;
+            double t0 = marlin_now();
+            bool ok = block_rows(S, r0, r1, i1, i2, scratch, ti);
+            tc += marlin_now() - t0;
+            if (!ok) {
+                __atomic_store_n(&S->abort, 1, __ATOMIC_RELAXED);
+                goto out;
+            }
+            if (i2 < k) {
+                t0 = marlin_now();
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans,
+                            (int)(r1 - r0), (int)(k - i2), (int)(i2 - i1), -1.0f,
+                            S->ErrT + r0, (int)n,
+                            S->U + (size_t)i1 * (size_t)k + (size_t)i2, (int)k,
+                            1.0f, S->W + (size_t)r0 * (size_t)k + (size_t)i2,
+                            (int)k);
+                tg += marlin_now() - t0;
+            }
+        }
+    }
+out:
+    S->t_col[ti] += tc;
+    S->t_gemm[ti] += tg;
 }
 
 /* |W_dz - Wq|^2 per row (for the output-error identity), and the original
@@ -664,9 +712,11 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
     S.W = malloc(nk * sizeof(float));
     S.U = malloc(kk * sizeof(float));
     S.ErrT = malloc((size_t)n * (size_t)S.B * sizeof(float));
+    S.t_col = calloc((size_t)S.nthreads, sizeof(double));
+    S.t_gemm = calloc((size_t)S.nthreads, sizeof(double));
     float *floor_abs = NULL;
     if (!S.fail || !S.diag || !S.dinv2 || !S.cur_s || !S.rowloss ||
-        !S.rowd2 || !S.ws || !S.W || !S.U || !S.ErrT)
+        !S.rowd2 || !S.ws || !S.W || !S.U || !S.ErrT || !S.t_col || !S.t_gemm)
         goto nomem;
     if (sparse && !(S.keep = malloc(nk))) goto nomem;
     if (o.act_order) {
@@ -802,32 +852,29 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
                 goto done;
             }
         }
-        /* ---- blocks */
+        /* ---- the row phase (one thread of OpenBLAS per caller) */
+        const int64_t panels = (n + MQ_PANEL - 1) / MQ_PANEL;
+        const int blas_threads = openblas_get_num_threads();
+        double tr = marlin_now();
+        openblas_set_num_threads(1);
+        marlin_parallel_for(panels, 1, S.nthreads, solve_panels, &S);
+        openblas_set_num_threads(blas_threads);
+        R->t_rows = marlin_now() - tr;
+        for (int i = 0; i < S.nthreads; i++) {
+            R->t_columns += S.t_col[i] / S.nthreads;
+            R->t_gemm += S.t_gemm[i] / S.nthreads;
+        }
+        if ((f = first_fail(&S)) != NULL) {
+            st = marlin_fail(err, MARLIN_ERR_NUMERIC,
+                             "row %lld, group %lld: scale 2*absmax/15 of "
+                             "the error-updated weights overflows fp16",
+                             (long long)f->row, (long long)f->where);
+            goto done;
+        }
         for (int64_t i1 = 0; i1 < k; i1 += S.B) {
             int64_t i2 = i1 + S.B < k ? i1 + S.B : k, bw = i2 - i1;
-            S.i1 = i1;
-            S.i2 = i2;
-            double tc = marlin_now();
-            marlin_parallel_for(n, 16, S.nthreads, block_chunk, &S);
-            R->t_columns += marlin_now() - tc;
-            if ((f = first_fail(&S)) != NULL) {
-                st = marlin_fail(err, MARLIN_ERR_NUMERIC,
-                                 "row %lld, group %lld: scale 2*absmax/15 of "
-                                 "the error-updated weights overflows fp16",
-                                 (long long)f->row, (long long)f->where);
-                goto done;
-            }
-            R->flops_update += (double)n * (double)bw * (double)(bw - 1);
-            if (i2 < k) {
-                double tg = marlin_now();
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)n,
-                            (int)(k - i2), (int)bw, -1.0f, S.ErrT, (int)n,
-                            S.U + (size_t)i1 * (size_t)k + (size_t)i2, (int)k,
-                            1.0f, S.W + i2, (int)k);
-                R->t_gemm += marlin_now() - tg;
-                R->flops_update +=
-                    2.0 * (double)n * (double)bw * (double)(k - i2);
-            }
+            R->flops_update += (double)n * (double)bw * (double)(bw - 1) +
+                               2.0 * (double)n * (double)bw * (double)(k - i2);
         }
         double sum = 0;
         for (int64_t r = 0; r < n; r++) sum += S.rowloss[r];
@@ -886,6 +933,8 @@ done:
     free(S.W);
     free(S.U);
     free(S.ErrT);
+    free(S.t_col);
+    free(S.t_gemm);
     free(S.keep);
     free(S.perm);
     free(S.iperm);

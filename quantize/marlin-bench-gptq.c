@@ -4,7 +4,9 @@
  * measured in the same run, and RTN throughput in GB/s of fp16 input.
  *
  * Method (docs/design.md "Measuring performance"): random data (never
- * zeros); H = (2/N) X^T X from random X of T tokens (SPD for T >= k);
+ * zeros); H = (2/N) X^T X from random X of T tokens (default 2048: rank
+ * min(T, k), and H + 0.01 mean(diag H) I is SPD; the solve's time does not
+ * depend on H's values);
  * every timing is the best of --reps runs after one warm-up. Flops counted
  * for the solve (marlin_quant.h, marlin_gptq_result):
  *     2/3 k^3                           spotrf + strtri on the reversed H
@@ -30,7 +32,8 @@ static void usage(FILE *f) {
             "Times the GPTQ solve (default shapes 4096x4096 and 4096x11008:\n"
             "n = out rows, k = in columns) against OpenBLAS sgemm peak measured\n"
             "in the same run, and RTN throughput (GB/s of fp16 input).\n"
-            "  --tokens T   calibration tokens for H (default k + k/4)\n"
+            "  --tokens T   random tokens behind H (default 2048; with T < k, H\n"
+            "               has rank T and the 1%% damping makes it definite)\n"
             "  --quick      small shapes (512x1024), one rep: a smoke test\n"
             "Exit codes: 0 ok, 1 runtime error, 2 usage error.\n");
 }
@@ -83,7 +86,7 @@ typedef struct bench_cfg {
 
 static int bench_gptq(const bench_cfg *C, int64_t n, int64_t k, double peak,
                       marlin_rng *rng) {
-    int64_t T = C->tokens > 0 ? C->tokens : k + k / 4;
+    int64_t T = C->tokens > 0 ? C->tokens : 2048;
     int64_t G = C->group == -1 ? 1 : k / C->group;
     float *x = malloc((size_t)T * (size_t)k * sizeof(float));
     float *w = malloc((size_t)n * (size_t)k * sizeof(float));
@@ -130,15 +133,19 @@ static int bench_gptq(const bench_cfg *C, int64_t n, int64_t k, double peak,
     }
     double flops = best.flops_factor + best.flops_update;
     double solve = best.t_total - best.t_outerr;
-    printf("  solve %.3f s: factor %.3f, column loop %.3f, block sgemm %.3f, "
-           "other %.3f; output error %.3f s\n",
-           solve, best.t_factor, best.t_columns, best.t_gemm,
-           solve - best.t_factor - best.t_columns - best.t_gemm,
-           best.t_outerr);
+    printf("  solve %.3f s: factor %.3f, row phase %.3f (per thread: column "
+           "loop %.3f, block sgemm %.3f), other %.3f; output error %.3f s\n",
+           solve, best.t_factor, best.t_rows, best.t_columns, best.t_gemm,
+           solve - best.t_factor - best.t_rows, best.t_outerr);
     printf("  %.1f GFLOP counted (factor %.1f, updates %.1f): %.1f GFLOP/s = "
            "%.0f%% of sgemm peak (%.1f GFLOP/s)\n",
            flops / 1e9, best.flops_factor / 1e9, best.flops_update / 1e9,
            flops / solve / 1e9, 100.0 * flops / solve / 1e9 / peak, peak);
+    if (C->outerr)
+        printf("  with the output error: %.3f s, %.1f GFLOP (+ssyrk n k^2) = "
+               "%.0f%% of sgemm peak\n",
+               best.t_total, (flops + (double)n * k * k) / 1e9,
+               100.0 * (flops + (double)n * k * k) / best.t_total / 1e9 / peak);
     printf("  loss %.6g, damp %.3f, output rel. error %.5f, steps %d%s\n",
            best.loss, best.damp_rel, best.out_rel_err, best.nsteps,
            best.fallback_rtn ? " (RTN fallback)" : "");

@@ -53,8 +53,10 @@
  * thread count.
  *
  * Threads: every function taking `threads` splits rows statically
- * (marlin_parallel_for); results are byte-identical for any thread count.
- * OpenBLAS calls use OpenBLAS's own threads (OPENBLAS_NUM_THREADS).
+ * (marlin_parallel_for); results are byte-identical for any value of
+ * `threads`. Other OpenBLAS calls (the factorisations, ssyrk) use
+ * OpenBLAS's own threads (OPENBLAS_NUM_THREADS); their results, and so the
+ * GPTQ codes, may change with OpenBLAS's thread count or CPU kernel.
  * Numerics are fp32 (never tf32), accumulations of reported errors in double.
  */
 #ifndef MARLIN_QUANT_H
@@ -216,9 +218,14 @@ void marlin_hessian_symmetrize(marlin_hessian *H);
  *     diagonally dominant, hence SPD (Gershgorin);
  *     then RTN for the whole layer (fallback_rtn).
  *  3. Columns in blocks of B = blocksize (128), lazy batch updates: the
- *     column loop runs inside a block on each row (rows are independent),
- *     and one sgemm per block pushes the block's errors to all later
- *     columns: W[:, i2:] -= E1 * U[i1:i2, i2:].
+ *     column loop runs inside a block on each row, and one sgemm per block
+ *     pushes the block's errors to all later columns:
+ *     W[:, i2:] -= E1 * U[i1:i2, i2:]. Given U the rows are independent, so
+ *     threads take fixed panels of rows through all blocks without
+ *     barriers, each calling a single-threaded sgemm for its panel: during
+ *     that phase the solver sets OpenBLAS to one thread
+ *     (openblas_set_num_threads) and restores the previous count after, so
+ *     do not run OpenBLAS work in other threads of the process meanwhile.
  *  4. Group scales are fitted at each group start on the error-updated
  *     weights, and B is chosen so that every group start is a block start
  *     (B = g * floor(128 / g) for g <= 128, the largest divisor of g up to
@@ -312,8 +319,10 @@ typedef struct marlin_gptq_result {
     int64_t dead_cols;    /* columns with H_jj == 0 */
     int nsteps;           /* log entries (the last one is the outcome) */
     marlin_gptq_step steps[MARLIN_GPTQ_MAX_STEPS];
-    /* timing (seconds) and counted flops, for benchmarks */
-    double t_factor, t_columns, t_gemm, t_outerr, t_total;
+    /* timing (seconds) and counted flops, for benchmarks: t_rows is the
+     * wall time of the row phase, t_columns and t_gemm its column loop and
+     * block sgemm per thread (averaged over threads) */
+    double t_factor, t_rows, t_columns, t_gemm, t_outerr, t_total;
     double flops_factor;  /* 2 * k^3 / 3 per successful attempt */
     double flops_update;  /* 2 n sum_b B_b (k - i2_b)  +  n sum_b B_b (B_b - 1) */
 } marlin_gptq_result;
