@@ -7,13 +7,18 @@
  * zeros); H = (2/N) X^T X from random X of T tokens (default 2048: rank
  * min(T, k), and H + 0.01 mean(diag H) I is SPD; the solve's time does not
  * depend on H's values);
- * every timing is the best of --reps runs after one warm-up. Flops counted
+ * the GPTQ solve runs --reps times, each between two square sgemm probes
+ * (the machine may be shared: each solve is compared with the peak measured
+ * around it, and the median rep is reported); RTN timings are the best of
+ * --reps after a warm-up. Flops counted
  * for the solve (marlin_quant.h, marlin_gptq_result):
  *     2/3 k^3                           spotrf + strtri on the reversed H
  *   + 2 n sum_b B_b (k - i2_b)          the lazy block updates (sgemm)
  *   + n sum_b B_b (B_b - 1)             the column loop inside the blocks
  * and the fraction of peak = flops / seconds / (sgemm flops per second),
- * sgemm measured as a square 4096^3 product (best of --reps).
+ * sgemm measured as a square 2048^3 product. "CPU share" is the process's
+ * CPU time over wall time times the CPU count: below 100% the machine was
+ * busy with other work.
  */
 #include "marlin_quant.h"
 
@@ -22,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -51,40 +57,51 @@ static void fill_normal(marlin_rng *rng, float *x, size_t n, float scale) {
     for (size_t i = 0; i < n; i++) x[i] = marlin_rng_normal(rng) * scale;
 }
 
-/* Best-of-reps GFLOP/s of a square sgemm (the peak we compare against). */
-static double sgemm_peak(int64_t m, int reps, marlin_rng *rng) {
+/* Process CPU seconds (user + system, all threads). */
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec +
+           (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+/* GFLOP/s of a square m^3 sgemm (the peak we compare against): one
+ * untimed call to wake OpenBLAS's threads, then the best of two. The
+ * operands are allocated and filled once. */
+static double sgemm_peak(int64_t m, marlin_rng *rng) {
+    static float *a, *b, *c;
+    static int64_t have;
     size_t sz = (size_t)m * (size_t)m;
-    float *a = malloc(sz * sizeof(float)), *b = malloc(sz * sizeof(float)),
-          *c = malloc(sz * sizeof(float));
-    if (!a || !b || !c) {
+    if (have != m) {
         free(a);
         free(b);
         free(c);
-        return -1;
+        a = malloc(sz * sizeof(float));
+        b = malloc(sz * sizeof(float));
+        c = malloc(sz * sizeof(float));
+        if (!a || !b || !c) return -1;
+        fill_normal(rng, a, sz, 1.0f);
+        fill_normal(rng, b, sz, 1.0f);
+        have = m;
     }
-    fill_normal(rng, a, sz, 1.0f);
-    fill_normal(rng, b, sz, 1.0f);
     double best = 1e30;
-    for (int r = 0; r <= reps; r++) {
+    for (int r = 0; r < 3; r++) {
         double t = marlin_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)m,
                     (int)m, 1.0f, a, (int)m, b, (int)m, 0.0f, c, (int)m);
         t = marlin_now() - t;
-        if ((r > 0 || reps == 0) && t < best) best = t; /* r = 0 warms up */
+        if (r > 0 && t < best) best = t;
     }
-    free(a);
-    free(b);
-    free(c);
     return 2.0 * (double)m * (double)m * (double)m / best / 1e9;
 }
 
 typedef struct bench_cfg {
-    int64_t group, tokens;
+    int64_t group, tokens, probe;
     int threads, reps;
     bool clip, outerr, act_order, sparse, gptq, rtn;
 } bench_cfg;
 
-static int bench_gptq(const bench_cfg *C, int64_t n, int64_t k, double peak,
+static int bench_gptq(const bench_cfg *C, int64_t n, int64_t k,
                       marlin_rng *rng) {
     int64_t T = C->tokens > 0 ? C->tokens : 2048;
     int64_t G = C->group == -1 ? 1 : k / C->group;
@@ -122,30 +139,59 @@ static int bench_gptq(const bench_cfg *C, int64_t n, int64_t k, double peak,
     o.act_order = C->act_order;
     o.prune = C->sparse ? MARLIN_PRUNE_SPARSEGPT : MARLIN_PRUNE_NONE;
     o.threads = C->threads;
-    marlin_gptq_result best, r;
-    memset(&best, 0, sizeof best);
-    best.t_total = 1e30;
-    for (int rep = 0; rep <= C->reps; rep++) {
-        if (marlin_gptq_quantize(w, MARLIN_DT_F32, n, k, H.h, &o, q, s, &r,
-                                 &err) != MARLIN_OK)
+    /* reps solves, each between two sgemm probes: the machine may be
+     * shared, so each solve is compared with the peak measured around it,
+     * and the median rep is reported */
+    marlin_gptq_result res[16];
+    double frac[16], peaks[16], share[16];
+    int reps = C->reps < 1 ? 1 : (C->reps > 16 ? 16 : C->reps);
+    for (int rep = 0; rep < reps; rep++) {
+        double p0 = sgemm_peak(C->probe, rng);
+        double c0 = cpu_seconds(), w0 = marlin_now();
+        if (marlin_gptq_quantize(w, MARLIN_DT_F32, n, k, H.h, &o, q, s,
+                                 &res[rep], &err) != MARLIN_OK)
             goto fail;
-        if ((rep > 0 || C->reps == 0) && r.t_total < best.t_total) best = r;
+        double wall = marlin_now() - w0, cpu = cpu_seconds() - c0;
+        double p1 = sgemm_peak(C->probe, rng);
+        peaks[rep] = (p0 + p1) / 2;
+        double fl = res[rep].flops_factor + res[rep].flops_update;
+        double sv = res[rep].t_total - res[rep].t_outerr;
+        frac[rep] = fl / sv / 1e9 / peaks[rep];
+        share[rep] = cpu / wall / marlin_cpu_count();
+        printf("  rep %d: solve %.3f s = %.1f GFLOP/s, %.0f%% of the sgemm "
+               "peak around it (%.1f, %.1f GFLOP/s); CPU share %.0f%%\n",
+               rep, sv, fl / sv / 1e9, 100 * frac[rep], p0, p1,
+               100 * share[rep]);
     }
+    int med = 0; /* the median rep by fraction of peak */
+    for (int a = 0; a < reps; a++) {
+        int below = 0, above = 0;
+        for (int b = 0; b < reps; b++) {
+            below += frac[b] < frac[a];
+            above += frac[b] > frac[a];
+        }
+        if (below <= reps / 2 && above <= reps / 2) med = a;
+    }
+    marlin_gptq_result best = res[med];
+    double peak_med = peaks[med];
     double flops = best.flops_factor + best.flops_update;
     double solve = best.t_total - best.t_outerr;
-    printf("  solve %.3f s: factor %.3f, row phase %.3f (per thread: column "
-           "loop %.3f, block sgemm %.3f), other %.3f; output error %.3f s\n",
-           solve, best.t_factor, best.t_rows, best.t_columns, best.t_gemm,
+    printf("  median rep %d: solve %.3f s: factor %.3f, row phase %.3f (per "
+           "thread: column loop %.3f, block sgemm %.3f), other %.3f; output "
+           "error %.3f s\n",
+           med, solve, best.t_factor, best.t_rows, best.t_columns, best.t_gemm,
            solve - best.t_factor - best.t_rows, best.t_outerr);
     printf("  %.1f GFLOP counted (factor %.1f, updates %.1f): %.1f GFLOP/s = "
            "%.0f%% of sgemm peak (%.1f GFLOP/s)\n",
            flops / 1e9, best.flops_factor / 1e9, best.flops_update / 1e9,
-           flops / solve / 1e9, 100.0 * flops / solve / 1e9 / peak, peak);
+           flops / solve / 1e9, 100.0 * flops / solve / 1e9 / peak_med,
+           peak_med);
     if (C->outerr)
         printf("  with the output error: %.3f s, %.1f GFLOP (+ssyrk n k^2) = "
                "%.0f%% of sgemm peak\n",
                best.t_total, (flops + (double)n * k * k) / 1e9,
-               100.0 * (flops + (double)n * k * k) / best.t_total / 1e9 / peak);
+               100.0 * (flops + (double)n * k * k) / best.t_total / 1e9 /
+                   peak_med);
     printf("  loss %.6g, damp %.3f, output rel. error %.5f, steps %d%s\n",
            best.loss, best.damp_rel, best.out_rel_err, best.nsteps,
            best.fallback_rtn ? " (RTN fallback)" : "");
@@ -218,7 +264,7 @@ done:
 }
 
 int main(int argc, char **argv) {
-    bench_cfg C = {128, 0, 0, 3, true, true, false, false, true, true};
+    bench_cfg C = {128, 0, 2048, 0, 3, true, true, false, false, true, true};
     int64_t shapes[8][2];
     int nshapes = 0;
     bool quick = false;
@@ -273,7 +319,7 @@ int main(int argc, char **argv) {
         }
     }
     if (quick) {
-        C.reps = 0;
+        C.reps = 1;
         if (nshapes == 0) {
             shapes[0][0] = 512;
             shapes[0][1] = 1024;
@@ -295,16 +341,10 @@ int main(int argc, char **argv) {
            C.threads > 0 ? C.threads : marlin_cpu_count(), (long long)C.group,
            C.clip ? "on" : "off", C.act_order ? ", act-order" : "",
            C.sparse ? ", 2:4" : "");
-    double peak = 0;
-    if (C.gptq) {
-        peak = sgemm_peak(quick ? 512 : 4096, C.reps, &rng);
-        if (peak <= 0) {
-            fprintf(stderr, "marlin-bench-gptq: out of memory\n");
-            return 1;
-        }
-        printf("sgemm peak (square %d^3, best of %d): %.1f GFLOP/s\n",
-               quick ? 512 : 4096, C.reps, peak);
-    }
+    if (quick) C.probe = 512;
+    if (C.gptq)
+        printf("sgemm peak probes: square %lld^3, one before and one after "
+               "each solve\n", (long long)C.probe);
     for (int i = 0; i < nshapes; i++) {
         if (C.group != -1 && (C.group <= 0 || shapes[i][1] % C.group != 0)) {
             fprintf(stderr, "marlin-bench-gptq: group %lld does not divide "
@@ -312,7 +352,7 @@ int main(int argc, char **argv) {
                     (long long)shapes[i][1]);
             return 2;
         }
-        if (C.gptq && bench_gptq(&C, shapes[i][0], shapes[i][1], peak, &rng))
+        if (C.gptq && bench_gptq(&C, shapes[i][0], shapes[i][1], &rng))
             return 1;
         if (C.rtn && bench_rtn(&C, shapes[i][0], shapes[i][1], &rng)) return 1;
     }
