@@ -18,7 +18,9 @@
  * and the fraction of peak = flops / seconds / (sgemm flops per second),
  * sgemm measured as a square 2048^3 product. "CPU share" is the process's
  * CPU time over wall time times the CPU count: below 100% the machine was
- * busy with other work.
+ * busy with other work, and the wall-clock fraction is then unreliable;
+ * "per CPU-second" compares GFLOP per CPU-second of the solve with the
+ * probes' (robust to time sharing, not to cache or SMT contention).
  */
 #include "marlin_quant.h"
 
@@ -66,9 +68,10 @@ static double cpu_seconds(void) {
 }
 
 /* GFLOP/s of a square m^3 sgemm (the peak we compare against): one
- * untimed call to wake OpenBLAS's threads, then the best of two. The
- * operands are allocated and filled once. */
-static double sgemm_peak(int64_t m, marlin_rng *rng) {
+ * untimed call to wake OpenBLAS's threads, then the best of two; *per_cpu
+ * gets GFLOP per CPU-second of the process (all threads) for that call.
+ * The operands are allocated and filled once. */
+static double sgemm_peak(int64_t m, marlin_rng *rng, double *per_cpu) {
     static float *a, *b, *c;
     static int64_t have;
     size_t sz = (size_t)m * (size_t)m;
@@ -84,15 +87,19 @@ static double sgemm_peak(int64_t m, marlin_rng *rng) {
         fill_normal(rng, b, sz, 1.0f);
         have = m;
     }
-    double best = 1e30;
+    double best = 1e30, best_cpu = 1e30;
     for (int r = 0; r < 3; r++) {
-        double t = marlin_now();
+        double c0 = cpu_seconds(), t = marlin_now();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)m,
                     (int)m, 1.0f, a, (int)m, b, (int)m, 0.0f, c, (int)m);
         t = marlin_now() - t;
+        double cpu = cpu_seconds() - c0;
         if (r > 0 && t < best) best = t;
+        if (r > 0 && cpu < best_cpu) best_cpu = cpu;
     }
-    return 2.0 * (double)m * (double)m * (double)m / best / 1e9;
+    double fl = 2.0 * (double)m * (double)m * (double)m;
+    *per_cpu = fl / best_cpu / 1e9;
+    return fl / best / 1e9;
 }
 
 typedef struct bench_cfg {
@@ -143,25 +150,32 @@ static int bench_gptq(const bench_cfg *C, int64_t n, int64_t k,
      * shared, so each solve is compared with the peak measured around it,
      * and the median rep is reported */
     marlin_gptq_result res[16];
-    double frac[16], peaks[16], share[16];
+    double frac[16], peaks[16], share[16], cfrac[16];
     int reps = C->reps < 1 ? 1 : (C->reps > 16 ? 16 : C->reps);
     for (int rep = 0; rep < reps; rep++) {
-        double p0 = sgemm_peak(C->probe, rng);
+        double pc0, pc1;
+        double p0 = sgemm_peak(C->probe, rng, &pc0);
         double c0 = cpu_seconds(), w0 = marlin_now();
         if (marlin_gptq_quantize(w, MARLIN_DT_F32, n, k, H.h, &o, q, s,
                                  &res[rep], &err) != MARLIN_OK)
             goto fail;
         double wall = marlin_now() - w0, cpu = cpu_seconds() - c0;
-        double p1 = sgemm_peak(C->probe, rng);
+        double p1 = sgemm_peak(C->probe, rng, &pc1);
         peaks[rep] = (p0 + p1) / 2;
         double fl = res[rep].flops_factor + res[rep].flops_update;
         double sv = res[rep].t_total - res[rep].t_outerr;
         frac[rep] = fl / sv / 1e9 / peaks[rep];
         share[rep] = cpu / wall / marlin_cpu_count();
-        printf("  rep %d: solve %.3f s = %.1f GFLOP/s, %.0f%% of the sgemm "
-               "peak around it (%.1f, %.1f GFLOP/s); CPU share %.0f%%\n",
-               rep, sv, fl / sv / 1e9, 100 * frac[rep], p0, p1,
-               100 * share[rep]);
+        /* per CPU-second: robust to other processes taking the CPUs (the
+         * output error's share of the CPU time is removed pro rata) */
+        double cpu_solve = cpu * sv / res[rep].t_total;
+        cfrac[rep] = fl / cpu_solve / 1e9 / ((pc0 + pc1) / 2);
+        printf("  rep %d: solve %.3f s (factor %.3f, rows %.3f) = %.1f "
+               "GFLOP/s, %.0f%% of the sgemm peak around it (%.1f, %.1f "
+               "GFLOP/s); CPU share %.0f%%; per CPU-second %.0f%% of "
+               "sgemm's\n",
+               rep, sv, res[rep].t_factor, res[rep].t_rows, fl / sv / 1e9,
+               100 * frac[rep], p0, p1, 100 * share[rep], 100 * cfrac[rep]);
     }
     int med = 0; /* the median rep by fraction of peak */
     for (int a = 0; a < reps; a++) {
