@@ -12,6 +12,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
 #include <immintrin.h>
 #define MARLIN_HAVE_F16C_PATH 1
 #endif
@@ -101,9 +102,20 @@ static void bf2f_avx2(const uint16_t *src, float *dst, size_t n) {
     }
     for (; i < n; i++) dst[i] = marlin_bf16_to_float(src[i]);
 }
-/* __builtin_cpu_supports reads a table libgcc fills before main. */
+/* __builtin_cpu_supports reads a table libgcc fills before main. clang 14
+ * rejects the "f16c" feature name, so F16C comes from CPUID.1:ECX bit 29,
+ * asked once: CPUID traps to the hypervisor in a VM (microseconds). */
 static int have_f16c(void) {
-    return __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c");
+    static int known = -1; /* -1 unknown; racing first callers agree */
+    int v = __atomic_load_n(&known, __ATOMIC_RELAXED);
+    if (v < 0) {
+        unsigned a, b, c, d;
+        /* bit 29 F16C, 28 AVX, 27 OSXSAVE (the OS saves YMM state) */
+        v = __get_cpuid(1, &a, &b, &c, &d) && ((c >> 29) & 1u) &&
+            ((c >> 28) & 1u) && ((c >> 27) & 1u);
+        __atomic_store_n(&known, v, __ATOMIC_RELAXED);
+    }
+    return v;
 }
 #endif
 

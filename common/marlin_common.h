@@ -65,7 +65,11 @@ marlin_status marlin_fail(marlin_error *err, marlin_status code,
 #endif
     ;
 marlin_status marlin_vfail(marlin_error *err, marlin_status code,
-                           const char *fmt, va_list ap);
+                           const char *fmt, va_list ap)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 0)))
+#endif
+    ;
 
 /* Prefixes err->msg with "prefix: " (used to add a file or tensor name when
  * an error crosses a layer boundary). Returns err->code. */

@@ -141,7 +141,7 @@ marlin_status marlin_rtn_quantize(const void *w, marlin_dtype dtype,
                                   const marlin_rtn_opts *opts, uint8_t *q,
                                   uint16_t *scales, marlin_error *err) {
     marlin_rtn_opts o = opts ? *opts : marlin_rtn_default_opts();
-    int64_t G = 0;
+    int64_t G = 0; /* set by marlin_quant_num_groups below; 0 keeps -O3 quiet */
     if (!w || !q || !scales)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "rtn: NULL buffer");
     if (!mq_dtype_ok(dtype))

@@ -3,6 +3,7 @@
  * error context.
  */
 #include "testutil.h"
+#include "marlin_cli.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -185,6 +186,34 @@ static void test_common_error_context(void **state) {
         assert_non_null(marlin_status_str((marlin_status)s));
 }
 
+static void test_common_cli_parsers(void **state) {
+    (void)state;
+    int64_t v;
+    double d;
+    uint64_t sz;
+    int64_t list[8];
+    assert_true(marlin_cli_int("128", 1, 1000, &v) && v == 128);
+    assert_true(marlin_cli_int("-1", -1, 1000, &v) && v == -1);
+    assert_false(marlin_cli_int("12x", 1, 1000, &v));
+    assert_false(marlin_cli_int("", 1, 1000, &v));
+    assert_false(marlin_cli_int(" 1", 1, 1000, &v));
+    assert_false(marlin_cli_int("1001", 1, 1000, &v));
+    assert_false(marlin_cli_int("99999999999999999999", 1, 1000, &v));
+    assert_true(marlin_cli_double("0.01", 0, 1, &d) && d == 0.01);
+    assert_false(marlin_cli_double("nan", 0, 1, &d));
+    assert_false(marlin_cli_double("2", 0, 1, &d));
+    assert_int_equal(marlin_cli_int_list("1,2,4,8", 1, 4096, list, 8), 4);
+    assert_true(list[3] == 8);
+    assert_int_equal(marlin_cli_int_list("1,,2", 1, 4096, list, 8), -1);
+    assert_int_equal(marlin_cli_int_list("1,2,3", 1, 4096, list, 2), -1);
+    assert_true(marlin_cli_size("5GB", &sz) && sz == 5000000000ull);
+    assert_true(marlin_cli_size("300mb", &sz) && sz == 300000000ull);
+    assert_true(marlin_cli_size("4096", &sz) && sz == 4096);
+    assert_false(marlin_cli_size("5GiB", &sz));
+    assert_false(marlin_cli_size("0", &sz));
+    assert_false(marlin_cli_size("-5GB", &sz));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_common_half_to_float_all),
@@ -193,6 +222,7 @@ int main(void) {
         cmocka_unit_test(test_common_rng_deterministic),
         cmocka_unit_test(test_common_parallel_for_covers_once),
         cmocka_unit_test(test_common_error_context),
+        cmocka_unit_test(test_common_cli_parsers),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

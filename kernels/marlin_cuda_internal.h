@@ -1,0 +1,39 @@
+/*
+ * marlin_cuda_internal.h - PRIVATE to the kernels/ .cu files: turning CUDA/cuBLAS
+ * failures into marlin_status + one message line (style.md habit 13: the
+ * call, file:line, device and cudaGetErrorString), and a per-device cache
+ * of the properties every launch needs. Not installed.
+ */
+#ifndef MARLIN_CUDA_INTERNAL_H
+#define MARLIN_CUDA_INTERNAL_H
+
+#include <cuda_runtime.h>
+
+#include "marlin_kernels.h"
+
+/* Maps a failed CUDA runtime call to a status and fills err:
+ * cudaErrorNoDevice / cudaErrorInsufficientDriver -> MARLIN_ERR_NO_DEVICE,
+ * cudaErrorNoKernelImageForDevice / InvalidDeviceFunction ->
+ * MARLIN_ERR_UNSUPPORTED (the build lacks code for this GPU), anything else
+ * -> MARLIN_ERR_CUDA. Returns MARLIN_OK for cudaSuccess. */
+marlin_status mk_cuda_status(cudaError_t ce, const char *what,
+                             const char *file, int line, marlin_error *err);
+
+/* st = MK_CUDA(err, cudaFoo(...)); if (st) goto out;  -- the macro only adds
+ * the call text and position; control flow stays at the call site. */
+#define MK_CUDA(err, call) mk_cuda_status((call), #call, __FILE__, __LINE__, (err))
+
+/* Properties of one device, read once (cudaGetDeviceProperties is slow
+ * enough to matter on a hot launch path). */
+typedef struct mk_device {
+    int sm_count;
+    int cc_major, cc_minor;
+    int64_t smem_optin; /* cudaDevAttrMaxSharedMemoryPerBlockOptin */
+    int64_t smem_per_sm; /* cudaDevAttrMaxSharedMemoryPerMultiprocessor */
+} mk_device;
+
+/* Current device's index and cached properties. */
+marlin_status mk_current_device(int *device, const mk_device **props,
+                                marlin_error *err);
+
+#endif

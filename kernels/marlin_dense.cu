@@ -1,0 +1,680 @@
+/*
+ * marlin_dense.cu - our dense FP16 x INT4 Marlin GEMM (marlin_kernels.h
+ * section 2), written from the contract and layout in
+ * docs/reference/marlin-format.md sections 1.4-1.6, 2 and 3 (no upstream code).
+ *
+ *   C[m][n] = A[m][k] @ W,  W[k][n] = (q[k][n] - 8) * s[k/g][n]
+ *
+ * Design (why each piece is there):
+ * - Work units are (output tile, 16*KB-deep k slice) pairs, enumerated down k
+ *   inside a column slice, then slice by slice ("stream-K"/striped). Every
+ *   block takes the same number of consecutive units, so all SMs stay busy
+ *   on any layer shape, whatever n/tile_n is.
+ * - A block whose units cover only part of a slice's k range writes fp32
+ *   partial sums to the workspace and bumps the slice's counter; the block
+ *   that arrives last adds all partials of the slice in block order (a fixed
+ *   order: results do not depend on timing), writes C and resets the counter
+ *   to 0. No block ever waits for another, so no residency assumption.
+ * - Global -> shared memory by cp.async (16 bytes per thread and copy), in a
+ *   runtime-deep pipeline (2..8 stages, as much as the GPU's shared memory
+ *   allows: decode at small m is purely bandwidth-bound and needs megabytes
+ *   in flight). B and the grouped scales are read once: L2 evict_first so
+ *   they do not push A and the partial sums out of L2.
+ * - A sits in shared memory with its 16-byte chunks XOR-swizzled by row so
+ *   ldmatrix.x4 reads and the cp.async writes are bank-conflict free.
+ * - B is loaded as one int4 per lane per 16x64 slab: by construction of the
+ *   layout (1.5) the 4 words are exactly this lane's mma.m16n8k16 B fragments
+ *   for 8 n8-tiles, decoded with LOP3 + fp16 magic numbers (no shuffles).
+ * - 8 warps: tile_n/64 of them along n, the rest split the k16 steps of each
+ *   stage; their partial accumulators meet in shared memory at a segment end.
+ */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+
+#include <atomic>
+
+#include "marlin_cuda_internal.h"
+#include "marlin_dense_tiles.h"
+#include "marlin_kernels.h"
+#include "marlin_pack.h"
+
+namespace {
+
+/* Kernel parameters (by value). Counts fit int32 (contract: < 2^31). */
+struct DenseParams {
+    const int4 *A;        /* fp16 [m][k]        as int4: [m][k/8] */
+    const int4 *B;        /* int32 [k/16][2n]   as int4: [k/16][n/2] */
+    const int4 *s;        /* fp16 [G][n]        as int4: [G][n/8] */
+    __half *C;            /* fp16 [m][n] */
+    int *counters;        /* [n_slices * m_chunks], zero between launches */
+    float4 *partials;     /* [blocks][2][slot_f4] fp32 partial tiles */
+    int m, n, k;
+    int m_chunks;         /* row chunks of 16*MB rows */
+    int k_tiles;          /* k / (16*KB) units per slice */
+    int iters;            /* units per block (the last block may get fewer) */
+    int total_units;      /* n_slices * m_chunks * k_tiles */
+    int group_shift;      /* grouped: log2(group_size / 16) */
+    int group_rows;       /* grouped: scale rows per stage (>= 1) */
+    int group_size;       /* grouped: rows per group */
+    int stages;           /* pipeline depth, 2..MARLIN_DENSE_MAX_STAGES */
+    int evict_first;      /* 1: B is read once (one row chunk): L2 evict_first */
+};
+
+/* ------------------------------------------------------------ PTX wrappers */
+
+/* 16-byte async global->shared copy through L2 only (.cg: the data is used
+ * once per block, L1 would only be polluted). src_bytes 0 zero-fills the
+ * destination: rows past m read as zeros without touching memory. */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n)
+                 : "memory");
+}
+
+/* Same, with an L2 cache policy (evict_first for the read-once weights). */
+__device__ __forceinline__ void cp_async16_policy(void *dst, const void *src, uint64_t pol) {
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(d),
+                 "l"(src), "l"(pol)
+                 : "memory");
+}
+
+__device__ __forceinline__ uint64_t make_policy(bool evict_first) {
+    uint64_t p;
+    if (evict_first)
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+    else
+        asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(p));
+    return p;
+}
+
+__device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+/* Wait until at most n groups are pending; wait_group takes an immediate,
+ * the pipeline depth is a runtime value, hence the switch (uniform branch). */
+__device__ __forceinline__ void cp_async_wait(int n) {
+    switch (n) {
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
+    }
+}
+
+/* Four 8x8 b16 matrices from shared memory: with lane l addressing row
+ * (l%16) and 8-column half (l/16) of a 16x16 A tile, registers 0..3 are the
+ * mma.m16n8k16 A fragment a0..a3 (PTX ISA, "Matrix Fragments for
+ * mma.m16n8k16": https://docs.nvidia.com/cuda/parallel-thread-execution/). */
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+}
+
+/* D = A(16x16 fp16, row) * B(16x8 fp16, col) + D, fp32 accumulators. */
+__device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
+                                          uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+        "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* (a & b) | c in one LOP3 (LUT 0xEA = (0xF0 & 0xCC) | 0xAA). */
+__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+__device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
+__device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
+
+/* Decodes one 32-bit word of B into the B fragments of two n8 tiles
+ * (marlin-format.md 1.4/1.5). Nibbles 0,4 hold rows r0, r0+1 and nibbles
+ * 1,5 rows r0+8, r0+9 of column c0; nibbles 2,6 / 3,7 the same rows of
+ * column c0+8. OR-ing a nibble v into the mantissa of fp16 1024 (0x6400)
+ * gives exactly 1024+v (low position) or 1024+16v (bits 4..7); subtracting
+ * 1032, resp. multiplying by 1/16 and adding -72, leaves v - 8 exactly:
+ * the symmetric zero point is folded into the constants. */
+__device__ __forceinline__ void dequant_word(uint32_t q, uint32_t &t0b0, uint32_t &t0b1,
+                                             uint32_t &t1b0, uint32_t &t1b1) {
+    const uint32_t LO = 0x000f000f, HI = 0x00f000f0, EXP = 0x64006400;
+    const __half2 SUB = bits_h2(0x64086408u); /* 1032 */
+    const __half2 MUL = bits_h2(0x2c002c00u); /* 1/16 */
+    const __half2 ADD = bits_h2(0xd480d480u); /* -72 */
+    uint32_t lo0 = lop3_and_or(q, LO, EXP);
+    uint32_t hi0 = lop3_and_or(q, HI, EXP);
+    q >>= 8;
+    uint32_t lo1 = lop3_and_or(q, LO, EXP);
+    uint32_t hi1 = lop3_and_or(q, HI, EXP);
+    t0b0 = h2_bits(__hsub2(bits_h2(lo0), SUB));
+    t0b1 = h2_bits(__hfma2(bits_h2(hi0), MUL, ADD));
+    t1b0 = h2_bits(__hsub2(bits_h2(lo1), SUB));
+    t1b1 = h2_bits(__hfma2(bits_h2(hi1), MUL, ADD));
+}
+
+__device__ __forceinline__ uint32_t hmul2_bits(uint32_t a, uint32_t b) {
+    return h2_bits(__hmul2(bits_h2(a), bits_h2(b)));
+}
+
+/* fp16 number `idx` (0..7) of an int4, as float (idx is a constant after
+ * unrolling, so this is register moves, not memory). */
+__device__ __forceinline__ float half_at(const int4 &v, int idx) {
+    const uint32_t w = (idx >> 1) == 0 ? (uint32_t)v.x
+                       : (idx >> 1) == 1 ? (uint32_t)v.y
+                       : (idx >> 1) == 2 ? (uint32_t)v.z
+                                         : (uint32_t)v.w;
+    return __half2float(__ushort_as_half((unsigned short)(w >> (16 * (idx & 1)))));
+}
+
+/* Position of a work unit: k tile kt of column slice ns, row chunk mc.
+ * Advanced incrementally (units are visited in order), which keeps integer
+ * divisions out of the per-unit path. */
+struct Cursor {
+    int kt, ns, mc;
+    __device__ __forceinline__ void init(int u, const DenseParams &p) {
+        const int slice = u / p.k_tiles;
+        kt = u - slice * p.k_tiles;
+        ns = slice / p.m_chunks;
+        mc = slice - ns * p.m_chunks;
+    }
+    __device__ __forceinline__ void advance(const DenseParams &p) {
+        if (++kt == p.k_tiles) {
+            kt = 0;
+            if (++mc == p.m_chunks) {
+                mc = 0;
+                ++ns;
+            }
+        }
+    }
+};
+
+/* ------------------------------------------------------------------ kernel */
+
+template <int MB,      /* 16-row blocks of A per tile (1..4) */
+          int NB,      /* 16-column blocks of C per tile (4, 8, 16) */
+          int KB,      /* 16-deep k steps per pipeline stage (4, 8) */
+          bool GROUPED /* true: scales per group, applied to W before the MMA;
+                          false: per column, applied in fp32 at the end */
+          >
+__global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
+    dense_kernel(const DenseParams p) {
+    constexpr int WN = NB / 4;           /* warps along n (64 columns each) */
+    constexpr int WK = 8 / WN;           /* warps along k */
+    constexpr int KSTEPS = KB / WK;      /* k16 steps per warp per stage */
+    static_assert(WN * WK == 8 && KB % WK == 0, "tile does not map to 8 warps");
+    constexpr int A_ROW = 2 * KB;        /* int4 per A row in a stage */
+    constexpr int A_STAGE = 16 * MB * A_ROW;
+    constexpr int B_ROW = 8 * NB;        /* int4 per B row (16 k) in a stage */
+    constexpr int B_STAGE = KB * B_ROW;
+    constexpr int S_ROW = 2 * NB;        /* int4 per scale row of the tile */
+    constexpr int S_STAGE = GROUPED ? (KB / 2) * S_ROW : 0;
+    constexpr int STAGE = A_STAGE + B_STAGE + S_STAGE;
+    static_assert(STAGE * 16 == MARLIN_DENSE_STAGE_BYTES(MB, NB, KB, GROUPED),
+                  "stage size disagrees with marlin_dense_tiles.h");
+    constexpr int SLOT_F4 = 64 * MB * NB; /* float4 per partial tile */
+    constexpr int T = MARLIN_DENSE_THREADS;
+
+    extern __shared__ int4 smem[];
+    float4 *red = reinterpret_cast<float4 *>(smem + p.stages * STAGE);
+    __shared__ int s_last;
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int wn = warp % WN;
+    const int wk = warp / WN;
+
+    const int u_begin = blockIdx.x * p.iters;
+    const int u_end = min(u_begin + p.iters, p.total_units);
+    const int n_units = u_end - u_begin;
+    if (n_units <= 0) return; /* the host never launches such a block */
+
+    const uint64_t b_policy = make_policy(p.evict_first != 0);
+    const int a_row_i4 = p.k >> 3; /* int4 per row of A */
+    const int b_row_i4 = p.n >> 1; /* int4 per row of B (2n words) */
+    const int s_row_i4 = p.n >> 3; /* int4 per row of s */
+
+    /* ---- global -> shared: all of the unit at cursor c into stage st */
+    auto load_unit = [&](const Cursor &c, int st) {
+        const int kt = c.kt, ns = c.ns, mc = c.mc;
+        int4 *sA = smem + st * STAGE;
+        int4 *sB = sA + A_STAGE;
+        const int row0 = mc * 16 * MB;
+#pragma unroll
+        for (int i0 = 0; i0 < A_STAGE; i0 += T) {
+            const int i = i0 + tid;
+            if (A_STAGE % T == 0 || i < A_STAGE) {
+                const int r = i / A_ROW, ch = i % A_ROW;
+                const int row = row0 + r;
+                const bool ok = row < p.m;
+                const int4 *src = ok ? p.A + (int64_t)row * a_row_i4 + kt * A_ROW + ch : p.A;
+                cp_async16(sA + r * A_ROW + (ch ^ (r & 7)), src, ok);
+            }
+        }
+        const int4 *gB = p.B + (int64_t)kt * KB * b_row_i4 + (int64_t)ns * B_ROW;
+#pragma unroll
+        for (int i0 = 0; i0 < B_STAGE; i0 += T) {
+            const int i = i0 + tid;
+            if (B_STAGE % T == 0 || i < B_STAGE) {
+                const int r = i / B_ROW, ch = i % B_ROW;
+                cp_async16_policy(sB + i, gB + (int64_t)r * b_row_i4 + ch, b_policy);
+            }
+        }
+        if (GROUPED) {
+            int4 *sS = sB + B_STAGE;
+            /* group size = 16 << group_shift (a power of two) */
+            const int g0 = (kt * 16 * KB) >> (p.group_shift + 4);
+            const int n_i4 = p.group_rows * S_ROW;
+            if (tid < n_i4) {
+                const int r = tid / S_ROW, ch = tid % S_ROW;
+                cp_async16_policy(sS + tid,
+                                  p.s + (int64_t)(g0 + r) * s_row_i4 + (int64_t)ns * S_ROW + ch,
+                                  b_policy);
+            }
+        }
+    };
+
+    /* ---- accumulators: [m block][n8 tile of the warp's 64 columns][4] */
+    float acc[MB][8][4];
+#pragma unroll
+    for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+    /* ---- shared -> registers -> tensor cores for one stage */
+    auto compute_stage = [&](int st) {
+        const int4 *sA = smem + st * STAGE;
+        const int4 *sB = sA + A_STAGE;
+#pragma unroll
+        for (int ks = 0; ks < KSTEPS; ks++) {
+            const int kk = wk + ks * WK; /* k16 step inside the stage */
+            const int4 bq = sB[kk * B_ROW + wn * 32 + lane];
+            uint32_t a[MB][4];
+#pragma unroll
+            for (int i = 0; i < MB; i++) {
+                const int r = 16 * i + (lane & 15);
+                const int c = 2 * kk + (lane >> 4);
+                ldmatrix_x4(a[i], sA + r * A_ROW + (c ^ (r & 7)));
+            }
+            int4 sv = make_int4(0, 0, 0, 0);
+            if (GROUPED) {
+                const int4 *sS = sB + B_STAGE;
+                sv = sS[(kk >> p.group_shift) * S_ROW + wn * 8 + (lane >> 2)];
+            }
+            const uint32_t sw[4] = {(uint32_t)sv.x, (uint32_t)sv.y, (uint32_t)sv.z,
+                                    (uint32_t)sv.w};
+            const uint32_t w[4] = {(uint32_t)bq.x, (uint32_t)bq.y, (uint32_t)bq.z,
+                                   (uint32_t)bq.w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint32_t f0b0, f0b1, f1b0, f1b1;
+                dequant_word(w[j], f0b0, f0b1, f1b0, f1b1);
+                if (GROUPED) {
+                    /* Half 2j (low half of word j) scales n8 tile 2j, column
+                     * 16j + lane/4; half 2j+1 tile 2j+1, column 16j+8+lane/4
+                     * (1.6). PRMT broadcasts one half to both lanes. */
+                    const uint32_t s0 = __byte_perm(sw[j], 0, 0x1010);
+                    const uint32_t s1 = __byte_perm(sw[j], 0, 0x3232);
+                    f0b0 = hmul2_bits(f0b0, s0);
+                    f0b1 = hmul2_bits(f0b1, s0);
+                    f1b0 = hmul2_bits(f1b0, s1);
+                    f1b1 = hmul2_bits(f1b1, s1);
+                }
+#pragma unroll
+                for (int i = 0; i < MB; i++) {
+                    mma_16816(acc[i][2 * j], a[i], f0b0, f0b1);
+                    mma_16816(acc[i][2 * j + 1], a[i], f1b0, f1b1);
+                }
+            }
+        }
+    };
+
+    /* ---- end of a segment (this block's units inside one slice) */
+    auto finish_segment = [&](const Cursor &c) {
+        const int ns = c.ns, mc = c.mc;
+        const int slice = ns * p.m_chunks + mc;
+        const int slice_u0 = slice * p.k_tiles;
+        const int seg_u0 = max(u_begin, slice_u0);
+
+        /* 1. Sum the WK warps that share columns: tree through shared
+         *    memory, one 16-row block at a time (16 KB of shared memory). */
+#pragma unroll
+        for (int i = 0; i < MB; i++) {
+#pragma unroll
+            for (int off = WK / 2; off >= 1; off /= 2) {
+                if (wk >= off && wk < 2 * off) {
+                    float4 *dst = red + ((wk - off) * WN + wn) * 256 + lane;
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        dst[j * 32] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
+                                                  acc[i][j][3]);
+                }
+                __syncthreads();
+                if (wk < off) {
+                    const float4 *src = red + (wk * WN + wn) * 256 + lane;
+#pragma unroll
+                    for (int j = 0; j < 8; j++) {
+                        const float4 v = src[j * 32];
+                        acc[i][j][0] += v.x;
+                        acc[i][j][1] += v.y;
+                        acc[i][j][2] += v.z;
+                        acc[i][j][3] += v.w;
+                    }
+                }
+                __syncthreads();
+            }
+        }
+
+        /* 2. Output mapping. Fragment (i, j) of a wk == 0 warp: c0,c1 are
+         *    row lane/4, columns 2(lane%4)+{0,1} of n8 tile j; c2,c3 the
+         *    same columns 8 rows lower. Per-channel scales come from the
+         *    32-column shuffle (1.6): int4 (lane%4) of each 32-column chunk
+         *    holds columns 2(lane%4)+e+8t at half 2t+e. */
+        const bool owner = (tid < 32 * WN); /* the wk == 0 warps hold the sum */
+        const int col0 = ns * 16 * NB + wn * 64 + 2 * (lane & 3);
+        const int rbase = mc * 16 * MB + (lane >> 2);
+        float sc[8][2];
+#pragma unroll
+        for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = 1.0f;
+        auto load_channel_scales = [&]() {
+            if (!GROUPED) {
+                const int4 *srow = p.s + (ns * 16 * NB + wn * 64) / 8 + (lane & 3);
+#pragma unroll
+                for (int c = 0; c < 2; c++) {
+                    const int4 v = __ldg(srow + 4 * c);
+#pragma unroll
+                    for (int t = 0; t < 4; t++) {
+                        sc[4 * c + t][0] = half_at(v, 2 * t);
+                        sc[4 * c + t][1] = half_at(v, 2 * t + 1);
+                    }
+                }
+            }
+        };
+        auto store_c = [&](int i, int j, float4 v) {
+            const int row = rbase + 16 * i;
+            __half *dst = p.C + (int64_t)row * p.n + col0 + 8 * j;
+            if (row < p.m)
+                *reinterpret_cast<__half2 *>(dst) =
+                    __floats2half2_rn(v.x * sc[j][0], v.y * sc[j][1]);
+            if (row + 8 < p.m)
+                *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
+                    __floats2half2_rn(v.z * sc[j][0], v.w * sc[j][1]);
+        };
+
+        /* 3. Which blocks hold pieces of this slice: blocks own units
+         *    [b*iters, (b+1)*iters); block b's piece is its first segment
+         *    (slot 0) when b starts inside the slice, else its last (slot 1). */
+        const int b_first = slice_u0 / p.iters;
+        const int b_last = (slice_u0 + p.k_tiles - 1) / p.iters;
+        if (b_first == b_last) {
+            /* The whole k range is ours: straight to C. */
+            if (owner) {
+                load_channel_scales();
+#pragma unroll
+                for (int i = 0; i < MB; i++)
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        store_c(i, j, make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
+                                                  acc[i][j][3]));
+            }
+        } else {
+            const int my_slot = (seg_u0 == u_begin) ? 0 : 1;
+            float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
+            if (owner) {
+#pragma unroll
+                for (int i = 0; i < MB; i++)
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        __stcg(mine + (i * 8 + j) * (32 * WN),
+                               make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
+                                           acc[i][j][3]));
+            }
+            /* Publish the partial before counting it (threadFenceReduction
+             * pattern): every writer fences, then one thread counts. */
+            __threadfence();
+            __syncthreads();
+            if (tid == 0) {
+                const int before = atomicAdd(p.counters + slice, 1);
+                s_last = (before == b_last - b_first);
+            }
+            __syncthreads();
+            if (s_last) {
+                __threadfence();
+                if (owner) {
+                    /* Every block of the slice, this one included, has
+                     * published its partial: add them all in block order
+                     * b_first..b_last, a fixed order, so the sum is bitwise
+                     * the same whichever block arrives last. Each thread
+                     * re-reads exactly the elements it wrote itself. */
+                    load_channel_scales();
+#pragma unroll
+                    for (int i = 0; i < MB; i++)
+#pragma unroll
+                        for (int j = 0; j < 8; j++) {
+                            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+                            for (int b = b_first; b <= b_last; b++) {
+                                const int slot = (b * p.iters >= slice_u0) ? 0 : 1;
+                                const float4 w = __ldcg(p.partials +
+                                                        ((int64_t)b * 2 + slot) * SLOT_F4 +
+                                                        (i * 8 + j) * (32 * WN) + tid);
+                                v.x += w.x;
+                                v.y += w.y;
+                                v.z += w.z;
+                                v.w += w.w;
+                            }
+                            store_c(i, j, v);
+                        }
+                }
+                if (tid == 0) p.counters[slice] = 0; /* self-reset for the next launch */
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < MB; i++)
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    };
+
+    /* ---- the pipeline: stage (i % stages) holds unit u_begin + i */
+    Cursor lc, cc; /* next unit to load, unit being computed */
+    lc.init(u_begin, p);
+    cc = lc;
+    for (int s = 0; s < p.stages - 1; s++) {
+        if (s < n_units) {
+            load_unit(lc, s);
+            lc.advance(p);
+        }
+        cp_async_commit();
+    }
+    int st_read = 0, st_write = p.stages - 1;
+    for (int i = 0; i < n_units; i++) {
+        cp_async_wait(p.stages - 2);
+        /* Unit i has landed for every thread, and every thread is done with
+         * the stage computed in iteration i-1, which is refilled now. */
+        __syncthreads();
+        if (i + p.stages - 1 < n_units) {
+            load_unit(lc, st_write);
+            lc.advance(p);
+        }
+        cp_async_commit();
+        compute_stage(st_read);
+        st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
+        st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
+        if (i == n_units - 1 || cc.kt == p.k_tiles - 1) finish_segment(cc);
+        cc.advance(p);
+    }
+    cp_async_wait(0);
+}
+
+/* ------------------------------------------------------------ kernel table */
+
+typedef void (*kernel_fn)(DenseParams);
+
+struct KernelEntry {
+    int mb, nb, kb;
+    kernel_fn grouped, channel;
+};
+
+#define MK_ENTRY(mb, nb, kb) {mb, nb, kb, dense_kernel<mb, nb, kb, true>, dense_kernel<mb, nb, kb, false>},
+const KernelEntry kKernels[] = {MARLIN_DENSE_TILE_LIST(MK_ENTRY)};
+#undef MK_ENTRY
+constexpr int kNumKernels = sizeof kKernels / sizeof kKernels[0];
+
+/* Per (device, kernel, mode): the dynamic shared memory limit already set,
+ * and the occupancy measured for it. */
+constexpr int kMaxDev = 16;
+/* Bytes the MaxDynamicSharedMemorySize attribute was raised to (0: never).
+ * Atomic: several host threads may launch; setting it twice is harmless. */
+std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2];
+
+} // namespace
+
+/* --------------------------------------------------------------- launcher */
+
+extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_error *err) {
+    if (!a) return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: args is NULL");
+    marlin_status st = marlin_dense_check_shape(a->m, a->n, a->k, a->group_size, err);
+    if (st) return st;
+    if (a->m == 0) return MARLIN_OK;
+    if (!a->A || !a->B || !a->s || !a->C || !a->workspace)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: NULL pointer (A %p, B %p, s %p, C %p, workspace %p)",
+                           a->A, a->B, a->s, a->C, a->workspace);
+    if (((uintptr_t)a->A | (uintptr_t)a->B | (uintptr_t)a->s | (uintptr_t)a->C |
+         (uintptr_t)a->workspace) & 15)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: A, B, s, C and workspace must be 16-byte aligned");
+
+    int dev = 0;
+    const mk_device *d = NULL;
+    st = mk_current_device(&dev, &d, err);
+    if (st) return st;
+    if (d->cc_major < 8)
+        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                           "dense gemm: device %d is sm_%d%d, the kernel needs sm_80+", dev,
+                           d->cc_major, d->cc_minor);
+
+    marlin_dense_tile t;
+    if (a->tile) {
+        t = *a->tile;
+    } else {
+        st = marlin_dense_pick_tile(a->m, a->n, a->k, a->group_size, d->sm_count, d->smem_optin,
+                                    &t, err);
+        if (st) return st;
+    }
+    int ki = -1;
+    for (int i = 0; i < kNumKernels; i++)
+        if (kKernels[i].mb == t.m_blocks && kKernels[i].nb * 16 == t.n && kKernels[i].kb * 16 == t.k)
+            ki = i;
+    if (ki < 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: no instantiated kernel for tile m_blocks=%d n=%d k=%d "
+                           "(see marlin_dense_tiles)",
+                           t.m_blocks, t.n, t.k);
+    if (t.blocks_per_sm < 0 || t.blocks_per_sm > 2)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: blocks_per_sm %d outside [0, 2]", t.blocks_per_sm);
+    if (a->n % t.n != 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: tile n=%d does not divide n=%lld", t.n, (long long)a->n);
+    const KernelEntry &ke = kKernels[ki];
+    const bool grouped = marlin_pack_scales_grouped(a->k, a->group_size);
+    const int stage_bytes = MARLIN_DENSE_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped ? 1 : 0);
+    int stages = t.stages;
+    if (stages == 0) {
+        stages = (int)((d->smem_optin - MARLIN_DENSE_RED_BYTES - 1024) / stage_bytes);
+        if (stages > MARLIN_DENSE_MAX_STAGES) stages = MARLIN_DENSE_MAX_STAGES;
+    }
+    if (stages < MARLIN_DENSE_MIN_STAGES || stages > MARLIN_DENSE_MAX_STAGES)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: %d pipeline stages (tile of %d bytes a stage) outside "
+                           "[%d, %d] on device %d",
+                           stages, stage_bytes, MARLIN_DENSE_MIN_STAGES, MARLIN_DENSE_MAX_STAGES,
+                           dev);
+    const int smem = stages * stage_bytes + MARLIN_DENSE_RED_BYTES;
+    if (smem + 64 > d->smem_optin) /* + the kernel's static shared memory */
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: %d stages need %d bytes of shared memory, device %d "
+                           "allows %lld",
+                           stages, smem, dev, (long long)d->smem_optin);
+    int bps = t.blocks_per_sm;
+    if (bps <= 0) bps = (ke.mb <= 2) ? 2 : 1;
+    /* Never ask for more co-resident blocks than shared memory admits (1 KB
+     * per block is reserved by the system on sm_80+). */
+    while (bps > 1 && (int64_t)bps * (smem + 1024) > d->smem_per_sm) bps--;
+
+    const int m_chunks = (int)((a->m + 16 * ke.mb - 1) / (16 * ke.mb));
+    const int n_slices = (int)(a->n / (16 * ke.nb));
+    const int k_tiles = (int)(a->k / (16 * ke.kb));
+    const int64_t total64 = (int64_t)n_slices * m_chunks * k_tiles;
+    if (total64 > INT32_MAX)
+        return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld work units)",
+                           (long long)total64);
+    const int total = (int)total64;
+    int blocks = d->sm_count * bps;
+    if (blocks > total) blocks = total;
+    const int iters = (total + blocks - 1) / blocks;
+    blocks = (total + iters - 1) / iters;
+
+    /* Counters at the start, partial tiles at the end of the buffer: a
+     * buffer sized for (max_m, n) keeps every call's partials clear of the
+     * counters of any later call with a larger m <= max_m, so the counters
+     * stay zero between calls (the zeroing rule). */
+    const size_t counters_bytes = (size_t)n_slices * m_chunks * 4;
+    const size_t partial_bytes = (size_t)blocks * 2 * 64 * ke.mb * ke.nb * 16;
+    if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: workspace of %zu bytes, this call needs %zu (use "
+                           "marlin_dense_workspace_bytes)",
+                           a->workspace_bytes, counters_bytes + partial_bytes + 256);
+    const size_t partial_off = (a->workspace_bytes - partial_bytes) & ~(size_t)255;
+
+    DenseParams p;
+    p.A = (const int4 *)a->A;
+    p.B = (const int4 *)a->B;
+    p.s = (const int4 *)a->s;
+    p.C = (__half *)a->C;
+    p.counters = (int *)a->workspace;
+    p.partials = (float4 *)((char *)a->workspace + partial_off);
+    p.m = (int)a->m;
+    p.n = (int)a->n;
+    p.k = (int)a->k;
+    p.m_chunks = m_chunks;
+    p.k_tiles = k_tiles;
+    p.iters = iters;
+    p.total_units = total;
+    p.group_size = grouped ? a->group_size : (int)a->k;
+    p.group_shift = 0;
+    while ((16 << p.group_shift) < p.group_size) p.group_shift++;
+    p.group_rows = grouped ? ((16 * ke.kb) / a->group_size > 1 ? (16 * ke.kb) / a->group_size : 1)
+                           : 0;
+    p.stages = stages;
+    p.evict_first = (m_chunks == 1);
+
+    kernel_fn fn = grouped ? ke.grouped : ke.channel;
+    std::atomic<int> *set = (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
+    if (!set || set->load(std::memory_order_relaxed) < smem) {
+        st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        if (st) return st;
+        if (set) set->store(smem, std::memory_order_relaxed);
+    }
+    fn<<<blocks, MARLIN_DENSE_THREADS, smem, (cudaStream_t)a->stream>>>(p);
+    return MK_CUDA(err, cudaGetLastError());
+}

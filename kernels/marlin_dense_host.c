@@ -1,0 +1,198 @@
+/*
+ * marlin_dense_host.c - the host-side pieces of the dense Marlin GEMM that
+ * need no GPU (marlin_kernels.h section 2 and 3): the shape contract, the
+ * tile list and the tile heuristic, the workspace bound, and the CPU
+ * reference (decode through pack/'s one definition of the layout, then
+ * fp32 OpenBLAS sgemm). Built in every configuration, CPU-only included.
+ */
+#include <cblas.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "marlin_dense_tiles.h"
+#include "marlin_kernels.h"
+#include "marlin_pack.h"
+
+/* ------------------------------------------------------------------ shapes */
+
+marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
+                                       int32_t group_size, marlin_error *err) {
+    if (m < 0 || m > INT32_MAX)
+        return marlin_fail(err, MARLIN_ERR_SHAPE,
+                           "dense gemm: m = %lld outside [0, 2^31)", (long long)m);
+    if (n < 64 || n > INT32_MAX || n % 64 != 0)
+        return marlin_fail(err, MARLIN_ERR_SHAPE,
+                           "dense gemm: n = %lld must be a positive multiple of 64 "
+                           "(below 2^31)",
+                           (long long)n);
+    if (k < 128 || k > INT32_MAX || k % 128 != 0)
+        return marlin_fail(err, MARLIN_ERR_SHAPE,
+                           "dense gemm: k = %lld must be a positive multiple of 128 "
+                           "(below 2^31)",
+                           (long long)k);
+    /* k*n/2 bytes of B must be addressable with the kernel's 64-bit offsets
+     * and its int32 int4 counts per row; 2^40 is far above any real layer. */
+    if (k * n >= ((int64_t)1 << 40))
+        return marlin_fail(err, MARLIN_ERR_SHAPE,
+                           "dense gemm: k*n = %lld exceeds 2^40", (long long)(k * n));
+    if (group_size != -1 && group_size != 32 && group_size != 64 && group_size != 128)
+        return marlin_fail(err, MARLIN_ERR_SHAPE,
+                           "dense gemm: group size %d not supported (32, 64, 128 or -1)",
+                           (int)group_size);
+    /* k % 128 == 0 makes every supported group size divide k. */
+    return MARLIN_OK;
+}
+
+/* ------------------------------------------------------------------- tiles */
+
+#define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0},
+static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)};
+#undef MK_TILE
+#define N_TILES ((int)(sizeof k_tiles / sizeof k_tiles[0]))
+
+int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
+    for (int i = 0; i < N_TILES && i < cap; i++) out[i] = k_tiles[i];
+    return N_TILES;
+}
+
+/* Largest pipeline depth whose shared memory fits `bps` blocks on one SM.
+ * Per-SM shared memory is the per-block opt-in limit + 1 KB on sm_80..90,
+ * and the system reserves 1 KB per resident block. */
+static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t smem_optin,
+                           int bps) {
+    const int64_t stage = MARLIN_DENSE_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
+                                                   grouped ? 1 : 0);
+    int64_t per_block = smem_optin;
+    if (bps > 1) {
+        int64_t b = (smem_optin + 1024) / bps - 1024;
+        if (b < per_block) per_block = b;
+    }
+    int64_t s = (per_block - MARLIN_DENSE_RED_BYTES - 64) / stage;
+    if (s > MARLIN_DENSE_MAX_STAGES) s = MARLIN_DENSE_MAX_STAGES;
+    return (int)s;
+}
+
+marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t group_size,
+                                     int sm_count, int64_t smem_optin,
+                                     marlin_dense_tile *tile, marlin_error *err) {
+    marlin_status st = marlin_dense_check_shape(m, n, k, group_size, err);
+    if (st) return st;
+    if (!tile || sm_count < 1)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: bad arguments");
+    const bool grouped = marlin_pack_scales_grouped(k, group_size);
+    marlin_dense_tile t;
+    /* Rows: one tile covers all of m up to 64 rows (every weight is read
+     * once); beyond, 64-row chunks share each weight tile through L2. */
+    t.m_blocks = m <= 64 ? (int)((m + 15) / 16) : 4;
+    if (t.m_blocks < 1) t.m_blocks = 1;
+    /* Columns: wider tiles reuse each A fragment over more MMAs, which
+     * matters once the MMAs cost more than the weight bytes (m > 16). */
+    if (m > 16 && n % 256 == 0) {
+        t.n = 256;
+        t.k = 64;
+    } else {
+        t.n = (n % 128 == 0) ? 128 : 64;
+        t.k = 128;
+    }
+    t.blocks_per_sm = t.m_blocks <= 2 ? 2 : 1;
+    t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm);
+    if (t.stages < 3 && t.blocks_per_sm > 1) {
+        t.blocks_per_sm = 1;
+        t.stages = stages_that_fit(&t, grouped, smem_optin, 1);
+    }
+    if (t.stages < MARLIN_DENSE_MIN_STAGES)
+        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                           "dense gemm: %lld bytes of shared memory per block are too few "
+                           "for a 2-stage pipeline",
+                           (long long)smem_optin);
+    *tile = t;
+    return MARLIN_OK;
+}
+
+/* --------------------------------------------------------------- workspace */
+
+size_t marlin_dense_workspace_counter_bytes(int64_t max_m, int64_t n) {
+    if (max_m < 1 || max_m > INT32_MAX || n < 64 || n % 64 != 0 || n > INT32_MAX) return 0;
+    /* One counter per (column slice, row chunk); the narrowest tile (64
+     * columns) and the shortest chunk (16 rows) give the most. */
+    size_t counters = (size_t)(n / 64) * (size_t)((max_m + 15) / 16) * 4;
+    return (counters + 255) & ~(size_t)255;
+}
+
+size_t marlin_dense_workspace_bytes(int64_t max_m, int64_t n, int sm_count) {
+    const size_t counters = marlin_dense_workspace_counter_bytes(max_m, n);
+    if (!counters || sm_count < 1) return 0;
+    /* Partials: two fp32 tiles per block, at most 2 blocks per SM, of the
+     * largest tile a call with m <= max_m and a width <= n can use; plus
+     * 256 bytes for aligning them to the end of the buffer. */
+    int64_t mb = (max_m + 15) / 16;
+    if (mb > 4) mb = 4;
+    const int64_t nb = n >= 256 ? 16 : n >= 128 ? 8 : 4;
+    const size_t partials = (size_t)2 * (size_t)(2 * sm_count) * (size_t)(16 * mb) *
+                            (size_t)(16 * nb) * sizeof(float);
+    return counters + partials + 256;
+}
+
+/* -------------------------------------------------------- CPU references */
+
+marlin_status marlin_dense_dequant_ref(const uint32_t *B, const uint16_t *s, int64_t n,
+                                       int64_t k, int32_t group_size, float *W,
+                                       marlin_error *err) {
+    uint8_t *q = NULL;
+    uint16_t *sn = NULL;
+    float *sf = NULL;
+    marlin_status st = marlin_dense_check_shape(1, n, k, group_size, err);
+    if (st) return st;
+    if (!B || !s || !W)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense dequant ref: NULL pointer");
+    const int64_t G = marlin_pack_groups(k, group_size);
+    const int64_t g = (group_size == -1) ? k : group_size;
+    q = malloc((size_t)(n * k));
+    sn = malloc((size_t)(G * n) * sizeof *sn);
+    sf = malloc((size_t)(G * n) * sizeof *sf);
+    if (!q || !sn || !sf) {
+        st = marlin_fail(err, MARLIN_ERR_NOMEM, "dense dequant ref: out of memory (%lld x %lld)",
+                         (long long)n, (long long)k);
+        goto out;
+    }
+    /* The layout is decoded by pack/ (its one definition), not here. */
+    st = marlin_unpack_dense(B, s, n, k, group_size, 0, q, sn, err);
+    if (st) goto out;
+    marlin_half_to_float_n(sn, sf, (size_t)(G * n));
+    for (int64_t r = 0; r < n; r++) {
+        const uint8_t *qr = q + r * k;
+        for (int64_t c = 0; c < k; c++)
+            W[c * n + r] = (float)((int)qr[c] - 8) * sf[(c / g) * n + r];
+    }
+out:
+    free(q);
+    free(sn);
+    free(sf);
+    return st;
+}
+
+marlin_status marlin_dense_gemm_ref(const uint16_t *A, const uint32_t *B, const uint16_t *s,
+                                    float *C, int64_t m, int64_t n, int64_t k,
+                                    int32_t group_size, marlin_error *err) {
+    float *W = NULL, *Af = NULL;
+    marlin_status st = marlin_dense_check_shape(m, n, k, group_size, err);
+    if (st) return st;
+    if (m == 0) return MARLIN_OK;
+    if (!A || !C)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm ref: NULL pointer");
+    W = malloc((size_t)(k * n) * sizeof *W);
+    Af = malloc((size_t)(m * k) * sizeof *Af);
+    if (!W || !Af) {
+        st = marlin_fail(err, MARLIN_ERR_NOMEM, "dense gemm ref: out of memory");
+        goto out;
+    }
+    st = marlin_dense_dequant_ref(B, s, n, k, group_size, W, err);
+    if (st) goto out;
+    marlin_half_to_float_n(A, Af, (size_t)(m * k));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, Af,
+                (int)k, W, (int)n, 0.0f, C, (int)n);
+out:
+    free(W);
+    free(Af);
+    return st;
+}

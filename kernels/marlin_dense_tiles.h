@@ -1,0 +1,38 @@
+/*
+ * marlin_dense_tiles.h - PRIVATE to kernels/: the one list of dense-kernel
+ * tile shapes that have an instantiated kernel. Included by the CUDA side
+ * (which instantiates one kernel per entry and per scale mode) and by the C
+ * side (marlin_dense_tiles, the heuristic, the workspace bound), so the two
+ * can never disagree. Not installed.
+ *
+ * X(m_blocks, n_blocks, k_blocks): a threadblock computes a
+ * (16*m_blocks) x (16*n_blocks) output tile, consuming 16*k_blocks rows of
+ * the reduction per pipeline stage. 256 threads = 8 warps; each warp owns 64
+ * output columns, so n_blocks/4 warps span the tile's columns and the other
+ * 8/(n_blocks/4) split the stage's k16 steps (k_blocks must be a multiple).
+ */
+#ifndef MARLIN_DENSE_TILES_H
+#define MARLIN_DENSE_TILES_H
+
+#define MARLIN_DENSE_TILE_LIST(X)                                            \
+    X(1, 4, 8)  X(1, 8, 8)  X(1, 16, 4)                                      \
+    X(2, 4, 8)  X(2, 8, 8)  X(2, 16, 4)                                      \
+    X(3, 4, 8)  X(3, 8, 8)  X(3, 16, 4)                                      \
+    X(4, 4, 8)  X(4, 8, 8)  X(4, 16, 4)
+
+/* Launch geometry shared by host and device code. */
+#define MARLIN_DENSE_THREADS 256
+#define MARLIN_DENSE_MAX_STAGES 8
+#define MARLIN_DENSE_MIN_STAGES 2
+/* Shared memory of the cross-warp reduction: 4 warps x 32 lanes x 8 float4
+ * (one 16-row block of a warp's 16x64 accumulators at a time). */
+#define MARLIN_DENSE_RED_BYTES (4 * 32 * 8 * 16)
+
+/* Shared memory of one pipeline stage, in bytes: A (16*mb x 16*kb fp16),
+ * B (kb rows of 16*nb*16 4-bit codes) and, when grouped, up to kb/2 scale
+ * rows of 16*nb fp16 (group size 32 gives 16*kb/32 groups per stage). */
+#define MARLIN_DENSE_STAGE_BYTES(mb, nb, kb, grouped)                        \
+    ((16 * (mb) * 16 * (kb) * 2) + ((kb) * (nb) * 128) +                     \
+     ((grouped) ? ((kb) / 2) * (nb) * 32 : 0))
+
+#endif

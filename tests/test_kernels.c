@@ -1,0 +1,859 @@
+/*
+ * test_kernels.c - kernels/: the dense Marlin GEMM (GPU) against its CPU
+ * reference, the reference itself, the shape contract, the tile heuristic,
+ * the workspace rule and the error statuses.
+ *
+ * GPU cases run where a CUDA device is present and are reported as skipped
+ * (with the reason) elsewhere; the CPU cases run everywhere.
+ * Environment:
+ *   MARLIN_TEST_SEED           base seed (every shape derives a fresh one)
+ *   MARLIN_KERNEL_TEST_FULL=1  the whole sweep: m in {1..17, 31, 64, 127,
+ *                              128, 256, 1000, 4096} on small shapes, real
+ *                              layer shapes of Llama-2/3 7B..70B, all groups
+ *   MARLIN_KERNEL_TEST_QUICK=1 a small subset (for compute-sanitizer)
+ *   MARLIN_KERNEL_TEST_VERBOSE=1  one line of error statistics per case
+ *   MARLIN_KERNEL_TEST_DUMP=DIR   raw inputs and output of the first few
+ *                              failing cases (for offline analysis)
+ *
+ * Tolerance (derived; see check_output). For one output element with
+ * exact value C = sum_k A_k W_k and S = sum_k |A_k W_k|:
+ *  - grouped mode rounds each W_k = (q-8)*s to fp16: |error| <= 2^-11 |W_k|,
+ *    so at most 2^-11 * S on C (per-channel mode multiplies the fp32 sum by
+ *    s instead: no such term);
+ *  - fp32 accumulation: the tensor cores add 16 exact products at a time
+ *    into fp32 (alignment + truncation: assume 2 ulps = 2^-22 relative per
+ *    step), k/16 steps in sequence plus at most 8 levels of cross-warp and
+ *    cross-block sums: (k/16 + 8) * 2^-22 * S;
+ *  - the output is rounded to fp16 once: 2^-11 |C|, plus 2^-24 absolute
+ *    for the subnormal range.
+ * The reference C is computed in double from the exact fp32 W, so its own
+ * error is negligible (k * 2^-53 S). Every element must satisfy
+ *   |C_gpu - C_ref| <= 1.01 * (2^-11 |C_ref| + (g_term + (k/16+8) 2^-22) S)
+ *                      + 2^-24,
+ * and, as the reference implementation's acceptance test does, the mean
+ * relative error mean|C_gpu - C_ref| / mean|C_ref| must stay below 1e-3
+ * (for correct code it is about 2.5e-4 per-channel, 4e-4 grouped: fp16
+ * output rounding averages 2^-12 relative). NaN/inf never pass.
+ */
+#include "testutil.h"
+
+#include <cblas.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "marlin_kernels.h"
+#include "marlin_pack.h"
+
+/* ------------------------------------------------------------------ utils */
+
+static int env_flag(const char *name) {
+    const char *v = getenv(name);
+    return v && *v && strcmp(v, "0") != 0;
+}
+
+static uint64_t case_seed(uint64_t base, int64_t a, int64_t b, int64_t c, int64_t d) {
+    /* A fresh, reproducible seed per shape: mix the shape into the base. */
+    marlin_rng r;
+    marlin_rng_seed(&r, base ^ (uint64_t)(a * 0x9e3779b97f4a7c15ull) ^
+                            (uint64_t)(b * 0xc2b2ae3d27d4eb4full) ^
+                            (uint64_t)(c * 0x165667b19e3779f9ull) ^
+                            (uint64_t)(d * 0x27d4eb2f165667c5ull));
+    return marlin_rng_u64(&r);
+}
+
+/* One quantized layer: codes, natural scales, packed B/s and exact W. */
+typedef struct layer {
+    int64_t n, k;
+    int32_t g;
+    uint64_t seed;
+    uint8_t *q;      /* (n, k) codes */
+    uint16_t *s;     /* (G, n) natural fp16 scales */
+    uint32_t *B;     /* (k/16, 2n) packed */
+    uint16_t *sp;    /* (G, n) permuted */
+    float *W;        /* (k, n) exact (q-8)*s */
+    float *Wabs;     /* |W| */
+    double *Wd;      /* W in double (reference GEMM) */
+} layer;
+
+static void layer_free(layer *L) {
+    free(L->q);
+    free(L->s);
+    free(L->B);
+    free(L->sp);
+    free(L->W);
+    free(L->Wabs);
+    free(L->Wd);
+    memset(L, 0, sizeof *L);
+}
+
+/* Random codes 0..15 and scales in [0.001, 0.02] (the range of real INT4
+ * layers: |w| up to ~0.15), packed by pack/ exactly as a checkpoint. */
+static void layer_make(layer *L, int64_t n, int64_t k, int32_t g, uint64_t seed) {
+    marlin_error err = {0};
+    const int64_t G = marlin_pack_groups(k, g);
+    marlin_rng r;
+    memset(L, 0, sizeof *L);
+    L->n = n;
+    L->k = k;
+    L->g = g;
+    L->seed = seed;
+    L->q = malloc((size_t)(n * k));
+    L->s = malloc((size_t)(G * n) * 2);
+    L->B = malloc((size_t)(k / 16) * (size_t)(2 * n) * 4);
+    L->sp = malloc((size_t)(G * n) * 2);
+    L->W = malloc((size_t)(k * n) * 4);
+    L->Wabs = malloc((size_t)(k * n) * 4);
+    L->Wd = malloc((size_t)(k * n) * 8);
+    assert_non_null(L->q);
+    assert_non_null(L->s);
+    assert_non_null(L->B);
+    assert_non_null(L->sp);
+    assert_non_null(L->W);
+    assert_non_null(L->Wabs);
+    assert_non_null(L->Wd);
+    marlin_rng_seed(&r, seed);
+    for (int64_t i = 0; i < n * k; i += 16) {
+        uint64_t v = marlin_rng_u64(&r);
+        for (int t = 0; t < 16 && i + t < n * k; t++) L->q[i + t] = (uint8_t)((v >> (4 * t)) & 15);
+    }
+    for (int64_t i = 0; i < G * n; i++)
+        L->s[i] = marlin_float_to_half(0.001f + 0.019f * (float)marlin_rng_uniform(&r));
+    marlin_status st = marlin_pack_dense(L->q, L->s, n, k, g, 0, L->B, L->sp, &err);
+    MT_ASSERT(seed, st == MARLIN_OK, "pack: %s", err.msg);
+    const int64_t gs = (g == -1) ? k : g;
+    for (int64_t c = 0; c < k; c++)
+        for (int64_t o = 0; o < n; o++) {
+            float w = (float)((int)L->q[o * k + c] - 8) *
+                      marlin_half_to_float(L->s[(c / gs) * n + o]);
+            L->W[c * n + o] = w;
+            L->Wabs[c * n + o] = fabsf(w);
+            L->Wd[c * n + o] = (double)w;
+        }
+}
+
+static void random_a(uint16_t *A, int64_t count, uint64_t seed) {
+    marlin_rng r;
+    marlin_rng_seed(&r, seed);
+    for (int64_t i = 0; i < count; i++)
+        A[i] = marlin_float_to_half(2.0f * (float)marlin_rng_uniform(&r) - 1.0f);
+}
+
+typedef struct check_stats {
+    double max_ratio; /* max |d| / tol */
+    double mean_rel;  /* mean|d| / mean|ref| */
+    int64_t bad;      /* elements over tol or not finite */
+} check_stats;
+
+/* Compares the GPU output C16 (m, n fp16) of A (m, k) x L against a double
+ * reference, element by element (see the file comment for the bound). */
+static check_stats check_output(const layer *L, const uint16_t *A, const uint16_t *C16,
+                                int64_t m, const char *what) {
+    const int64_t n = L->n, k = L->k;
+    double *Ad = malloc((size_t)(m * k) * 8);
+    float *Aabs = malloc((size_t)(m * k) * 4);
+    double *Cref = malloc((size_t)(m * n) * 8);
+    float *S = malloc((size_t)(m * n) * 4);
+    check_stats cs = {0, 0, 0};
+    assert_non_null(Ad);
+    assert_non_null(Aabs);
+    assert_non_null(Cref);
+    assert_non_null(S);
+    for (int64_t i = 0; i < m * k; i++) {
+        float a = marlin_half_to_float(A[i]);
+        Ad[i] = a;
+        Aabs[i] = fabsf(a);
+    }
+    cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0, Ad,
+                (int)k, L->Wd, (int)n, 0.0, Cref, (int)n);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)n, (int)k, 1.0f, Aabs,
+                (int)k, L->Wabs, (int)n, 0.0f, S, (int)n);
+    const bool grouped = marlin_pack_scales_grouped(k, L->g);
+    const double g_term = grouped ? ldexp(1.0, -11) : 0.0;
+    const double acc_term = (double)(k / 16 + 8) * ldexp(1.0, -22);
+    double sum_d = 0, sum_ref = 0;
+    int reported = 0;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            const double ref = Cref[i * n + j];
+            const double got = marlin_half_to_float(C16[i * n + j]);
+            const double tol = 1.01 * (ldexp(fabs(ref), -11) + (g_term + acc_term) * S[i * n + j]) +
+                               ldexp(1.0, -24);
+            const double d = fabs(got - ref);
+            if (!isfinite(got) || !(d <= tol)) {
+                if (what && reported < 8)
+                    print_error("%s: C[%lld][%lld] = %.8g (bits 0x%04x), reference %.8g, "
+                                "tolerance %.3g\n",
+                                what, (long long)i, (long long)j, got, C16[i * n + j], ref, tol);
+                reported++;
+                cs.bad++;
+                continue;
+            }
+            if (d / tol > cs.max_ratio) cs.max_ratio = d / tol;
+            sum_d += d;
+            sum_ref += fabs(ref);
+        }
+    cs.mean_rel = sum_ref > 0 ? sum_d / sum_ref : 0.0;
+
+    free(Ad);
+    free(Aabs);
+    free(Cref);
+    free(S);
+    return cs;
+}
+
+/* ------------------------------------------------------- CPU-only cases */
+
+static void test_kernels_check_shape(void **state) {
+    (void)state;
+    marlin_error err = {0};
+    assert_int_equal(marlin_dense_check_shape(1, 64, 128, 128, &err), MARLIN_OK);
+    assert_int_equal(marlin_dense_check_shape(0, 4096, 4096, -1, &err), MARLIN_OK);
+    assert_int_equal(marlin_dense_check_shape(4096, 28672, 8192, 32, &err), MARLIN_OK);
+    assert_int_equal(marlin_dense_check_shape(-1, 64, 128, 128, &err), MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, 96, 128, 128, &err), MARLIN_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "n = 96"));
+    assert_int_equal(marlin_dense_check_shape(1, 0, 128, 128, &err), MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, 64, 192, 64, &err), MARLIN_ERR_SHAPE);
+    assert_non_null(strstr(err.msg, "k = 192"));
+    assert_int_equal(marlin_dense_check_shape(1, 64, 128, 16, &err), MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, 64, 128, 256, &err), MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, 64, 128, 0, &err), MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 31, 128, 128, &err),
+                     MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 24, (int64_t)1 << 17, -1, &err),
+                     MARLIN_ERR_SHAPE);
+}
+
+static void test_kernels_workspace_bytes(void **state) {
+    (void)state;
+    assert_int_equal(marlin_dense_workspace_bytes(0, 4096, 132), 0);
+    assert_int_equal(marlin_dense_workspace_bytes(16, 100, 132), 0);
+    assert_int_equal(marlin_dense_workspace_bytes(16, 4096, 0), 0);
+    assert_int_equal(marlin_dense_workspace_counter_bytes(16, 96), 0);
+    size_t prev = 0;
+    for (int64_t m = 1; m <= 4096; m *= 2) {
+        size_t w = marlin_dense_workspace_bytes(m, 4096, 132);
+        size_t c = marlin_dense_workspace_counter_bytes(m, 4096);
+        assert_true(w >= prev);
+        assert_true(c > 0 && c % 256 == 0 && c < w);
+        /* One counter per 64-column x 16-row tile at least. */
+        assert_true(c >= (size_t)(4096 / 64) * (size_t)((m + 15) / 16) * 4);
+        prev = w;
+    }
+    assert_true(marlin_dense_workspace_bytes(64, 8192, 132) >
+                marlin_dense_workspace_bytes(64, 4096, 132));
+}
+
+/* The heuristic only returns instantiated tiles that fit the GPU. */
+static void test_kernels_pick_tile(void **state) {
+    (void)state;
+    marlin_dense_tile tiles[64];
+    int nt = marlin_dense_tiles(tiles, 64);
+    assert_true(nt > 0 && nt <= 64);
+    const int64_t smem[] = {99 * 1024, 163 * 1024, 227 * 1024}; /* sm_86, sm_80, sm_90 */
+    const int64_t ns[] = {64, 128, 192, 256, 4096, 6144, 22016, 57344};
+    for (int si = 0; si < 3; si++)
+        for (int ni = 0; ni < 8; ni++)
+            for (int64_t m = 1; m <= 300; m += (m < 70 ? 1 : 37)) {
+                for (int gi = 0; gi < 2; gi++) {
+                    marlin_error err = {0};
+                    marlin_dense_tile t;
+                    int32_t g = gi ? 128 : -1;
+                    assert_int_equal(
+                        marlin_dense_pick_tile(m, ns[ni], 4096, g, 132, smem[si], &t, &err),
+                        MARLIN_OK);
+                    int found = 0;
+                    for (int i = 0; i < nt; i++)
+                        found |= tiles[i].m_blocks == t.m_blocks && tiles[i].n == t.n &&
+                                 tiles[i].k == t.k;
+                    assert_true(found);
+                    assert_int_equal(ns[ni] % t.n, 0);
+                    assert_true(t.stages >= 2 && t.stages <= 8);
+                    assert_true(t.blocks_per_sm == 1 || t.blocks_per_sm == 2);
+                    assert_true(m > 64 ? t.m_blocks == 4 : t.m_blocks * 16 >= m);
+                }
+            }
+}
+
+/* pack/ -> marlin_dense_dequant_ref gives back (q-8)*s exactly. */
+static void test_kernels_dequant_ref_exact(void **state) {
+    (void)state;
+    const uint64_t base = marlin_test_seed(0x6b65726e656c31ull);
+    const int64_t shapes[][2] = {{64, 128}, {192, 256}, {128, 384}, {320, 1024}};
+    const int32_t groups[] = {-1, 32, 64, 128};
+    for (int si = 0; si < 4; si++)
+        for (int gi = 0; gi < 4; gi++) {
+            const int64_t n = shapes[si][0], k = shapes[si][1];
+            const uint64_t seed = case_seed(base, n, k, groups[gi], 1);
+            layer L;
+            marlin_error err = {0};
+            layer_make(&L, n, k, groups[gi], seed);
+            float *W = malloc((size_t)(k * n) * 4);
+            assert_non_null(W);
+            MT_ASSERT(seed,
+                      marlin_dense_dequant_ref(L.B, L.sp, n, k, groups[gi], W, &err) == MARLIN_OK,
+                      "%s", err.msg);
+            for (int64_t i = 0; i < k * n; i++)
+                MT_ASSERT(seed, W[i] == L.W[i], "W[%lld] = %g, expected %g (n %lld k %lld g %d)",
+                          (long long)i, W[i], L.W[i], (long long)n, (long long)k, groups[gi]);
+            free(W);
+            layer_free(&L);
+        }
+}
+
+/* marlin_dense_gemm_ref against a plain double loop. */
+static void test_kernels_gemm_ref(void **state) {
+    (void)state;
+    const uint64_t base = marlin_test_seed(0x6b65726e656c32ull);
+    const int64_t m = 7, n = 192, k = 256;
+    for (int gi = 0; gi < 2; gi++) {
+        const int32_t g = gi ? 64 : -1;
+        const uint64_t seed = case_seed(base, m, n, k, g);
+        layer L;
+        marlin_error err = {0};
+        layer_make(&L, n, k, g, seed);
+        uint16_t *A = malloc((size_t)(m * k) * 2);
+        float *C = malloc((size_t)(m * n) * 4);
+        assert_non_null(A);
+        assert_non_null(C);
+        random_a(A, m * k, seed + 1);
+        MT_ASSERT(seed, marlin_dense_gemm_ref(A, L.B, L.sp, C, m, n, k, g, &err) == MARLIN_OK,
+                  "%s", err.msg);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                double ref = 0, S = 0;
+                for (int64_t c = 0; c < k; c++) {
+                    double p = (double)marlin_half_to_float(A[i * k + c]) * L.W[c * n + j];
+                    ref += p;
+                    S += fabs(p);
+                }
+                /* fp32 sgemm: at most k roundings of 2^-24 relative to S. */
+                MT_ASSERT(seed, fabs(C[i * n + j] - ref) <= (double)k * ldexp(S, -24) + 1e-30,
+                          "C[%lld][%lld] = %g, expected %g", (long long)i, (long long)j,
+                          C[i * n + j], ref);
+            }
+        assert_int_equal(marlin_dense_gemm_ref(A, L.B, L.sp, C, m, 100, k, g, &err),
+                         MARLIN_ERR_SHAPE);
+        free(A);
+        free(C);
+        layer_free(&L);
+    }
+}
+
+/* A CPU-only build reports the GPU entry points as a disabled feature. */
+static void test_kernels_without_cuda(void **state) {
+    (void)state;
+#ifdef MARLIN_HAVE_CUDA
+    print_message("built with CUDA: the disabled-feature path does not exist here\n");
+    skip();
+#else
+    marlin_error err = {0};
+    marlin_gpu_info info;
+    void *p = (void *)1;
+    assert_int_equal(marlin_gpu_probe(0, &info, &err), MARLIN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "built without CUDA"));
+    assert_int_equal(marlin_gpu_alloc(&p, 16, &err), MARLIN_ERR_UNSUPPORTED);
+    assert_null(p);
+    marlin_dense_args a;
+    memset(&a, 0, sizeof a);
+    assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(err.msg, "built without CUDA"));
+    marlin_cublas *h = (marlin_cublas *)1;
+    assert_int_equal(marlin_cublas_create(&h, NULL, &err), MARLIN_ERR_UNSUPPORTED);
+    assert_null(h);
+#endif
+}
+
+/* -------------------------------------------------------------- GPU cases */
+
+typedef struct gpu_ctx {
+    int ok;
+    char why[MARLIN_ERRMSG_MAX + 64];
+    marlin_gpu_info info;
+    void *stream;
+    void *ws;
+    size_t ws_bytes;
+    int64_t ws_max_m, ws_max_n;
+} gpu_ctx;
+
+static gpu_ctx g_gpu;
+
+#define GPU_MAX_M 4096
+#define GPU_MAX_N 28672
+
+static int gpu_setup(void **state) {
+    (void)state;
+    marlin_error err = {0};
+    memset(&g_gpu, 0, sizeof g_gpu);
+    marlin_status st = marlin_gpu_probe(-1, &g_gpu.info, &err);
+    if (st != MARLIN_OK) {
+        snprintf(g_gpu.why, sizeof g_gpu.why, "%s: %s", marlin_status_str(st), err.msg);
+        return 0;
+    }
+    g_gpu.ws_max_m = GPU_MAX_M;
+    g_gpu.ws_max_n = GPU_MAX_N;
+    g_gpu.ws_bytes = marlin_dense_workspace_bytes(GPU_MAX_M, GPU_MAX_N, g_gpu.info.sm_count);
+    if (marlin_gpu_stream_create(&g_gpu.stream, &err) ||
+        marlin_gpu_alloc(&g_gpu.ws, g_gpu.ws_bytes, &err) ||
+        marlin_gpu_memset(g_gpu.ws, 0, g_gpu.ws_bytes, &err)) {
+        snprintf(g_gpu.why, sizeof g_gpu.why, "GPU set-up failed: %s", err.msg);
+        return -1;
+    }
+    print_message("GPU: %s (sm_%d%d, %d SMs, %lld KB shared/block), workspace %zu bytes\n",
+                  g_gpu.info.name, g_gpu.info.cc_major, g_gpu.info.cc_minor, g_gpu.info.sm_count,
+                  (long long)g_gpu.info.smem_optin_bytes / 1024, g_gpu.ws_bytes);
+    g_gpu.ok = 1;
+    return 0;
+}
+
+static int gpu_teardown(void **state) {
+    (void)state;
+    marlin_gpu_free(g_gpu.ws);
+    marlin_gpu_stream_destroy(g_gpu.stream);
+    memset(&g_gpu, 0, sizeof g_gpu);
+    return 0;
+}
+
+#define NEED_GPU()                                                                 \
+    do {                                                                           \
+        if (!g_gpu.ok) {                                                           \
+            print_message("skipped: no usable GPU (%s)\n", g_gpu.why);             \
+            skip();                                                                \
+        }                                                                          \
+    } while (0)
+
+/* Device copies of one layer plus A/C buffers for up to max_m rows. C has
+ * 256-byte guards on both sides to catch writes outside [m][n]. */
+typedef struct dev_layer {
+    void *B, *s, *A, *Cbase;
+    uint16_t *C;
+    int64_t max_m;
+} dev_layer;
+
+#define GUARD 256
+
+static void dev_layer_make(dev_layer *D, const layer *L, int64_t max_m) {
+    marlin_error err = {0};
+    const int64_t G = marlin_pack_groups(L->k, L->g);
+    memset(D, 0, sizeof *D);
+    D->max_m = max_m;
+    size_t bB = (size_t)(L->k / 16) * (size_t)(2 * L->n) * 4, bs = (size_t)(G * L->n) * 2;
+    size_t bA = (size_t)(max_m * L->k) * 2, bC = (size_t)(max_m * L->n) * 2 + 2 * GUARD;
+    MT_ASSERT(L->seed,
+              !marlin_gpu_alloc(&D->B, bB, &err) && !marlin_gpu_alloc(&D->s, bs, &err) &&
+                  !marlin_gpu_alloc(&D->A, bA, &err) && !marlin_gpu_alloc(&D->Cbase, bC, &err),
+              "%s", err.msg);
+    D->C = (uint16_t *)((char *)D->Cbase + GUARD);
+    MT_ASSERT(L->seed,
+              !marlin_gpu_upload(D->B, L->B, bB, &err) && !marlin_gpu_upload(D->s, L->sp, bs, &err),
+              "%s", err.msg);
+}
+
+static void dev_layer_free(dev_layer *D) {
+    marlin_gpu_free(D->B);
+    marlin_gpu_free(D->s);
+    marlin_gpu_free(D->A);
+    marlin_gpu_free(D->Cbase);
+    memset(D, 0, sizeof *D);
+}
+
+/* Failing cases print one line each (and element details for the first
+ * few), so that one run on a lent GPU shows the whole failure pattern; the
+ * calling test fails at its end when any case failed. */
+static int g_detail_budget = 24;
+
+static int g_dump_budget = 4;
+
+/* Writes a failing case's inputs (codes (n,k) u8, natural scales (G,n) f16,
+ * A (m,k) f16) and the GPU output (m,n) f16 to $MARLIN_KERNEL_TEST_DUMP. */
+static void dump_case(const layer *L, const uint16_t *A, const uint16_t *C, int64_t m,
+                      const char *what) {
+    const char *dir = getenv("MARLIN_KERNEL_TEST_DUMP");
+    char path[4096];
+    if (!dir || !*dir || g_dump_budget <= 0) return;
+    const int id = 4 - g_dump_budget--;
+    const int64_t G = marlin_pack_groups(L->k, L->g);
+    snprintf(path, sizeof path, "%s/case%d.txt", dir, id);
+    FILE *f = fopen(path, "w");
+    if (!f) return;
+    fprintf(f, "m %lld n %lld k %lld g %d\n%s\n", (long long)m, (long long)L->n, (long long)L->k,
+            L->g, what);
+    fclose(f);
+    snprintf(path, sizeof path, "%s/case%d.q", dir, id);
+    marlin_write_file(path, L->q, (size_t)(L->n * L->k));
+    snprintf(path, sizeof path, "%s/case%d.s", dir, id);
+    marlin_write_file(path, L->s, (size_t)(G * L->n) * 2);
+    snprintf(path, sizeof path, "%s/case%d.A", dir, id);
+    marlin_write_file(path, A, (size_t)(m * L->k) * 2);
+    snprintf(path, sizeof path, "%s/case%d.C", dir, id);
+    marlin_write_file(path, C, (size_t)(m * L->n) * 2);
+}
+
+/* Runs one GEMM with a poisoned output, checks guards and every element.
+ * Returns 1 when the case passed. */
+static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_tile *tile,
+                    void *stream, uint64_t seed, check_stats *out) {
+    marlin_error err = {0};
+    const int64_t n = L->n, k = L->k;
+    char what[256];
+    int ok = 1;
+    if (tile)
+        snprintf(what, sizeof what,
+                 "m %lld n %lld k %lld g %d tile %dx%dx%d st %d bps %d (seed %llu)",
+                 (long long)m, (long long)n, (long long)k, L->g, tile->m_blocks, tile->n, tile->k,
+                 tile->stages, tile->blocks_per_sm, (unsigned long long)seed);
+    else
+        snprintf(what, sizeof what, "m %lld n %lld k %lld g %d auto (seed %llu)", (long long)m,
+                 (long long)n, (long long)k, L->g, (unsigned long long)seed);
+    assert_true(m <= D->max_m);
+    uint16_t *A = malloc((size_t)(m * k) * 2);
+    uint16_t *Cg = malloc((size_t)(m * n) * 2 + 2 * GUARD);
+    assert_non_null(A);
+    assert_non_null(Cg);
+    random_a(A, m * k, seed);
+    const size_t bC = (size_t)(m * n) * 2;
+    MT_ASSERT(seed, !marlin_gpu_upload(D->A, A, (size_t)(m * k) * 2, &err), "%s", err.msg);
+    /* Poison: 0xFFFF is an fp16 NaN, so an unwritten element can't pass. */
+    MT_ASSERT(seed, !marlin_gpu_memset(D->Cbase, 0xFF, bC + 2 * GUARD, &err), "%s", err.msg);
+    marlin_dense_args a;
+    memset(&a, 0, sizeof a);
+    a.A = D->A;
+    a.B = D->B;
+    a.s = D->s;
+    a.C = D->C;
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.group_size = L->g;
+    a.workspace = g_gpu.ws;
+    a.workspace_bytes = g_gpu.ws_bytes;
+    a.stream = stream;
+    a.tile = tile;
+    marlin_status st = marlin_dense_gemm(&a, &err);
+    MT_ASSERT(seed, st == MARLIN_OK, "%s: %s", what, err.msg);
+    st = marlin_gpu_stream_sync(stream, &err);
+    MT_ASSERT(seed, st == MARLIN_OK, "%s: %s", what, err.msg);
+    MT_ASSERT(seed, !marlin_gpu_download(Cg, D->Cbase, bC + 2 * GUARD, &err), "%s", err.msg);
+    const unsigned char *gb = (const unsigned char *)Cg;
+    size_t before = 0, after = 0;
+    for (size_t i = 0; i < GUARD; i++) {
+        before += gb[i] != 0xFF;
+        after += gb[GUARD + bC + i] != 0xFF;
+    }
+    if (before || after) {
+        print_error("FAIL %s: %zu guard bytes before C and %zu after C overwritten\n", what,
+                    before, after);
+        ok = 0;
+    }
+    const int detail = g_detail_budget > 0;
+    check_stats cs = check_output(L, A, (const uint16_t *)(gb + GUARD), m, detail ? what : NULL);
+    if (env_flag("MARLIN_KERNEL_TEST_VERBOSE"))
+        print_message("%s: max err/tol %.3f, mean rel err %.2e\n", what, cs.max_ratio,
+                      cs.mean_rel);
+    if (cs.bad || !(cs.mean_rel < 1e-3)) {
+        print_error("FAIL %s: %lld elements outside tolerance, mean relative error %.3e\n", what,
+                    (long long)cs.bad, cs.mean_rel);
+        if (detail) g_detail_budget -= 8;
+        if (m * L->n <= (int64_t)1 << 22 && L->n * L->k <= (int64_t)1 << 22)
+            dump_case(L, A, (const uint16_t *)(gb + GUARD), m, what);
+        ok = 0;
+    }
+    free(A);
+    free(Cg);
+    if (out) *out = cs;
+    return ok;
+}
+
+/* Sweeps m over `ms` for every (k, n) x group; layer data fresh per shape. */
+static void sweep(const int64_t (*shapes)[2], int nshapes, const int32_t *groups, int ngroups,
+                  const int64_t *ms, int nms, uint64_t tag, int *failed) {
+    const uint64_t base = marlin_test_seed(0x6d61726c696e6bull) ^ tag;
+    for (int si = 0; si < nshapes; si++)
+        for (int gi = 0; gi < ngroups; gi++) {
+            const int64_t k = shapes[si][0], n = shapes[si][1];
+            int64_t max_m = 0;
+            for (int mi = 0; mi < nms; mi++)
+                if (ms[mi] > max_m) max_m = ms[mi];
+            layer L;
+            dev_layer D;
+            const uint64_t seed = case_seed(base, n, k, groups[gi], 0);
+            layer_make(&L, n, k, groups[gi], seed);
+            dev_layer_make(&D, &L, max_m);
+            double worst = 0, worst_mean = 0;
+            int good = 0;
+            for (int mi = 0; mi < nms; mi++) {
+                check_stats cs;
+                good += run_case(&L, &D, ms[mi], NULL, g_gpu.stream,
+                                 case_seed(seed, ms[mi], 1, 2, 3), &cs);
+                if (cs.max_ratio > worst) worst = cs.max_ratio;
+                if (cs.mean_rel > worst_mean) worst_mean = cs.mean_rel;
+            }
+            print_message("k %6lld n %6lld g %4d: %d of %d values of m ok, worst err/tol %.3f, "
+                          "worst mean rel err %.2e\n",
+                          (long long)k, (long long)n, groups[gi], good, nms, worst, worst_mean);
+            *failed += nms - good;
+            dev_layer_free(&D);
+            layer_free(&L);
+        }
+}
+
+static const int64_t k_all_m[] = {1,  2,  3,  4,  5,  6,   7,   8,   9,    10,  11, 12, 13,
+                                  14, 15, 16, 17, 31, 64, 127, 128, 256, 1000, 4096};
+
+/* Small shapes: every m of the issue, every group size; n not a multiple of
+ * 128 (64-column tiles), of 256, long-k/narrow-n (heavy k splitting). */
+static void test_kernels_gpu_dense_small(void **state) {
+    (void)state;
+    NEED_GPU();
+    const int64_t shapes[][2] = {{128, 64},   {256, 192},  {640, 384},
+                                 {1024, 768}, {2048, 320}, {16384, 64}};
+    const int32_t groups[] = {128, -1, 64, 32};
+    const int quick = env_flag("MARLIN_KERNEL_TEST_QUICK");
+    const int64_t quick_m[] = {1, 5, 16, 17, 33, 100};
+    int failed = 0;
+    if (quick)
+        sweep(shapes, 5, groups, 4, quick_m, 6, 1, &failed);
+    else
+        sweep(shapes, 6, groups, 4, k_all_m, (int)(sizeof k_all_m / sizeof k_all_m[0]), 1,
+              &failed);
+    assert_int_equal(failed, 0);
+}
+
+/* Real layer shapes (k, n) of Llama-2-7B/13B/70B and Llama-3-8B. */
+static void test_kernels_gpu_dense_models(void **state) {
+    (void)state;
+    NEED_GPU();
+    if (env_flag("MARLIN_KERNEL_TEST_QUICK")) {
+        print_message("skipped in quick mode\n");
+        skip();
+    }
+    const int64_t real[][2] = {{4096, 4096},  {4096, 12288}, {4096, 11008}, {11008, 4096},
+                               {4096, 14336}, {14336, 4096}, {5120, 13824}, {13824, 5120},
+                               {8192, 28672}, {28672, 8192}, {5120, 5120},  {8192, 10240}};
+    const int32_t g128[] = {128}, gother[] = {-1, 64, 32};
+    int failed = 0;
+    if (env_flag("MARLIN_KERNEL_TEST_FULL")) {
+        const int64_t ms[] = {1, 7, 16, 17, 33, 64, 127, 128};
+        sweep(real, 12, g128, 1, ms, 8, 2, &failed);
+        const int64_t some[][2] = {{4096, 4096}, {4096, 14336}, {11008, 4096}, {5120, 13824}};
+        const int64_t m1000[] = {1000};
+        sweep(some, 4, g128, 1, m1000, 1, 3, &failed);
+        const int64_t other[][2] = {{4096, 11008}, {14336, 4096}, {8192, 10240}};
+        const int64_t ms_other[] = {1, 16, 127};
+        sweep(other, 3, gother, 3, ms_other, 3, 4, &failed);
+        const int64_t m4096[] = {4096};
+        sweep(real, 1, g128, 1, m4096, 1, 5, &failed);
+    } else {
+        const int64_t ms[] = {1, 16, 33, 128};
+        sweep(real, 2, g128, 1, ms, 4, 2, &failed);
+        const int64_t ms1[] = {7};
+        sweep(real + 3, 1, gother, 1, ms1, 1, 3, &failed);
+    }
+    assert_int_equal(failed, 0);
+}
+
+/* Every instantiated kernel, forced, at several pipeline depths and
+ * occupancies, for grouped and per-channel scales. */
+static void test_kernels_gpu_all_tiles(void **state) {
+    (void)state;
+    NEED_GPU();
+    marlin_dense_tile tiles[64];
+    int nt = marlin_dense_tiles(tiles, 64);
+    const uint64_t base = marlin_test_seed(0x74696c6573ull);
+    const int32_t groups[] = {64, -1};
+    const int stages[] = {2, 3, 0};
+    const int quick = env_flag("MARLIN_KERNEL_TEST_QUICK");
+    int failed = 0;
+    for (int gi = 0; gi < 2; gi++) {
+        const int64_t n = 768, k = 1024;
+        layer L;
+        dev_layer D;
+        const uint64_t seed = case_seed(base, n, k, groups[gi], 7);
+        layer_make(&L, n, k, groups[gi], seed);
+        dev_layer_make(&D, &L, 100);
+        int ran = 0, failed_here = 0;
+        for (int ti = 0; ti < nt; ti++)
+            for (int sti = 0; sti < 3; sti++)
+                for (int bps = 1; bps <= 2; bps++) {
+                    if (quick && (sti != 2 || bps != 1)) continue;
+                    marlin_dense_tile t = tiles[ti];
+                    t.stages = stages[sti];
+                    t.blocks_per_sm = bps;
+                    const int64_t full = 16 * t.m_blocks;
+                    const int64_t ms[] = {1, full - 3 > 0 ? full - 3 : 1, full, 100};
+                    for (int mi = 0; mi < 4; mi++) {
+                        failed_here += !run_case(&L, &D, ms[mi], &t, g_gpu.stream,
+                                            case_seed(seed, ti, sti * 2 + bps, ms[mi], 0), NULL);
+                        ran++;
+                    }
+                }
+        print_message("g %d: %d of %d forced-tile runs ok over %d tiles\n", groups[gi],
+                      ran - failed_here, ran, nt);
+        failed += failed_here;
+        dev_layer_free(&D);
+        layer_free(&L);
+    }
+    assert_int_equal(failed, 0);
+}
+
+/* Bad calls return the specific status and launch nothing. */
+static void test_kernels_gpu_errors(void **state) {
+    (void)state;
+    NEED_GPU();
+    const int64_t n = 256, k = 512, m = 8;
+    layer L;
+    dev_layer D;
+    marlin_error err = {0};
+    const uint64_t seed = marlin_test_seed(0x6572726f7273ull);
+    layer_make(&L, n, k, 128, seed);
+    dev_layer_make(&D, &L, m);
+    assert_int_equal(marlin_gpu_memset(D.Cbase, 0xFF, (size_t)(m * n) * 2 + 2 * GUARD, &err),
+                     MARLIN_OK);
+    marlin_dense_args a, b;
+    memset(&a, 0, sizeof a);
+    a.A = D.A;
+    a.B = D.B;
+    a.s = D.s;
+    a.C = D.C;
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.group_size = 128;
+    a.workspace = g_gpu.ws;
+    a.workspace_bytes = g_gpu.ws_bytes;
+    a.stream = g_gpu.stream;
+
+    b = a;
+    b.n = 200;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_SHAPE);
+    b = a;
+    b.k = 500;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_SHAPE);
+    b = a;
+    b.group_size = 16;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_SHAPE);
+    b = a;
+    b.m = -3;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_SHAPE);
+    b = a;
+    b.A = NULL;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    b = a;
+    b.C = (char *)D.C + 2;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "aligned"));
+    b = a;
+    b.workspace_bytes = 64;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "workspace"));
+    assert_int_equal(marlin_dense_gemm(NULL, &err), MARLIN_ERR_INVALID_ARG);
+    marlin_dense_tile t = {5, 128, 128, 4, 1};
+    b = a;
+    b.tile = &t;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "no instantiated kernel"));
+    t = (marlin_dense_tile){1, 512, 128, 4, 1};
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    t = (marlin_dense_tile){1, 128, 128, 1, 1};
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    t = (marlin_dense_tile){1, 128, 128, 20, 1};
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    t = (marlin_dense_tile){1, 128, 128, 4, 3};
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    b = a;
+    b.n = 192; /* valid shape, but a forced 256-wide tile does not divide it */
+    t = (marlin_dense_tile){1, 256, 64, 4, 1};
+    b.tile = &t;
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    b = a;
+    b.m = 0; /* nothing to do: OK, nothing written */
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_OK);
+
+    /* None of the above launched anything: C is still all poison. */
+    assert_int_equal(marlin_gpu_stream_sync(g_gpu.stream, &err), MARLIN_OK);
+    size_t bytes = (size_t)(m * n) * 2 + 2 * GUARD;
+    unsigned char *h = malloc(bytes);
+    assert_non_null(h);
+    assert_int_equal(marlin_gpu_download(h, D.Cbase, bytes, &err), MARLIN_OK);
+    for (size_t i = 0; i < bytes; i++) MT_ASSERT(seed, h[i] == 0xFF, "byte %zu written", i);
+    free(h);
+    dev_layer_free(&D);
+    layer_free(&L);
+}
+
+/* The workspace counters are zero after calls (the zeroing rule), results
+ * are bitwise reproducible, the default stream works. */
+static void test_kernels_gpu_workspace_and_determinism(void **state) {
+    (void)state;
+    NEED_GPU();
+    const int64_t n = 256, k = 16384, m = 50; /* 1 to 4 column slices: heavy k splitting */
+    layer L;
+    dev_layer D;
+    marlin_error err = {0};
+    const uint64_t seed = marlin_test_seed(0x64657465726dull);
+    layer_make(&L, n, k, 128, seed);
+    dev_layer_make(&D, &L, m);
+    uint16_t *A = malloc((size_t)(m * k) * 2);
+    uint16_t *C1 = malloc((size_t)(m * n) * 2), *C2 = malloc((size_t)(m * n) * 2);
+    assert_non_null(A);
+    assert_non_null(C1);
+    assert_non_null(C2);
+    random_a(A, m * k, seed);
+    assert_int_equal(marlin_gpu_upload(D.A, A, (size_t)(m * k) * 2, &err), MARLIN_OK);
+    marlin_dense_args a;
+    memset(&a, 0, sizeof a);
+    a.A = D.A;
+    a.B = D.B;
+    a.s = D.s;
+    a.C = D.C;
+    a.m = m;
+    a.n = n;
+    a.k = k;
+    a.group_size = 128;
+    a.workspace = g_gpu.ws;
+    a.workspace_bytes = g_gpu.ws_bytes;
+    for (int rep = 0; rep < 20; rep++) {
+        a.stream = (rep % 2) ? g_gpu.stream : NULL;
+        MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
+        MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+        MT_ASSERT(seed, !marlin_gpu_download(rep ? C2 : C1, D.C, (size_t)(m * n) * 2, &err), "%s",
+                  err.msg);
+        if (rep) MT_ASSERT(seed, memcmp(C1, C2, (size_t)(m * n) * 2) == 0, "run %d differs", rep);
+    }
+    check_stats cs = check_output(&L, A, C1, m, "determinism case");
+    MT_ASSERT(seed, cs.bad == 0 && cs.mean_rel < 1e-3, "wrong result");
+    size_t cb = marlin_dense_workspace_counter_bytes(g_gpu.ws_max_m, g_gpu.ws_max_n);
+    unsigned char *h = malloc(cb);
+    assert_non_null(h);
+    assert_int_equal(marlin_gpu_download(h, g_gpu.ws, cb, &err), MARLIN_OK);
+    for (size_t i = 0; i < cb; i++) MT_ASSERT(seed, h[i] == 0, "counter byte %zu is %d", i, h[i]);
+    free(h);
+    free(A);
+    free(C1);
+    free(C2);
+    dev_layer_free(&D);
+    layer_free(&L);
+}
+
+int main(void) {
+    const struct CMUnitTest cpu[] = {
+        cmocka_unit_test(test_kernels_check_shape),
+        cmocka_unit_test(test_kernels_workspace_bytes),
+        cmocka_unit_test(test_kernels_pick_tile),
+        cmocka_unit_test(test_kernels_dequant_ref_exact),
+        cmocka_unit_test(test_kernels_gemm_ref),
+        cmocka_unit_test(test_kernels_without_cuda),
+    };
+    const struct CMUnitTest gpu[] = {
+        cmocka_unit_test(test_kernels_gpu_errors),
+        cmocka_unit_test(test_kernels_gpu_dense_small),
+        cmocka_unit_test(test_kernels_gpu_all_tiles),
+        cmocka_unit_test(test_kernels_gpu_workspace_and_determinism),
+        cmocka_unit_test(test_kernels_gpu_dense_models),
+    };
+    int fails = cmocka_run_group_tests_name("kernels_cpu", cpu, NULL, NULL);
+    fails += cmocka_run_group_tests_name("kernels_gpu", gpu, gpu_setup, gpu_teardown);
+    return fails ? 1 : 0;
+}

@@ -1,0 +1,845 @@
+/*
+ * marlin-bench - our Marlin kernels against cuBLAS FP16 on real layer
+ * shapes, in the form of the Marlin paper's figures (IST-DASLab/marlin
+ * README: models, peak, sustained; marlin-format.md section 6).
+ *
+ * Method (design.md "Measuring performance"): CUDA events around CUDA-graph
+ * replays of a batch of back-to-back launches, warm-up, median of many
+ * samples; every launch of a batch uses the next of R copies of the
+ * weights, with R copies > 3x the L2 size, so weights are never L2 hits;
+ * random data (never zeros); cuBLAS FP16 (fp32 compute) on the same shapes
+ * and the device-to-device copy bandwidth measured in the same run.
+ * Fraction of the bandwidth limit = (int4 weights + fp16 scales + fp16 A +
+ * fp16 C bytes) / copy bandwidth / measured time.
+ *
+ * Modes:
+ *   models     per model and batch m: time summed over the layer types
+ *              (fused qkv, o, fused gate+up, down), speedup, bw fraction
+ *   peak       one large layer ideal for the card (k = 1024*SMs,
+ *              n = 256*SMs, as IST's bench.py), m = 1..128
+ *   sustained  the models sweep repeated for --seconds; speedup over time at
+ *              whatever clocks the card runs (clocks are never changed)
+ *   tune       every instantiated tile x pipeline depth x occupancy on the
+ *              model shapes: which wins, against the automatic choice
+ *
+ * --sparse times the 2:4 kernel (kernels/marlin_kernels24.h) instead, on
+ * random compressed weights with valid random metadata; its bytes are
+ * B + meta + scales + A + C (0.39 bytes per weight at group 128). Modes
+ * models, peak and sustained; its tile sweep is marlin_bench24_layer().
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "marlin_cli.h"
+#include "marlin_common.h"
+#include "marlin_kernels.h"
+
+static const char *TOOL = "marlin-bench";
+
+/* --sparse: every layer, launch and byte count below is the 2:4 kernel's. */
+static int g_sparse;
+
+/* ------------------------------------------------------------ layer tables */
+
+typedef struct layer_shape {
+    const char *name;
+    int64_t k, n; /* in_features, out_features (fused where the model fuses) */
+} layer_shape;
+
+typedef struct model_def {
+    const char *name;
+    layer_shape layers[4];
+} model_def;
+
+/* Llama-2 7B/13B/70B and Llama-3 8B from their config.json (hidden,
+ * intermediate, heads, kv heads): qkv = hidden + 2 * kv_heads * head_dim. */
+static const model_def k_models[] = {
+    {"llama2-7b",
+     {{"qkv", 4096, 12288}, {"o", 4096, 4096}, {"gate_up", 4096, 22016}, {"down", 11008, 4096}}},
+    {"llama2-13b",
+     {{"qkv", 5120, 15360}, {"o", 5120, 5120}, {"gate_up", 5120, 27648}, {"down", 13824, 5120}}},
+    {"llama3-8b",
+     {{"qkv", 4096, 6144}, {"o", 4096, 4096}, {"gate_up", 4096, 28672}, {"down", 14336, 4096}}},
+    {"llama2-70b",
+     {{"qkv", 8192, 10240}, {"o", 8192, 8192}, {"gate_up", 8192, 57344}, {"down", 28672, 8192}}},
+};
+#define N_MODELS ((int)(sizeof k_models / sizeof k_models[0]))
+
+/* ----------------------------------------------------------------- options */
+
+typedef enum { MODE_MODELS, MODE_PEAK, MODE_SUSTAINED, MODE_TUNE } bench_mode;
+
+typedef struct options {
+    bench_mode mode;
+    int models[N_MODELS];
+    int n_models;
+    int64_t batch[32];
+    int n_batch;
+    int32_t group;
+    int sparse;
+    const char *csv;
+    const char *plot;
+    double seconds;
+    int samples;
+    int device;
+    int verbose;
+} options;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "Usage: %s [options]\n"
+            "Times our Marlin FP16xINT4 kernel against cuBLAS FP16 on real layer shapes.\n"
+            "\n"
+            "  --mode MODE       models (default), peak, sustained or tune\n"
+            "  --model LIST      comma list of llama2-7b, llama2-13b, llama3-8b, llama2-70b\n"
+            "                    (default: all)\n"
+            "  --batch LIST      batch sizes m (default 1,2,4,8,16,32,64,128)\n"
+            "  --group G         group size 128 (default), 64, 32 or -1\n"
+            "  --sparse          time the 2:4 sparse kernel instead of the dense one\n"
+            "  --csv FILE        write every measurement as CSV\n"
+            "  --plot FILE.png   plot speedup (gnuplot); without gnuplot, writes\n"
+            "                    FILE.png.gp to render elsewhere\n"
+            "  --seconds N       duration of --mode sustained (default 60)\n"
+            "  --samples N       timed samples per measurement (default 30)\n"
+            "  --device N        CUDA device (default 0)\n"
+            "  -v, --verbose     per-layer lines\n"
+            "  -h, --help        this help;  -V, --version  the version\n"
+            "\n"
+            "Exit codes: 0 ok, 1 runtime error (no GPU, CUDA error), 2 usage error.\n",
+            TOOL);
+}
+
+static int usage_error(const char *fmt, const char *arg)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 1, 0)))
+#endif
+    ;
+static int usage_error(const char *fmt, const char *arg) {
+    char msg[512];
+#if defined(__GNUC__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#endif
+    snprintf(msg, sizeof msg, fmt, arg);
+#if defined(__GNUC__)
+#pragma GCC diagnostic pop
+#endif
+    fprintf(stderr, "%s: %s\nTry '%s --help'\n", TOOL, msg, TOOL);
+    return MARLIN_EXIT_USAGE;
+}
+
+static int parse_args(int argc, char **argv, options *o, int *exit_code) {
+    memset(o, 0, sizeof *o);
+    o->mode = MODE_MODELS;
+    o->group = 128;
+    o->seconds = 60;
+    o->samples = 30;
+    const int64_t dflt_batch[] = {1, 2, 4, 8, 16, 32, 64, 128};
+    memcpy(o->batch, dflt_batch, sizeof dflt_batch);
+    o->n_batch = 8;
+    for (int i = 0; i < N_MODELS; i++) o->models[i] = i;
+    o->n_models = N_MODELS;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = (i + 1 < argc) ? argv[i + 1] : NULL;
+        int64_t x;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            usage(stdout);
+            *exit_code = MARLIN_EXIT_OK;
+            return 1;
+        } else if (!strcmp(a, "-V") || !strcmp(a, "--version")) {
+            printf("%s %s\n", TOOL, MARLIN_VERSION_STRING);
+            *exit_code = MARLIN_EXIT_OK;
+            return 1;
+        } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
+            o->verbose = 1;
+        } else if (!strcmp(a, "--sparse")) {
+            o->sparse = 1;
+        } else if (!v) {
+            *exit_code = usage_error("option '%s' needs a value or is unknown", a);
+            return 1;
+        } else if (!strcmp(a, "--mode")) {
+            if (!strcmp(v, "models")) o->mode = MODE_MODELS;
+            else if (!strcmp(v, "peak")) o->mode = MODE_PEAK;
+            else if (!strcmp(v, "sustained")) o->mode = MODE_SUSTAINED;
+            else if (!strcmp(v, "tune")) o->mode = MODE_TUNE;
+            else {
+                *exit_code = usage_error("unknown mode '%s' (models, peak, sustained, tune)", v);
+                return 1;
+            }
+            i++;
+        } else if (!strcmp(a, "--model")) {
+            char buf[256];
+            snprintf(buf, sizeof buf, "%s", v);
+            o->n_models = 0;
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                int found = -1;
+                for (int m = 0; m < N_MODELS; m++)
+                    if (!strcmp(tok, k_models[m].name)) found = m;
+                if (found < 0 || o->n_models >= N_MODELS) {
+                    *exit_code = usage_error("unknown or repeated model '%s' (llama2-7b, "
+                                             "llama2-13b, llama3-8b, llama2-70b)",
+                                             tok);
+                    return 1;
+                }
+                o->models[o->n_models++] = found;
+            }
+            if (!o->n_models) {
+                *exit_code = usage_error("empty model list '%s'", v);
+                return 1;
+            }
+            i++;
+        } else if (!strcmp(a, "--batch")) {
+            int n = marlin_cli_int_list(v, 1, 65536, o->batch, 32);
+            if (n <= 0) {
+                *exit_code = usage_error("bad batch list '%s' (integers 1..65536)", v);
+                return 1;
+            }
+            o->n_batch = n;
+            i++;
+        } else if (!strcmp(a, "--group")) {
+            if (!marlin_cli_int(v, -1, 128, &x) || (x != -1 && x != 32 && x != 64 && x != 128)) {
+                *exit_code = usage_error("bad group size '%s' (128, 64, 32 or -1)", v);
+                return 1;
+            }
+            o->group = (int32_t)x;
+            i++;
+        } else if (!strcmp(a, "--csv")) {
+            o->csv = v;
+            i++;
+        } else if (!strcmp(a, "--plot")) {
+            o->plot = v;
+            i++;
+        } else if (!strcmp(a, "--seconds")) {
+            if (!marlin_cli_double(v, 1, 86400, &o->seconds)) {
+                *exit_code = usage_error("bad duration '%s' (1..86400 seconds)", v);
+                return 1;
+            }
+            i++;
+        } else if (!strcmp(a, "--samples")) {
+            if (!marlin_cli_int(v, 3, 10000, &x)) {
+                *exit_code = usage_error("bad sample count '%s' (3..10000)", v);
+                return 1;
+            }
+            o->samples = (int)x;
+            i++;
+        } else if (!strcmp(a, "--device")) {
+            if (!marlin_cli_int(v, 0, 1023, &x)) {
+                *exit_code = usage_error("bad device '%s'", v);
+                return 1;
+            }
+            o->device = (int)x;
+            i++;
+        } else {
+            *exit_code = usage_error("unknown option '%s'", a);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------ GPU buffers */
+
+typedef struct bench_ctx {
+    marlin_gpu_info info;
+    void *stream;
+    marlin_cublas *cublas;
+    double copy_bw;  /* bytes/s, read + write */
+    void *ws;        /* dense workspace */
+    size_t ws_bytes;
+    void *A, *C;     /* activations / outputs, sized for the largest case */
+    size_t A_bytes, C_bytes;
+    int64_t max_m, max_n, max_k;
+    FILE *csv;
+} bench_ctx;
+
+/* One layer on the GPU: R rotated copies of the quantized weights and of
+ * the fp16 weights for cuBLAS. */
+typedef struct gpu_layer {
+    int64_t k, n;
+    int32_t group;
+    int R4, R16;
+    void **B, **s, **W16;
+    void **meta; /* --sparse: 2:4 metadata per copy */
+} gpu_layer;
+
+static void gpu_layer_free(gpu_layer *L) {
+    for (int i = 0; i < L->R4; i++) {
+        marlin_gpu_free(L->B ? L->B[i] : NULL);
+        marlin_gpu_free(L->s ? L->s[i] : NULL);
+        marlin_gpu_free(L->meta ? L->meta[i] : NULL);
+    }
+    free(L->meta);
+    for (int i = 0; i < L->R16; i++) marlin_gpu_free(L->W16 ? L->W16[i] : NULL);
+    free(L->B);
+    free(L->s);
+    free(L->W16);
+    memset(L, 0, sizeof *L);
+}
+
+static int rotations(size_t bytes, int64_t l2) {
+    /* Enough copies that one pass over them is > 3x L2: a copy is evicted
+     * long before it comes round again. At least 2. */
+    int64_t r = (3 * l2 + (int64_t)bytes - 1) / (int64_t)bytes;
+    if (r < 2) r = 2;
+    if (r > 64) r = 64;
+    return (int)r;
+}
+
+static marlin_status gpu_layer_make(bench_ctx *c, gpu_layer *L, int64_t k, int64_t n,
+                                    int32_t group, int with_fp16, uint64_t seed,
+                                    marlin_error *err) {
+    marlin_status st = MARLIN_OK;
+    memset(L, 0, sizeof *L);
+    L->k = k;
+    L->n = n;
+    L->group = group;
+    const int64_t G = group == -1 ? 1 : k / group;
+    /* --sparse: B [k/32, 2n] I32 and meta [k/32, 2n] I16 */
+    const size_t bB = (size_t)(g_sparse ? k * n / 4 : k * n / 2), bs = (size_t)(G * n * 2),
+                 bW = (size_t)(k * n * 2), bM = (size_t)(g_sparse ? k * n / 8 : 0);
+    L->R4 = rotations(bB + bM + bs, c->info.l2_bytes);
+    L->R16 = with_fp16 ? rotations(bW, c->info.l2_bytes) : 0;
+    L->B = calloc((size_t)L->R4, sizeof *L->B);
+    L->s = calloc((size_t)L->R4, sizeof *L->s);
+    L->W16 = calloc((size_t)(L->R16 ? L->R16 : 1), sizeof *L->W16);
+    L->meta = g_sparse ? calloc((size_t)L->R4, sizeof *L->meta) : NULL;
+    if (!L->B || !L->s || !L->W16 || (g_sparse && !L->meta)) {
+        gpu_layer_free(L);
+        return marlin_fail(err, MARLIN_ERR_NOMEM, "out of host memory");
+    }
+    for (int i = 0; i < L->R4 && !st; i++) {
+        st = marlin_gpu_alloc(&L->B[i], bB, err);
+        if (!st) st = marlin_gpu_alloc(&L->s[i], bs, err);
+        /* Random codes; scales uniform in [0.001, 0.02] (real INT4 range). */
+        if (!st)
+            st = marlin_gpu_fill(L->B[i], MARLIN_FILL_BITS, bB / 4, seed + 2 * (uint64_t)i, 0, 0,
+                                 c->stream, err);
+        if (!st)
+            st = marlin_gpu_fill(L->s[i], MARLIN_FILL_F16_UNIFORM, bs / 2,
+                                 seed + 2 * (uint64_t)i + 1, 0.001f, 0.02f, c->stream, err);
+        if (!st && g_sparse) st = marlin_gpu_alloc(&L->meta[i], bM, err);
+        if (!st && g_sparse)
+            st = marlin_bench24_fill_meta(L->meta[i], bM, seed + 7919 * (uint64_t)i, c->stream,
+                                          err);
+    }
+    for (int i = 0; i < L->R16 && !st; i++) {
+        st = marlin_gpu_alloc(&L->W16[i], bW, err);
+        if (!st)
+            st = marlin_gpu_fill(L->W16[i], MARLIN_FILL_F16_UNIFORM, bW / 2, seed + 1000 + (uint64_t)i,
+                                 -0.1f, 0.1f, c->stream, err);
+    }
+    if (!st) st = marlin_gpu_stream_sync(c->stream, err);
+    if (st) {
+        marlin_error_prefix(err, "layer k=%lld n=%lld (%d + %d weight copies)", (long long)k,
+                            (long long)n, L->R4, L->R16);
+        gpu_layer_free(L);
+    }
+    return st;
+}
+
+/* --------------------------------------------------------------- launches */
+
+typedef struct dense_launch {
+    bench_ctx *c;
+    gpu_layer *L;
+    int64_t m;
+    const marlin_dense_tile *tile;
+} dense_launch;
+
+static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_error *err) {
+    dense_launch *d = user;
+    const int r = (int)(iter % d->L->R4);
+    if (g_sparse)
+        return marlin_gemm24(d->c->A, d->L->B[r], d->L->meta[r], d->L->s[r], d->c->C, d->m,
+                             d->L->n, d->L->k, d->L->group, d->c->ws, d->c->ws_bytes, stream,
+                             err);
+    marlin_dense_args a;
+    memset(&a, 0, sizeof a);
+    a.A = d->c->A;
+    a.B = d->L->B[r];
+    a.s = d->L->s[r];
+    a.C = d->c->C;
+    a.m = d->m;
+    a.n = d->L->n;
+    a.k = d->L->k;
+    a.group_size = d->L->group;
+    a.workspace = d->c->ws;
+    a.workspace_bytes = d->c->ws_bytes;
+    a.stream = stream;
+    a.tile = d->tile;
+    return marlin_dense_gemm(&a, err);
+}
+
+static marlin_status cublas_fn(void *user, int64_t iter, void *stream, marlin_error *err) {
+    dense_launch *d = user;
+    (void)stream; /* the handle is bound to the bench stream */
+    const int r = (int)(iter % d->L->R16);
+    return marlin_cublas_gemm_f16(d->c->cublas, d->c->A, d->L->W16[r], d->c->C, d->m, d->L->n,
+                                  d->L->k, err);
+}
+
+/* Batch = a multiple of the rotation count, at least 8 launches. */
+static int batch_for(int R) { return R * ((8 + R - 1) / R); }
+
+static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
+                                const marlin_dense_tile *tile, int samples, double *us,
+                                marlin_error *err) {
+    dense_launch d = {c, L, m, tile};
+    marlin_gpu_timing t;
+    marlin_status st = marlin_gpu_time(dense_fn, &d, c->stream, 3, batch_for(L->R4), samples, &t, err);
+    if (!st) *us = t.median_us;
+    return st;
+}
+
+static marlin_status time_cublas(bench_ctx *c, gpu_layer *L, int64_t m, int samples, double *us,
+                                 marlin_error *err) {
+    dense_launch d = {c, L, m, NULL};
+    marlin_gpu_timing t;
+    marlin_status st =
+        marlin_gpu_time(cublas_fn, &d, c->stream, 3, batch_for(L->R16), samples, &t, err);
+    if (!st) *us = t.median_us;
+    return st;
+}
+
+/* Bytes the quantized GEMM must move at least: int4 weights, fp16 scales,
+ * fp16 A and C. */
+static double min_bytes(int64_t m, int64_t k, int64_t n, int32_t group) {
+    const int64_t G = group == -1 ? 1 : k / group;
+    if (g_sparse) /* 2:4: compressed values k*n/4 + metadata k*n/8 */
+        return (double)k * n / 4 + (double)k * n / 8 + 2.0 * G * n + 2.0 * m * k + 2.0 * m * n;
+    return (double)k * n / 2 + 2.0 * G * n + 2.0 * m * k + 2.0 * m * n;
+}
+
+/* ------------------------------------------------------------- modes */
+
+static void csv_header(bench_ctx *c) {
+    if (c->csv)
+        fprintf(c->csv, "mode,elapsed_s,model,layer,k,n,m,group,tile,kernel_us,cublas_us,speedup,"
+                        "min_bytes,bw_limit_us,bw_fraction,copy_gbps,gpu\n");
+}
+
+static void csv_row(bench_ctx *c, const char *mode, double elapsed, const char *model,
+                    const char *layer, int64_t k, int64_t n, int64_t m, int32_t group,
+                    const char *tile, double kus, double cus, double bytes) {
+    if (!c->csv) return;
+    const double lim_us = bytes / c->copy_bw * 1e6;
+    fprintf(c->csv, "%s,%.3f,%s,%s,%lld,%lld,%lld,%d,%s,%.3f,%.3f,%.4f,%.0f,%.3f,%.4f,%.1f,\"%s\"\n",
+            mode, elapsed, model, layer, (long long)k, (long long)n, (long long)m, group, tile, kus,
+            cus, cus > 0 ? cus / kus : 0.0, bytes, lim_us, lim_us / kus, c->copy_bw / 1e9,
+            c->info.name);
+}
+
+static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
+    if (g_sparse) { /* the 2:4 launcher picks its own configuration */
+        snprintf(buf, cap, "2:4-auto");
+        return;
+    }
+    snprintf(buf, cap, "%dx%dx%d/s%d/b%d", 16 * t->m_blocks, t->n, t->k, t->stages,
+             t->blocks_per_sm);
+}
+
+/* Result of one model at one batch size. */
+typedef struct model_result {
+    double kus, cus, bytes;
+} model_result;
+
+static marlin_status run_model(bench_ctx *c, const options *o, const model_def *md,
+                               const int64_t *batch, int n_batch, model_result *res,
+                               const char *mode, double elapsed, int samples, marlin_error *err) {
+    marlin_status st = MARLIN_OK;
+    for (int b = 0; b < n_batch; b++) res[b] = (model_result){0, 0, 0};
+    for (int li = 0; li < 4 && !st; li++) {
+        const layer_shape *ls = &md->layers[li];
+        gpu_layer L;
+        st = gpu_layer_make(c, &L, ls->k, ls->n, o->group, 1, 0x5eed0000u + (uint64_t)li, err);
+        if (st) break;
+        for (int b = 0; b < n_batch && !st; b++) {
+            double kus = 0, cus = 0;
+            marlin_dense_tile t;
+            char ts[64];
+            memset(&t, 0, sizeof t);
+            if (!g_sparse)
+                st = marlin_dense_pick_tile(batch[b], ls->n, ls->k, o->group, c->info.sm_count,
+                                            c->info.smem_optin_bytes, &t, err);
+            if (!st) st = time_dense(c, &L, batch[b], NULL, samples, &kus, err);
+            if (!st) st = time_cublas(c, &L, batch[b], samples, &cus, err);
+            if (st) break;
+            const double bytes = min_bytes(batch[b], ls->k, ls->n, o->group);
+            tile_str(&t, ts, sizeof ts);
+            csv_row(c, mode, elapsed, md->name, ls->name, ls->k, ls->n, batch[b], o->group, ts, kus,
+                    cus, bytes);
+            if (o->verbose)
+                printf("  %-10s %-8s k %6lld n %6lld m %4lld  marlin %9.2f us  cublas %9.2f us  "
+                       "%5.2fx  bw %4.0f%%  %s\n",
+                       md->name, ls->name, (long long)ls->k, (long long)ls->n, (long long)batch[b],
+                       kus, cus, cus / kus, 100.0 * bytes / c->copy_bw * 1e6 / kus, ts);
+            res[b].kus += kus;
+            res[b].cus += cus;
+            res[b].bytes += bytes;
+        }
+        gpu_layer_free(&L);
+    }
+    return st;
+}
+
+static void print_model_row(bench_ctx *c, const char *model, int64_t m, const model_result *r) {
+    printf("%-10s m %4lld  marlin %9.2f us  cublas %9.2f us  speedup %5.2fx  bw limit %5.1f%%\n",
+           model, (long long)m, r->kus, r->cus, r->cus / r->kus,
+           100.0 * r->bytes / c->copy_bw * 1e6 / r->kus);
+}
+
+/* gnuplot script with the data inline (a datablock), so one file renders
+ * anywhere; run here when gnuplot exists. */
+static FILE *plot_open(const options *o, char *gp_path, size_t cap) {
+    snprintf(gp_path, cap, "%s.gp", o->plot);
+    FILE *f = fopen(gp_path, "w");
+    if (!f) fprintf(stderr, "%s: %s: cannot write the plot script\n", TOOL, gp_path);
+    return f;
+}
+
+static void plot_finish(const options *o, const char *gp_path) {
+    if (system("command -v gnuplot >/dev/null 2>&1") == 0) {
+        char cmd[4096];
+        snprintf(cmd, sizeof cmd, "gnuplot '%s'", gp_path);
+        if (system(cmd) == 0) {
+            fprintf(stderr, "%s: plot written to %s\n", TOOL, o->plot);
+            return;
+        }
+        fprintf(stderr, "%s: gnuplot failed on %s\n", TOOL, gp_path);
+        return;
+    }
+    fprintf(stderr, "%s: gnuplot not found; wrote %s (render with: gnuplot %s)\n", TOOL, gp_path,
+            gp_path);
+}
+
+static marlin_status mode_models(bench_ctx *c, const options *o, marlin_error *err) {
+    model_result res[N_MODELS][32];
+    marlin_status st = MARLIN_OK;
+    printf("# models: group %d, time summed over qkv, o, gate_up, down; copy bandwidth %.0f GB/s\n",
+           o->group, c->copy_bw / 1e9);
+    for (int mi = 0; mi < o->n_models && !st; mi++) {
+        const model_def *md = &k_models[o->models[mi]];
+        st = run_model(c, o, md, o->batch, o->n_batch, res[mi], "models", 0, o->samples, err);
+        for (int b = 0; b < o->n_batch && !st; b++) {
+            print_model_row(c, md->name, o->batch[b], &res[mi][b]);
+            csv_row(c, "models", 0, md->name, "total", 0, 0, o->batch[b], o->group, "auto",
+                    res[mi][b].kus, res[mi][b].cus, res[mi][b].bytes);
+        }
+    }
+    if (st || !o->plot) return st;
+    char gp[4096];
+    FILE *f = plot_open(o, gp, sizeof gp);
+    if (!f) return MARLIN_OK;
+    for (int mi = 0; mi < o->n_models; mi++) {
+        fprintf(f, "$m%d << EOD\n", mi);
+        for (int b = 0; b < o->n_batch; b++)
+            fprintf(f, "%lld %.4f %.4f\n", (long long)o->batch[b], res[mi][b].cus / res[mi][b].kus,
+                    res[mi][b].bytes / c->copy_bw * 1e6 / res[mi][b].kus);
+        fprintf(f, "EOD\n");
+    }
+    fprintf(f,
+            "set terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
+            "set title '%s (ours) vs cuBLAS FP16, layer time summed per model, group %d\\n%s'\n"
+            "set xlabel 'batch size m'\nset ylabel 'speedup over cuBLAS FP16'\n"
+            "set logscale x 2\nset grid\nset key top right\nset yrange [0:*]\n"
+            "plot ",
+            o->plot, g_sparse ? "Sparse-Marlin 2:4 INT4" : "Marlin INT4", o->group,
+            c->info.name);
+    for (int mi = 0; mi < o->n_models; mi++)
+        fprintf(f, "%s$m%d using 1:2 with linespoints lw 2 title '%s'", mi ? ", " : "", mi,
+                k_models[o->models[mi]].name);
+    /* bytes-only ideal at group 128: 16 / (4 + 16/128) dense (MF 3),
+     * 16 / (2 + 1 + 0.125) for 2:4 (MF 4.8) */
+    if (g_sparse)
+        fprintf(f, ", 5.12 with lines dt 2 lc 'gray' title 'ideal 5.12x (2:4, g128)'\n");
+    else
+        fprintf(f, ", 3.87 with lines dt 2 lc 'gray' title 'ideal 3.87x (g128)'\n");
+    fclose(f);
+    plot_finish(o, gp);
+    return MARLIN_OK;
+}
+
+static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err) {
+    const int64_t k = 1024 * (int64_t)c->info.sm_count, n = 256 * (int64_t)c->info.sm_count;
+    gpu_layer L;
+    double kus[32], cus[32], bytes[32];
+    printf("# peak: one layer k %lld x n %lld (1024*SMs x 256*SMs), group %d\n", (long long)k,
+           (long long)n, o->group);
+    marlin_status st = gpu_layer_make(c, &L, k, n, o->group, 1, 0x9ea4u, err);
+    if (st) return st;
+    for (int b = 0; b < o->n_batch && !st; b++) {
+        marlin_dense_tile t;
+        char ts[64];
+        memset(&t, 0, sizeof t);
+        if (!g_sparse)
+            st = marlin_dense_pick_tile(o->batch[b], n, k, o->group, c->info.sm_count,
+                                        c->info.smem_optin_bytes, &t, err);
+        if (!st) st = time_dense(c, &L, o->batch[b], NULL, o->samples / 3 + 3, &kus[b], err);
+        if (!st) st = time_cublas(c, &L, o->batch[b], o->samples / 3 + 3, &cus[b], err);
+        if (st) break;
+        bytes[b] = min_bytes(o->batch[b], k, n, o->group);
+        tile_str(&t, ts, sizeof ts);
+        printf("peak m %4lld  marlin %10.2f us  cublas %10.2f us  speedup %5.2fx  bw limit %5.1f%%  "
+               "%s\n",
+               (long long)o->batch[b], kus[b], cus[b], cus[b] / kus[b],
+               100.0 * bytes[b] / c->copy_bw * 1e6 / kus[b], ts);
+        csv_row(c, "peak", 0, "ideal", "ideal", k, n, o->batch[b], o->group, ts, kus[b], cus[b],
+                bytes[b]);
+    }
+    gpu_layer_free(&L);
+    if (st || !o->plot) return st;
+    char gp[4096];
+    FILE *f = plot_open(o, gp, sizeof gp);
+    if (!f) return MARLIN_OK;
+    fprintf(f, "$d << EOD\n");
+    for (int b = 0; b < o->n_batch; b++)
+        fprintf(f, "%lld %.4f %.4f\n", (long long)o->batch[b], cus[b] / kus[b],
+                bytes[b] / c->copy_bw * 1e6 / kus[b]);
+    fprintf(f,
+            "EOD\nset terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
+            "set title 'Peak: k %lld x n %lld, group %d\\n%s'\nset xlabel 'batch size m'\n"
+            "set ylabel 'speedup over cuBLAS FP16'\nset y2label 'fraction of bandwidth limit'\n"
+            "set logscale x 2\nset grid\nset yrange [0:*]\nset y2range [0:1.05]\nset y2tics\n"
+            "plot $d using 1:2 with linespoints lw 2 title 'speedup', "
+            "$d using 1:3 axes x1y2 with linespoints lw 2 title 'bandwidth fraction', "
+            "3.87 with lines dt 2 lc 'gray' title 'ideal 3.87x'\n",
+            o->plot, (long long)k, (long long)n, o->group, c->info.name);
+    fclose(f);
+    plot_finish(o, gp);
+    return MARLIN_OK;
+}
+
+static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error *err) {
+    /* Keep every layer resident (allocating between sweeps would idle the
+     * card): one sweep = all layers of the chosen models x batches. */
+    const int max_points = 4096;
+    double *tpts = calloc((size_t)max_points, sizeof *tpts);
+    double *spd = calloc((size_t)max_points * 32, sizeof *spd);
+    marlin_status st = MARLIN_OK;
+    int npts = 0;
+    if (!tpts || !spd) {
+        free(tpts);
+        free(spd);
+        return marlin_fail(err, MARLIN_ERR_NOMEM, "out of host memory");
+    }
+    printf("# sustained: %s x %d batch sizes for %.0f s, group %d\n",
+           k_models[o->models[0]].name, o->n_batch, o->seconds, o->group);
+    const model_def *md = &k_models[o->models[0]];
+    gpu_layer L[4];
+    memset(L, 0, sizeof L);
+    for (int li = 0; li < 4 && !st; li++)
+        st = gpu_layer_make(c, &L[li], md->layers[li].k, md->layers[li].n, o->group, 1,
+                            0x5005u + (uint64_t)li, err);
+    const double t0 = marlin_now();
+    while (!st && marlin_now() - t0 < o->seconds && npts < max_points) {
+        const double el = marlin_now() - t0;
+        for (int b = 0; b < o->n_batch && !st; b++) {
+            double kt = 0, ct = 0, by = 0;
+            for (int li = 0; li < 4 && !st; li++) {
+                double kus = 0, cus = 0;
+                st = time_dense(c, &L[li], o->batch[b], NULL, 5, &kus, err);
+                if (!st) st = time_cublas(c, &L[li], o->batch[b], 5, &cus, err);
+                kt += kus;
+                ct += cus;
+                by += min_bytes(o->batch[b], md->layers[li].k, md->layers[li].n, o->group);
+            }
+            if (st) break;
+            spd[npts * 32 + b] = ct / kt;
+            csv_row(c, "sustained", el, md->name, "total", 0, 0, o->batch[b], o->group, "auto", kt,
+                    ct, by);
+        }
+        if (st) break;
+        tpts[npts++] = el;
+        printf("t %6.1f s:", el);
+        for (int b = 0; b < o->n_batch; b++)
+            printf("  m%lld %.2fx", (long long)o->batch[b], spd[(npts - 1) * 32 + b]);
+        printf("\n");
+        fflush(stdout);
+    }
+    for (int li = 0; li < 4; li++) gpu_layer_free(&L[li]);
+    if (!st && o->plot) {
+        char gp[4096];
+        FILE *f = plot_open(o, gp, sizeof gp);
+        if (f) {
+            fprintf(f, "$d << EOD\n");
+            for (int i = 0; i < npts; i++) {
+                fprintf(f, "%.2f", tpts[i]);
+                for (int b = 0; b < o->n_batch; b++) fprintf(f, " %.4f", spd[i * 32 + b]);
+                fprintf(f, "\n");
+            }
+            fprintf(f,
+                    "EOD\nset terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
+                    "set title 'Sustained: %s, speedup over cuBLAS FP16 at the card''s own "
+                    "clocks\\n%s'\nset xlabel 'time (s)'\nset ylabel 'speedup'\nset grid\n"
+                    "set yrange [0:*]\nset key outside right\nplot ",
+                    o->plot, md->name, c->info.name);
+            for (int b = 0; b < o->n_batch; b++)
+                fprintf(f, "%s$d using 1:%d with lines lw 2 title 'm=%lld'", b ? ", " : "", b + 2,
+                        (long long)o->batch[b]);
+            fprintf(f, "\n");
+            fclose(f);
+            plot_finish(o, gp);
+        }
+    }
+    free(tpts);
+    free(spd);
+    return st;
+}
+
+/* Every instantiated tile x {4, 6, max} stages x {1, 2} blocks/SM per model
+ * layer and batch; prints the winner and the automatic choice. */
+static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err) {
+    marlin_dense_tile tiles[64];
+    const int nt = marlin_dense_tiles(tiles, 64);
+    const int stages[] = {4, 6, 0};
+    marlin_status st = MARLIN_OK;
+    double auto_sum[32] = {0}, best_sum[32] = {0};
+    printf("# tune: group %d\n", o->group);
+    for (int mi = 0; mi < o->n_models && !st; mi++) {
+        const model_def *md = &k_models[o->models[mi]];
+        for (int li = 0; li < 4 && !st; li++) {
+            const layer_shape *ls = &md->layers[li];
+            gpu_layer L;
+            st = gpu_layer_make(c, &L, ls->k, ls->n, o->group, 0, 0x7u + (uint64_t)li, err);
+            for (int b = 0; b < o->n_batch && !st; b++) {
+                const int64_t m = o->batch[b];
+                const int mb = m <= 64 ? (int)((m + 15) / 16) : 4;
+                double auto_us = 0, best = 1e30;
+                char best_s[64] = "", auto_s[64];
+                marlin_dense_tile at;
+                st = marlin_dense_pick_tile(m, ls->n, ls->k, o->group, c->info.sm_count,
+                                            c->info.smem_optin_bytes, &at, err);
+                if (!st) st = time_dense(c, &L, m, NULL, o->samples / 2 + 3, &auto_us, err);
+                if (st) break;
+                tile_str(&at, auto_s, sizeof auto_s);
+                csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "auto", auto_us,
+                        0, min_bytes(m, ls->k, ls->n, o->group));
+                for (int ti = 0; ti < nt && !st; ti++) {
+                    if (tiles[ti].m_blocks != mb || ls->n % tiles[ti].n) continue;
+                    for (int si = 0; si < 3 && !st; si++)
+                        for (int bps = 1; bps <= 2 && !st; bps++) {
+                            marlin_dense_tile t = tiles[ti];
+                            t.stages = stages[si];
+                            t.blocks_per_sm = bps;
+                            double us = 0;
+                            char ts[64];
+                            marlin_error e2 = {0};
+                            marlin_status s2 = time_dense(c, &L, m, &t, o->samples / 2 + 3, &us, &e2);
+                            if (s2 == MARLIN_ERR_INVALID_ARG) continue; /* does not fit */
+                            if (s2) {
+                                st = s2;
+                                *err = e2;
+                                break;
+                            }
+                            tile_str(&t, ts, sizeof ts);
+                            csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
+                                    us, 0, min_bytes(m, ls->k, ls->n, o->group));
+                            if (us < best) {
+                                best = us;
+                                snprintf(best_s, sizeof best_s, "%s", ts);
+                            }
+                        }
+                }
+                if (st) break;
+                auto_sum[b] += auto_us;
+                best_sum[b] += best;
+                printf("%-10s %-8s m %4lld  auto %8.2f us (%s)  best %8.2f us (%s)%s\n", md->name,
+                       ls->name, (long long)m, auto_us, auto_s, best, best_s,
+                       best < 0.97 * auto_us ? "  <-- heuristic loses >3%" : "");
+                fflush(stdout);
+            }
+            gpu_layer_free(&L);
+        }
+    }
+    for (int b = 0; b < o->n_batch && !st; b++)
+        printf("tune total m %4lld: auto %9.2f us, best %9.2f us (%.1f%% left on the table)\n",
+               (long long)o->batch[b], auto_sum[b], best_sum[b],
+               100.0 * (auto_sum[b] - best_sum[b]) / auto_sum[b]);
+    return st;
+}
+
+/* -------------------------------------------------------------------- main */
+
+int main(int argc, char **argv) {
+    options o;
+    int code = 0;
+    if (parse_args(argc, argv, &o, &code)) return code;
+    if (o.sparse && o.mode == MODE_TUNE)
+        return usage_error("%s", "--sparse: --mode tune sweeps dense tiles only (2:4 "
+                                 "configurations: marlin_bench24_layer)");
+    g_sparse = o.sparse;
+    marlin_error err = {0};
+    bench_ctx c;
+    memset(&c, 0, sizeof c);
+    marlin_status st = marlin_gpu_probe(o.device, &c.info, &err);
+    if (st) {
+        fprintf(stderr, "%s: %s\n", TOOL, err.msg);
+        return MARLIN_EXIT_RUNTIME;
+    }
+    /* Buffer sizes: the largest m and layer of this run. */
+    c.max_m = 0;
+    for (int b = 0; b < o.n_batch; b++)
+        if (o.batch[b] > c.max_m) c.max_m = o.batch[b];
+    c.max_k = 28672;
+    c.max_n = 57344;
+    if (o.mode == MODE_PEAK) {
+        c.max_k = 1024 * (int64_t)c.info.sm_count;
+        c.max_n = 256 * (int64_t)c.info.sm_count;
+    }
+    c.A_bytes = (size_t)(c.max_m * c.max_k * 2);
+    c.C_bytes = (size_t)(c.max_m * c.max_n * 2);
+    c.ws_bytes = marlin_dense_workspace_bytes(c.max_m, c.max_n, c.info.sm_count);
+    if (g_sparse) {
+        st = marlin_gemm24_workspace_size(c.max_m, c.max_n, &c.ws_bytes, &err);
+        if (st) {
+            fprintf(stderr, "%s: %s\n", TOOL, err.msg);
+            return MARLIN_EXIT_RUNTIME;
+        }
+    }
+    if (o.csv) {
+        c.csv = fopen(o.csv, "w");
+        if (!c.csv) {
+            fprintf(stderr, "%s: %s: cannot open for writing\n", TOOL, o.csv);
+            return MARLIN_EXIT_RUNTIME;
+        }
+    }
+    st = marlin_gpu_stream_create(&c.stream, &err);
+    if (!st) st = marlin_cublas_create(&c.cublas, c.stream, &err);
+    if (!st) st = marlin_gpu_alloc(&c.A, c.A_bytes, &err);
+    if (!st) st = marlin_gpu_alloc(&c.C, c.C_bytes, &err);
+    if (!st) st = marlin_gpu_alloc(&c.ws, c.ws_bytes, &err);
+    if (!st) st = marlin_gpu_memset(c.ws, 0, c.ws_bytes, &err);
+    if (!st)
+        st = marlin_gpu_fill(c.A, MARLIN_FILL_F16_UNIFORM, c.A_bytes / 2, 0xa11ce, -1.0f, 1.0f,
+                             c.stream, &err);
+    if (!st) st = marlin_gpu_copy_bandwidth((size_t)1 << 30, 20, c.stream, &c.copy_bw, &err);
+    if (!st) {
+        printf("# %s: sm_%d%d, %d SMs, L2 %lld MiB, driver %d, runtime %d\n", c.info.name,
+               c.info.cc_major, c.info.cc_minor, c.info.sm_count,
+               (long long)(c.info.l2_bytes >> 20), c.info.driver_version, c.info.runtime_version);
+        printf("# device-to-device copy: %.0f GB/s (read + write, 1 GiB, median of 20)\n",
+               c.copy_bw / 1e9);
+        csv_header(&c);
+        switch (o.mode) {
+        case MODE_MODELS: st = mode_models(&c, &o, &err); break;
+        case MODE_PEAK: st = mode_peak(&c, &o, &err); break;
+        case MODE_SUSTAINED: st = mode_sustained(&c, &o, &err); break;
+        case MODE_TUNE: st = mode_tune(&c, &o, &err); break;
+        }
+    }
+    if (c.csv && fclose(c.csv) != 0 && !st)
+        st = marlin_fail(&err, MARLIN_ERR_IO, "%s: write failed", o.csv);
+    marlin_gpu_free(c.A);
+    marlin_gpu_free(c.C);
+    marlin_gpu_free(c.ws);
+    marlin_cublas_free(c.cublas);
+    marlin_gpu_stream_destroy(c.stream);
+    if (st) {
+        fprintf(stderr, "%s: %s\n", TOOL, err.msg);
+        return MARLIN_EXIT_RUNTIME;
+    }
+    return MARLIN_EXIT_OK;
+}
