@@ -2,14 +2,15 @@
  * quant_internal.h - PRIVATE to quantize/ (not installed, not for other
  * stages): the per-group INT4 kernels shared by rtn.c, gptq.c and
  * sparse24.c: the code rule, the scale fit with its clipping search, the 2:4
- * choice of 4, non-finite scans.
+ * choice of 4, non-finite scans, and a few cross-file helpers.
  *
- * The rules themselves are specified in marlin_quant.h; this file is their
- * one implementation. Every helper is static inline + always_inline so that
- * it is compiled inside each caller's target_clones variant (AVX2 and the
- * baseline): both variants run the same fp32 operations in the same order
- * (no FMA contraction: GCC's ISO C mode has -ffp-contract=off, and clang is
- * told below), so results do not depend on the CPU.
+ * The rules themselves are specified in marlin_quant.h; this header and
+ * group.c are their one implementation. The vector kernels (group.c, and
+ * the GPTQ tile in gptq.c) have AVX2 versions next to portable ones, chosen
+ * at run time; both run the same fp32 operations in the same order (no FMA
+ * contraction: GCC's ISO C mode has -ffp-contract=off, and clang is told
+ * below), so results do not depend on the CPU (tests/test_quant.c checks
+ * it with mq_force_portable).
  */
 #ifndef MARLIN_QUANT_INTERNAL_H
 #define MARLIN_QUANT_INTERNAL_H

@@ -10,17 +10,11 @@
  *
  * Speed: rows are independent and split statically over threads; each row
  * is converted to fp32 once, scanned for NaN/Inf, and its groups are
- * quantized in place with lane-parallel loops (quant_internal.h) compiled
- * for AVX2 and the baseline.
+ * quantized in place by the group kernels (group.c, AVX2 when available).
  */
 #include "quant_internal.h"
 
 #include <stdlib.h>
-
-#if defined(__GNUC__) && !defined(__clang__)
-/* GCC 12's -O2 cost model ("very cheap") leaves these loops scalar. */
-#pragma GCC optimize("O3")
-#endif
 
 marlin_status marlin_quant_num_groups(int64_t k, int64_t group_size,
                                       int64_t *groups, marlin_error *err) {
