@@ -51,6 +51,8 @@ marlin_status marlin_hessian_add(marlin_hessian *H, const float *x,
     if (!H || !H->h)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "hessian: not initialised");
+    if (!x)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "hessian: NULL input");
     if (tokens <= 0 || nseq <= 0)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "hessian: %lld tokens in %lld sequences: both must "
@@ -124,6 +126,9 @@ marlin_status marlin_quant_output_error(const void *w, marlin_dtype dtype,
                                         const float *h, double *rel,
                                         marlin_error *err) {
     int64_t G;
+    if (!w || !q || !scales || !h || !rel)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "output error: NULL buffer");
     if (!mq_dtype_ok(dtype))
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "output error: dtype %d: need F32, F16 or BF16",

@@ -258,6 +258,9 @@ marlin_status marlin_quant_weight_error(const void *w, marlin_dtype dtype,
                                         const uint16_t *scales, int threads,
                                         double *rel, marlin_error *err) {
     int64_t G;
+    if (!w || !q || !scales || !rel)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "weight error: NULL buffer");
     if (!mq_dtype_ok(dtype))
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "weight error: dtype %d: need F32, F16 or BF16",

@@ -175,6 +175,45 @@ static void test_quant_rtn_matches_reference(void **state) {
     free(s);
 }
 
+/* Group sizes that are not multiples of the 16 lanes (tails), per channel
+ * with a short last block, on the portable and the AVX2 kernels. */
+static void test_quant_rtn_odd_groups(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED + 4);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    const int64_t n = 37, k = 200;
+    float *w = malloc(sizeof(float) * n * k);
+    uint8_t *q = malloc(n * k), *q2 = malloc(n * k);
+    uint16_t *s = malloc(sizeof(uint16_t) * n * k),
+             *s2 = malloc(sizeof(uint16_t) * n * k);
+    fill_weights(&rng, w, n, k);
+    const int64_t groups[] = {-1, 40, 20, 8, 200};
+    for (int gi = 0; gi < 5; gi++)
+        for (int clip = 0; clip < 2; clip++) {
+            int64_t G = groups[gi] == -1 ? 1 : k / groups[gi];
+            marlin_rtn_opts o = marlin_rtn_default_opts();
+            o.group_size = groups[gi];
+            o.clip = clip;
+            assert_int_equal(
+                marlin_rtn_quantize(w, MARLIN_DT_F32, n, k, &o, q, s, NULL),
+                MARLIN_OK);
+            check_rtn_against_ref(seed, w, n, k, groups[gi], clip, q, s);
+            mq_force_portable(true);
+            assert_int_equal(
+                marlin_rtn_quantize(w, MARLIN_DT_F32, n, k, &o, q2, s2, NULL),
+                MARLIN_OK);
+            mq_force_portable(false);
+            assert_memory_equal(q, q2, n * k);
+            assert_memory_equal(s, s2, sizeof(uint16_t) * n * G);
+        }
+    free(w);
+    free(q);
+    free(q2);
+    free(s);
+    free(s2);
+}
+
 static void test_quant_rtn_zero_and_tiny_groups(void **state) {
     (void)state;
     const int64_t n = 3, k = 64;
@@ -805,6 +844,53 @@ static void test_quant_gptq_matches_textbook(void **state) {
     free(sr);
 }
 
+/* Group sizes that force other block widths (B = g * floor(128 / g), or
+ * the largest divisor of g up to 128), a user block size, and a per-channel
+ * layer whose last block is short: still the textbook result. */
+static void test_quant_gptq_block_shapes(void **state) {
+    (void)state;
+    uint64_t seed = marlin_test_seed(SEED + 19);
+    marlin_rng rng;
+    marlin_rng_seed(&rng, seed);
+    const int64_t n = 24;
+    const struct { int64_t k, g, bs; } cases[] = {
+        {384, 96, 128},  /* B = 96 */
+        {384, 192, 128}, /* B = 96: groups span two blocks */
+        {384, 384, 128}, /* one group, B = 128 */
+        {256, 128, 48},  /* user block 48: B = 32 (largest divisor <= 48) */
+        {200, -1, 128},  /* per channel, blocks 128 + 72 */
+        {200, 40, 128},  /* B = 120: 40-groups, a short last block */
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        const int64_t k = cases[c].k, g = cases[c].g;
+        float *X = make_inputs(&rng, 2 * k, k, NULL);
+        float *h = make_hessian(X, 2 * k, k, 16);
+        float *w = make_weights(&rng, n, k);
+        uint8_t *q = malloc(n * k), *qr = malloc(n * k);
+        uint16_t *s = malloc(sizeof(uint16_t) * n * k),
+                 *sr = malloc(sizeof(uint16_t) * n * k);
+        marlin_gptq_opts o = marlin_gptq_default_opts();
+        o.group_size = g;
+        o.blocksize = cases[c].bs;
+        marlin_gptq_result res;
+        assert_int_equal(marlin_gptq_quantize(w, MARLIN_DT_F32, n, k, h, &o, q,
+                                              s, &res, NULL),
+                         MARLIN_OK);
+        double rl = ref_gptq(w, n, k, h, g, true, qr, sr);
+        char label[64];
+        snprintf(label, sizeof label, "k=%lld g=%lld block %lld", (long long)k,
+                 (long long)g, (long long)cases[c].bs);
+        compare_textbook(seed, label, q, qr, n, k, res.loss, rl);
+        free(X);
+        free(h);
+        free(w);
+        free(q);
+        free(qr);
+        free(s);
+        free(sr);
+    }
+}
+
 /* ||X W^T - X Wq^T|| / ||X W^T|| straight from X, in double. */
 static double direct_output_error(const float *X, int64_t T, const float *w,
                                   const uint8_t *q, const uint16_t *s,
@@ -1357,6 +1443,7 @@ static void test_quant_portable_matches_simd(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_quant_rtn_matches_reference),
+        cmocka_unit_test(test_quant_rtn_odd_groups),
         cmocka_unit_test(test_quant_rtn_zero_and_tiny_groups),
         cmocka_unit_test(test_quant_rtn_rejects_nonfinite),
         cmocka_unit_test(test_quant_rtn_clip_never_worse),
@@ -1365,6 +1452,7 @@ int main(void) {
         cmocka_unit_test(test_quant_hessian_running_mean),
         cmocka_unit_test(test_quant_gptq_matches_textbook),
         cmocka_unit_test(test_quant_gptq_beats_rtn),
+        cmocka_unit_test(test_quant_gptq_block_shapes),
         cmocka_unit_test(test_quant_gptq_dead_columns),
         cmocka_unit_test(test_quant_gptq_damping_steps),
         cmocka_unit_test(test_quant_gptq_act_order),
