@@ -208,11 +208,12 @@ marlin_status marlin_quant_dequant(const uint8_t *q, const uint16_t *scales,
     if (st != MARLIN_OK) return st;
     int64_t g = group_size == -1 ? k : group_size;
     for (int64_t r = 0; r < n; r++)
-        for (int64_t c = 0; c < k; c++) {
-            size_t i = (size_t)r * (size_t)k + (size_t)c;
-            float s = marlin_half_to_float(
-                scales[(size_t)(c / g) * (size_t)n + (size_t)r]);
-            out[i] = (float)((int)q[i] - MARLIN_QUANT_ZERO) * s;
+        for (int64_t t = 0; t < G; t++) {
+            size_t i0 = (size_t)r * (size_t)k + (size_t)(t * g);
+            float s = marlin_half_to_float(scales[(size_t)t * (size_t)n + (size_t)r]);
+            for (int64_t j = 0; j < g; j++)
+                out[i0 + (size_t)j] =
+                    (float)((int)q[i0 + (size_t)j] - MARLIN_QUANT_ZERO) * s;
         }
     return MARLIN_OK;
 }

@@ -159,6 +159,17 @@ static void test_quant_rtn_matches_reference(void **state) {
                                                  q, s, &err),
                              MARLIN_OK);
             check_rtn_against_ref(seed, w, n, k, groups[gi], clip, q, s);
+            /* dequant = (q - 8) * s with the natural group layout */
+            float *dq = malloc(sizeof(float) * n * k);
+            assert_int_equal(marlin_quant_dequant(q, s, n, k, groups[gi], dq,
+                                                  NULL),
+                             MARLIN_OK);
+            int64_t gs = groups[gi] == -1 ? k : groups[gi];
+            for (int64_t i = 0; i < n * k; i++) {
+                float sv = marlin_half_to_float(s[(i % k) / gs * n + i / k]);
+                assert_true(dq[i] == (float)((int)q[i] - 8) * sv);
+            }
+            free(dq);
             if (!clip && groups[gi] == 32) {
                 /* the planted ties, by hand: half to even, 7.5 -> 8 clamps */
                 static const int want[16] = {0, 2, 2, 0, -2, -2, 4, -4,
