@@ -632,7 +632,7 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
     R->out_rel_err = -1;
     double t_start = marlin_now();
     marlin_status st;
-    int64_t G;
+    int64_t G = 0; /* set by marlin_quant_num_groups */
 
     /* ---- arguments */
     if (!w || !h || !q || !scales)

@@ -125,7 +125,7 @@ marlin_status marlin_quant_output_error(const void *w, marlin_dtype dtype,
                                         const uint16_t *scales,
                                         const float *h, double *rel,
                                         marlin_error *err) {
-    int64_t G;
+    int64_t G = 0; /* set by marlin_quant_num_groups */
     if (!w || !q || !scales || !h || !rel)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "output error: NULL buffer");

@@ -203,7 +203,7 @@ marlin_status marlin_rtn_quantize(const void *w, marlin_dtype dtype,
 marlin_status marlin_quant_dequant(const uint8_t *q, const uint16_t *scales,
                                    int64_t n, int64_t k, int64_t group_size,
                                    float *out, marlin_error *err) {
-    int64_t G;
+    int64_t G = 0; /* set by marlin_quant_num_groups */
     marlin_status st = marlin_quant_num_groups(k, group_size, &G, err);
     if (st != MARLIN_OK) return st;
     int64_t g = group_size == -1 ? k : group_size;
@@ -258,7 +258,7 @@ marlin_status marlin_quant_weight_error(const void *w, marlin_dtype dtype,
                                         int64_t group_size, const uint8_t *q,
                                         const uint16_t *scales, int threads,
                                         double *rel, marlin_error *err) {
-    int64_t G;
+    int64_t G = 0; /* set by marlin_quant_num_groups */
     if (!w || !q || !scales || !rel)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "weight error: NULL buffer");

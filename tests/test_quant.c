@@ -783,21 +783,25 @@ static float *make_weights(marlin_rng *rng, int64_t n, int64_t k) {
  * side of a rounding boundary (or a clipping candidate / 2:4 saliency on the
  * other side of a near-tie); the different error fed back then changes that
  * row's later columns, so a row either matches completely or diverges from
- * one point on. Printed: differing codes and rows, and the loss ratio.
- * Worst cases over seeds 1-40 (every call below): 0.39% of codes, 4.7% of
- * rows, 1.8% of the loss; the bounds are 2%, 25% and 5%. */
+ * one point on. Printed: differing codes and scales, rows, and the loss
+ * ratio. Worst cases over seeds 1-60 (every call below): 0.44% of codes and
+ * scales, 7.8% of rows, 3.6% of the loss (one diverged row of 64 holding an
+ * outlier); the bounds are 2%, 25% and 10% (2e-5 when no row differs). */
 static void compare_textbook(uint64_t seed, const char *label,
-                             const uint8_t *q, const uint8_t *qr, int64_t n,
-                             int64_t k, double loss, double rl) {
-    int64_t dq = 0, drows = 0;
+                             const uint8_t *q, const uint8_t *qr,
+                             const uint16_t *s, const uint16_t *sr, int64_t n,
+                             int64_t k, int64_t group, double loss,
+                             double rl) {
+    int64_t dq = 0, drows = 0, G = group == -1 ? 1 : k / group;
     for (int64_t r = 0; r < n; r++) {
         int64_t d = 0;
         for (int64_t c = 0; c < k; c++) d += q[r * k + c] != qr[r * k + c];
+        for (int64_t t = 0; t < G; t++) d += s[t * n + r] != sr[t * n + r];
         dq += d;
         drows += d > 0;
     }
     double lr = fabs(loss - rl) / rl;
-    print_message("textbook %s: %lld/%lld codes, %lld/%lld rows differ, "
+    print_message("textbook %s: %lld/%lld codes+scales, %lld/%lld rows differ, "
                   "loss %.6g vs %.6g (%.2e)\n", label, (long long)dq,
                   (long long)(n * k), (long long)drows, (long long)n, loss, rl,
                   lr);
@@ -805,8 +809,11 @@ static void compare_textbook(uint64_t seed, const char *label,
               (long long)dq);
     MT_ASSERT(seed, drows * 4 <= n, "%s: %lld rows differ", label,
               (long long)drows);
-    MT_ASSERT(seed, lr <= 0.05, "%s: loss %.9g vs textbook %.9g", label, loss,
-              rl);
+    /* identical codes and scales: the same loss up to fp32 vs double
+     * (seen: < 3.5e-6); else the diverged rows' share, which can be a few
+     * percent when one of them holds an outlier */
+    MT_ASSERT(seed, lr <= (drows ? 0.10 : 2e-5), "%s: loss %.9g vs textbook "
+              "%.9g", label, loss, rl);
 }
 
 static void test_quant_gptq_matches_textbook(void **state) {
@@ -824,7 +831,6 @@ static void test_quant_gptq_matches_textbook(void **state) {
     const int64_t groups[] = {32, 64, 128, -1};
     for (int gi = 0; gi < 4; gi++)
         for (int clip = 0; clip < 2; clip++) {
-            int64_t G = groups[gi] == -1 ? 1 : k / groups[gi];
             marlin_gptq_opts o = marlin_gptq_default_opts();
             o.group_size = groups[gi];
             o.clip = clip;
@@ -834,13 +840,11 @@ static void test_quant_gptq_matches_textbook(void **state) {
                                                   &o, q, s, &res, &err),
                              MARLIN_OK);
             double rl = ref_gptq(w, n, k, h, groups[gi], clip, qr, sr);
-            int64_t ds = 0;
-            for (int64_t i = 0; i < n * G; i++) ds += s[i] != sr[i];
             char label[64];
-            snprintf(label, sizeof label, "g=%lld clip=%d (%lld/%lld scales "
-                     "differ)", (long long)groups[gi], clip, (long long)ds,
-                     (long long)(n * G));
-            compare_textbook(seed, label, q, qr, n, k, res.loss, rl);
+            snprintf(label, sizeof label, "g=%lld clip=%d", (long long)groups[gi],
+                     clip);
+            compare_textbook(seed, label, q, qr, s, sr, n, k, groups[gi],
+                             res.loss, rl);
             assert_int_equal(res.nsteps, 1);
             assert_int_equal(res.steps[0].fail, MARLIN_GPTQ_OK);
             assert_false(res.fallback_rtn);
@@ -863,7 +867,9 @@ static void test_quant_gptq_block_shapes(void **state) {
     uint64_t seed = marlin_test_seed(SEED + 19);
     marlin_rng rng;
     marlin_rng_seed(&rng, seed);
-    const int64_t n = 24;
+    /* 64 rows: one row that diverges from the textbook (see
+     * compare_textbook) moves the total loss by a few percent at most */
+    const int64_t n = 64;
     const struct { int64_t k, g, bs; } cases[] = {
         {384, 96, 128},  /* B = 96 */
         {384, 192, 128}, /* B = 96: groups span two blocks */
@@ -891,7 +897,7 @@ static void test_quant_gptq_block_shapes(void **state) {
         char label[64];
         snprintf(label, sizeof label, "k=%lld g=%lld block %lld", (long long)k,
                  (long long)g, (long long)cases[c].bs);
-        compare_textbook(seed, label, q, qr, n, k, res.loss, rl);
+        compare_textbook(seed, label, q, qr, s, sr, n, k, g, res.loss, rl);
         free(X);
         free(h);
         free(w);
@@ -1020,7 +1026,8 @@ static void test_quant_gptq_dead_columns(void **state) {
                   "output error %.9g vs direct %.9g", res.out_rel_err, direct);
         if (!ao) {
             double rl = ref_gptq(w, n, k, h, 128, true, qr, sr);
-            compare_textbook(seed, "dead columns", q, qr, n, k, res.loss, rl);
+            compare_textbook(seed, "dead columns", q, qr, s, sr, n, k, 128, res.loss,
+                             rl);
         }
     }
     free(X);
@@ -1304,7 +1311,7 @@ static void test_quant_gptq_sparse24(void **state) {
             double rl = ref_gptq_ex(w, n, k, h, g, true, m, qr, sr);
             char label[96];
             snprintf(label, sizeof label, "g=%lld %s", (long long)g, names[m]);
-            compare_textbook(seed, label, q, qr, n, k, res.loss, rl);
+            compare_textbook(seed, label, q, qr, s, sr, n, k, g, res.loss, rl);
         }
         print_message("g=%lld 2:4 output error: %s %.5f, %s %.5f, %s %.5f, "
                       "%s %.5f\n", (long long)g, names[0], e[0], names[1],
