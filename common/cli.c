@@ -11,6 +11,12 @@
 #include <string.h>
 #include <unistd.h>
 
+int marlin_cli_usage_error(const char *tool, const char *msg, const char *arg) {
+    fprintf(stderr, "%s: %s%s%s\nTry '%s --help'\n", tool, msg, arg ? ": " : "",
+            arg ? arg : "", tool);
+    return MARLIN_EXIT_USAGE;
+}
+
 bool marlin_cli_int(const char *s, int64_t min, int64_t max, int64_t *out) {
     char *end = NULL;
     if (!s || !*s || isspace((unsigned char)*s)) return false;

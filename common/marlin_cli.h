@@ -20,6 +20,10 @@ extern "C" {
 enum { MARLIN_EXIT_OK = 0, MARLIN_EXIT_RUNTIME = 1, MARLIN_EXIT_USAGE = 2,
        MARLIN_EXIT_VERIFY = 3 };
 
+/* Prints "<tool>: <msg>[: <arg>]" and "Try '<tool> --help'" to stderr and
+ * returns MARLIN_EXIT_USAGE (arg may be NULL). */
+int marlin_cli_usage_error(const char *tool, const char *msg, const char *arg);
+
 /* Parses a whole decimal integer in [min, max]; false on junk/overflow. */
 bool marlin_cli_int(const char *s, int64_t min, int64_t max, int64_t *out);
 /* Parses a whole finite decimal number in [min, max]. */

@@ -200,6 +200,10 @@ size_t marlin_writer_shard_count(const marlin_writer *w);
  *  4. Names must be valid UTF-8 and not "__metadata__"; a header above
  *     MARLIN_ST_MAX_HEADER bytes is refused, as the reference does. */
 
+/* The same for a path "dir/name" (or a bare name: the current folder). */
+marlin_status marlin_write_path_atomic(const char *path, const void *data,
+                                       size_t len, marlin_error *err);
+
 /* Writes <dir>/<name> atomically: temporary file in dir, fsync, rename over
  * any existing file, fsync of dir. */
 marlin_status marlin_write_file_atomic(const char *dir, const char *name,

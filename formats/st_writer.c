@@ -735,3 +735,21 @@ out:
     free(final);
     return st;
 }
+
+marlin_status marlin_write_path_atomic(const char *path, const void *data,
+                                       size_t len, marlin_error *err) {
+    const char *slash = path ? strrchr(path, '/') : NULL;
+    if (!path || !*path)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "empty output path");
+    if (!slash) return marlin_write_file_atomic(".", path, data, len, err);
+    if (!slash[1])
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "%s: not a file name", path);
+    size_t dl = slash == path ? 1 : (size_t)(slash - path);
+    char *dir = malloc(dl + 1);
+    if (!dir) return marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory");
+    memcpy(dir, path, dl);
+    dir[dl] = '\0';
+    marlin_status st = marlin_write_file_atomic(dir, slash + 1, data, len, err);
+    free(dir);
+    return st;
+}

@@ -32,6 +32,7 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <string.h>
 
 #include <atomic>
 
@@ -53,25 +54,22 @@ struct DenseParams {
     int m, n, k;
     int m_chunks;         /* row chunks of 16*MB rows */
     int k_tiles;          /* k / (16*KB) units per slice */
-    int iters;            /* units per block (the last block may get fewer) */
     int total_units;      /* n_slices * m_chunks * k_tiles */
     int group_shift;      /* grouped: log2(group_size / 16) */
     int group_rows;       /* grouped: scale rows per stage (>= 1) */
     int group_size;       /* grouped: rows per group */
     int stages;           /* pipeline depth, 2..MARLIN_DENSE_MAX_STAGES */
+    int pdl;              /* launched with programmatic dependent launch */
     int evict_first;      /* 1: B is read once (one row chunk): L2 evict_first */
 };
 
 /* ------------------------------------------------------------ PTX wrappers */
 
 /* 16-byte async global->shared copy through L2 only (.cg: the data is used
- * once per block, L1 would only be polluted). src_bytes 0 zero-fills the
- * destination: rows past m read as zeros without touching memory. */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src, bool valid) {
+ * once per block, L1 would only be polluted). */
+__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
     uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src), "r"(n)
-                 : "memory");
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
 }
 
 /* Same, with an L2 cache policy (evict_first for the read-once weights). */
@@ -209,7 +207,7 @@ template <int MB,      /* 16-row blocks of A per tile (1..4) */
           bool GROUPED /* true: scales per group, applied to W before the MMA;
                           false: per column, applied in fp32 at the end */
           >
-__global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
+__global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     dense_kernel(const DenseParams p) {
     constexpr int WN = NB / 4;           /* warps along n (64 columns each) */
     constexpr int WK = 8 / WN;           /* warps along k */
@@ -237,8 +235,9 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
     const int wn = warp % WN;
     const int wk = warp / WN;
 
-    const int u_begin = blockIdx.x * p.iters;
-    const int u_end = min(u_begin + p.iters, p.total_units);
+    const int n_blocks = (int)gridDim.x;
+    const int u_begin = mk_dense_unit_begin(blockIdx.x, p.total_units, n_blocks);
+    const int u_end = mk_dense_unit_begin(blockIdx.x + 1, p.total_units, n_blocks);
     const int n_units = u_end - u_begin;
     if (n_units <= 0) return; /* the host never launches such a block */
 
@@ -247,43 +246,49 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
     const int b_row_i4 = p.n >> 1; /* int4 per row of B (2n words) */
     const int s_row_i4 = p.n >> 3; /* int4 per row of s */
 
-    /* ---- global -> shared: all of the unit at cursor c into stage st */
-    auto load_unit = [&](const Cursor &c, int st) {
-        const int kt = c.kt, ns = c.ns, mc = c.mc;
+    /* ---- global -> shared. Each thread copies the same chunks of every
+     * tile (A: MB rows-of-16-bytes, B: B_PER_T, scales: at most one), so
+     * their offsets inside a tile are computed once here; per unit only the
+     * tile's base pointers change. */
+    constexpr int A_PER_T = A_STAGE / T; /* = MB */
+    constexpr int B_PER_T = B_STAGE / T;
+    static_assert(A_STAGE % T == 0 && B_STAGE % T == 0, "stage not a multiple of the block");
+    static_assert(T % A_ROW == 0 && T % B_ROW == 0, "chunk rows must advance by whole rows");
+    /* Chunk q of this thread is chunk tid + q*T of the tile: same column,
+     * q*T/ROW rows further down, and (A) the same XOR swizzle, because T/A_ROW
+     * is a multiple of 8. So one offset per operand plus constant strides. */
+    static_assert((T / A_ROW) % 8 == 0, "swizzle must repeat every chunk row step");
+    const int a_r0 = tid / A_ROW, a_ch = tid % A_ROW;
+    const int a_src0 = a_r0 * a_row_i4 + a_ch;        /* < 64 * 2^28: fits int32 */
+    const int a_dst0 = a_r0 * A_ROW + (a_ch ^ (a_r0 & 7));
+    const int b_src0 = (tid / B_ROW) * b_row_i4 + tid % B_ROW; /* < 16 * 2^27 */
+    const int n_s_i4 = GROUPED ? p.group_rows * S_ROW : 0;
+    const int s_src = (tid / S_ROW) * s_row_i4 + tid % S_ROW;
+
+    /* Activations of the unit at cursor c into stage st. */
+    auto load_a = [&](const Cursor &c, int st) {
         int4 *sA = smem + st * STAGE;
-        int4 *sB = sA + A_STAGE;
-        const int row0 = mc * 16 * MB;
+        const int row0 = c.mc * 16 * MB;
+        /* A rows at or past m are not loaded at all: an output row depends
+         * only on its own A row, and those rows are never stored. */
+        const int4 *gA = p.A + (int64_t)row0 * a_row_i4 + c.kt * A_ROW + a_src0;
 #pragma unroll
-        for (int i0 = 0; i0 < A_STAGE; i0 += T) {
-            const int i = i0 + tid;
-            if (A_STAGE % T == 0 || i < A_STAGE) {
-                const int r = i / A_ROW, ch = i % A_ROW;
-                const int row = row0 + r;
-                const bool ok = row < p.m;
-                const int4 *src = ok ? p.A + (int64_t)row * a_row_i4 + kt * A_ROW + ch : p.A;
-                cp_async16(sA + r * A_ROW + (ch ^ (r & 7)), src, ok);
-            }
-        }
-        const int4 *gB = p.B + (int64_t)kt * KB * b_row_i4 + (int64_t)ns * B_ROW;
+        for (int q = 0; q < A_PER_T; q++)
+            if (row0 + a_r0 + q * (T / A_ROW) < p.m)
+                cp_async16(sA + a_dst0 + q * T, gA + (int64_t)q * (T / A_ROW) * a_row_i4);
+    };
+    /* Weights (and grouped scales) of the unit at cursor c into stage st. */
+    auto load_b = [&](const Cursor &c, int st) {
+        int4 *sB = smem + st * STAGE + A_STAGE;
+        const int4 *gB = p.B + (int64_t)c.kt * KB * b_row_i4 + (int64_t)c.ns * B_ROW + b_src0;
 #pragma unroll
-        for (int i0 = 0; i0 < B_STAGE; i0 += T) {
-            const int i = i0 + tid;
-            if (B_STAGE % T == 0 || i < B_STAGE) {
-                const int r = i / B_ROW, ch = i % B_ROW;
-                cp_async16_policy(sB + i, gB + (int64_t)r * b_row_i4 + ch, b_policy);
-            }
-        }
-        if (GROUPED) {
-            int4 *sS = sB + B_STAGE;
+        for (int q = 0; q < B_PER_T; q++)
+            cp_async16_policy(sB + tid + q * T, gB + (int64_t)q * (T / B_ROW) * b_row_i4, b_policy);
+        if (GROUPED && tid < n_s_i4) {
             /* group size = 16 << group_shift (a power of two) */
-            const int g0 = (kt * 16 * KB) >> (p.group_shift + 4);
-            const int n_i4 = p.group_rows * S_ROW;
-            if (tid < n_i4) {
-                const int r = tid / S_ROW, ch = tid % S_ROW;
-                cp_async16_policy(sS + tid,
-                                  p.s + (int64_t)(g0 + r) * s_row_i4 + (int64_t)ns * S_ROW + ch,
-                                  b_policy);
-            }
+            const int g0 = (c.kt * 16 * KB) >> (p.group_shift + 4);
+            const int4 *gS = p.s + (int64_t)g0 * s_row_i4 + (int64_t)c.ns * S_ROW;
+            cp_async16_policy(sB + B_STAGE + tid, gS + s_src, b_policy);
         }
     };
 
@@ -300,8 +305,14 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
     auto compute_stage = [&](int st) {
         const int4 *sA = smem + st * STAGE;
         const int4 *sB = sA + A_STAGE;
+        /* k steps in pairs: unrolling all of them lets the compiler hoist
+         * every fragment load of the stage, which overflows the register
+         * budget of two resident blocks. */
+        constexpr int KP = (KSTEPS >= 2 && MB <= 2) ? 2 : 1;
+#pragma unroll 1
+        for (int ks0 = 0; ks0 < KSTEPS; ks0 += KP)
 #pragma unroll
-        for (int ks = 0; ks < KSTEPS; ks++) {
+        for (int ks = ks0; ks < ks0 + KP; ks++) {
             const int kk = wk + ks * WK; /* k16 step inside the stage */
             const int4 bq = sB[kk * B_ROW + wn * 32 + lane];
             uint32_t a[MB][4];
@@ -327,9 +338,11 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
                 if (GROUPED) {
                     /* Half 2j (low half of word j) scales n8 tile 2j, column
                      * 16j + lane/4; half 2j+1 tile 2j+1, column 16j+8+lane/4
-                     * (1.6). PRMT broadcasts one half to both lanes. */
-                    const uint32_t s0 = __byte_perm(sw[j], 0, 0x1010);
-                    const uint32_t s1 = __byte_perm(sw[j], 0, 0x3232);
+                     * (1.6). low2half2/high2half2 broadcast one half; the
+                     * compiler folds that into HMUL2's operand selector. */
+                    const __half2 sh = bits_h2(sw[j]);
+                    const uint32_t s0 = h2_bits(__low2half2(sh));
+                    const uint32_t s1 = h2_bits(__high2half2(sh));
                     f0b0 = hmul2_bits(f0b0, s0);
                     f0b1 = hmul2_bits(f0b1, s0);
                     f1b0 = hmul2_bits(f1b0, s1);
@@ -352,31 +365,34 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
         const int seg_u0 = max(u_begin, slice_u0);
 
         /* 1. Sum the WK warps that share columns: tree through shared
-         *    memory, one 16-row block at a time (16 KB of shared memory). */
+         *    memory, four n8 tiles of one 16-row block at a time (8 KB). */
 #pragma unroll
         for (int i = 0; i < MB; i++) {
 #pragma unroll
-            for (int off = WK / 2; off >= 1; off /= 2) {
-                if (wk >= off && wk < 2 * off) {
-                    float4 *dst = red + ((wk - off) * WN + wn) * 256 + lane;
+            for (int jh = 0; jh < 8; jh += 4) {
 #pragma unroll
-                    for (int j = 0; j < 8; j++)
-                        dst[j * 32] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
-                                                  acc[i][j][3]);
-                }
-                __syncthreads();
-                if (wk < off) {
-                    const float4 *src = red + (wk * WN + wn) * 256 + lane;
+                for (int off = WK / 2; off >= 1; off /= 2) {
+                    if (wk >= off && wk < 2 * off) {
+                        float4 *dst = red + ((wk - off) * WN + wn) * 128 + lane;
 #pragma unroll
-                    for (int j = 0; j < 8; j++) {
-                        const float4 v = src[j * 32];
-                        acc[i][j][0] += v.x;
-                        acc[i][j][1] += v.y;
-                        acc[i][j][2] += v.z;
-                        acc[i][j][3] += v.w;
+                        for (int j = 0; j < 4; j++)
+                            dst[j * 32] = make_float4(acc[i][jh + j][0], acc[i][jh + j][1],
+                                                      acc[i][jh + j][2], acc[i][jh + j][3]);
                     }
+                    __syncthreads();
+                    if (wk < off) {
+                        const float4 *src = red + (wk * WN + wn) * 128 + lane;
+#pragma unroll
+                        for (int j = 0; j < 4; j++) {
+                            const float4 v = src[j * 32];
+                            acc[i][jh + j][0] += v.x;
+                            acc[i][jh + j][1] += v.y;
+                            acc[i][jh + j][2] += v.z;
+                            acc[i][jh + j][3] += v.w;
+                        }
+                    }
+                    __syncthreads();
                 }
-                __syncthreads();
             }
         }
 
@@ -416,11 +432,11 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
                     __floats2half2_rn(v.z * sc[j][0], v.w * sc[j][1]);
         };
 
-        /* 3. Which blocks hold pieces of this slice: blocks own units
-         *    [b*iters, (b+1)*iters); block b's piece is its first segment
-         *    (slot 0) when b starts inside the slice, else its last (slot 1). */
-        const int b_first = slice_u0 / p.iters;
-        const int b_last = (slice_u0 + p.k_tiles - 1) / p.iters;
+        /* 3. Which blocks hold pieces of this slice (marlin_dense_tiles.h:
+         *    block b's piece is its first segment, slot 0, when b begins
+         *    inside the slice, else its last segment, slot 1). */
+        const int b_first = mk_dense_unit_owner(slice_u0, p.total_units, n_blocks);
+        const int b_last = mk_dense_unit_owner(slice_u0 + p.k_tiles - 1, p.total_units, n_blocks);
         if (b_first == b_last) {
             /* The whole k range is ours: straight to C. */
             if (owner) {
@@ -455,30 +471,71 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
             __syncthreads();
             if (s_last) {
                 __threadfence();
-                if (owner) {
-                    /* Every block of the slice, this one included, has
-                     * published its partial: add them all in block order
-                     * b_first..b_last, a fixed order, so the sum is bitwise
-                     * the same whichever block arrives last. Each thread
-                     * re-reads exactly the elements it wrote itself. */
-                    load_channel_scales();
+                /* Every block of the slice, this one included, has published
+                 * its partial. All 256 threads add them up, E float4 each,
+                 * in block order b_first..b_last (a fixed order: the sum is
+                 * bitwise the same whichever block arrives last), with the
+                 * loads of U blocks in flight at once. */
+                /* Blocks after b_first begin inside the slice (slot 0);
+                 * b_first does only if it begins exactly at its start. */
+                const bool first_inside =
+                    mk_dense_unit_begin(b_first, p.total_units, n_blocks) == slice_u0;
+                constexpr int E = SLOT_F4 / T;
+                constexpr int U = (E >= 8) ? 1 : 8 / E;
+                float4 sum[E];
 #pragma unroll
-                    for (int i = 0; i < MB; i++)
+                for (int e = 0; e < E; e++) sum[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+                for (int b0 = b_first; b0 <= b_last; b0 += U) {
+                    float4 w[U][E];
 #pragma unroll
-                        for (int j = 0; j < 8; j++) {
-                            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-                            for (int b = b_first; b <= b_last; b++) {
-                                const int slot = (b * p.iters >= slice_u0) ? 0 : 1;
-                                const float4 w = __ldcg(p.partials +
-                                                        ((int64_t)b * 2 + slot) * SLOT_F4 +
-                                                        (i * 8 + j) * (32 * WN) + tid);
-                                v.x += w.x;
-                                v.y += w.y;
-                                v.z += w.z;
-                                v.w += w.w;
-                            }
-                            store_c(i, j, v);
+                    for (int u = 0; u < U; u++) {
+                        const int b = b0 + u;
+                        if (b <= b_last) {
+                            const int slot = (b > b_first || first_inside) ? 0 : 1;
+                            const float4 *src = p.partials + ((int64_t)b * 2 + slot) * SLOT_F4 + tid;
+#pragma unroll
+                            for (int e = 0; e < E; e++) w[u][e] = __ldcg(src + e * T);
                         }
+                    }
+#pragma unroll
+                    for (int u = 0; u < U; u++)
+                        if (b0 + u <= b_last) {
+#pragma unroll
+                            for (int e = 0; e < E; e++) {
+                                sum[e].x += w[u][e].x;
+                                sum[e].y += w[u][e].y;
+                                sum[e].z += w[u][e].z;
+                                sum[e].w += w[u][e].w;
+                            }
+                        }
+                }
+                /* Element tid + e*T of a partial is fragment (i, j) of owner
+                 * thread o (the layout the owners wrote above). */
+#pragma unroll
+                for (int e = 0; e < E; e++) {
+                    const int idx = tid + e * T;
+                    const int o = idx % (32 * WN), ij = idx / (32 * WN);
+                    const int i = ij >> 3, j = ij & 7;
+                    const int ol = o & 31, ow = o >> 5;
+                    const int row = mc * 16 * MB + 16 * i + (ol >> 2);
+                    const int col = ns * 16 * NB + ow * 64 + 8 * j + 2 * (ol & 3);
+                    float s0 = 1.0f, s1 = 1.0f;
+                    if (!GROUPED) {
+                        /* Per-channel scales in the 32-column shuffle; col is
+                         * even, so col and col+1 are adjacent halves there. */
+                        const int pos = (int)marlin_pack_dense_scale_col(col, false);
+                        const __half2 sc2 = __ldg(reinterpret_cast<const __half2 *>(
+                            reinterpret_cast<const __half *>(p.s) + pos));
+                        s0 = __low2float(sc2);
+                        s1 = __high2float(sc2);
+                    }
+                    __half *dst = p.C + (int64_t)row * p.n + col;
+                    if (row < p.m)
+                        *reinterpret_cast<__half2 *>(dst) =
+                            __floats2half2_rn(sum[e].x * s0, sum[e].y * s1);
+                    if (row + 8 < p.m)
+                        *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
+                            __floats2half2_rn(sum[e].z * s0, sum[e].w * s1);
                 }
                 if (tid == 0) p.counters[slice] = 0; /* self-reset for the next launch */
             }
@@ -495,12 +552,47 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
     Cursor lc, cc; /* next unit to load, unit being computed */
     lc.init(u_begin, p);
     cc = lc;
-    for (int s = 0; s < p.stages - 1; s++) {
-        if (s < n_units) {
-            load_unit(lc, s);
+    /* Prologue: stages-1 cp.async groups (some possibly empty), group s
+     * completing unit s, which is what the main loop's counting expects.
+     * With programmatic dependent launch (p.pdl, sm_90) the weights of the
+     * first stages are requested first and stream in while the previous
+     * kernel of the stream is still finishing (the caller promises that
+     * kernel does not write them); activations, C and the workspace are
+     * touched only after griddepcontrol.wait, i.e. after that kernel has
+     * completed and its writes are visible. */
+    const int pro = min(p.stages - 1, n_units);
+    if (!p.pdl) {
+        /* One cp.async group per stage: the first compute waits only for
+         * the first unit. */
+        for (int s = 0; s < p.stages - 1; s++) {
+            if (s < pro) {
+                load_b(lc, s);
+                load_a(lc, s);
+                lc.advance(p);
+            }
+            cp_async_commit();
+        }
+    } else {
+        for (int s = 0; s < pro; s++) {
+            load_b(lc, s);
             lc.advance(p);
         }
-        cp_async_commit();
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        /* Our blocks are all resident or started: let the next kernel's
+         * blocks take SMs as ours leave. */
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+        /* Group 0 = every prologue weight load + A of unit 0, group s = A
+         * of unit s: group s still completes everything of unit s. */
+        Cursor ac = cc;
+        for (int s = 0; s < p.stages - 1; s++) {
+            if (s < pro) {
+                load_a(ac, s);
+                ac.advance(p);
+            }
+            cp_async_commit();
+        }
     }
     int st_read = 0, st_write = p.stages - 1;
     for (int i = 0; i < n_units; i++) {
@@ -509,7 +601,8 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB <= 2) ? 2 : 1)
          * the stage computed in iteration i-1, which is refilled now. */
         __syncthreads();
         if (i + p.stages - 1 < n_units) {
-            load_unit(lc, st_write);
+            load_b(lc, st_write);
+            load_a(lc, st_write);
             lc.advance(p);
         }
         cp_async_commit();
@@ -614,7 +707,10 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "allows %lld",
                            stages, smem, dev, (long long)d->smem_optin);
     int bps = t.blocks_per_sm;
-    if (bps <= 0) bps = (ke.mb <= 2) ? 2 : 1;
+    if (bps <= 0) bps = 2;
+    /* Kernels with more than one m block are compiled for one resident
+     * block per SM (__launch_bounds__: up to 255 registers a thread). */
+    if (ke.mb > 1) bps = 1;
     /* Never ask for more co-resident blocks than shared memory admits (1 KB
      * per block is reserved by the system on sm_80+). */
     while (bps > 1 && (int64_t)bps * (smem + 1024) > d->smem_per_sm) bps--;
@@ -627,10 +723,10 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld work units)",
                            (long long)total64);
     const int total = (int)total64;
+    /* One wave of co-resident blocks; units spread over them evenly
+     * (mk_dense_unit_begin), every block gets at least one. */
     int blocks = d->sm_count * bps;
     if (blocks > total) blocks = total;
-    const int iters = (total + blocks - 1) / blocks;
-    blocks = (total + iters - 1) / iters;
 
     /* Counters at the start, partial tiles at the end of the buffer: a
      * buffer sized for (max_m, n) keeps every call's partials clear of the
@@ -657,7 +753,6 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.k = (int)a->k;
     p.m_chunks = m_chunks;
     p.k_tiles = k_tiles;
-    p.iters = iters;
     p.total_units = total;
     p.group_size = grouped ? a->group_size : (int)a->k;
     p.group_shift = 0;
@@ -666,6 +761,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            : 0;
     p.stages = stages;
     p.evict_first = (m_chunks == 1);
+    p.pdl = (a->pdl && d->cc_major >= 9) ? 1 : 0;
 
     kernel_fn fn = grouped ? ke.grouped : ke.channel;
     std::atomic<int> *set = (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
@@ -675,6 +771,26 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         if (st) return st;
         if (set) set->store(smem, std::memory_order_relaxed);
     }
-    fn<<<blocks, MARLIN_DENSE_THREADS, smem, (cudaStream_t)a->stream>>>(p);
+    if (p.pdl) {
+        /* Programmatic dependent launch: the kernel may start while the
+         * previous kernel of the stream finishes; it waits for it (all its
+         * writes visible) before touching A, C or the workspace. */
+        cudaLaunchConfig_t cfg;
+        cudaLaunchAttribute attr[1];
+        memset(&cfg, 0, sizeof cfg);
+        memset(attr, 0, sizeof attr);
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.gridDim = dim3((unsigned)blocks);
+        cfg.blockDim = dim3(MARLIN_DENSE_THREADS);
+        cfg.dynamicSmemBytes = (size_t)smem;
+        cfg.stream = (cudaStream_t)a->stream;
+        cfg.attrs = attr;
+        cfg.numAttrs = 1;
+        st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
+        if (st) return st;
+    } else {
+        fn<<<blocks, MARLIN_DENSE_THREADS, smem, (cudaStream_t)a->stream>>>(p);
+    }
     return MK_CUDA(err, cudaGetLastError());
 }

@@ -20,18 +20,17 @@ marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
     if (m < 0 || m > INT32_MAX)
         return marlin_fail(err, MARLIN_ERR_SHAPE,
                            "dense gemm: m = %lld outside [0, 2^31)", (long long)m);
-    if (n < 64 || n > INT32_MAX || n % 64 != 0)
+    /* n, k <= 2^24 keeps every per-thread offset inside one tile in 32 bits
+     * (the kernel's address arithmetic); real layers are below 2^18. */
+    if (n < 64 || n > ((int64_t)1 << 24) || n % 64 != 0)
         return marlin_fail(err, MARLIN_ERR_SHAPE,
-                           "dense gemm: n = %lld must be a positive multiple of 64 "
-                           "(below 2^31)",
+                           "dense gemm: n = %lld must be a positive multiple of 64, at most 2^24",
                            (long long)n);
-    if (k < 128 || k > INT32_MAX || k % 128 != 0)
+    if (k < 128 || k > ((int64_t)1 << 24) || k % 128 != 0)
         return marlin_fail(err, MARLIN_ERR_SHAPE,
-                           "dense gemm: k = %lld must be a positive multiple of 128 "
-                           "(below 2^31)",
+                           "dense gemm: k = %lld must be a positive multiple of 128, at most 2^24",
                            (long long)k);
-    /* k*n/2 bytes of B must be addressable with the kernel's 64-bit offsets
-     * and its int32 int4 counts per row; 2^40 is far above any real layer. */
+    /* k*n/2 bytes of B: 2^40 elements is far above any real layer. */
     if (k * n >= ((int64_t)1 << 40))
         return marlin_fail(err, MARLIN_ERR_SHAPE,
                            "dense gemm: k*n = %lld exceeds 2^40", (long long)(k * n));
@@ -85,21 +84,30 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t gr
      * once); beyond, 64-row chunks share each weight tile through L2. */
     t.m_blocks = m <= 64 ? (int)((m + 15) / 16) : 4;
     if (t.m_blocks < 1) t.m_blocks = 1;
-    /* Columns: wider tiles reuse each A fragment over more MMAs, which
-     * matters once the MMAs cost more than the weight bytes (m > 16). */
-    if (m > 16 && n % 256 == 0) {
-        t.n = 256;
-        t.k = 64;
-    } else {
-        t.n = (n % 128 == 0) ? 128 : 64;
-        t.k = 128;
-    }
-    t.blocks_per_sm = t.m_blocks <= 2 ? 2 : 1;
+    /* Columns: the widest tile n allows (a 256 x 128 stage is 16 KB of
+     * weights: half the per-stage bookkeeping per byte of 128 x 128, and
+     * each A fragment feeds 4 warps), unless that leaves fewer than 4 work
+     * units per SM: then the k range of each column slice is cut into few,
+     * short pieces and 128 columns balance better (H100 tuning: 7B o_proj
+     * 8.4 vs 8.7 us at m = 1, 18.4 vs 20.7 us at m = 64; docs/perf.md). */
+    const int64_t chunks = (m + 16 * t.m_blocks - 1) / (16 * t.m_blocks);
+    t.n = (n % 256 == 0) ? 256 : (n % 128 == 0) ? 128 : 64;
+    t.k = 128;
+    if (t.n == 256 && (n / 256) * chunks * (k / 128) < (int64_t)4 * sm_count) t.n = 128;
+    const int64_t units = (n / t.n) * chunks * (k / t.k);
+    /* Decode (one m block) is bandwidth-bound: two blocks per SM hide
+     * latency, unless the layer is so small that the k range would be
+     * split into many short pieces (each piece costs a partial tile). */
+    t.blocks_per_sm = (t.m_blocks == 1 && units >= (int64_t)8 * sm_count) ? 2 : 1;
     t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm);
     if (t.stages < 3 && t.blocks_per_sm > 1) {
         t.blocks_per_sm = 1;
         t.stages = stages_that_fit(&t, grouped, smem_optin, 1);
     }
+    /* Three stages (two units in flight per block) won almost every case of
+     * the H100 tuning sweep; a lone decode block per SM wants one more. */
+    const int want = (t.m_blocks == 1 && t.blocks_per_sm == 1) ? 4 : 3;
+    if (t.stages > want) t.stages = want;
     if (t.stages < MARLIN_DENSE_MIN_STAGES)
         return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
                            "dense gemm: %lld bytes of shared memory per block are too few "

@@ -15,18 +15,18 @@
 #define MARLIN_DENSE_TILES_H
 
 #define MARLIN_DENSE_TILE_LIST(X)                                            \
-    X(1, 4, 8)  X(1, 8, 8)  X(1, 16, 4)                                      \
-    X(2, 4, 8)  X(2, 8, 8)  X(2, 16, 4)                                      \
-    X(3, 4, 8)  X(3, 8, 8)  X(3, 16, 4)                                      \
-    X(4, 4, 8)  X(4, 8, 8)  X(4, 16, 4)
+    X(1, 4, 8)  X(1, 8, 8)  X(1, 16, 8)                                      \
+    X(2, 4, 8)  X(2, 8, 8)  X(2, 16, 8)                                      \
+    X(3, 4, 8)  X(3, 8, 8)  X(3, 16, 8)                                      \
+    X(4, 4, 8)  X(4, 8, 8)  X(4, 16, 8)
 
 /* Launch geometry shared by host and device code. */
 #define MARLIN_DENSE_THREADS 256
 #define MARLIN_DENSE_MAX_STAGES 8
 #define MARLIN_DENSE_MIN_STAGES 2
-/* Shared memory of the cross-warp reduction: 4 warps x 32 lanes x 8 float4
- * (one 16-row block of a warp's 16x64 accumulators at a time). */
-#define MARLIN_DENSE_RED_BYTES (4 * 32 * 8 * 16)
+/* Shared memory of the cross-warp reduction: 4 warps x 32 lanes x 4 float4
+ * (half of one 16-row block of a warp's 16x64 accumulators at a time). */
+#define MARLIN_DENSE_RED_BYTES (4 * 32 * 4 * 16)
 
 /* Shared memory of one pipeline stage, in bytes: A (16*mb x 16*kb fp16),
  * B (kb rows of 16*nb*16 4-bit codes) and, when grouped, up to kb/2 scale
@@ -34,5 +34,32 @@
 #define MARLIN_DENSE_STAGE_BYTES(mb, nb, kb, grouped)                        \
     ((16 * (mb) * 16 * (kb) * 2) + ((kb) * (nb) * 128) +                     \
      ((grouped) ? ((kb) / 2) * (nb) * 32 : 0))
+
+/* ------------------------------------------------------------------------
+ * Work partition (stream-K). The T work units of a launch, numbered down k
+ * inside a column slice and then slice by slice, are split over B blocks in
+ * contiguous ranges whose sizes differ by at most one:
+ *   block b owns units [begin(b), begin(b+1)),  begin(b) = floor(b*T/B).
+ * A column slice (k_tiles consecutive units) may span several blocks; each
+ * block's piece of it is the block's first segment (partial slot 0) when the
+ * block begins inside the slice, else its last segment (slot 1). Shared by
+ * the kernel, the launcher and the CPU test of these rules.
+ */
+#if defined(__CUDACC__)
+#define MK_DENSE_HD __host__ __device__ __forceinline__
+#else
+#define MK_DENSE_HD static inline
+#endif
+
+/* First unit of block b (b = B gives T). */
+MK_DENSE_HD int mk_dense_unit_begin(int b, int total, int blocks) {
+    return (int)(((long long)b * total) / blocks);
+}
+
+/* The block that owns unit u: the largest b with begin(b) <= u, i.e.
+ * b*T < (u+1)*B. */
+MK_DENSE_HD int mk_dense_unit_owner(int u, int total, int blocks) {
+    return (int)((((long long)u + 1) * blocks - 1) / total);
+}
 
 #endif

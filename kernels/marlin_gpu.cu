@@ -155,19 +155,33 @@ extern "C" void marlin_gpu_free(void *ptr) {
     if (ptr) (void)cudaFree(ptr);
 }
 
+/* The copy helpers are for tools and tests, not hot paths, so they are
+ * fully synchronous with the whole device: they start after all work
+ * already enqueued on any stream has finished and are complete on return.
+ * (Plain cudaMemcpy/cudaMemset run on the legacy default stream, which does
+ * not order against non-blocking streams: a poison fill could otherwise land
+ * after a kernel launched later on such a stream.) */
 extern "C" marlin_status marlin_gpu_upload(void *dst, const void *src, size_t bytes,
                                            marlin_error *err) {
-    return MK_CUDA(err, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    marlin_status st = MK_CUDA(err, cudaDeviceSynchronize());
+    if (!st) st = MK_CUDA(err, cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+    if (!st) st = MK_CUDA(err, cudaDeviceSynchronize());
+    return st;
 }
 
 extern "C" marlin_status marlin_gpu_download(void *dst, const void *src, size_t bytes,
                                              marlin_error *err) {
-    return MK_CUDA(err, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    marlin_status st = MK_CUDA(err, cudaDeviceSynchronize());
+    if (!st) st = MK_CUDA(err, cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+    return st;
 }
 
 extern "C" marlin_status marlin_gpu_memset(void *dst, int byte, size_t bytes,
                                            marlin_error *err) {
-    return MK_CUDA(err, cudaMemset(dst, byte, bytes));
+    marlin_status st = MK_CUDA(err, cudaDeviceSynchronize());
+    if (!st) st = MK_CUDA(err, cudaMemset(dst, byte, bytes));
+    if (!st) st = MK_CUDA(err, cudaDeviceSynchronize());
+    return st;
 }
 
 extern "C" marlin_status marlin_gpu_sync(marlin_error *err) {

@@ -69,7 +69,10 @@ marlin_status marlin_gpu_probe(int device, marlin_gpu_info *info,
                                marlin_error *err);
 
 /* Device memory on the current device. marlin_gpu_free(NULL) is a no-op.
- * Copies are synchronous (cudaMemcpy semantics). */
+ * upload/download/memset are synchronous with the whole device: they start
+ * after all work already enqueued on any stream has finished and are
+ * complete when they return (convenient and race-free for tools and tests;
+ * not meant for hot paths). */
 marlin_status marlin_gpu_alloc(void **ptr, size_t bytes, marlin_error *err);
 void marlin_gpu_free(void *ptr);
 marlin_status marlin_gpu_upload(void *dst_dev, const void *src_host,
@@ -112,8 +115,8 @@ marlin_status marlin_gpu_fill(void *dst_dev, marlin_fill_kind kind,
  *      group_size == k) by the 32-column shuffle (marlin-format.md 1.6).
  *   C  fp16 [m][n] row-major, fully overwritten (need not be initialised).
  * Shapes: m >= 1 (m == 0 is accepted and does nothing), k % 128 == 0,
- *   n % 64 == 0, group_size in {32, 64, 128, -1}; m, n, k < 2^31 and
- *   k * n < 2^40.
+ *   n % 64 == 0, group_size in {32, 64, 128, -1}; m < 2^31, n and k at
+ *   most 2^24, k * n < 2^40.
  * Numerics: W is dequantized to fp16 exactly ((q-8) is exact, times the fp16
  *   scale rounded to fp16 in grouped mode), products accumulate in fp32 on
  *   the tensor cores, partial sums of blocks that split k meet in an fp32
@@ -180,6 +183,15 @@ typedef struct marlin_dense_args {
     void *stream;           /* cudaStream_t, or NULL for the default stream */
     const marlin_dense_tile *tile; /* NULL: automatic choice (normal use);
                                       set by benchmarks to force a tile */
+    int pdl;                /* 1: programmatic dependent launch on sm_90+
+                               (ignored on older GPUs): the kernel may start
+                               while the previous kernel on the stream is
+                               still running and prefetch B and s meanwhile;
+                               it waits for that kernel to complete before
+                               it touches A, C or the workspace. Only set it
+                               when the immediately preceding kernel(s) on
+                               the stream do not write B or s (true for
+                               static weights). 0: plain stream order. */
 } marlin_dense_args;
 
 /* Enqueues C = A @ dequant(B, s) on args->stream; returns after the launch

@@ -59,9 +59,7 @@ static void usage(FILE *f) {
 }
 
 static int bad_usage(const char *msg, const char *arg) {
-    fprintf(stderr, "%s: %s%s%s\nTry '%s --help'\n", TOOL, msg,
-            arg ? ": " : "", arg ? arg : "", TOOL);
-    return MARLIN_EXIT_USAGE;
+    return marlin_cli_usage_error(TOOL, msg, arg);
 }
 
 static volatile sig_atomic_t g_cancel;

@@ -17,24 +17,6 @@
 
 #include "marlin_pipeline.h"
 
-/* Writes text to path atomically (temporary file beside it + rename). */
-static marlin_status write_text_atomic(const char *path, const char *text,
-                                       marlin_error *err) {
-    const char *slash = strrchr(path, '/');
-    char *dir = NULL;
-    marlin_status st;
-    if (!slash) return marlin_write_file_atomic(".", path, text, strlen(text), err);
-    if (!slash[1])
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "%s: not a file name", path);
-    size_t dl = slash == path ? 1 : (size_t)(slash - path);
-    if (!(dir = malloc(dl + 1))) return marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory");
-    memcpy(dir, path, dl);
-    dir[dl] = '\0';
-    st = marlin_write_file_atomic(dir, slash + 1, text, strlen(text), err);
-    free(dir);
-    return st;
-}
-
 static json_t *num_or_null(double v) {
     return v < 0 ? json_null() : json_real(v);
 }
@@ -90,7 +72,7 @@ marlin_status marlin_qrun_report_write_json(const marlin_qrun_report *rep,
     layers = NULL;
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
     if (!text) { st = marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory"); goto out; }
-    st = write_text_atomic(path, text, err);
+    st = marlin_write_path_atomic(path, text, strlen(text), err);
 out:
     free(text);
     json_decref(layers);

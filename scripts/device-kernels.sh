@@ -69,21 +69,26 @@ log "bench sustained ${secs}s"
 timeout $((secs + 60)) ./marlin-bench --mode sustained --model llama2-7b --seconds "$secs" \
   --csv "$R/sustained.csv" --plot "$R/sustained.png" > "$R/sustained.txt" 2>&1
 echo "sustained rc=$?"
-log "ncu (one decode-size layer)"
-timeout 90 ncu --kernel-name regex:dense_kernel --launch-skip 40 --launch-count 2 \
-  --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-  --section WarpStateStats --section LaunchStats \
-  ./marlin-bench --mode models --model llama2-7b --batch 16 --samples 3 > "$R/ncu.txt" 2>&1
-echo "ncu rc=$?"
+log "ncu (decode m=16 and m=128 layers of Llama-2-7B)"
+for mb in 16 128; do
+  timeout 90 ncu --kernel-name regex:dense_kernel --launch-skip 40 --launch-count 1 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+    --section WarpStateStats --section LaunchStats --section InstructionStats \
+    --section SchedulerStats \
+    ./marlin-bench --mode models --model llama2-7b --batch $mb --samples 3 --no-pdl \
+    > "$R/ncu_m$mb.txt" 2>&1
+  echo "ncu m=$mb rc=$?"
+done
 kill $smi 2>/dev/null
 log done
 tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" .
 
 echo "------------------------------------------------------------ summaries"
-grep -E "^(GPU:|FAIL|k +[0-9]+ n|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -70
+grep -E "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -30
 grep -E "ERROR SUMMARY|RACECHECK SUMMARY" "$R/memcheck.log" "$R/racecheck.log" 2>/dev/null
-grep -E "tune total|heuristic loses" "$R/tune.txt" | head -40
+grep -E "tune total" "$R/tune.txt" | head -12
 grep -v "^  " "$R/models.txt"
 cat "$R/peak.txt"
 tail -4 "$R/sustained.txt"
-grep -E "dense_kernel|DRAM Throughput|Memory Throughput|Duration|Achieved Occupancy|Registers Per" "$R/ncu.txt" | head -30
+grep -hE "dense_kernel|DRAM Throughput|Duration|Elapsed Cycles|SM Active Cycles|Issued Warp|Executed Instructions  " "$R"/ncu_m*.txt | head -30
+echo "TEST VERDICT: $(grep -c '^FAIL' "$R/test.log") failing cases; $(grep -cE '^\[  FAILED' "$R/test.log") failed-suite lines; sanitizers: $(grep -hE 'ERROR SUMMARY|RACECHECK SUMMARY' "$R/memcheck.log" "$R/racecheck.log" 2>/dev/null | tr '\n' ' ')"

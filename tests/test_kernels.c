@@ -43,6 +43,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "marlin_dense_tiles.h" /* private: the work-partition rules */
 #include "marlin_kernels.h"
 #include "marlin_pack.h"
 
@@ -220,10 +221,14 @@ static void test_kernels_check_shape(void **state) {
     assert_int_equal(marlin_dense_check_shape(1, 64, 128, 16, &err), MARLIN_ERR_SHAPE);
     assert_int_equal(marlin_dense_check_shape(1, 64, 128, 256, &err), MARLIN_ERR_SHAPE);
     assert_int_equal(marlin_dense_check_shape(1, 64, 128, 0, &err), MARLIN_ERR_SHAPE);
-    assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 31, 128, 128, &err),
+    assert_int_equal(marlin_dense_check_shape(1, ((int64_t)1 << 24) + 64, 128, 128, &err),
+                     MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, 64, ((int64_t)1 << 24) + 128, 128, &err),
                      MARLIN_ERR_SHAPE);
     assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 24, (int64_t)1 << 17, -1, &err),
                      MARLIN_ERR_SHAPE);
+    assert_int_equal(marlin_dense_check_shape(1, (int64_t)1 << 24, (int64_t)1 << 15, -1, &err),
+                     MARLIN_OK);
 }
 
 static void test_kernels_workspace_bytes(void **state) {
@@ -339,6 +344,64 @@ static void test_kernels_gemm_ref(void **state) {
         free(A);
         free(C);
         layer_free(&L);
+    }
+}
+
+/* The stream-K partition the kernel uses (marlin_dense_tiles.h): every unit
+ * has exactly one owner, blocks differ by at most one unit, and the partial
+ * slot a block writes for a slice (by its own range) is the one the slice's
+ * reducer reads (by the owner rule), never used twice by one block. */
+static void test_kernels_partition_rules(void **state) {
+    (void)state;
+    const uint64_t seed = marlin_test_seed(0x7061727469ull);
+    marlin_rng r;
+    marlin_rng_seed(&r, seed);
+    for (int trial = 0; trial < 3000; trial++) {
+        const int k_tiles = 1 + (int)(marlin_rng_u64(&r) % 300);
+        const int slices = 1 + (int)(marlin_rng_u64(&r) % 200);
+        const int total = k_tiles * slices;
+        int blocks = 1 + (int)(marlin_rng_u64(&r) % 300);
+        if (blocks > total) blocks = total;
+        int *slot_used = calloc((size_t)blocks * 2, sizeof *slot_used);
+        assert_non_null(slot_used);
+        MT_ASSERT(seed, mk_dense_unit_begin(0, total, blocks) == 0 &&
+                            mk_dense_unit_begin(blocks, total, blocks) == total,
+                  "range ends (trial %d)", trial);
+        for (int b = 0; b < blocks; b++) {
+            const int len = mk_dense_unit_begin(b + 1, total, blocks) -
+                            mk_dense_unit_begin(b, total, blocks);
+            MT_ASSERT(seed, len == total / blocks || len == total / blocks + 1,
+                      "block %d has %d units (T %d, B %d)", b, len, total, blocks);
+        }
+        for (int u = 0; u < total; u++) {
+            const int o = mk_dense_unit_owner(u, total, blocks);
+            MT_ASSERT(seed,
+                      o >= 0 && o < blocks && mk_dense_unit_begin(o, total, blocks) <= u &&
+                          u < mk_dense_unit_begin(o + 1, total, blocks),
+                      "owner of unit %d is %d (T %d, B %d)", u, o, total, blocks);
+        }
+        for (int sl = 0; sl < slices; sl++) {
+            const int s0 = sl * k_tiles, s1 = s0 + k_tiles; /* [s0, s1) */
+            const int bf = mk_dense_unit_owner(s0, total, blocks);
+            const int bl = mk_dense_unit_owner(s1 - 1, total, blocks);
+            if (bf == bl) continue; /* written straight to C */
+            for (int b = bf; b <= bl; b++) {
+                const int ub = mk_dense_unit_begin(b, total, blocks);
+                const int ue = mk_dense_unit_begin(b + 1, total, blocks);
+                /* writer's rule: its segment starts at its own first unit */
+                const int seg0 = ub > s0 ? ub : s0;
+                const int writer_slot = (seg0 == ub) ? 0 : 1;
+                /* reader's rule, as the kernel evaluates it */
+                const int first_inside = mk_dense_unit_begin(bf, total, blocks) == s0;
+                const int reader_slot = (b > bf || first_inside) ? 0 : 1;
+                MT_ASSERT(seed, writer_slot == reader_slot, "slot mismatch");
+                MT_ASSERT(seed, ub < s1 && ue > s0, "block %d does not overlap slice %d", b, sl);
+                MT_ASSERT(seed, !slot_used[2 * b + writer_slot],
+                          "block %d writes slot %d twice", b, writer_slot);
+                slot_used[2 * b + writer_slot] = 1;
+            }
+        }
+        free(slot_used);
     }
 }
 
@@ -531,6 +594,7 @@ static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_
     a.workspace_bytes = g_gpu.ws_bytes;
     a.stream = stream;
     a.tile = tile;
+    a.pdl = stream != NULL && (seed & 1); /* half the cases take the PDL path */
     marlin_status st = marlin_dense_gemm(&a, &err);
     MT_ASSERT(seed, st == MARLIN_OK, "%s: %s", what, err.msg);
     st = marlin_gpu_stream_sync(stream, &err);
@@ -783,26 +847,34 @@ static void test_kernels_gpu_errors(void **state) {
     layer_free(&L);
 }
 
-/* The workspace counters are zero after calls (the zeroing rule), results
- * are bitwise reproducible, the default stream works. */
+/* The workspace counters are zero after calls (the zeroing rule); results
+ * are bitwise reproducible; the default stream works; and two different
+ * problems sharing one workspace, launched back to back with programmatic
+ * dependent launch (each may start before the previous one ends), still
+ * give exactly the results of isolated launches. */
 static void test_kernels_gpu_workspace_and_determinism(void **state) {
     (void)state;
     NEED_GPU();
-    const int64_t n = 256, k = 16384, m = 50; /* 1 to 4 column slices: heavy k splitting */
+    const int64_t n = 256, k = 16384, m = 50, m2 = 7; /* 1 column slice: heavy k splitting */
     layer L;
     dev_layer D;
     marlin_error err = {0};
+    void *C2dev = NULL;
     const uint64_t seed = marlin_test_seed(0x64657465726dull);
     layer_make(&L, n, k, 128, seed);
     dev_layer_make(&D, &L, m);
     uint16_t *A = malloc((size_t)(m * k) * 2);
     uint16_t *C1 = malloc((size_t)(m * n) * 2), *C2 = malloc((size_t)(m * n) * 2);
+    uint16_t *R1 = malloc((size_t)(m * n) * 2), *R2 = malloc((size_t)(m2 * n) * 2);
     assert_non_null(A);
     assert_non_null(C1);
     assert_non_null(C2);
+    assert_non_null(R1);
+    assert_non_null(R2);
     random_a(A, m * k, seed);
     assert_int_equal(marlin_gpu_upload(D.A, A, (size_t)(m * k) * 2, &err), MARLIN_OK);
-    marlin_dense_args a;
+    assert_int_equal(marlin_gpu_alloc(&C2dev, (size_t)(m2 * n) * 2, &err), MARLIN_OK);
+    marlin_dense_args a, a2;
     memset(&a, 0, sizeof a);
     a.A = D.A;
     a.B = D.B;
@@ -814,16 +886,39 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     a.group_size = 128;
     a.workspace = g_gpu.ws;
     a.workspace_bytes = g_gpu.ws_bytes;
-    for (int rep = 0; rep < 20; rep++) {
+    a2 = a;
+    a2.m = m2;
+    a2.C = C2dev;
+    /* Isolated launches, default and own stream: identical bits. */
+    for (int rep = 0; rep < 6; rep++) {
         a.stream = (rep % 2) ? g_gpu.stream : NULL;
         MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
         MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
-        MT_ASSERT(seed, !marlin_gpu_download(rep ? C2 : C1, D.C, (size_t)(m * n) * 2, &err), "%s",
+        MT_ASSERT(seed, !marlin_gpu_download(rep ? C2 : R1, D.C, (size_t)(m * n) * 2, &err), "%s",
                   err.msg);
-        if (rep) MT_ASSERT(seed, memcmp(C1, C2, (size_t)(m * n) * 2) == 0, "run %d differs", rep);
+        if (rep) MT_ASSERT(seed, memcmp(R1, C2, (size_t)(m * n) * 2) == 0, "run %d differs", rep);
     }
-    check_stats cs = check_output(&L, A, C1, m, "determinism case");
+    a2.stream = g_gpu.stream;
+    MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
+    MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_download(R2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+    check_stats cs = check_output(&L, A, R1, m, "determinism case");
     MT_ASSERT(seed, cs.bad == 0 && cs.mean_rel < 1e-3, "wrong result");
+    /* Back to back, no synchronization, PDL on (ignored before sm_90). */
+    a.stream = a2.stream = g_gpu.stream;
+    a.pdl = a2.pdl = 1;
+    MT_ASSERT(seed, !marlin_gpu_memset(D.C, 0xFF, (size_t)(m * n) * 2, &err), "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_memset(C2dev, 0xFF, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+    for (int rep = 0; rep < 40; rep++) {
+        MT_ASSERT(seed, marlin_dense_gemm(&a, &err) == MARLIN_OK, "%s", err.msg);
+        MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
+    }
+    MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_download(C1, D.C, (size_t)(m * n) * 2, &err), "%s", err.msg);
+    MT_ASSERT(seed, !marlin_gpu_download(C2, C2dev, (size_t)(m2 * n) * 2, &err), "%s", err.msg);
+    MT_ASSERT(seed, memcmp(R1, C1, (size_t)(m * n) * 2) == 0, "back-to-back PDL result differs");
+    MT_ASSERT(seed, memcmp(R2, C2, (size_t)(m2 * n) * 2) == 0,
+              "back-to-back PDL result (second problem) differs");
     size_t cb = marlin_dense_workspace_counter_bytes(g_gpu.ws_max_m, g_gpu.ws_max_n);
     unsigned char *h = malloc(cb);
     assert_non_null(h);
@@ -833,6 +928,9 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     free(A);
     free(C1);
     free(C2);
+    free(R1);
+    free(R2);
+    marlin_gpu_free(C2dev);
     dev_layer_free(&D);
     layer_free(&L);
 }
@@ -844,6 +942,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_pick_tile),
         cmocka_unit_test(test_kernels_dequant_ref_exact),
         cmocka_unit_test(test_kernels_gemm_ref),
+        cmocka_unit_test(test_kernels_partition_rules),
         cmocka_unit_test(test_kernels_without_cuda),
     };
     const struct CMUnitTest gpu[] = {

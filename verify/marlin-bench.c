@@ -85,6 +85,7 @@ typedef struct options {
     int samples;
     int device;
     int verbose;
+    int no_pdl;
 } options;
 
 static void usage(FILE *f) {
@@ -104,6 +105,8 @@ static void usage(FILE *f) {
             "  --seconds N       duration of --mode sustained (default 60)\n"
             "  --samples N       timed samples per measurement (default 30)\n"
             "  --device N        CUDA device (default 0)\n"
+            "  --no-pdl          never use programmatic dependent launch (sm_90+: by\n"
+            "                    default models mode times both, other modes use it)\n"
             "  -v, --verbose     per-layer lines\n"
             "  -h, --help        this help;  -V, --version  the version\n"
             "\n"
@@ -155,6 +158,8 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
             return 1;
         } else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) {
             o->verbose = 1;
+        } else if (!strcmp(a, "--no-pdl")) {
+            o->no_pdl = 1;
         } else if (!strcmp(a, "--sparse")) {
             o->sparse = 1;
         } else if (!v) {
@@ -247,6 +252,7 @@ typedef struct bench_ctx {
     void *stream;
     marlin_cublas *cublas;
     double copy_bw;  /* bytes/s, read + write */
+    int pdl_ok;      /* sm_90+: programmatic dependent launch available */
     void *ws;        /* dense workspace */
     size_t ws_bytes;
     void *A, *C;     /* activations / outputs, sized for the largest case */
@@ -347,6 +353,7 @@ typedef struct dense_launch {
     gpu_layer *L;
     int64_t m;
     const marlin_dense_tile *tile;
+    int pdl;
 } dense_launch;
 
 static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_error *err) {
@@ -370,6 +377,7 @@ static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_err
     a.workspace_bytes = d->c->ws_bytes;
     a.stream = stream;
     a.tile = d->tile;
+    a.pdl = d->pdl;
     return marlin_dense_gemm(&a, err);
 }
 
@@ -385,9 +393,9 @@ static marlin_status cublas_fn(void *user, int64_t iter, void *stream, marlin_er
 static int batch_for(int R) { return R * ((8 + R - 1) / R); }
 
 static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
-                                const marlin_dense_tile *tile, int samples, double *us,
+                                const marlin_dense_tile *tile, int pdl, int samples, double *us,
                                 marlin_error *err) {
-    dense_launch d = {c, L, m, tile};
+    dense_launch d = {c, L, m, tile, pdl};
     marlin_gpu_timing t;
     marlin_status st = marlin_gpu_time(dense_fn, &d, c->stream, 3, batch_for(L->R4), samples, &t, err);
     if (!st) *us = t.median_us;
@@ -396,7 +404,7 @@ static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
 
 static marlin_status time_cublas(bench_ctx *c, gpu_layer *L, int64_t m, int samples, double *us,
                                  marlin_error *err) {
-    dense_launch d = {c, L, m, NULL};
+    dense_launch d = {c, L, m, NULL, 0};
     marlin_gpu_timing t;
     marlin_status st =
         marlin_gpu_time(cublas_fn, &d, c->stream, 3, batch_for(L->R16), samples, &t, err);
@@ -417,18 +425,19 @@ static double min_bytes(int64_t m, int64_t k, int64_t n, int32_t group) {
 
 static void csv_header(bench_ctx *c) {
     if (c->csv)
-        fprintf(c->csv, "mode,elapsed_s,model,layer,k,n,m,group,tile,kernel_us,cublas_us,speedup,"
+        fprintf(c->csv, "mode,elapsed_s,model,layer,k,n,m,group,tile,pdl,kernel_us,cublas_us,speedup,"
                         "min_bytes,bw_limit_us,bw_fraction,copy_gbps,gpu\n");
 }
 
 static void csv_row(bench_ctx *c, const char *mode, double elapsed, const char *model,
                     const char *layer, int64_t k, int64_t n, int64_t m, int32_t group,
-                    const char *tile, double kus, double cus, double bytes) {
+                    const char *tile, int pdl, double kus, double cus, double bytes) {
     if (!c->csv) return;
     const double lim_us = bytes / c->copy_bw * 1e6;
-    fprintf(c->csv, "%s,%.3f,%s,%s,%lld,%lld,%lld,%d,%s,%.3f,%.3f,%.4f,%.0f,%.3f,%.4f,%.1f,\"%s\"\n",
-            mode, elapsed, model, layer, (long long)k, (long long)n, (long long)m, group, tile, kus,
-            cus, cus > 0 ? cus / kus : 0.0, bytes, lim_us, lim_us / kus, c->copy_bw / 1e9,
+    fprintf(c->csv,
+            "%s,%.3f,%s,%s,%lld,%lld,%lld,%d,%s,%d,%.3f,%.3f,%.4f,%.0f,%.3f,%.4f,%.1f,\"%s\"\n",
+            mode, elapsed, model, layer, (long long)k, (long long)n, (long long)m, group, tile, pdl,
+            kus, cus, cus > 0 ? cus / kus : 0.0, bytes, lim_us, lim_us / kus, c->copy_bw / 1e9,
             c->info.name);
 }
 
@@ -443,40 +452,48 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
 
 /* Result of one model at one batch size. */
 typedef struct model_result {
-    double kus, cus, bytes;
+    double kus, kus_pdl, cus, bytes; /* kus_pdl: with programmatic dependent launch */
 } model_result;
 
 static marlin_status run_model(bench_ctx *c, const options *o, const model_def *md,
                                const int64_t *batch, int n_batch, model_result *res,
                                const char *mode, double elapsed, int samples, marlin_error *err) {
     marlin_status st = MARLIN_OK;
-    for (int b = 0; b < n_batch; b++) res[b] = (model_result){0, 0, 0};
+    for (int b = 0; b < n_batch; b++) res[b] = (model_result){0, 0, 0, 0};
     for (int li = 0; li < 4 && !st; li++) {
         const layer_shape *ls = &md->layers[li];
         gpu_layer L;
         st = gpu_layer_make(c, &L, ls->k, ls->n, o->group, 1, 0x5eed0000u + (uint64_t)li, err);
         if (st) break;
         for (int b = 0; b < n_batch && !st; b++) {
-            double kus = 0, cus = 0;
+            double kus = 0, kpdl = 0, cus = 0;
             marlin_dense_tile t;
             char ts[64];
             memset(&t, 0, sizeof t);
             if (!g_sparse)
                 st = marlin_dense_pick_tile(batch[b], ls->n, ls->k, o->group, c->info.sm_count,
                                             c->info.smem_optin_bytes, &t, err);
-            if (!st) st = time_dense(c, &L, batch[b], NULL, samples, &kus, err);
+            if (!st) st = time_dense(c, &L, batch[b], NULL, 0, samples, &kus, err);
+            if (!st && c->pdl_ok) st = time_dense(c, &L, batch[b], NULL, 1, samples, &kpdl, err);
             if (!st) st = time_cublas(c, &L, batch[b], samples, &cus, err);
             if (st) break;
+            if (!c->pdl_ok) kpdl = kus;
             const double bytes = min_bytes(batch[b], ls->k, ls->n, o->group);
             tile_str(&t, ts, sizeof ts);
-            csv_row(c, mode, elapsed, md->name, ls->name, ls->k, ls->n, batch[b], o->group, ts, kus,
-                    cus, bytes);
+            csv_row(c, mode, elapsed, md->name, ls->name, ls->k, ls->n, batch[b], o->group, ts, 0,
+                    kus, cus, bytes);
+            if (c->pdl_ok)
+                csv_row(c, mode, elapsed, md->name, ls->name, ls->k, ls->n, batch[b], o->group, ts,
+                        1, kpdl, cus, bytes);
             if (o->verbose)
-                printf("  %-10s %-8s k %6lld n %6lld m %4lld  marlin %9.2f us  cublas %9.2f us  "
-                       "%5.2fx  bw %4.0f%%  %s\n",
+                printf("  %-10s %-8s k %6lld n %6lld m %4lld  marlin %8.2f us (pdl %8.2f)  cublas "
+                       "%8.2f us  %5.2fx (%5.2fx)  bw %3.0f%% (%3.0f%%)  %s\n",
                        md->name, ls->name, (long long)ls->k, (long long)ls->n, (long long)batch[b],
-                       kus, cus, cus / kus, 100.0 * bytes / c->copy_bw * 1e6 / kus, ts);
+                       kus, kpdl, cus, cus / kus, cus / kpdl,
+                       100.0 * bytes / c->copy_bw * 1e6 / kus,
+                       100.0 * bytes / c->copy_bw * 1e6 / kpdl, ts);
             res[b].kus += kus;
+            res[b].kus_pdl += kpdl;
             res[b].cus += cus;
             res[b].bytes += bytes;
         }
@@ -486,9 +503,11 @@ static marlin_status run_model(bench_ctx *c, const options *o, const model_def *
 }
 
 static void print_model_row(bench_ctx *c, const char *model, int64_t m, const model_result *r) {
-    printf("%-10s m %4lld  marlin %9.2f us  cublas %9.2f us  speedup %5.2fx  bw limit %5.1f%%\n",
-           model, (long long)m, r->kus, r->cus, r->cus / r->kus,
-           100.0 * r->bytes / c->copy_bw * 1e6 / r->kus);
+    printf("%-10s m %4lld  marlin %8.2f us, with PDL %8.2f us  cublas %8.2f us  speedup %5.2fx, "
+           "with PDL %5.2fx  bw limit %5.1f%%, with PDL %5.1f%%\n",
+           model, (long long)m, r->kus, r->kus_pdl, r->cus, r->cus / r->kus, r->cus / r->kus_pdl,
+           100.0 * r->bytes / c->copy_bw * 1e6 / r->kus,
+           100.0 * r->bytes / c->copy_bw * 1e6 / r->kus_pdl);
 }
 
 /* gnuplot script with the data inline (a datablock), so one file renders
@@ -525,8 +544,11 @@ static marlin_status mode_models(bench_ctx *c, const options *o, marlin_error *e
         st = run_model(c, o, md, o->batch, o->n_batch, res[mi], "models", 0, o->samples, err);
         for (int b = 0; b < o->n_batch && !st; b++) {
             print_model_row(c, md->name, o->batch[b], &res[mi][b]);
-            csv_row(c, "models", 0, md->name, "total", 0, 0, o->batch[b], o->group, "auto",
+            csv_row(c, "models", 0, md->name, "total", 0, 0, o->batch[b], o->group, "auto", 0,
                     res[mi][b].kus, res[mi][b].cus, res[mi][b].bytes);
+            if (c->pdl_ok)
+                csv_row(c, "models", 0, md->name, "total", 0, 0, o->batch[b], o->group, "auto", 1,
+                        res[mi][b].kus_pdl, res[mi][b].cus, res[mi][b].bytes);
         }
     }
     if (st || !o->plot) return st;
@@ -536,21 +558,26 @@ static marlin_status mode_models(bench_ctx *c, const options *o, marlin_error *e
     for (int mi = 0; mi < o->n_models; mi++) {
         fprintf(f, "$m%d << EOD\n", mi);
         for (int b = 0; b < o->n_batch; b++)
-            fprintf(f, "%lld %.4f %.4f\n", (long long)o->batch[b], res[mi][b].cus / res[mi][b].kus,
-                    res[mi][b].bytes / c->copy_bw * 1e6 / res[mi][b].kus);
+            fprintf(f, "%lld %.4f %.4f %.4f\n", (long long)o->batch[b],
+                    res[mi][b].cus / res[mi][b].kus, res[mi][b].cus / res[mi][b].kus_pdl,
+                    res[mi][b].bytes / c->copy_bw * 1e6 / res[mi][b].kus_pdl);
         fprintf(f, "EOD\n");
     }
     fprintf(f,
             "set terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
-            "set title '%s (ours) vs cuBLAS FP16, layer time summed per model, group %d\\n%s'\n"
+            "set title \"%s (ours) vs cuBLAS FP16, layer time summed per model, group %d\\n%s\"\n"
             "set xlabel 'batch size m'\nset ylabel 'speedup over cuBLAS FP16'\n"
             "set logscale x 2\nset grid\nset key top right\nset yrange [0:*]\n"
             "plot ",
             o->plot, g_sparse ? "Sparse-Marlin 2:4 INT4" : "Marlin INT4", o->group,
             c->info.name);
-    for (int mi = 0; mi < o->n_models; mi++)
-        fprintf(f, "%s$m%d using 1:2 with linespoints lw 2 title '%s'", mi ? ", " : "", mi,
-                k_models[o->models[mi]].name);
+    for (int mi = 0; mi < o->n_models; mi++) {
+        fprintf(f, "%s$m%d using 1:3 with linespoints lw 2 lc %d title '%s%s'", mi ? ", " : "", mi,
+                mi + 1, k_models[o->models[mi]].name, c->pdl_ok ? " (PDL)" : "");
+        if (c->pdl_ok)
+            fprintf(f, ", $m%d using 1:2 with linespoints lw 1 dt 2 lc %d title '%s (no PDL)'", mi,
+                    mi + 1, k_models[o->models[mi]].name);
+    }
     /* bytes-only ideal at group 128: 16 / (4 + 16/128) dense (MF 3),
      * 16 / (2 + 1 + 0.125) for 2:4 (MF 4.8) */
     if (g_sparse)
@@ -577,7 +604,8 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
         if (!g_sparse)
             st = marlin_dense_pick_tile(o->batch[b], n, k, o->group, c->info.sm_count,
                                         c->info.smem_optin_bytes, &t, err);
-        if (!st) st = time_dense(c, &L, o->batch[b], NULL, o->samples / 3 + 3, &kus[b], err);
+        if (!st)
+            st = time_dense(c, &L, o->batch[b], NULL, c->pdl_ok, o->samples / 3 + 3, &kus[b], err);
         if (!st) st = time_cublas(c, &L, o->batch[b], o->samples / 3 + 3, &cus[b], err);
         if (st) break;
         bytes[b] = min_bytes(o->batch[b], k, n, o->group);
@@ -586,8 +614,8 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
                "%s\n",
                (long long)o->batch[b], kus[b], cus[b], cus[b] / kus[b],
                100.0 * bytes[b] / c->copy_bw * 1e6 / kus[b], ts);
-        csv_row(c, "peak", 0, "ideal", "ideal", k, n, o->batch[b], o->group, ts, kus[b], cus[b],
-                bytes[b]);
+        csv_row(c, "peak", 0, "ideal", "ideal", k, n, o->batch[b], o->group, ts, c->pdl_ok, kus[b],
+                cus[b], bytes[b]);
     }
     gpu_layer_free(&L);
     if (st || !o->plot) return st;
@@ -600,7 +628,7 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
                 bytes[b] / c->copy_bw * 1e6 / kus[b]);
     fprintf(f,
             "EOD\nset terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
-            "set title 'Peak: k %lld x n %lld, group %d\\n%s'\nset xlabel 'batch size m'\n"
+            "set title \"Peak: k %lld x n %lld, group %d\\n%s\"\nset xlabel 'batch size m'\n"
             "set ylabel 'speedup over cuBLAS FP16'\nset y2label 'fraction of bandwidth limit'\n"
             "set logscale x 2\nset grid\nset yrange [0:*]\nset y2range [0:1.05]\nset y2tics\n"
             "plot $d using 1:2 with linespoints lw 2 title 'speedup', "
@@ -640,7 +668,7 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
             double kt = 0, ct = 0, by = 0;
             for (int li = 0; li < 4 && !st; li++) {
                 double kus = 0, cus = 0;
-                st = time_dense(c, &L[li], o->batch[b], NULL, 5, &kus, err);
+                st = time_dense(c, &L[li], o->batch[b], NULL, c->pdl_ok, 5, &kus, err);
                 if (!st) st = time_cublas(c, &L[li], o->batch[b], 5, &cus, err);
                 kt += kus;
                 ct += cus;
@@ -648,8 +676,8 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
             }
             if (st) break;
             spd[npts * 32 + b] = ct / kt;
-            csv_row(c, "sustained", el, md->name, "total", 0, 0, o->batch[b], o->group, "auto", kt,
-                    ct, by);
+            csv_row(c, "sustained", el, md->name, "total", 0, 0, o->batch[b], o->group, "auto",
+                    c->pdl_ok, kt, ct, by);
         }
         if (st) break;
         tpts[npts++] = el;
@@ -672,8 +700,8 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
             }
             fprintf(f,
                     "EOD\nset terminal pngcairo size 900,560 font ',11'\nset output '%s'\n"
-                    "set title 'Sustained: %s, speedup over cuBLAS FP16 at the card''s own "
-                    "clocks\\n%s'\nset xlabel 'time (s)'\nset ylabel 'speedup'\nset grid\n"
+                    "set title \"Sustained: %s, speedup over cuBLAS FP16 at the card's own "
+                    "clocks\\n%s\"\nset xlabel 'time (s)'\nset ylabel 'speedup'\nset grid\n"
                     "set yrange [0:*]\nset key outside right\nplot ",
                     o->plot, md->name, c->info.name);
             for (int b = 0; b < o->n_batch; b++)
@@ -689,12 +717,12 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
     return st;
 }
 
-/* Every instantiated tile x {4, 6, max} stages x {1, 2} blocks/SM per model
+/* Every instantiated tile x {3, 4, 6, max} stages x {1, 2} blocks/SM per model
  * layer and batch; prints the winner and the automatic choice. */
 static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err) {
     marlin_dense_tile tiles[64];
     const int nt = marlin_dense_tiles(tiles, 64);
-    const int stages[] = {4, 6, 0};
+    const int stages[] = {3, 4, 6, 0};
     marlin_status st = MARLIN_OK;
     double auto_sum[32] = {0}, best_sum[32] = {0};
     printf("# tune: group %d\n", o->group);
@@ -712,22 +740,24 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                 marlin_dense_tile at;
                 st = marlin_dense_pick_tile(m, ls->n, ls->k, o->group, c->info.sm_count,
                                             c->info.smem_optin_bytes, &at, err);
-                if (!st) st = time_dense(c, &L, m, NULL, o->samples / 2 + 3, &auto_us, err);
+                if (!st)
+                    st = time_dense(c, &L, m, NULL, c->pdl_ok, o->samples / 2 + 3, &auto_us, err);
                 if (st) break;
                 tile_str(&at, auto_s, sizeof auto_s);
-                csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "auto", auto_us,
-                        0, min_bytes(m, ls->k, ls->n, o->group));
+                csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "auto",
+                        c->pdl_ok, auto_us, 0, min_bytes(m, ls->k, ls->n, o->group));
                 for (int ti = 0; ti < nt && !st; ti++) {
                     if (tiles[ti].m_blocks != mb || ls->n % tiles[ti].n) continue;
-                    for (int si = 0; si < 3 && !st; si++)
-                        for (int bps = 1; bps <= 2 && !st; bps++) {
+                    for (int si = 0; si < 4 && !st; si++)
+                        for (int bps = 1; bps <= (mb == 1 ? 2 : 1) && !st; bps++) {
                             marlin_dense_tile t = tiles[ti];
                             t.stages = stages[si];
                             t.blocks_per_sm = bps;
                             double us = 0;
                             char ts[64];
                             marlin_error e2 = {0};
-                            marlin_status s2 = time_dense(c, &L, m, &t, o->samples / 2 + 3, &us, &e2);
+                            marlin_status s2 =
+                                time_dense(c, &L, m, &t, c->pdl_ok, o->samples / 2 + 3, &us, &e2);
                             if (s2 == MARLIN_ERR_INVALID_ARG) continue; /* does not fit */
                             if (s2) {
                                 st = s2;
@@ -736,7 +766,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                             }
                             tile_str(&t, ts, sizeof ts);
                             csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
-                                    us, 0, min_bytes(m, ls->k, ls->n, o->group));
+                                    c->pdl_ok, us, 0, min_bytes(m, ls->k, ls->n, o->group));
                             if (us < best) {
                                 best = us;
                                 snprintf(best_s, sizeof best_s, "%s", ts);
@@ -779,6 +809,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", TOOL, err.msg);
         return MARLIN_EXIT_RUNTIME;
     }
+    /* PDL is an option of the dense kernel only. */
+    c.pdl_ok = c.info.cc_major >= 9 && !o.no_pdl && !g_sparse;
     /* Buffer sizes: the largest m and layer of this run. */
     c.max_m = 0;
     for (int b = 0; b < o.n_batch; b++)

@@ -23,7 +23,7 @@ marlin_status marlin_verify_report_write_json(const marlin_verify_report *r,
                                               marlin_error *err) {
     marlin_status st = MARLIN_OK;
     json_t *root = json_object(), *layers = json_array();
-    char *text = NULL, *dir = NULL;
+    char *text = NULL;
     double mw = -1, ms = -1;
     if (!root || !layers) { st = marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory"); goto out; }
     for (size_t i = 0; i < r->n_layers; i++) {
@@ -65,18 +65,8 @@ marlin_status marlin_verify_report_write_json(const marlin_verify_report *r,
     layers = NULL;
     text = json_dumps(root, JSON_INDENT(2) | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(8));
     if (!text) { st = marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory"); goto out; }
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        st = marlin_write_file_atomic(".", path, text, strlen(text), err);
-    } else {
-        size_t dl = slash == path ? 1 : (size_t)(slash - path);
-        if (!(dir = malloc(dl + 1))) { st = marlin_fail(err, MARLIN_ERR_NOMEM, "out of memory"); goto out; }
-        memcpy(dir, path, dl);
-        dir[dl] = '\0';
-        st = marlin_write_file_atomic(dir, slash + 1, text, strlen(text), err);
-    }
+    st = marlin_write_path_atomic(path, text, strlen(text), err);
 out:
-    free(dir);
     free(text);
     json_decref(layers);
     json_decref(root);

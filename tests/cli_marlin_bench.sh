@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# cli_marlin_bench.sh - marlin-bench's command line (dense kernel):
+# --help/--version, usage errors (exit 2 with a "Try" line), and a clean
+# runtime error (exit 1, one line) where no GPU is usable. Timing runs need
+# a GPU and belong to scripts/device-kernels.sh, not to CTest; --sparse is
+# covered by cli_bench24.sh.
+set -u
+bin="${MARLIN_BINARY_DIR:-.}/marlin-bench"
+[ -x "$bin" ] || { echo "skipped: $bin not built"; exit 77; }
+fail() { echo "FAIL: $*"; exit 1; }
+
+out=$("$bin" --help) || fail "--help exit $?"
+grep -q "Usage: marlin-bench" <<<"$out" || fail "--help text: $out"
+grep -q -- "--mode MODE" <<<"$out" || fail "--help lacks --mode"
+out=$("$bin" --version) || fail "--version exit $?"
+grep -q "^marlin-bench [0-9]" <<<"$out" || fail "--version text: $out"
+
+for args in "--mode bogus" "--batch 0" "--batch 1,x" "--model gpt2" "--group 16" \
+            "--seconds 0" "--samples 1" "--bogus" "--csv"; do
+  # shellcheck disable=SC2086
+  err=$("$bin" $args 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq 2 ] || fail "'$args' gave exit $rc, expected 2 ($err)"
+  grep -q "Try 'marlin-bench --help'" <<<"$err" || fail "'$args' stderr: $err"
+done
+
+# Without a usable GPU (CI, CPU-only builds) a run is a one-line runtime error.
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then
+  err=$("$bin" --model llama2-7b --batch 1 2>&1 >/dev/null); rc=$?
+  [ "$rc" -eq 1 ] || fail "run without GPU gave exit $rc, expected 1 ($err)"
+  [ "$(wc -l <<<"$err")" -eq 1 ] || fail "expected one error line, got: $err"
+  grep -q "^marlin-bench: " <<<"$err" || fail "error line: $err"
+fi
+echo "ok"
