@@ -160,11 +160,12 @@ marlin_status marlin_quant_output_error(const void *w, marlin_dtype dtype,
                 if (pass == 1) {
                     const uint8_t *qr = q + (size_t)r * (size_t)k;
                     float *dr = dc + (size_t)i * (size_t)k;
-                    for (int64_t c = 0; c < k; c++) {
+                    for (int64_t t = 0; t < G; t++) {
                         float s = marlin_half_to_float(
-                            scales[(size_t)(c / g) * (size_t)n + (size_t)r]);
-                        dr[c] = wr[c] -
-                                (float)((int)qr[c] - MARLIN_QUANT_ZERO) * s;
+                            scales[(size_t)t * (size_t)n + (size_t)r]);
+                        for (int64_t c = t * g; c < (t + 1) * g; c++)
+                            dr[c] = wr[c] -
+                                    (float)((int)qr[c] - MARLIN_QUANT_ZERO) * s;
                     }
                 }
             }
