@@ -99,6 +99,7 @@ typedef struct gptq_state {
     float *ErrT;      /* (B, n) scaled errors of the current block */
     float *dinv2;     /* (k) 1 / U_jj^2 */
     float *diag;      /* (k) diag H after dead-column handling, original order */
+    uint8_t *dead;    /* (k) 1 where the input H_jj == 0 */
     int64_t *perm;    /* (k) solve position -> original column, or NULL */
     int64_t *iperm;   /* (k) original column -> solve position, or NULL */
     uint8_t *keep;    /* (n, k) 2:4 masks (1 = kept), or NULL */
@@ -149,7 +150,7 @@ static void load_chunk(void *arg, int64_t b, int64_t e, int ti) {
             return;
         }
         for (int64_t c = 0; c < S->k; c++)
-            if (S->diag[c] == 0.0f) x[c] = 0.0f;
+            if (S->dead[c]) x[c] = 0.0f;
     }
 }
 
@@ -571,14 +572,15 @@ static void reload_chunk(void *arg, int64_t b, int64_t e, int ti) {
         const uint8_t *qr = S->q + (size_t)r * (size_t)k;
         mq_load_row(S->w, S->dtype, k, r, x);
         double d2 = 0;
-        for (int64_t c = 0; c < k; c++) {
-            float s = marlin_half_to_float(
-                S->scales[(size_t)(c / g) * (size_t)n + (size_t)r]);
-            double wq = (double)((int)qr[c] - MARLIN_QUANT_ZERO) * (double)s;
-            /* dead columns (input H_jj == 0) were zeroed for the solve */
-            bool dead = S->h[(size_t)c * (size_t)k + (size_t)c] == 0.0f;
-            double d = (dead ? 0.0 : (double)x[c]) - wq;
-            d2 += d * d;
+        for (int64_t t = 0; t < k / g; t++) {
+            double s = marlin_half_to_float(
+                S->scales[(size_t)t * (size_t)n + (size_t)r]);
+            for (int64_t c = t * g; c < (t + 1) * g; c++) {
+                double wq = (double)((int)qr[c] - MARLIN_QUANT_ZERO) * s;
+                /* dead columns were zeroed for the solve */
+                double d = (S->dead[c] ? 0.0 : (double)x[c]) - wq;
+                d2 += d * d;
+            }
         }
         S->rowd2[r] = d2;
     }
@@ -706,6 +708,7 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
 
     S.fail = calloc((size_t)S.nthreads, sizeof *S.fail);
     S.diag = malloc((size_t)k * sizeof(float));
+    S.dead = calloc((size_t)k, 1);
     S.dinv2 = malloc((size_t)k * sizeof(float));
     S.cur_s = calloc((size_t)n, sizeof(float));
     S.rowloss = calloc((size_t)n, sizeof(double));
@@ -718,7 +721,7 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
     S.t_col = calloc((size_t)S.nthreads, sizeof(double));
     S.t_gemm = calloc((size_t)S.nthreads, sizeof(double));
     float *floor_abs = NULL;
-    if (!S.fail || !S.diag || !S.dinv2 || !S.cur_s || !S.rowloss ||
+    if (!S.fail || !S.diag || !S.dead || !S.dinv2 || !S.cur_s || !S.rowloss ||
         !S.rowd2 || !S.ws || !S.W || !S.U || !S.ErrT || !S.t_col || !S.t_gemm)
         goto nomem;
     if (sparse && !(S.keep = malloc(nk))) goto nomem;
@@ -741,7 +744,8 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
             goto done;
         }
         S.diag[i] = hr[i];
-        if (hr[i] == 0.0f) R->dead_cols++;
+        S.dead[i] = hr[i] == 0.0f;
+        R->dead_cols += S.dead[i];
     }
     double mean = 0, mean_abs = 0;
     for (int64_t i = 0; i < k; i++) {
@@ -901,11 +905,12 @@ marlin_status marlin_gptq_quantize(const void *w, marlin_dtype dtype,
             for (int64_t r = 0; r < n; r++) {
                 float *x = S.W + (size_t)r * (size_t)k;
                 const uint8_t *qr = q + (size_t)r * (size_t)k;
-                for (int64_t c = 0; c < k; c++)
-                    x[c] -= (float)((int)qr[c] - MARLIN_QUANT_ZERO) *
-                            marlin_half_to_float(
-                                scales[(size_t)(c / g) * (size_t)n +
-                                       (size_t)r]);
+                for (int64_t t = 0; t < G; t++) {
+                    float sc = marlin_half_to_float(
+                        scales[(size_t)t * (size_t)n + (size_t)r]);
+                    for (int64_t c = t * g; c < (t + 1) * g; c++)
+                        x[c] -= (float)((int)qr[c] - MARLIN_QUANT_ZERO) * sc;
+                }
             }
             mq_gram_add(gram, k, S.W, n, k, true);
             num = mq_gram_dot(h, gram, k);
@@ -928,6 +933,7 @@ done:
     free(floor_abs);
     free(S.fail);
     free(S.diag);
+    free(S.dead);
     free(S.dinv2);
     free(S.cur_s);
     free(S.rowloss);
