@@ -136,8 +136,8 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (rep.n_layers && level > 0) print_table(&rep);
     if (st == MARLIN_OK) {
-        printf("%s: PASS: %zu layers [%s%s%s]%s%s%s\n", TOOL, rep.n_layers,
-               rep.formats, rep.algorithm[0] ? ", " : "", rep.algorithm,
+        printf("%s: PASS: %zu layers [format %s; quantizer %s]%s%s%s\n", TOOL,
+               rep.n_layers, rep.formats, rep.algorithm[0] ? rep.algorithm : "unknown",
                o.ref ? " against the reference" : "", o.gpu ? " on " : "",
                o.gpu ? rep.device : "");
     } else if (st == MARLIN_ERR_VERIFY) {

@@ -47,6 +47,8 @@ typedef struct marlin_verify_layer {
     double step_err_mean;  /* the same over the whole layer (-1) */
     double step_mean_bound;/* its threshold */
     double step_bound;     /* its threshold */
+    double rel_bound;      /* bound of rel_weight_err where it is the check
+                              (GPTQ 2:4), else -1 */
     double rel_out_err;    /* ||X (W-Wq)^T|| / ||X W^T|| on random X (-1) */
     double gpu_vs_ref;     /* kernel vs CPU reference: mean rel abs err (-1) */
     double gpu_vs_fp16;    /* kernel vs cuBLAS FP16 on W: rel error (-1) */
