@@ -48,6 +48,19 @@ $Q "$T/h3" --hessians "$T/H" --group-size 64 --act-order --threads 2 -q || fail 
 $Q "$T/h4" --hessians "$T/H" --group-size 32 --threads 2 -q 2>/dev/null &&
   [[ -d $T/h4 ]] || fail "--hessians g32"
 
+# 2b. SparseGPT 2:4 (joint pruning + GPTQ) in both formats verifies, and
+#     its output error beats magnitude pruning + RTN on the same inputs
+$Q "$T/s" --calib "$C" $ROWS --sparse 2:4 --format all --compare-rtn --report "$T/s.json" -q || fail "sparsegpt"
+"$B"/marlin-verify "$T/s" --ref "$M" -q >/dev/null || fail "verify sparsegpt"
+if python3 -c 'import json' 2>/dev/null; then
+  python3 - "$T/s.json" <<'PY' || fail "SparseGPT not below magnitude+RTN"
+import json, sys
+r = json.load(open(sys.argv[1]))
+for l in r["layers"]:
+    assert l["rel_out_err"] < l["rtn_out_err"], (l["name"], l["rel_out_err"], l["rtn_out_err"])
+PY
+fi
+
 # 3. kill -9 after layer 1, then the same command resumes at layer 2
 set +e
 MARLIN_FAULT_KILL_AFTER_LAYER=1 $Q "$T/r" --calib "$C" $ROWS --cache "$T/cache" -q 2>/dev/null
