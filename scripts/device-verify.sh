@@ -51,6 +51,14 @@ check gptq-act --format marlin --calib data/calib.safetensors --calib-rows 32 --
 check s24-magnitude --format all --sparse 2:4
 check s24-sparsegpt --format marlin --sparse 2:4 --calib data/calib.safetensors --calib-rows 32
 check s24-pc --format marlin --sparse 2:4 --group-size -1
+# real activations of the original model (first 256 tokens of a calibration row)
+for q in rtn-g128 gptq-g128 s24-sparsegpt; do
+  timeout 120 $B/marlin-verify $W/$q --ref $M --gpu --calib data/calib.safetensors --batch 256 \
+    --json $R/verify-$q-calib.json > $R/verify-$q-calib.txt 2>&1
+  rc=$?
+  echo "$q (calibration activations): rc=$rc $(tail -1 $R/verify-$q-calib.txt)"
+  [ $rc = 0 ] || { fails=$((fails+1)); tail -5 $R/verify-$q-calib.txt; }
+done
 date +%T
 # Llama-2-7B shapes (4096/11008), two decoder layers, batch 1, 16 and 128
 timeout 120 $B/marlin-synth $W/l7 --preset llama2-7b --layers 2 -q --force

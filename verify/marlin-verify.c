@@ -26,6 +26,9 @@ static void usage(FILE *f) {
 "  --gpu             also run our Marlin kernel on each layer and compare with\n"
 "                    the CPU reference and with cuBLAS FP16 on the original\n"
 "  --batch M         rows of random activations (default 16)\n"
+"  --calib FILE      GPU check on real activations: the inputs each layer of\n"
+"                    the original (--ref) sees on the first M tokens of the\n"
+"                    first sequence of FILE (input_ids I32/I64 [N, L])\n"
 "  --seed S          seed of the random activations (default 1)\n"
 "  --threads N       worker threads (default: all CPUs)\n"
 "  --json FILE       write the per-layer report as JSON\n"
@@ -114,6 +117,7 @@ int main(int argc, char **argv) {
             o.threads = (int)v;
         }
         else if (!strcmp(a, "--json")) { NEED_VALUE(); json_path = val; }
+        else if (!strcmp(a, "--calib")) { NEED_VALUE(); o.calib = val; }
         else if (a[0] == '-' && a[1]) return bad_usage("unknown option", a);
         else {
             if (path) return bad_usage("unexpected argument", a);

@@ -30,6 +30,9 @@ typedef struct marlin_verify_opts {
     const char *ref;      /* original checkpoint, or NULL */
     bool gpu;             /* run the GPU checks */
     int64_t batch;        /* rows of random activations (default 16) */
+    const char *calib;    /* GPU check: real activations of the reference
+                             model on these tokens (first batch tokens of
+                             the first sequence) instead of random rows */
     uint64_t seed;        /* activations seed (default 1) */
     int threads;
     marlin_progress progress;
@@ -53,6 +56,7 @@ typedef struct marlin_verify_layer {
     double gpu_vs_ref;     /* kernel vs CPU reference: mean rel abs err (-1) */
     double gpu_vs_fp16;    /* kernel vs cuBLAS FP16 on W: rel error (-1) */
     double gpu_bound;      /* threshold of gpu_vs_ref */
+    bool calib_acts;       /* the GPU check used calibration activations */
     bool pass;
     char *why;             /* first failed check, NULL when passed */
 } marlin_verify_layer;

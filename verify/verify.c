@@ -186,6 +186,7 @@ typedef struct vctx {
     bool sparse;
     double bound, mean_bound;
     double rel_bound;  /* > 0: only the relative weight error is bounded */
+    verify_acts *acts; /* --calib: real activations for the GPU check */
 } vctx;
 
 static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
@@ -303,7 +304,7 @@ static marlin_status verify_layer(vctx *v, size_t li, marlin_verify_layer *L,
                             L->step_err, L->step_bound, L->step_err_mean, L->rel_weight_err);
         if (st) goto out;
     }
-    if (v->o->gpu) st = verify_layer_gpu(v->o, v->ck, v->nck, li, W, Wq, L, err);
+    if (v->o->gpu) st = verify_layer_gpu(v->o, v->ck, v->nck, li, W, Wq, v->acts, L, err);
 out:
     for (int c = 0; c < 2; c++) {
         free(q[c]);
@@ -373,6 +374,16 @@ marlin_status marlin_verify_run(const marlin_verify_opts *opts,
     if (opts->gpu) {
         if ((st = verify_gpu_begin(opts, v.ck, v.nck, rep, err))) goto out;
     }
+    if (opts->calib) {
+        if (!opts->gpu || !v.ref) {
+            st = marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                             "--calib is used by the GPU check and needs --gpu and --ref");
+            goto out;
+        }
+        if ((st = verify_acts_capture(v.ref, opts->calib, opts->batch, opts->threads,
+                                      &v.acts, err)))
+            goto out;
+    }
 
     size_t nl = marlin_qckpt_count(v.ck[0]);
     rep->layers = calloc(nl, sizeof *rep->layers);
@@ -394,6 +405,7 @@ out:
         free(paths[c]);
     }
     marlin_model_close(v.ref);
+    verify_acts_free(v.acts);
     rep->seconds = marlin_now() - t0;
     return st;
 }
