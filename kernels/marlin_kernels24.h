@@ -97,15 +97,24 @@ marlin_status marlin_gemm24_workspace_size(int64_t m, int64_t n,
 
 /* Tuning knobs for benchmarks; zero-initialise for the automatic choice. */
 typedef struct marlin_gemm24_opts {
-    int config;     /* 0 auto; columns x dense k per pipeline stage:
-                       1: 128 x 128; 2: 256 x 64; 3: 128 x 256 and
-                       4: 256 x 128 (16 rows or fewer). A configuration that
+    int config;     /* 0 auto; else columns x dense k per pipeline stage:
+                       1: 128 x 128 (any rows), 6: 256 x 128 (any rows),
+                       and for 16 rows or fewer only 2: 256 x 256,
+                       3: 128 x 256, 4: 128 x 512, 5: 64 x 512. A
+                       configuration that does not exist for the rows or
                        does not fit the shape falls back to auto. */
-    int loader;     /* 0 auto (= 1); 1 per-thread cp.async; 2 bulk copies
-                       of weights/meta/scales (TMA, sm_90+ only; correct,
-                       but slower on H100 in our measurements) */
+    int loader;     /* 0 or 1: per-thread cp.async (the only loader; 2, the
+                       former bulk-copy loader, is refused with
+                       MARLIN_ERR_UNSUPPORTED) */
     int max_stages; /* 0 auto; else cap on the cp.async pipeline depth */
-    int sms;        /* 0 all; else number of thread blocks (<= SM count) */
+    int sms;        /* 0 all; else SMs to spread the work over */
+    int blocks_per_sm; /* 0 auto; 1 or 2 resident blocks per SM (2 only
+                          takes effect for 16 rows or fewer) */
+    int pdl;        /* 1: programmatic dependent launch (sm_90+; ignored
+                       below): the kernel starts while the previous kernel
+                       of the stream drains and prefetches its weights then,
+                       so that kernel must not write B, meta or s. It waits
+                       for it before reading A or touching C/workspace. */
 } marlin_gemm24_opts;
 
 /* C = A @ W on the GPU (all pointers device memory, see the top comment).
