@@ -576,48 +576,67 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
         /* Blocks after b_first begin inside the slice (slot 0); b_first
          * does only if it begins exactly at the slice's start. */
         const bool first_inside = unit_start(b_first, T, nblk) == su0;
-        constexpr int QPT = (GROUPS + kThreads - 1) / kThreads;
-        constexpr int U = QPT >= 2 ? 1 : 2; /* parts in flight */
+        /* Every thread takes a quad (a, h, owner: 4 float4 = 8 features x
+         * 2 rows); with fewer quads than threads, TPG adjacent lanes share
+         * one, each summing every TPG-th part, combined by shuffles in a
+         * fixed tree order (results stay bit-identical run to run). U parts
+         * per thread are in flight at once. */
+        constexpr int TPG = GROUPS >= kThreads ? 1 : kThreads / GROUPS;
+        constexpr int QPT = GROUPS >= kThreads ? GROUPS / kThreads : 1;
+        constexpr int U = QPT >= 2 ? 1 : 2;
+        const int sub = tid % TPG;
 #pragma unroll
         for (int qi = 0; qi < QPT; ++qi) {
-            const int q = tid + qi * kThreads;
-            if (GROUPS % kThreads != 0 && q >= GROUPS) break;
+            const int q = tid / TPG + qi * kThreads;
             const int ah = q / OWNERS, o = q % OWNERS;
             const int a = ah >> 1, h = ah & 1;
             const int r = 16 * a + 8 * h + 2 * (o & 3);
-            if (r >= rows) continue;
+            /* uniform across the TPG lanes of a quad (shuffles below) */
+            const bool live = r < rows;
             float v[4][4];
 #pragma unroll
             for (int j = 0; j < 4; ++j)
 #pragma unroll
                 for (int e = 0; e < 4; ++e) v[j][e] = 0.f;
-            for (int b0 = b_first; b0 <= b_last; b0 += U) {
-                float4 w[U][4];
+            if (live) {
+                for (int b0 = b_first + sub; b0 <= b_last; b0 += U * TPG) {
+                    float4 w[U][4];
 #pragma unroll
-                for (int uu = 0; uu < U; ++uu) {
-                    const int b = b0 + uu;
-                    if (b <= b_last) {
-                        const int slot = (b > b_first || first_inside) ? 0 : 1;
-                        const float4 *src = p.partials +
-                                            (size_t)(2 * b + slot) * (GROUPS * 4) +
-                                            (ah * 4) * OWNERS + o;
+                    for (int uu = 0; uu < U; ++uu) {
+                        const int b = b0 + uu * TPG;
+                        if (b <= b_last) {
+                            const int slot =
+                                (b > b_first || first_inside) ? 0 : 1;
+                            const float4 *src =
+                                p.partials +
+                                (size_t)(2 * b + slot) * (GROUPS * 4) +
+                                (ah * 4) * OWNERS + o;
 #pragma unroll
-                        for (int j = 0; j < 4; ++j)
-                            w[uu][j] = __ldcg(src + j * OWNERS);
-                    }
-                }
-#pragma unroll
-                for (int uu = 0; uu < U; ++uu)
-                    if (b0 + uu <= b_last) {
-#pragma unroll
-                        for (int j = 0; j < 4; ++j) {
-                            v[j][0] += w[uu][j].x;
-                            v[j][1] += w[uu][j].y;
-                            v[j][2] += w[uu][j].z;
-                            v[j][3] += w[uu][j].w;
+                            for (int j = 0; j < 4; ++j)
+                                w[uu][j] = __ldcg(src + j * OWNERS);
                         }
                     }
+#pragma unroll
+                    for (int uu = 0; uu < U; ++uu)
+                        if (b0 + uu * TPG <= b_last) {
+#pragma unroll
+                            for (int j = 0; j < 4; ++j) {
+                                v[j][0] += w[uu][j].x;
+                                v[j][1] += w[uu][j].y;
+                                v[j][2] += w[uu][j].z;
+                                v[j][3] += w[uu][j].w;
+                            }
+                        }
+                }
             }
+#pragma unroll
+            for (int x = 1; x < TPG; x *= 2)
+#pragma unroll
+                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e)
+                        v[j][e] += __shfl_xor_sync(0xffffffffu, v[j][e], x);
+            if (!live || sub != 0) continue;
             float sv[8];
             const int col = n0 + 64 * (o >> 5) + 8 * ((o & 31) >> 2);
             col_scales(col, sv);
@@ -835,6 +854,37 @@ Config choose_config(int64_t m, int64_t n, int64_t k, int64_t group,
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
+/* Dynamic shared memory limit already raised per (device, kernel): the
+ * attribute call costs host time on every launch otherwise. A race only
+ * repeats the call. */
+constexpr int kSmemCache = 64;
+struct SmemSet {
+    KernelFn fn;
+    int dev;
+    int bytes;
+};
+SmemSet g_smem_set[kSmemCache];
+
+cudaError_t ensure_smem(KernelFn fn, int dev, int bytes) {
+    int slot = -1;
+    for (int i = 0; i < kSmemCache; ++i) {
+        if (g_smem_set[i].fn == fn && g_smem_set[i].dev == dev) {
+            if (g_smem_set[i].bytes >= bytes) return cudaSuccess;
+            slot = i;
+            break;
+        }
+        if (!g_smem_set[i].fn && slot < 0) slot = i;
+    }
+    cudaError_t ce = cudaFuncSetAttribute(
+        (const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (ce == cudaSuccess && slot >= 0) {
+        g_smem_set[slot].dev = dev;
+        g_smem_set[slot].bytes = bytes;
+        g_smem_set[slot].fn = fn;
+    }
+    return ce;
+}
+
 /* Counters for kMaxChunks chunks of every n slice (n_tile >= 64). */
 size_t counter_bytes(int64_t n) {
     return align256((size_t)kMaxChunks * (size_t)(n / 64) * sizeof(int));
@@ -1022,9 +1072,7 @@ extern "C" marlin_status marlin_gemm24_ex(
                                c.id, (int)chunk_rows, 2 * sb + rb, dev,
                                (long long)budget(bps) + rb + 256);
         const int smem = stages * sb + rb;
-        cudaError_t ce = cudaFuncSetAttribute(
-            (const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-            smem);
+        cudaError_t ce = ensure_smem(fn, dev, smem);
         if (ce != cudaSuccess)
             return marlin_fail(err, MARLIN_ERR_CUDA,
                                "cudaFuncSetAttribute(%d bytes): %s", smem,
