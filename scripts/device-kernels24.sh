@@ -38,42 +38,42 @@ nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu
 smi=$!
 
 log "test_kernels24 (full)"
-timeout 150 ./test_kernels24 > "$R/test.log" 2>&1
+timeout 80 ./test_kernels24 > "$R/test.log" 2>&1
 echo "test_kernels24 rc=$?"
 
 if [ "$mode" = final ]; then
   log memcheck
-  MARLIN_K24_QUICK=2 timeout 90 compute-sanitizer --tool memcheck --leak-check no \
+  MARLIN_K24_QUICK=2 timeout 40 compute-sanitizer --tool memcheck --leak-check no \
     ./test_kernels24 > "$R/memcheck.log" 2>&1
   echo "memcheck rc=$?"
   log "memcheck with PDL"
-  MARLIN_K24_QUICK=2 MARLIN_K24_PDL=1 timeout 90 compute-sanitizer --tool memcheck \
+  MARLIN_K24_QUICK=2 MARLIN_K24_PDL=1 timeout 40 compute-sanitizer --tool memcheck \
     --leak-check no ./test_kernels24 > "$R/memcheck_pdl.log" 2>&1
   echo "memcheck pdl rc=$?"
   log racecheck
-  MARLIN_K24_QUICK=2 timeout 120 compute-sanitizer --tool racecheck \
+  MARLIN_K24_QUICK=2 timeout 40 compute-sanitizer --tool racecheck \
     ./test_kernels24 > "$R/racecheck.log" 2>&1
   echo "racecheck rc=$?"
 else
   log "bench tune"
-  timeout 120 ./marlin-bench --sparse --mode tune --batch 1,16,128 --samples 8 \
+  timeout 45 ./marlin-bench --sparse --mode tune --batch 1,16,128 --samples 8 \
     --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
   echo "tune rc=$?"
 fi
 
 log "bench models"
-timeout 120 ./marlin-bench --sparse --mode models -v --batch "${BATCH:-1,16,32,64,128}" \
+timeout 45 ./marlin-bench --sparse --mode models -v --batch "${BATCH:-1,16,32,64,128}" \
   --samples 12 --csv "$R/models.csv" > "$R/models.txt" 2>&1
 echo "models rc=$?"
 log "bench peak"
-timeout 60 ./marlin-bench --sparse --mode peak --batch 1,16,128 --samples 9 \
+timeout 30 ./marlin-bench --sparse --mode peak --batch 1,16,128 --samples 9 \
   --csv "$R/peak.csv" > "$R/peak.txt" 2>&1
 echo "peak rc=$?"
 
 if [ "$mode" != final ]; then
-  log "ncu (Llama-2-7B qkv, m = 16 and 128)"
-  for mb in 16 128; do
-    timeout 60 ncu --kernel-name regex:marlin24_kernel --launch-skip 12 --launch-count 1 \
+  log "ncu (Llama-2-7B qkv, m = 16)"
+  for mb in 16; do
+    timeout 30 ncu --kernel-name regex:marlin24_kernel --launch-skip 12 --launch-count 1 \
       --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
       --section WarpStateStats --section LaunchStats --section InstructionStats \
       --section SchedulerStats \
