@@ -255,6 +255,150 @@ struct Cursor {
     }
 };
 
+/* ---------------------------------------------------------- epilogue */
+
+/* One C row of 8 features from finished sums: feature f = j + 4x of the
+ * thread's 8 lives in v[j][2x + y] (y: which of the thread's two rows). */
+__device__ __forceinline__ void store8(int4 *C, int n, int row, int col,
+                                       const float (&v)[4][4], int y,
+                                       const float (&sv)[8]) {
+    uint32_t o[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+        const int f0 = 2 * q, f1 = 2 * q + 1;
+        o[q] = h2_bits(
+            __floats2half2_rn(v[f0 & 3][2 * (f0 >> 2) + y] * sv[f0],
+                              v[f1 & 3][2 * (f1 >> 2) + y] * sv[f1]));
+    }
+    C[(size_t)row * (n >> 3) + (col >> 3)] =
+        make_int4((int)o[0], (int)o[1], (int)o[2], (int)o[3]);
+}
+
+/* Per-channel scales of features col..col+7 (1.0 when grouped: the grouped
+ * scales were applied to the weights). */
+template <bool GROUPED>
+__device__ __forceinline__ void col_scales(const int4 *s, int col,
+                                           float (&sv)[8]) {
+#pragma unroll
+    for (int f = 0; f < 8; ++f) sv[f] = 1.f;
+    if (!GROUPED) {
+        const int4 raw = __ldg(s + (col >> 3));
+        const __half *hs = reinterpret_cast<const __half *>(&raw);
+#pragma unroll
+        for (int f = 0; f < 8; ++f) sv[f] = __half2float(hs[f]);
+    }
+}
+
+/*
+ * The last block to finish a split slice sums the fp32 parts of blocks
+ * b_first..b_last in block order and writes C rows row0 .. row0+rows-1,
+ * columns n0 .. n0+64*NW-1, with U parts per thread in flight.
+ *
+ * Partial layout (written by the kernel): slot (2*b + s) holds float4
+ * ((a*2 + h)*4 + j) * OWNERS + owner. Every thread takes quads (a, h,
+ * owner: 4 float4 = 8 features x 2 rows); with fewer quads than threads,
+ * TPG adjacent lanes share one, each summing every TPG-th part, combined by
+ * shuffles in a fixed tree order, so results are bit-identical run to run.
+ */
+template <int MB, int NW, bool GROUPED, int U>
+__device__ __forceinline__ void reduce_parts(const float4 *partials, int4 *C,
+                                             const int4 *s, int n,
+                                             int b_first, int b_last,
+                                             bool first_inside, int rows,
+                                             int row0, int n0) {
+    constexpr int OWNERS = 32 * NW;
+    constexpr int GROUPS = 2 * MB * OWNERS;
+    constexpr int TPG = GROUPS >= kThreads ? 1 : kThreads / GROUPS;
+    constexpr int QPT = GROUPS >= kThreads ? GROUPS / kThreads : 1;
+    const int tid = threadIdx.x;
+    const int sub = tid % TPG;
+    int q_ah[QPT], q_o[QPT], q_r[QPT];
+    bool live[QPT]; /* uniform across the TPG lanes of a quad */
+#pragma unroll
+    for (int qi = 0; qi < QPT; ++qi) {
+        const int q = tid / TPG + qi * kThreads;
+        q_ah[qi] = q / OWNERS;
+        q_o[qi] = q % OWNERS;
+        q_r[qi] = 16 * (q_ah[qi] >> 1) + 8 * (q_ah[qi] & 1) + 2 * (q_o[qi] & 3);
+        live[qi] = q_r[qi] < rows;
+    }
+    float v[QPT][4][4];
+#pragma unroll
+    for (int qi = 0; qi < QPT; ++qi)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) v[qi][j][e] = 0.f;
+    /* every quad of U parts in flight, then added in part order */
+    for (int b0 = b_first + sub; b0 <= b_last; b0 += U * TPG) {
+        float4 w[U][QPT][4];
+#pragma unroll
+        for (int uu = 0; uu < U; ++uu) {
+            const int b = b0 + uu * TPG;
+            if (b <= b_last) {
+                const int slot = (b > b_first || first_inside) ? 0 : 1;
+                const float4 *src = partials + (size_t)(2 * b + slot) * (GROUPS * 4);
+#pragma unroll
+                for (int qi = 0; qi < QPT; ++qi)
+                    if (live[qi])
+#pragma unroll
+                        for (int j = 0; j < 4; ++j)
+                            w[uu][qi][j] =
+                                __ldcg(src + (q_ah[qi] * 4 + j) * OWNERS + q_o[qi]);
+            }
+        }
+#pragma unroll
+        for (int uu = 0; uu < U; ++uu)
+            if (b0 + uu * TPG <= b_last) {
+#pragma unroll
+                for (int qi = 0; qi < QPT; ++qi)
+                    if (live[qi])
+#pragma unroll
+                        for (int j = 0; j < 4; ++j) {
+                            v[qi][j][0] += w[uu][qi][j].x;
+                            v[qi][j][1] += w[uu][qi][j].y;
+                            v[qi][j][2] += w[uu][qi][j].z;
+                            v[qi][j][3] += w[uu][qi][j].w;
+                        }
+            }
+    }
+#pragma unroll
+    for (int qi = 0; qi < QPT; ++qi) {
+#pragma unroll
+        for (int x = 1; x < TPG; x *= 2)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    v[qi][j][e] += __shfl_xor_sync(0xffffffffu, v[qi][j][e], x);
+        if (!live[qi] || sub != 0) continue;
+        float sv[8];
+        const int o = q_o[qi];
+        const int col = n0 + 64 * (o >> 5) + 8 * ((o & 31) >> 2);
+        col_scales<GROUPED>(s, col, sv);
+#pragma unroll
+        for (int y = 0; y < 2; ++y)
+            if (q_r[qi] + y < rows) store8(C, n, row0 + q_r[qi] + y, col, v[qi], y, sv);
+    }
+}
+
+/* The same as a call, for the multi-row kernels: it runs once per split
+ * slice, and out of line it has its own register budget, so all quads of
+ * 4 / QPT parts are in flight without pushing the 64-row kernels' main loop
+ * (about 250 registers) into spills. The 16-row kernels keep it inline (a
+ * call's saved registers would spill their 128-register main loop). */
+template <int MB, int NW, bool GROUPED>
+__device__ __noinline__ void reduce_parts_call(const float4 *partials,
+                                               int4 *C, const int4 *s, int n,
+                                               int b_first, int b_last,
+                                               bool first_inside, int rows,
+                                               int row0, int n0) {
+    constexpr int GROUPS = 2 * MB * 32 * NW;
+    constexpr int QPT = GROUPS >= kThreads ? GROUPS / kThreads : 1;
+    reduce_parts<MB, NW, GROUPED, (QPT >= 4 ? 1 : 4 / QPT)>(
+        partials, C, s, n, b_first, b_last, first_inside, rows, row0, n0);
+}
+
 /*
  * Template parameters:
  *   MB      16-row batch blocks per chunk (1, 2 or 4)
@@ -286,6 +430,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
     /* partial sums: 2*MB (16-row block, 8-row half) x 4 subtiles x owners */
     constexpr int OWNERS = 32 * NW;
     constexpr int GROUPS = 2 * MB * OWNERS; /* (a, h, owner) float4 quads */
+    constexpr int RJ = MB == 1 ? 1 : 4;     /* subtiles per k-split round */
 
     extern __shared__ int4 smem[];
     __shared__ int s_last;
@@ -448,33 +593,6 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
         }
     };
 
-    /* ---- C rows of 8 features from the finished sums of one thread -- */
-    /* feature f = j + 4x of the thread's 8 lives in acc[.][j][h][2x + y] */
-    auto store8 = [&](int row, int col, const float (&v)[4][4], int y,
-                      const float (&sv)[8]) {
-        uint32_t o[4];
-#pragma unroll
-        for (int q = 0; q < 4; ++q) {
-            const int f0 = 2 * q, f1 = 2 * q + 1;
-            o[q] = h2_bits(__floats2half2_rn(
-                v[f0 & 3][2 * (f0 >> 2) + y] * sv[f0],
-                v[f1 & 3][2 * (f1 >> 2) + y] * sv[f1]));
-        }
-        p.C[(size_t)row * (p.n >> 3) + (col >> 3)] =
-            make_int4((int)o[0], (int)o[1], (int)o[2], (int)o[3]);
-    };
-    /* per-channel scales of features col..col+7 (1.0 when grouped) */
-    auto col_scales = [&](int col, float (&sv)[8]) {
-#pragma unroll
-        for (int f = 0; f < 8; ++f) sv[f] = 1.f;
-        if (!GROUPED) {
-            const int4 raw = __ldg(p.s + (col >> 3));
-            const __half *hs = reinterpret_cast<const __half *>(&raw);
-#pragma unroll
-            for (int f = 0; f < 8; ++f) sv[f] = __half2float(hs[f]);
-        }
-    };
-
     /* ---- end of a segment (this block's units inside one slice) ----- */
     auto finish = [&](int u) {
         const int slice = u / p.ktiles;
@@ -483,34 +601,44 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
         const int n0 = ns * NT;
         const int row0 = (slice - ns * p.chunks) * 16 * MB;
         const int rows = min(16 * MB, p.m - row0);
-        /* 1. k-split warps: tree through shared memory, one (a, j) at a
-         *    time (4 KB), fixed order */
+        /* 1. k-split warps: tree through shared memory in a fixed order,
+         *    RJ subtiles of one 16-row block at a time (4 KB per subtile:
+         *    one at a time with two blocks per SM, four otherwise) */
         if (KW > 1) {
 #pragma unroll
             for (int a = 0; a < MB; ++a)
 #pragma unroll
-                for (int j = 0; j < 4; ++j)
+                for (int j0 = 0; j0 < 4; j0 += RJ)
 #pragma unroll
                     for (int off = KW / 2; off >= 1; off /= 2) {
                         if (wk >= off && wk < 2 * off) {
-                            float4 *d = red + ((wk - off) * NW + wn) * 64 + lane;
+                            float4 *d = red +
+                                        ((wk - off) * NW + wn) * (64 * RJ) +
+                                        lane;
 #pragma unroll
-                            for (int h = 0; h < 2; ++h)
-                                d[32 * h] = make_float4(
-                                    acc[a][j][h][0], acc[a][j][h][1],
-                                    acc[a][j][h][2], acc[a][j][h][3]);
+                            for (int jj = 0; jj < RJ; ++jj)
+#pragma unroll
+                                for (int h = 0; h < 2; ++h)
+                                    d[(2 * jj + h) * 32] = make_float4(
+                                        acc[a][j0 + jj][h][0],
+                                        acc[a][j0 + jj][h][1],
+                                        acc[a][j0 + jj][h][2],
+                                        acc[a][j0 + jj][h][3]);
                         }
                         __syncthreads();
                         if (wk < off) {
-                            const float4 *sr = red + (wk * NW + wn) * 64 + lane;
+                            const float4 *sr =
+                                red + (wk * NW + wn) * (64 * RJ) + lane;
 #pragma unroll
-                            for (int h = 0; h < 2; ++h) {
-                                const float4 v = sr[32 * h];
-                                acc[a][j][h][0] += v.x;
-                                acc[a][j][h][1] += v.y;
-                                acc[a][j][h][2] += v.z;
-                                acc[a][j][h][3] += v.w;
-                            }
+                            for (int jj = 0; jj < RJ; ++jj)
+#pragma unroll
+                                for (int h = 0; h < 2; ++h) {
+                                    const float4 v = sr[(2 * jj + h) * 32];
+                                    acc[a][j0 + jj][h][0] += v.x;
+                                    acc[a][j0 + jj][h][1] += v.y;
+                                    acc[a][j0 + jj][h][2] += v.z;
+                                    acc[a][j0 + jj][h][3] += v.w;
+                                }
                         }
                         __syncthreads();
                     }
@@ -522,7 +650,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
             if (wk == 0) {
                 float sv[8];
                 const int col = n0 + 64 * wn + 8 * g;
-                col_scales(col, sv);
+                col_scales<GROUPED>(p.s, col, sv);
 #pragma unroll
                 for (int a = 0; a < MB; ++a)
 #pragma unroll
@@ -537,7 +665,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
 #pragma unroll
                                     for (int e = 0; e < 4; ++e)
                                         v[j][e] = acc[a][j][h][e];
-                                store8(row0 + r, col, v, y, sv);
+                                store8(p.C, p.n, row0 + r, col, v, y, sv);
                             }
                         }
             }
@@ -576,74 +704,14 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
         /* Blocks after b_first begin inside the slice (slot 0); b_first
          * does only if it begins exactly at the slice's start. */
         const bool first_inside = unit_start(b_first, T, nblk) == su0;
-        /* Every thread takes a quad (a, h, owner: 4 float4 = 8 features x
-         * 2 rows); with fewer quads than threads, TPG adjacent lanes share
-         * one, each summing every TPG-th part, combined by shuffles in a
-         * fixed tree order (results stay bit-identical run to run). U parts
-         * per thread are in flight at once. */
-        constexpr int TPG = GROUPS >= kThreads ? 1 : kThreads / GROUPS;
-        constexpr int QPT = GROUPS >= kThreads ? GROUPS / kThreads : 1;
-        constexpr int U = QPT >= 2 ? 1 : 2;
-        const int sub = tid % TPG;
-#pragma unroll
-        for (int qi = 0; qi < QPT; ++qi) {
-            const int q = tid / TPG + qi * kThreads;
-            const int ah = q / OWNERS, o = q % OWNERS;
-            const int a = ah >> 1, h = ah & 1;
-            const int r = 16 * a + 8 * h + 2 * (o & 3);
-            /* uniform across the TPG lanes of a quad (shuffles below) */
-            const bool live = r < rows;
-            float v[4][4];
-#pragma unroll
-            for (int j = 0; j < 4; ++j)
-#pragma unroll
-                for (int e = 0; e < 4; ++e) v[j][e] = 0.f;
-            if (live) {
-                for (int b0 = b_first + sub; b0 <= b_last; b0 += U * TPG) {
-                    float4 w[U][4];
-#pragma unroll
-                    for (int uu = 0; uu < U; ++uu) {
-                        const int b = b0 + uu * TPG;
-                        if (b <= b_last) {
-                            const int slot =
-                                (b > b_first || first_inside) ? 0 : 1;
-                            const float4 *src =
-                                p.partials +
-                                (size_t)(2 * b + slot) * (GROUPS * 4) +
-                                (ah * 4) * OWNERS + o;
-#pragma unroll
-                            for (int j = 0; j < 4; ++j)
-                                w[uu][j] = __ldcg(src + j * OWNERS);
-                        }
-                    }
-#pragma unroll
-                    for (int uu = 0; uu < U; ++uu)
-                        if (b0 + uu * TPG <= b_last) {
-#pragma unroll
-                            for (int j = 0; j < 4; ++j) {
-                                v[j][0] += w[uu][j].x;
-                                v[j][1] += w[uu][j].y;
-                                v[j][2] += w[uu][j].z;
-                                v[j][3] += w[uu][j].w;
-                            }
-                        }
-                }
-            }
-#pragma unroll
-            for (int x = 1; x < TPG; x *= 2)
-#pragma unroll
-                for (int j = 0; j < 4; ++j)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e)
-                        v[j][e] += __shfl_xor_sync(0xffffffffu, v[j][e], x);
-            if (!live || sub != 0) continue;
-            float sv[8];
-            const int col = n0 + 64 * (o >> 5) + 8 * ((o & 31) >> 2);
-            col_scales(col, sv);
-#pragma unroll
-            for (int y = 0; y < 2; ++y)
-                if (r + y < rows) store8(row0 + r + y, col, v, y, sv);
-        }
+        if (MB == 1)
+            reduce_parts<MB, NW, GROUPED, 2>(p.partials, p.C, p.s, p.n, b_first,
+                                             b_last, first_inside, rows, row0,
+                                             n0);
+        else
+            reduce_parts_call<MB, NW, GROUPED>(p.partials, p.C, p.s, p.n,
+                                               b_first, b_last, first_inside,
+                                               rows, row0, n0);
         /* every part has arrived: reset the counter for the next launch */
         if (tid == 0) p.counters[slice] = 0;
     };
@@ -745,7 +813,7 @@ KernelFn pick_grouped(bool grouped) {
                    : marlin24_kernel<MB, NW, KW, KP, false>;
 }
 
-/* columns x dense k per stage, by id; ids 2-5 exist for 16 rows or fewer */
+/* columns x dense k per stage, by id; ids 3-5 exist for 16 rows or fewer */
 constexpr int kNumConfigs = 6;
 const int kCfgShape[kNumConfigs + 1][3] = {
     /* nw, kw, kp */
@@ -779,10 +847,12 @@ KernelFn kernel_for(const Config &c, bool grouped) {
         break;
     case 2:
         if (c.id == 1) return pick_grouped<2, 2, 4, 1>(grouped);
+        if (c.id == 2) return pick_grouped<2, 4, 2, 4>(grouped);
         if (c.id == 6) return pick_grouped<2, 4, 2, 2>(grouped);
         break;
     case 4:
         if (c.id == 1) return pick_grouped<4, 2, 4, 1>(grouped);
+        if (c.id == 2) return pick_grouped<4, 4, 2, 4>(grouped);
         if (c.id == 6) return pick_grouped<4, 4, 2, 2>(grouped);
         break;
     }
@@ -804,9 +874,11 @@ int stage_bytes(const Config &c, bool grouped, int64_t group) {
     const int s = scale_rows(c, grouped, group) * n_tile(c) * 2;
     return a + kb * c.nw * 512 + kb * c.nw * 256 + s;
 }
-/* k-split tree buffer: (KW/2) x NW x 64 float4 */
+/* k-split tree buffer: (KW/2) x NW x 64 float4 per subtile of a round
+ * (kernel constant RJ: 1 subtile for one 16-row block, else 4) */
 int red_bytes(const Config &c) {
-    return c.kw > 1 ? (c.kw / 2) * c.nw * 64 * 16 : 0;
+    const int rj = c.mb == 1 ? 1 : 4;
+    return c.kw > 1 ? (c.kw / 2) * c.nw * 64 * 16 * rj : 0;
 }
 size_t part_slot_bytes(const Config &c) {
     return (size_t)2 * c.mb * 4 * 32 * c.nw * 16;
@@ -816,7 +888,7 @@ int mb_for_rows(int64_t m) { return m <= 16 ? 1 : m <= 32 ? 2 : 4; }
 
 bool config_exists(int id, int mb) {
     if (id < 1 || id > kNumConfigs) return false;
-    return mb == 1 || id == 1 || id == 6;
+    return mb == 1 || id == 1 || id == 2 || id == 6;
 }
 
 /* A configuration fits when its tiles divide n and k and every stage lies
@@ -830,26 +902,35 @@ bool fits(const Config &c, int64_t n, int64_t k, int64_t group) {
     return true;
 }
 
-/* Configuration for `m` rows (forced: marlin_gemm24_opts.config; a forced
- * configuration that does not exist for these rows or does not fit the
- * shape falls back to the automatic choice). Automatic: see
- * docs/perf.md, "2:4 sparse kernel" for the sweep behind it. */
-Config choose_config(int64_t m, int64_t n, int64_t k, int64_t group,
-                     int forced) {
+/* Configurations to try for `m` rows, best first: the forced one
+ * (marlin_gemm24_opts.config) when it exists for these rows, then the
+ * automatic order; the launcher takes the first that fits the shape and
+ * the device's shared memory. Automatic, from the H100 sweep in
+ * docs/perf.md ("2:4 sparse kernel", run 3): for 16 rows or fewer the
+ * 128 x 512 stage (config 4: the fewest and smallest fp32 parts per split
+ * slice, so the shortest fix-up tail) when m <= 8 or the layer is small
+ * (k * n <= 2^26), else 256 x 256 (config 2: half the activation bytes per
+ * weight byte, which pays at 9-16 rows on large layers); within 0.5% of the
+ * best configuration per layer on the Llama shapes. More rows: 256 x 256
+ * (config 2: half the pipeline steps of 256 x 128 per weight byte, for a
+ * loop that is latency-bound with 8 warps per SM), then 256 x 128, then
+ * 128 x 128 (fits every shape). Returns the number of candidates. */
+int config_candidates(int64_t m, int64_t n, int64_t k, int forced,
+                      Config (&out)[8]) {
     const int mb = mb_for_rows(m);
-    if (config_exists(forced, mb)) {
-        const Config c = make_config(forced, mb);
-        if (fits(c, n, k, group)) return c;
+    int cnt = 0;
+    if (config_exists(forced, mb)) out[cnt++] = make_config(forced, mb);
+    static const int small_1[] = {4, 2, 3, 6, 1};
+    static const int large_1[] = {2, 4, 3, 6, 1};
+    static const int order_n[] = {2, 6, 1};
+    const int *order = order_n;
+    int count = 3;
+    if (mb == 1) {
+        order = (m <= 8 || k * n <= ((int64_t)1 << 26)) ? small_1 : large_1;
+        count = 5;
     }
-    static const int order_1[] = {2, 3, 6, 1};
-    static const int order_n[] = {6, 1};
-    const int *order = mb == 1 ? order_1 : order_n;
-    const int count = mb == 1 ? 4 : 2;
-    for (int i = 0; i < count; ++i) {
-        const Config c = make_config(order[i], mb);
-        if (fits(c, n, k, group)) return c;
-    }
-    return make_config(1, mb); /* k % 128 == 0, n % 128 == 0: always fits */
+    for (int i = 0; i < count; ++i) out[cnt++] = make_config(order[i], mb);
+    return cnt;
 }
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
@@ -1036,7 +1117,44 @@ extern "C" marlin_status marlin_gemm24_ex(
     while (done < m) {
         /* one launch covers at most kMaxChunks chunks of 16*MB rows */
         const int64_t rest = m - done;
-        const Config c = choose_config(rest, n, k, group, forced);
+        Config cand[8];
+        const int ncand = config_candidates(rest, n, k, forced, cand);
+        /* shared memory a block may have: the opt-in limit alone, or its
+         * share of the SM (1 KB per block is reserved by the system); 256
+         * bytes for the static variables */
+        auto budget = [&](const Config &c, int b) -> int64_t {
+            int64_t x = b == 1 ? d->smem_optin : d->smem_per_sm / b - 1024;
+            if (x > d->smem_optin) x = d->smem_optin;
+            return x - red_bytes(c) - 256;
+        };
+        Config c = cand[0];
+        int bps = 1, stages = 0, ok = 0;
+        for (int ci = 0; ci < ncand && !ok; ++ci) {
+            c = cand[ci];
+            if (!fits(c, n, k, group)) continue;
+            const int sb = stage_bytes(c, grouped, group);
+            /* blocks per SM: 2 for one 16-row block (the kernel is
+             * compiled for it; faster in the sweep, even with a 2-stage
+             * pipeline each) when each gets >= 2 stages */
+            bps = c.mb == 1 ? 2 : 1;
+            if (bps_opt > 0 && bps_opt < bps) bps = bps_opt;
+            if (bps == 2 && budget(c, 2) / sb < 2) bps = 1;
+            stages = (int)(budget(c, bps) / sb);
+            if (stages > kMaxStages) stages = kMaxStages;
+            if (opts && opts->max_stages > 0 && stages > opts->max_stages)
+                stages = opts->max_stages;
+            ok = stages >= 2;
+        }
+        if (!ok)
+            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                               "marlin_gemm24: no tile configuration for %lld "
+                               "rows fits n = %lld, k = %lld, group %lld in "
+                               "device %d's %lld bytes of shared memory",
+                               (long long)rest, (long long)n, (long long)k,
+                               (long long)group, dev,
+                               (long long)d->smem_optin);
+        const int sb = stage_bytes(c, grouped, group);
+        const int rb = red_bytes(c);
         const int64_t chunk_rows = 16 * c.mb;
         int64_t rows = rest;
         if (rows > kMaxChunks * chunk_rows) rows = kMaxChunks * chunk_rows;
@@ -1045,32 +1163,6 @@ extern "C" marlin_status marlin_gemm24_ex(
             return marlin_fail(err, MARLIN_ERR_INTERNAL,
                                "marlin_gemm24: no kernel for config %d, mb=%d",
                                c.id, c.mb);
-        /* blocks per SM: 2 for one 16-row block (the kernel is compiled
-         * for it), when shared memory leaves room for >= 3 stages each */
-        const int sb = stage_bytes(c, grouped, group);
-        const int rb = red_bytes(c);
-        int bps = c.mb == 1 ? 2 : 1;
-        if (bps_opt > 0 && bps_opt < bps) bps = bps_opt;
-        /* shared memory a block may have: the opt-in limit alone, or its
-         * share of the SM (1 KB per block is reserved by the system); 256
-         * bytes for the static variables */
-        auto budget = [&](int b) -> int64_t {
-            int64_t x = b == 1 ? d->smem_optin : d->smem_per_sm / b - 1024;
-            if (x > d->smem_optin) x = d->smem_optin;
-            return x - rb - 256;
-        };
-        if (bps == 2 && bps_opt == 0 && budget(2) / sb < 3) bps = 1;
-        int stages = (int)(budget(bps) / sb);
-        if (stages > kMaxStages) stages = kMaxStages;
-        if (opts && opts->max_stages > 0 && stages > opts->max_stages)
-            stages = opts->max_stages;
-        if (stages < 2)
-            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
-                               "marlin_gemm24: tile config %d (%d rows) needs "
-                               "%d bytes of shared memory, device %d allows "
-                               "%lld",
-                               c.id, (int)chunk_rows, 2 * sb + rb, dev,
-                               (long long)budget(bps) + rb + 256);
         const int smem = stages * sb + rb;
         cudaError_t ce = ensure_smem(fn, dev, smem);
         if (ce != cudaSuccess)

@@ -830,8 +830,8 @@ static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_err
                         c->pdl_ok, auto_us, 0, min_bytes(m, ls->k, ls->n, o->group));
                 best = auto_us;
                 for (int cfg = 1; cfg <= 6 && !st; cfg++) {
-                    /* configurations 2-5 exist for m <= 16 only */
-                    if (m > 16 && cfg != 1 && cfg != 6) continue;
+                    /* configurations 3-5 exist for m <= 16 only */
+                    if (m > 16 && cfg >= 3 && cfg <= 5) continue;
                     for (int bps = 1; bps <= (m <= 16 ? 2 : 1) && !st; bps++) {
                         marlin_gemm24_opts so;
                         memset(&so, 0, sizeof so);
