@@ -7,10 +7,12 @@
 #                  -DCMAKE_CUDA_ARCHITECTURES=90 -DMARLIN_SHARED_LIB=ON),
 #                  libcmocka and this script into DIR
 #        (there): bash run.sh explore   full tests, sweep (tune), models,
-#                                       peak, ncu on two layers
-#                 bash run.sh final     full tests, compute-sanitizer
-#                                       memcheck + racecheck (small subset),
-#                                       models, peak
+#                                       peak, ncu on one layer
+#                 bash run.sh final     the same plus compute-sanitizer
+#                                       memcheck (with and without PDL) and
+#                                       racecheck on a small subset
+#                 TUNE_BATCH, BATCH, NCU_BATCH: batch lists of the sweep,
+#                 the models run and the profiled launches
 # Everything lands in $OUT/results.tgz (re-packed after every step, so a run
 # stopped at its limit still returns what it has); summaries print last.
 set -u
@@ -54,12 +56,11 @@ if [ "$mode" = final ]; then
   MARLIN_K24_QUICK=2 timeout 40 compute-sanitizer --tool racecheck \
     ./test_kernels24 > "$R/racecheck.log" 2>&1
   echo "racecheck rc=$?"
-else
-  log "bench tune"
-  timeout 45 ./marlin-bench --sparse --mode tune --batch 1,16,128 --samples 8 \
-    --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
-  echo "tune rc=$?"
 fi
+log "bench tune"
+timeout 45 ./marlin-bench --sparse --mode tune --batch "${TUNE_BATCH:-1,16,128}" --samples 8 \
+  --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
+echo "tune rc=$?"
 
 log "bench models"
 timeout 45 ./marlin-bench --sparse --mode models -v --batch "${BATCH:-1,16,32,64,128}" \
@@ -70,18 +71,16 @@ timeout 30 ./marlin-bench --sparse --mode peak --batch 1,16,128 --samples 9 \
   --csv "$R/peak.csv" > "$R/peak.txt" 2>&1
 echo "peak rc=$?"
 
-if [ "$mode" != final ]; then
-  log "ncu (Llama-2-7B qkv, m = 16)"
-  for mb in 16; do
-    timeout 30 ncu --kernel-name regex:marlin24_kernel --launch-skip 12 --launch-count 1 \
-      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
-      --section WarpStateStats --section LaunchStats --section InstructionStats \
-      --section SchedulerStats \
-      ./marlin-bench --sparse --mode models --model llama2-7b --batch $mb --samples 3 --no-pdl \
-      > "$R/ncu_m$mb.txt" 2>&1
-    echo "ncu m=$mb rc=$?"
-  done
-fi
+log "ncu (Llama-2-7B qkv, m = ${NCU_BATCH:-16})"
+for mb in ${NCU_BATCH:-16}; do
+  timeout 30 ncu --kernel-name regex:marlin24_kernel --launch-skip 12 --launch-count 1 \
+    --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+    --section WarpStateStats --section LaunchStats --section InstructionStats \
+    --section SchedulerStats \
+    ./marlin-bench --sparse --mode models --model llama2-7b --batch $mb --samples 3 --no-pdl \
+    > "$R/ncu_m$mb.txt" 2>&1
+  echo "ncu m=$mb rc=$?"
+done
 kill $smi 2>/dev/null
 log done
 
