@@ -30,8 +30,9 @@
  * SM count.
  *
  * Shapes accepted (marlin_gemm24_check_shape): n % 128 == 0, k % 128 == 0,
- * group -1 or g in {32, 64, 128} dividing k (g == k counts as per-channel,
- * as in pack/), any m >= 0 (m == 0 is a no-op). All pointers 16-byte aligned.
+ * group -1, 32, 64 or a multiple of 128 dividing k (g == k counts as
+ * per-channel, as in pack/), any m >= 0 (m == 0 is a no-op); the GPU kernel
+ * also needs k <= 2^24. All pointers 16-byte aligned.
  * Architecture: compute capability 8.0 or newer (mma.sp, cp.async).
  */
 #ifndef MARLIN_KERNELS24_H
@@ -122,8 +123,9 @@ typedef struct marlin_gemm24_opts {
  * asynchronous; errors of the launch itself are reported (CUDA error string
  * in err), errors during execution surface at the next synchronisation.
  * Errors: MARLIN_ERR_SHAPE (n, k, group), MARLIN_ERR_INVALID_ARG (NULL or
- * misaligned pointer, workspace too small), MARLIN_ERR_UNSUPPORTED (arch,
- * or no configuration fits the device's shared memory), MARLIN_ERR_CUDA. */
+ * misaligned pointer, workspace too small, blocks_per_sm outside 0..2),
+ * MARLIN_ERR_UNSUPPORTED (arch, loader 2, or no configuration fits the
+ * device's shared memory), MARLIN_ERR_CUDA. */
 marlin_status marlin_gemm24(const void *A, const void *B, const void *meta,
                             const void *s, void *C, int64_t m, int64_t n,
                             int64_t k, int64_t group, void *workspace,
