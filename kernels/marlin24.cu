@@ -31,15 +31,31 @@
  *    8g+j+4 (c2, c3) for batch rows 2t, 2t+1, so over j = 0..3 it owns 8
  *    consecutive output features of 2 batch rows: one 16-byte store each.
  *
- * Work split: a persistent grid (one block per SM) walks the tiles
- * (m chunk, n slice, k tile) in k-fastest order, each block a contiguous
- * balanced range ("stream-K"). The cp.async pipeline runs across slice
- * boundaries. A block that covers a whole slice writes C directly; partial
- * slices are stored as fp32 to the workspace, and the last block to arrive
- * (atomic counter) sums all parts in block order (deterministic) and writes
- * C. Weights, meta and scales are streamed with an L2 evict-first policy
- * (read exactly once); activations use the default policy (re-read by every
- * n slice, so they should stay in L2).
+ * Work split ("stream-K"): work units are (n slice, m chunk, k tile) in
+ * k-fastest order; a grid of one or two blocks per SM gives every block a
+ * contiguous, balanced range (+-1 unit). The cp.async pipeline runs across
+ * slice boundaries. A block that covers a whole slice writes C directly;
+ * partial slices are stored as fp32 to the workspace, and the last block to
+ * arrive (atomic counter) sums all parts in block order (a fixed order:
+ * bit-identical results) with all its threads, and writes C.
+ *
+ * Why the main loop looks the way it does (the first version of this kernel
+ * was limited by its own per-step instruction latency, not by memory:
+ * docs/perf.md, "2:4 sparse kernel"):
+ *  - every thread's global and shared offsets are computed once; per work
+ *    unit only the tile's base pointers change (a cursor advanced without
+ *    divisions), so a pipeline step is the copies, one barrier and the MMAs;
+ *  - each warp handles KP 32-row k blocks per stage (unrolled), so the fixed
+ *    per-step cost (barrier, wait, copy issue) is paid per 24-48 KB of
+ *    weights and the loads of one k block overlap the MMAs of the previous;
+ *  - 16 rows or fewer: two resident blocks per SM (16 warps), registers
+ *    capped at 128 by __launch_bounds__;
+ *  - optional programmatic dependent launch (sm_90): the first stages'
+ *    weights stream in while the previous kernel of the stream drains.
+ * Weights, metadata and scales of a one-chunk launch are streamed with an L2
+ * evict-first policy (read exactly once); activations use the default policy
+ * (re-read by every n slice). Launches of several row chunks keep the
+ * weights in L2 for the next chunk.
  */
 #include "marlin_kernels24.h"
 
@@ -49,65 +65,61 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "marlin_cuda_internal.h"
+
 namespace {
 
-constexpr int kThreads = 256; /* 8 warps: 2 per scheduler for latency hiding */
-constexpr int kMaxStages = 16;
+constexpr int kThreads = 256; /* 8 warps */
+constexpr int kMaxStages = 8;
 constexpr int kMaxChunks = 16; /* 64-row chunks per launch (<= 1024 rows) */
 
 /* ------------------------------------------------------------------ PTX */
 
-/* 16-byte async global->shared copy through L2 only (.cg); src_bytes 0
- * zero-fills the destination without reading (rows beyond m). */
-__device__ __forceinline__ void cp_async16_zfill(void *smem, const void *gmem,
-                                                 bool valid) {
+/* 16-byte async global->shared copy through L2 only (.cg). */
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
     uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    int n = valid ? 16 : 0;
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s),
-                 "l"(gmem), "r"(n));
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s),
+                 "l"(gmem)
+                 : "memory");
 }
 
-/* Same with an L2 cache policy: weights are read exactly once, so they must
- * not evict the activations that every n slice re-reads. */
+/* Same with an L2 cache policy (evict_first for the read-once weights). */
 __device__ __forceinline__ void cp_async16_policy(void *smem, const void *gmem,
                                                   uint64_t policy) {
     uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
     asm volatile(
         "cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(
             s),
-        "l"(gmem), "l"(policy));
+        "l"(gmem), "l"(policy)
+        : "memory");
 }
 
-__device__ __forceinline__ uint64_t evict_first_policy() {
+__device__ __forceinline__ uint64_t make_policy(bool evict_first) {
     uint64_t p;
-    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n"
-                 : "=l"(p));
+    if (evict_first)
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n"
+                     : "=l"(p));
+    else
+        asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n"
+                     : "=l"(p));
     return p;
 }
 
 __device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::);
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
 }
 
 /* wait_group needs an immediate; the pipeline depth is a run-time value
- * (it depends on the device's shared memory), hence the switch. */
+ * (it depends on the device's shared memory), hence the (uniform) switch. */
 __device__ __forceinline__ void cp_async_wait_pending(int n) {
     switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::); break;
-    case 3: asm volatile("cp.async.wait_group 3;\n" ::); break;
-    case 4: asm volatile("cp.async.wait_group 4;\n" ::); break;
-    case 5: asm volatile("cp.async.wait_group 5;\n" ::); break;
-    case 6: asm volatile("cp.async.wait_group 6;\n" ::); break;
-    case 7: asm volatile("cp.async.wait_group 7;\n" ::); break;
-    case 8: asm volatile("cp.async.wait_group 8;\n" ::); break;
-    case 9: asm volatile("cp.async.wait_group 9;\n" ::); break;
-    case 10: asm volatile("cp.async.wait_group 10;\n" ::); break;
-    case 11: asm volatile("cp.async.wait_group 11;\n" ::); break;
-    case 12: asm volatile("cp.async.wait_group 12;\n" ::); break;
-    case 13: asm volatile("cp.async.wait_group 13;\n" ::); break;
-    default: asm volatile("cp.async.wait_group 14;\n" ::); break;
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
     }
 }
 
@@ -119,16 +131,17 @@ __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
     asm volatile(
         "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
         : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-        : "r"(s));
+        : "r"(s)
+        : "memory");
 }
 
 /* (a & b) | c in one LOP3 (the compiler does not always find it). */
 __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b,
                                                 uint32_t c) {
     uint32_t d;
-    asm volatile("lop3.b32 %0, %1, %2, %3, %4;\n"
-                 : "=r"(d)
-                 : "r"(a), "r"(b), "r"(c), "n"((0xf0 & 0xcc) | 0xaa));
+    asm("lop3.b32 %0, %1, %2, %3, %4;\n"
+        : "=r"(d)
+        : "r"(a), "r"(b), "r"(c), "n"((0xf0 & 0xcc) | 0xaa));
     return d;
 }
 
@@ -177,64 +190,6 @@ __device__ __forceinline__ void mma_sp(float (&d)[4], const uint32_t (&a)[4],
           "r"(b[2]), "r"(b[3]), "r"(e), "n"(SEL));
 }
 
-/* ------------------------------------------------ Hopper bulk copies (TMA) */
-/* Optional loader (marlin_gemm24_opts.loader = 2, sm_90+): the weights,
- * metadata and scales of a stage are moved by the tensor memory accelerator
- * (cp.async.bulk: a few large copies completing on an mbarrier) instead of
- * one 16-byte cp.async per thread. Added when the kernel's speed did not
- * change with pipeline depth; correct, but measured slower on an H100 (the
- * limit is the per-stage instruction latency, not the copies: docs/perf.md,
- * "2:4 sparse kernel"), so it is not the default. */
-
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define MARLIN24_TMA 1
-__device__ __forceinline__ uint32_t smem_u32(const void *p) {
-    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
-}
-__device__ __forceinline__ void mbar_init(uint64_t *bar, uint32_t count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(
-                     smem_u32(bar)),
-                 "r"(count));
-}
-/* One arrival that also announces `bytes` of incoming copies. */
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint64_t *bar,
-                                                      uint32_t bytes) {
-    asm volatile(
-        "mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(
-            smem_u32(bar)),
-        "r"(bytes)
-        : "memory");
-}
-/* Waits for the phase of parity `parity` to complete. Bounded: a lost copy
- * traps (a launch error) instead of hanging the GPU. */
-__device__ __forceinline__ void mbar_wait(uint64_t *bar, uint32_t parity) {
-    const uint32_t a = smem_u32(bar);
-    for (uint32_t spins = 0;; ++spins) {
-        uint32_t done;
-        asm volatile(
-            "{\n .reg .pred p;\n"
-            " mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-            " selp.u32 %0, 1, 0, p;\n}\n"
-            : "=r"(done)
-            : "r"(a), "r"(parity)
-            : "memory");
-        if (done) return;
-        if (spins > (1u << 26)) __trap();
-    }
-}
-/* global -> shared bulk copy of `bytes` (multiple of 16, 16-byte aligned),
- * completing on `bar`, with an L2 policy. */
-__device__ __forceinline__ void bulk_copy(void *dst, const void *src,
-                                          uint32_t bytes, uint64_t *bar,
-                                          uint64_t policy) {
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes."
-        "L2::cache_hint [%0], [%1], %2, [%3], %4;\n" ::"r"(smem_u32(dst)),
-        "l"(src), "r"(bytes), "r"(smem_u32(bar)), "l"(policy)
-        : "memory");
-}
-#endif
-
 /* --------------------------------------------------------------- params */
 
 struct Params {
@@ -244,215 +199,329 @@ struct Params {
     const int4 *s;     /* F16 [G, n] */
     int4 *C;           /* fp16 [m, n] row-major, this launch's first row */
     int *counters;     /* [chunks * nslices], zero on entry and exit */
-    float4 *partials;  /* [2 * gridDim.x][MB*8*NW*32] float4 */
+    float4 *partials;  /* [2 * gridDim.x][slot] float4 */
     int m;             /* rows of this launch */
     int n, k;
-    int group;         /* group size in k, or 0 for per-channel (G == 1) */
     int ktiles;        /* k / k_tile */
-    int nslices;       /* n / n_tile */
     int chunks;        /* ceil(m / (16*MB)) */
-    int tiles;         /* chunks * nslices * ktiles */
-    int stages;
-    int use_tma;       /* weights/meta/scales by bulk copy (sm_90+) */
+    int units;         /* chunks * nslices * ktiles */
+    int stages;        /* pipeline depth, 2..kMaxStages */
+    int stage_i4;      /* int4 per stage (A, B, meta, then scale rows) */
+    int s_rows;        /* grouped: scale rows per stage (>= 1) */
+    int s_shift;       /* grouped: scale row of 32-row k block kb = kb >> s_shift */
+    int g_step;        /* grouped: the first group of k tile kt is */
+    int g_every;       /*   (kt / g_every) * g_step */
+    int pdl;           /* launched as a programmatic dependent launch */
+    int evict_first;   /* weights read once (one row chunk) */
 };
 
-/* Block b of G owns tiles [b*T/G, (b+1)*T/G) (the host keeps T * G below
+/* Block b of G owns units [b*T/G, (b+1)*T/G) (the host keeps T * G below
  * 2^31, so 32-bit arithmetic is exact). */
-__device__ __forceinline__ int tile_start(int b, int T, int G) {
+__device__ __forceinline__ int unit_start(int b, int T, int G) {
     return (int)((unsigned)b * (unsigned)T / (unsigned)G);
 }
-/* The block whose range holds tile x (the largest b with start(b) <= x). */
-__device__ __forceinline__ int tile_owner(int x, int T, int G) {
+/* The block whose range holds unit x (the largest b with start(b) <= x). */
+__device__ __forceinline__ int unit_owner(int x, int T, int G) {
     return (int)(((unsigned)(x + 1) * (unsigned)G + (unsigned)T - 1) /
                  (unsigned)T) - 1;
 }
 
-/* Shared-memory sizes, all in bytes. */
-template <int MB, int NW, int KW, int KP, bool GROUPED>
-struct Layout {
-    static constexpr int kBlocks = KW * KP;        /* 32-row k blocks */
-    static constexpr int kTile = 32 * kBlocks;     /* dense k per stage */
-    static constexpr int nTile = 64 * NW;          /* output features */
-    static constexpr int aRowInt4 = kTile / 8;     /* int4 per A row */
-    static constexpr int aBytes = 16 * MB * kTile * 2;
-    static constexpr int bRowBytes = NW * 512;     /* one k block */
-    static constexpr int bBytes = kBlocks * bRowBytes;
-    static constexpr int metaRowBytes = NW * 256;
-    static constexpr int metaBytes = kBlocks * metaRowBytes;
-    /* grouped: up to one scale row per 32-row k block */
-    static constexpr int sBytes = GROUPED ? kBlocks * nTile * 2 : 0;
-    static constexpr int stageBytes = aBytes + bBytes + metaBytes + sBytes;
-    static constexpr int partFloat4 = MB * 8 * NW * 32; /* per slot */
+/* Position of a work unit, advanced incrementally (units are visited in
+ * order), which keeps integer divisions out of the per-unit path. g0 is the
+ * first scale group of the k tile (grouped scales). */
+struct Cursor {
+    int kt, mc, ns, g0, gc;
+    __device__ __forceinline__ void init(int u, const Params &p) {
+        const int slice = u / p.ktiles;
+        kt = u - slice * p.ktiles;
+        ns = slice / p.chunks;
+        mc = slice - ns * p.chunks;
+        gc = kt % p.g_every;
+        g0 = (kt / p.g_every) * p.g_step;
+    }
+    __device__ __forceinline__ void advance(const Params &p) {
+        if (++kt == p.ktiles) {
+            kt = 0;
+            g0 = 0;
+            gc = 0;
+            if (++mc == p.chunks) {
+                mc = 0;
+                ++ns;
+            }
+        } else if (++gc == p.g_every) {
+            gc = 0;
+            g0 += p.g_step;
+        }
+    }
 };
+
+/* ---------------------------------------------------------- epilogue */
+
+/* One C row of 8 features from finished sums: feature f = j + 4x of the
+ * thread's 8 lives in v[j][2x + y] (y: which of the thread's two rows). */
+__device__ __forceinline__ void store8(int4 *C, int n, int row, int col,
+                                       const float (&v)[4][4], int y,
+                                       const float (&sv)[8]) {
+    uint32_t o[4];
+#pragma unroll
+    for (int q = 0; q < 4; ++q) {
+        const int f0 = 2 * q, f1 = 2 * q + 1;
+        o[q] = h2_bits(
+            __floats2half2_rn(v[f0 & 3][2 * (f0 >> 2) + y] * sv[f0],
+                              v[f1 & 3][2 * (f1 >> 2) + y] * sv[f1]));
+    }
+    C[(size_t)row * (n >> 3) + (col >> 3)] =
+        make_int4((int)o[0], (int)o[1], (int)o[2], (int)o[3]);
+}
+
+/* Per-channel scales of features col..col+7 (1.0 when grouped: the grouped
+ * scales were applied to the weights). */
+template <bool GROUPED>
+__device__ __forceinline__ void col_scales(const int4 *s, int col,
+                                           float (&sv)[8]) {
+#pragma unroll
+    for (int f = 0; f < 8; ++f) sv[f] = 1.f;
+    if (!GROUPED) {
+        const int4 raw = __ldg(s + (col >> 3));
+        const __half *hs = reinterpret_cast<const __half *>(&raw);
+#pragma unroll
+        for (int f = 0; f < 8; ++f) sv[f] = __half2float(hs[f]);
+    }
+}
+
+/*
+ * The last block to finish a split slice sums the fp32 parts of blocks
+ * b_first..b_last in block order and writes C rows row0 .. row0+rows-1,
+ * columns n0 .. n0+64*NW-1, with U parts per thread in flight.
+ *
+ * Partial layout (written by the kernel): slot (2*b + s) holds float4
+ * ((a*2 + h)*4 + j) * OWNERS + owner. Every thread takes quads (a, h,
+ * owner: 4 float4 = 8 features x 2 rows); with fewer quads than threads,
+ * TPG adjacent lanes share one, each summing every TPG-th part, combined by
+ * shuffles in a fixed tree order, so results are bit-identical run to run.
+ */
+template <int MB, int NW, bool GROUPED, int U>
+__device__ __forceinline__ void reduce_parts(const float4 *partials, int4 *C,
+                                             const int4 *s, int n,
+                                             int b_first, int b_last,
+                                             bool first_inside, int rows,
+                                             int row0, int n0) {
+    constexpr int OWNERS = 32 * NW;
+    constexpr int GROUPS = 2 * MB * OWNERS;
+    constexpr int TPG = GROUPS >= kThreads ? 1 : kThreads / GROUPS;
+    constexpr int QPT = GROUPS >= kThreads ? GROUPS / kThreads : 1;
+    const int tid = threadIdx.x;
+    const int sub = tid % TPG;
+    int q_ah[QPT], q_o[QPT], q_r[QPT];
+    bool live[QPT]; /* uniform across the TPG lanes of a quad */
+#pragma unroll
+    for (int qi = 0; qi < QPT; ++qi) {
+        const int q = tid / TPG + qi * kThreads;
+        q_ah[qi] = q / OWNERS;
+        q_o[qi] = q % OWNERS;
+        q_r[qi] = 16 * (q_ah[qi] >> 1) + 8 * (q_ah[qi] & 1) + 2 * (q_o[qi] & 3);
+        live[qi] = q_r[qi] < rows;
+    }
+    float v[QPT][4][4];
+#pragma unroll
+    for (int qi = 0; qi < QPT; ++qi)
+#pragma unroll
+        for (int j = 0; j < 4; ++j)
+#pragma unroll
+            for (int e = 0; e < 4; ++e) v[qi][j][e] = 0.f;
+    /* every quad of U parts in flight, then added in part order */
+    for (int b0 = b_first + sub; b0 <= b_last; b0 += U * TPG) {
+        float4 w[U][QPT][4];
+#pragma unroll
+        for (int uu = 0; uu < U; ++uu) {
+            const int b = b0 + uu * TPG;
+            if (b <= b_last) {
+                const int slot = (b > b_first || first_inside) ? 0 : 1;
+                const float4 *src = partials + (size_t)(2 * b + slot) * (GROUPS * 4);
+#pragma unroll
+                for (int qi = 0; qi < QPT; ++qi)
+                    if (live[qi])
+#pragma unroll
+                        for (int j = 0; j < 4; ++j)
+                            w[uu][qi][j] =
+                                __ldcg(src + (q_ah[qi] * 4 + j) * OWNERS + q_o[qi]);
+            }
+        }
+#pragma unroll
+        for (int uu = 0; uu < U; ++uu)
+            if (b0 + uu * TPG <= b_last) {
+#pragma unroll
+                for (int qi = 0; qi < QPT; ++qi)
+                    if (live[qi])
+#pragma unroll
+                        for (int j = 0; j < 4; ++j) {
+                            v[qi][j][0] += w[uu][qi][j].x;
+                            v[qi][j][1] += w[uu][qi][j].y;
+                            v[qi][j][2] += w[uu][qi][j].z;
+                            v[qi][j][3] += w[uu][qi][j].w;
+                        }
+            }
+    }
+#pragma unroll
+    for (int qi = 0; qi < QPT; ++qi) {
+#pragma unroll
+        for (int x = 1; x < TPG; x *= 2)
+#pragma unroll
+            for (int j = 0; j < 4; ++j)
+#pragma unroll
+                for (int e = 0; e < 4; ++e)
+                    v[qi][j][e] += __shfl_xor_sync(0xffffffffu, v[qi][j][e], x);
+        if (!live[qi] || sub != 0) continue;
+        float sv[8];
+        const int o = q_o[qi];
+        const int col = n0 + 64 * (o >> 5) + 8 * ((o & 31) >> 2);
+        col_scales<GROUPED>(s, col, sv);
+#pragma unroll
+        for (int y = 0; y < 2; ++y)
+            if (q_r[qi] + y < rows) store8(C, n, row0 + q_r[qi] + y, col, v[qi], y, sv);
+    }
+}
+
+/* The same as a call, for the multi-row kernels: it runs once per split
+ * slice, and out of line it has its own register budget, so all quads of
+ * 4 / QPT parts are in flight without pushing the 64-row kernels' main loop
+ * (about 250 registers) into spills. The 16-row kernels keep it inline (a
+ * call's saved registers would spill their 128-register main loop). */
+template <int MB, int NW, bool GROUPED>
+__device__ __noinline__ void reduce_parts_call(const float4 *partials,
+                                               int4 *C, const int4 *s, int n,
+                                               int b_first, int b_last,
+                                               bool first_inside, int rows,
+                                               int row0, int n0) {
+    constexpr int GROUPS = 2 * MB * 32 * NW;
+    constexpr int QPT = GROUPS >= kThreads ? GROUPS / kThreads : 1;
+    reduce_parts<MB, NW, GROUPED, (QPT >= 4 ? 1 : 4 / QPT)>(
+        partials, C, s, n, b_first, b_last, first_inside, rows, row0, n0);
+}
 
 /*
  * Template parameters:
  *   MB      16-row batch blocks per chunk (1, 2 or 4)
- *   NW      warps along n; each owns 64 output features (n_tile = 64*NW)
+ *   NW      warps along n; each owns 64 output features (n tile = 64*NW)
  *   KW      warps along k (NW * KW = 8 warps)
- *   KP      32-row dense k blocks per warp per stage (k_tile = 32*KW*KP):
- *           more bytes per pipeline step, fewer barriers per byte
+ *   KP      32-row dense k blocks per warp per stage (k tile = 32*KW*KP)
  *   GROUPED scales multiply the weights per k group (G > 1); otherwise one
  *           scale per column, applied to the fp32 sums in the epilogue
+ * Blocks per SM: 2 for MB == 1 (registers capped at 128), else 1.
  */
 template <int MB, int NW, int KW, int KP, bool GROUPED>
-__global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
+__global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
+    marlin24_kernel(const Params p) {
     static_assert(NW * KW == kThreads / 32, "8 warps");
-    using L = Layout<MB, NW, KW, KP, GROUPED>;
+    constexpr int KB = KW * KP;        /* 32-row k blocks per stage */
+    constexpr int KT = 32 * KB;        /* dense k per stage */
+    constexpr int NT = 64 * NW;        /* output features per slice */
+    constexpr int A_ROW = KT / 8;      /* int4 per activation row */
+    constexpr int A_I4 = 16 * MB * A_ROW;
+    constexpr int B_I4 = KB * NW * 32; /* 512 bytes per (k block, 64 cols) */
+    constexpr int M_I4 = KB * NW * 16; /* 256 bytes per (k block, 64 cols) */
+    constexpr int S_ROW = NT / 8;      /* int4 per scale row of the slice */
+    constexpr int A_PER = A_I4 / kThreads;
+    constexpr int B_PER = B_I4 / kThreads;
+    constexpr int M_PER = (M_I4 + kThreads - 1) / kThreads;
+    static_assert(A_I4 % kThreads == 0 && B_I4 % kThreads == 0, "copies");
+    static_assert(kThreads % A_ROW == 0, "A rows advance by whole rows");
+    static_assert(M_I4 % kThreads == 0 || M_PER == 1, "meta copies");
+    /* partial sums: 2*MB (16-row block, 8-row half) x 4 subtiles x owners */
+    constexpr int OWNERS = 32 * NW;
+    constexpr int GROUPS = 2 * MB * OWNERS; /* (a, h, owner) float4 quads */
+    constexpr int RJ = MB == 1 ? 1 : 4;     /* subtiles per k-split round */
+
     extern __shared__ int4 smem[];
-    __shared__ int last_flag;
-#ifdef MARLIN24_TMA
-    __shared__ __align__(8) uint64_t full_bar[kMaxStages];
-#endif
+    __shared__ int s_last;
+    float4 *const red =
+        reinterpret_cast<float4 *>(smem + (size_t)p.stages * p.stage_i4);
 
     const int tid = threadIdx.x;
     const int lane = tid & 31;
     const int warp = tid >> 5;
-    const int wn = warp % NW;  /* 64-column block of this warp */
-    const int wk = warp / NW;  /* k blocks wk*KP .. wk*KP+KP-1 of a stage */
+    const int wn = warp % NW; /* 64-column block of this warp */
+    const int wk = warp / NW; /* k blocks wk*KP .. wk*KP+KP-1 of a stage */
     const int g = lane >> 2;
     const int t4 = lane & 3;
 
-    const int T = p.tiles;
-    const int G = gridDim.x;
-    const int t0 = tile_start(blockIdx.x, T, G);
-    const int t1 = tile_start(blockIdx.x + 1, T, G);
-    if (t0 >= t1) return;
+    const int T = p.units;
+    const int nblk = (int)gridDim.x;
+    const int u_begin = unit_start(blockIdx.x, T, nblk);
+    const int u_end = unit_start(blockIdx.x + 1, T, nblk);
+    const int n_units = u_end - u_begin;
+    if (n_units <= 0) return; /* the host never launches such a block */
 
-    const int S = p.stages;
-    const int n_int4_B = p.n / 2;    /* B row: 2n words */
-    const int n_int4_meta = p.n / 4; /* meta row: 2n int16 */
-    const int n_int4_s = p.n / 8;
-    const int k_int4 = p.k / 8;
-    const uint64_t policy = evict_first_policy();
-    /* grouped: scale rows per stage, and the row of each k block */
-    const int srows = GROUPED ? (p.group < L::kTile ? L::kTile / p.group : 1)
-                              : 0;
+    const int k_i4 = p.k >> 3;   /* int4 per A row */
+    const int nB = p.n >> 1;     /* int4 per B row (2n words) */
+    const int nM = p.n >> 2;     /* int4 per meta row (2n int16) */
+    const int nS = p.n >> 3;     /* int4 per scale row */
+    const uint64_t wpol = make_policy(p.evict_first != 0);
 
-    char *const base = reinterpret_cast<char *>(smem);
-    float4 *const red =
-        reinterpret_cast<float4 *>(base + (size_t)S * L::stageBytes);
+    /* ---- per-thread copy plan, computed once ------------------------ */
+    /* Each thread copies the same chunks of every tile, so only 32-bit
+     * offsets inside a tile are kept; per unit only the tile's base offset
+     * changes, and each copy costs one wide add. */
+    /* A: chunk q of this thread is row a_r0 + q*A_RSTEP, column a_c */
+    constexpr int A_RSTEP = kThreads / A_ROW;
+    const int a_r0 = tid / A_ROW, a_c = tid % A_ROW;
+    const int a_dst0 = a_r0 * A_ROW + (a_c ^ (a_r0 & 7)); /* XOR swizzle */
+    const int a_src0 = a_r0 * k_i4 + a_c;
+    const int a_qstep = A_RSTEP * k_i4;
+    /* B: int4 tid + q*256 of the stage = k block tid/OWNERS + q*KW */
+    const int b_src0 = (tid / OWNERS) * nB + tid % OWNERS;
+    const int b_qstep = KW * nB;
+    const int b_tile = KB * nB; /* per k tile */
+    /* meta: int4 tid + q*256 = k block tid/(16 NW) + q*(16/NW) */
+    const int m_src0 = (tid / (16 * NW)) * nM + tid % (16 * NW);
+    const int m_qstep = (kThreads / (16 * NW)) * nM;
+    const int m_tile = KB * nM;
+    /* scales: row tid / S_ROW of the tile's groups */
+    const int s_src0 = (tid / S_ROW) * nS + tid % S_ROW;
+    const int s_cnt = GROUPED ? p.s_rows * S_ROW : 0;
 
-    /* Activation rows beyond m are never loaded; zero them once in every
-     * stage so that no uninitialised value reaches the tensor cores (they
-     * only feed output rows that are not stored). */
-    for (int i = tid; i < S * (L::aBytes / 16); i += kThreads) {
-        const int st = i / (L::aBytes / 16);
-        const int off = i % (L::aBytes / 16);
-        reinterpret_cast<int4 *>(base + (size_t)st * L::stageBytes)[off] =
-            make_int4(0, 0, 0, 0);
-    }
-#ifndef MARLIN24_TMA
-    if (p.use_tma) __trap(); /* the host never asks for it below sm_90 */
-#else
-    if (p.use_tma && tid == 0) {
-        for (int i = 0; i < S; ++i) mbar_init(&full_bar[i], 1);
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-    }
-#endif
-    __syncthreads();
-
-    /* ---- fetch one tile into pipeline slot `slot` ------------------- */
-    auto fetch = [&](int slot, int t) {
-        const int sl = t / p.ktiles;
-        const int kt = t - sl * p.ktiles;
-        /* chunks of one n slice are adjacent in the tile order, so the
-         * blocks that read the same weights for different rows run close
-         * together in time (a chance for L2 hits) */
-        const int ns = sl / p.chunks;
-        const int chunk = sl - ns * p.chunks;
-        const int n0 = ns * L::nTile;
-        const int k0 = kt * L::kTile;
-        const int row0 = chunk * 16 * MB;
-        char *st = base + (size_t)slot * L::stageBytes;
-        int4 *sA = reinterpret_cast<int4 *>(st);
-        int4 *sB = reinterpret_cast<int4 *>(st + L::aBytes);
-        int4 *sM = reinterpret_cast<int4 *>(st + L::aBytes + L::bBytes);
-        int4 *sS = reinterpret_cast<int4 *>(st + L::aBytes + L::bBytes +
-                                            L::metaBytes);
-        /* activations: valid rows only, XOR-swizzled 16-byte chunks so
-         * that ldmatrix (8 rows, same chunk) is conflict free */
-        const int rows = min(16 * MB, p.m - row0);
-        const int a_int4 = rows * L::aRowInt4;
-        for (int e = tid; e < a_int4; e += kThreads) {
-            const int r = e / L::aRowInt4;
-            const int c = e % L::aRowInt4;
-            cp_async16_zfill(&sA[r * L::aRowInt4 + (c ^ (r & 7))],
-                             p.A + (size_t)(row0 + r) * k_int4 + k0 / 8 + c,
-                             true);
-        }
-        const int grp0 = GROUPED ? k0 / p.group : 0;
-#ifdef MARLIN24_TMA
-        if (p.use_tma) {
-            /* warp 0: lane 0 announces the bytes, then one bulk copy per
-             * lane: a B row, a meta row or a scale row of this tile */
-            if (warp == 0) {
-                const uint32_t bytes =
-                    L::bBytes + L::metaBytes +
-                    (GROUPED ? srows * L::nTile * 2 : 0);
-                if (lane == 0) {
-                    /* the slot was last read through the generic proxy */
-                    asm volatile("fence.proxy.async.shared::cta;\n" ::
-                                     : "memory");
-                    mbar_arrive_expect_tx(&full_bar[slot], bytes);
-                }
-                __syncwarp();
-                const int c = lane;
-                if (c < L::kBlocks) {
-                    bulk_copy(reinterpret_cast<char *>(sB) + c * L::bRowBytes,
-                              p.B + (size_t)(kt * L::kBlocks + c) * n_int4_B +
-                                  (n0 / 64) * 32,
-                              L::bRowBytes, &full_bar[slot], policy);
-                } else if (c < 2 * L::kBlocks) {
-                    const int kb = c - L::kBlocks;
-                    bulk_copy(reinterpret_cast<char *>(sM) +
-                                  kb * L::metaRowBytes,
-                              p.meta + (size_t)(kt * L::kBlocks + kb) *
-                                           n_int4_meta +
-                                  (n0 / 64) * 16,
-                              L::metaRowBytes, &full_bar[slot], policy);
-                } else if (GROUPED && c < 2 * L::kBlocks + srows) {
-                    const int r = c - 2 * L::kBlocks;
-                    bulk_copy(reinterpret_cast<char *>(sS) + r * L::nTile * 2,
-                              p.s + (size_t)(grp0 + r) * n_int4_s + n0 / 8,
-                              L::nTile * 2, &full_bar[slot], policy);
-                }
-            }
-            return;
-        }
-#endif
-        /* weights: (kb, cb) blocks of 512 contiguous bytes */
+    auto load_a = [&](const Cursor &c, int st) {
+        int4 *sA = smem + st * p.stage_i4;
+        const int row0 = c.mc * 16 * MB;
+        const int rows = p.m - row0; /* rows >= this are never loaded */
+        const int4 *gA =
+            p.A + (size_t)row0 * k_i4 + (c.kt * A_ROW + a_src0);
 #pragma unroll
-        for (int i = 0; i < KP; ++i) {
-            const int e = tid + i * kThreads;
-            const int kb = e / (NW * 32);
-            const int cb = (e / 32) % NW;
-            const int4 *src = p.B + (size_t)(kt * L::kBlocks + kb) * n_int4_B +
-                              (n0 / 64 + cb) * 32 + lane;
-            cp_async16_policy(&sB[e], src, policy);
-        }
-        /* metadata: (kb, cb) blocks of 256 bytes */
-        for (int e = tid; e < L::kBlocks * NW * 16; e += kThreads) {
-            const int kb = e / (NW * 16);
-            const int cb = (e / 16) % NW;
-            const int i = e % 16;
-            const int4 *src = p.meta +
-                              (size_t)(kt * L::kBlocks + kb) * n_int4_meta +
-                              (n0 / 64 + cb) * 16 + i;
-            cp_async16_policy(&sM[e], src, policy);
-        }
-        if (GROUPED) {
-            /* scale rows covering this k tile: one when the group spans the
-             * tile, kTile/group otherwise */
-            if (tid < srows * (L::nTile / 8)) {
-                const int r = tid / (L::nTile / 8);
-                const int c = tid % (L::nTile / 8);
-                const int4 *src =
-                    p.s + (size_t)(grp0 + r) * n_int4_s + n0 / 8 + c;
-                cp_async16_policy(&sS[tid], src, policy);
-            }
+        for (int q = 0; q < A_PER; ++q) {
+            /* A_RSTEP is 16, 8 or 4 rows: the swizzle repeats every 8
+             * rows, and 4 rows further flips its bit 2 */
+            const int dst = ((A_RSTEP % 8 != 0 && (q & 1)) ? (a_dst0 ^ 4)
+                                                            : a_dst0) +
+                            q * A_RSTEP * A_ROW;
+            if (a_r0 + q * A_RSTEP < rows)
+                cp_async16(sA + dst, gA + q * a_qstep);
         }
     };
+    auto load_w = [&](const Cursor &c, int st) {
+        int4 *sB = smem + st * p.stage_i4 + A_I4;
+        int4 *sM = sB + B_I4;
+        int4 *sS = sM + M_I4;
+        const int4 *gB = p.B + (c.kt * b_tile + c.ns * OWNERS + b_src0);
+#pragma unroll
+        for (int q = 0; q < B_PER; ++q)
+            cp_async16_policy(sB + tid + q * kThreads, gB + q * b_qstep, wpol);
+        const int4 *gM = p.meta + (c.kt * m_tile + c.ns * (16 * NW) + m_src0);
+#pragma unroll
+        for (int q = 0; q < M_PER; ++q)
+            if (M_I4 % kThreads == 0 || tid < M_I4)
+                cp_async16_policy(sM + tid + q * kThreads, gM + q * m_qstep,
+                                  wpol);
+        if (GROUPED && tid < s_cnt)
+            cp_async16_policy(sS + tid,
+                              p.s + (c.g0 * nS + c.ns * S_ROW + s_src0), wpol);
+    };
+
+    /* ---- per-thread shared-memory read offsets ---------------------- */
+    const int b_rd = (wk * KP * NW + wn) * 32 + lane;      /* int4 */
+    const int m_rd = (wk * KP * NW + wn) * 64 + lane;      /* uint32 */
+    /* ldmatrix: lane gives row (lane & 7) of matrix lane >> 3 (8 k each) */
+    const int a_rd_row = (lane & 7) * A_ROW;
+    const int a_x = lane & 7, a_q = lane >> 3;
 
     float acc[MB][4][2][4];
     auto zero_acc = [&]() {
@@ -466,33 +535,24 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
                     for (int c = 0; c < 4; ++c) acc[a][j][h][c] = 0.f;
     };
 
-    /* ---- the warp's k blocks: 4 subtiles x MB x 2 batch halves each - */
-    auto compute = [&](int slot) {
-        const char *st = base + (size_t)slot * L::stageBytes;
-        const int4 *sA = reinterpret_cast<const int4 *>(st);
-        const int4 *sB = reinterpret_cast<const int4 *>(st + L::aBytes);
-        const uint32_t *sM = reinterpret_cast<const uint32_t *>(
-            st + L::aBytes + L::bBytes);
-        const int4 *sS = reinterpret_cast<const int4 *>(
-            st + L::aBytes + L::bBytes + L::metaBytes);
+    /* ---- one stage: the warp's KP k blocks -------------------------- */
+    auto compute = [&](int st) {
+        const int4 *sA = smem + st * p.stage_i4;
+        const int4 *sB = sA + A_I4;
+        const uint32_t *sM = reinterpret_cast<const uint32_t *>(sB + B_I4);
+        const int4 *sS = sB + B_I4 + M_I4;
 #pragma unroll
         for (int kp = 0; kp < KP; ++kp) {
             const int kb = wk * KP + kp; /* k block inside the stage */
-            const int4 bq = sB[(kb * NW + wn) * 32 + lane];
-            const uint32_t *mw = sM + (kb * NW + wn) * 64;
-            const uint32_t meta0 = mw[lane];
-            const uint32_t meta1 = mw[32 + lane];
+            const int4 bq = sB[b_rd + kp * NW * 32];
+            const uint32_t meta0 = sM[m_rd + kp * NW * 64];
+            const uint32_t meta1 = sM[m_rd + kp * NW * 64 + 32];
             int4 sc = make_int4(0, 0, 0, 0);
-            if (GROUPED) {
-                const int srow = p.group < L::kTile ? (32 * kb) / p.group : 0;
-                sc = sS[srow * (L::nTile / 8) + 8 * wn + g];
-            }
+            if (GROUPED) sc = sS[(kb >> p.s_shift) * S_ROW + 8 * wn + g];
             const uint32_t words[4] = {(uint32_t)bq.x, (uint32_t)bq.y,
                                        (uint32_t)bq.z, (uint32_t)bq.w};
             const uint32_t sw[4] = {(uint32_t)sc.x, (uint32_t)sc.y,
                                     (uint32_t)sc.z, (uint32_t)sc.w};
-            /* the 4 subtiles' A operands first (16 registers), so that only
-             * one 16-row block of activation fragments is live at a time */
             uint32_t af[4][4];
 #pragma unroll
             for (int j = 0; j < 4; ++j) {
@@ -510,15 +570,15 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
                     af[j][3] = h2_bits(__hmul2(bits_h2(af[j][3]), s1));
                 }
             }
+            /* activation chunk (4 kb + a_q) of row r sits at chunk
+             * (4 kb + a_q) ^ (r & 7), and r & 7 == lane & 7 */
+            const int a_off = a_rd_row + ((4 * kb + a_q) ^ a_x);
 #pragma unroll
             for (int a = 0; a < MB; ++a) {
                 uint32_t bf[2][4];
 #pragma unroll
-                for (int h = 0; h < 2; ++h) {
-                    const int r = 16 * a + 8 * h + (lane & 7);
-                    const int c = 4 * kb + (lane >> 3);
-                    ldmatrix_x4(bf[h], &sA[r * L::aRowInt4 + (c ^ (r & 7))]);
-                }
+                for (int h = 0; h < 2; ++h)
+                    ldmatrix_x4(bf[h], sA + a_off + (16 * a + 8 * h) * A_ROW);
 #pragma unroll
                 for (int j = 0; j < 4; ++j)
 #pragma unroll
@@ -533,179 +593,202 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
         }
     };
 
-    /* ---- C store of the finished sums of (chunk, slice) ------------- */
-    auto write_c = [&](int chunk, int n0) {
-        float sv[8];
-#pragma unroll
-        for (int f = 0; f < 8; ++f) sv[f] = 1.f;
-        const int col = n0 + 64 * wn + 8 * g; /* first of 8 features */
-        if (!GROUPED) {
-            const int4 raw = __ldg(p.s + col / 8);
-            const __half *hs = reinterpret_cast<const __half *>(&raw);
-#pragma unroll
-            for (int f = 0; f < 8; ++f) sv[f] = __half2float(hs[f]);
-        }
-#pragma unroll
-        for (int a = 0; a < MB; ++a)
-#pragma unroll
-            for (int h = 0; h < 2; ++h)
-#pragma unroll
-                for (int y = 0; y < 2; ++y) {
-                    const int row = chunk * 16 * MB + 16 * a + 8 * h + 2 * t4 + y;
-                    if (row < p.m) {
-                        /* feature f = j + 4x lives in acc[a][j][h][2x+y] */
-                        uint32_t o[4];
-#pragma unroll
-                        for (int q = 0; q < 4; ++q) {
-                            const int f0 = 2 * q, f1 = 2 * q + 1;
-                            const float v0 =
-                                acc[a][f0 & 3][h][2 * (f0 >> 2) + y] * sv[f0];
-                            const float v1 =
-                                acc[a][f1 & 3][h][2 * (f1 >> 2) + y] * sv[f1];
-                            o[q] = h2_bits(__floats2half2_rn(v0, v1));
-                        }
-                        p.C[(size_t)row * (p.n / 8) + col / 8] =
-                            make_int4((int)o[0], (int)o[1], (int)o[2],
-                                      (int)o[3]);
-                    }
-                }
-    };
-
-    /* ---- end of a slice segment: reduce, then write or hand over ---- */
-    auto finish = [&](int sl, bool block_first_segment) {
-        const int ns = sl / p.chunks;
-        const int chunk = sl - ns * p.chunks;
-        const int n0 = ns * L::nTile;
-        /* 1. k-split warps of this block: fixed order wk = 0, 1, ... */
+    /* ---- end of a segment (this block's units inside one slice) ----- */
+    auto finish = [&](int u) {
+        const int slice = u / p.ktiles;
+        const int su0 = slice * p.ktiles;
+        const int ns = slice / p.chunks;
+        const int n0 = ns * NT;
+        const int row0 = (slice - ns * p.chunks) * 16 * MB;
+        const int rows = min(16 * MB, p.m - row0);
+        /* 1. k-split warps: tree through shared memory in a fixed order,
+         *    RJ subtiles of one 16-row block at a time (4 KB per subtile:
+         *    one at a time with two blocks per SM, four otherwise) */
         if (KW > 1) {
-#pragma unroll
-            for (int a = 0; a < MB; ++a) {
-                if (wk > 0) {
-#pragma unroll
-                    for (int j = 0; j < 4; ++j)
-#pragma unroll
-                        for (int h = 0; h < 2; ++h)
-                            red[((wk - 1) * NW + wn) * 256 + (j * 2 + h) * 32 +
-                                lane] = make_float4(
-                                acc[a][j][h][0], acc[a][j][h][1],
-                                acc[a][j][h][2], acc[a][j][h][3]);
-                }
-                __syncthreads();
-                if (wk == 0) {
-#pragma unroll
-                    for (int w = 1; w < KW; ++w)
-#pragma unroll
-                        for (int j = 0; j < 4; ++j)
-#pragma unroll
-                            for (int h = 0; h < 2; ++h) {
-                                const float4 v =
-                                    red[((w - 1) * NW + wn) * 256 +
-                                        (j * 2 + h) * 32 + lane];
-                                acc[a][j][h][0] += v.x;
-                                acc[a][j][h][1] += v.y;
-                                acc[a][j][h][2] += v.z;
-                                acc[a][j][h][3] += v.w;
-                            }
-                }
-                __syncthreads();
-            }
-        }
-        /* 2. whole slice in this block: write; else fp32 fix-up */
-        const int first_b = tile_owner(sl * p.ktiles, T, G);
-        const int last_b = tile_owner(sl * p.ktiles + p.ktiles - 1, T, G);
-        if (first_b == last_b) {
-            if (wk == 0) write_c(chunk, n0);
-            return;
-        }
-        const int my_slot = 2 * blockIdx.x + (block_first_segment ? 0 : 1);
-        if (wk == 0) {
-            float4 *dst = p.partials + (size_t)my_slot * L::partFloat4;
 #pragma unroll
             for (int a = 0; a < MB; ++a)
 #pragma unroll
-                for (int j = 0; j < 4; ++j)
+                for (int j0 = 0; j0 < 4; j0 += RJ)
 #pragma unroll
-                    for (int h = 0; h < 2; ++h)
-                        __stcg(&dst[((a * 8) + j * 2 + h) * NW * 32 + wn * 32 +
-                                    lane],
-                               make_float4(acc[a][j][h][0], acc[a][j][h][1],
-                                           acc[a][j][h][2], acc[a][j][h][3]));
+                    for (int off = KW / 2; off >= 1; off /= 2) {
+                        if (wk >= off && wk < 2 * off) {
+                            float4 *d = red +
+                                        ((wk - off) * NW + wn) * (64 * RJ) +
+                                        lane;
+#pragma unroll
+                            for (int jj = 0; jj < RJ; ++jj)
+#pragma unroll
+                                for (int h = 0; h < 2; ++h)
+                                    d[(2 * jj + h) * 32] = make_float4(
+                                        acc[a][j0 + jj][h][0],
+                                        acc[a][j0 + jj][h][1],
+                                        acc[a][j0 + jj][h][2],
+                                        acc[a][j0 + jj][h][3]);
+                        }
+                        __syncthreads();
+                        if (wk < off) {
+                            const float4 *sr =
+                                red + (wk * NW + wn) * (64 * RJ) + lane;
+#pragma unroll
+                            for (int jj = 0; jj < RJ; ++jj)
+#pragma unroll
+                                for (int h = 0; h < 2; ++h) {
+                                    const float4 v = sr[(2 * jj + h) * 32];
+                                    acc[a][j0 + jj][h][0] += v.x;
+                                    acc[a][j0 + jj][h][1] += v.y;
+                                    acc[a][j0 + jj][h][2] += v.z;
+                                    acc[a][j0 + jj][h][3] += v.w;
+                                }
+                        }
+                        __syncthreads();
+                    }
         }
-        __threadfence();
-        __syncthreads();
-        if (tid == 0) {
-            const int nparts = (int)(last_b - first_b + 1);
-            const int prev = atomicAdd(&p.counters[sl], 1);
-            last_flag = prev == nparts - 1;
-            if (last_flag) {
-                /* every part has arrived: leave the counter zeroed for the
-                 * next launch */
-                p.counters[sl] = 0;
-                __threadfence();
-            }
-        }
-        __syncthreads();
-        if (!last_flag) return;
-        if (wk == 0) {
-            zero_acc();
-            for (int b = first_b; b <= last_b; ++b) {
-                const int bs = tile_start(b, T, G);
-                const int slot = 2 * b + (bs / p.ktiles == sl ? 0 : 1);
-                const float4 *srcp = p.partials + (size_t)slot * L::partFloat4;
+        /* 2. whole slice in this block: straight to C */
+        const int b_first = unit_owner(su0, T, nblk);
+        const int b_last = unit_owner(su0 + p.ktiles - 1, T, nblk);
+        if (b_first == b_last) {
+            if (wk == 0) {
+                float sv[8];
+                const int col = n0 + 64 * wn + 8 * g;
+                col_scales<GROUPED>(p.s, col, sv);
 #pragma unroll
                 for (int a = 0; a < MB; ++a)
 #pragma unroll
-                    for (int j = 0; j < 4; ++j)
+                    for (int h = 0; h < 2; ++h)
 #pragma unroll
-                        for (int h = 0; h < 2; ++h) {
-                            const float4 v = __ldcg(
-                                &srcp[((a * 8) + j * 2 + h) * NW * 32 +
-                                      wn * 32 + lane]);
-                            acc[a][j][h][0] += v.x;
-                            acc[a][j][h][1] += v.y;
-                            acc[a][j][h][2] += v.z;
-                            acc[a][j][h][3] += v.w;
+                        for (int y = 0; y < 2; ++y) {
+                            const int r = 16 * a + 8 * h + 2 * t4 + y;
+                            if (r < rows) {
+                                float v[4][4];
+#pragma unroll
+                                for (int j = 0; j < 4; ++j)
+#pragma unroll
+                                    for (int e = 0; e < 4; ++e)
+                                        v[j][e] = acc[a][j][h][e];
+                                store8(p.C, p.n, row0 + r, col, v, y, sv);
+                            }
                         }
             }
-            write_c(chunk, n0);
+            return;
         }
+        /* 3. partial: publish (slot 0 when the block began inside this
+         *    slice, i.e. it is the block's first segment), count, and the
+         *    last block to arrive sums all parts in block order */
+        const int my_slot = max(u_begin, su0) == u_begin ? 0 : 1;
+        if (wk == 0) {
+            float4 *dst = p.partials +
+                          (size_t)(2 * blockIdx.x + my_slot) * (GROUPS * 4) +
+                          wn * 32 + lane;
+#pragma unroll
+            for (int a = 0; a < MB; ++a)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+                    if (16 * a + 8 * h + 2 * t4 < rows)
+#pragma unroll
+                        for (int j = 0; j < 4; ++j)
+                            __stcg(&dst[((2 * a + h) * 4 + j) * OWNERS],
+                                   make_float4(acc[a][j][h][0], acc[a][j][h][1],
+                                               acc[a][j][h][2],
+                                               acc[a][j][h][3]));
+        }
+        /* publish before counting (threadFenceReduction pattern) */
+        __threadfence();
+        __syncthreads();
+        if (tid == 0) {
+            const int before = atomicAdd(&p.counters[slice], 1);
+            s_last = before == b_last - b_first;
+        }
+        __syncthreads();
+        if (!s_last) return;
+        __threadfence();
+        /* Blocks after b_first begin inside the slice (slot 0); b_first
+         * does only if it begins exactly at the slice's start. */
+        const bool first_inside = unit_start(b_first, T, nblk) == su0;
+        if (MB == 1)
+            reduce_parts<MB, NW, GROUPED, 2>(p.partials, p.C, p.s, p.n, b_first,
+                                             b_last, first_inside, rows, row0,
+                                             n0);
+        else
+            reduce_parts_call<MB, NW, GROUPED>(p.partials, p.C, p.s, p.n,
+                                               b_first, b_last, first_inside,
+                                               rows, row0, n0);
+        /* every part has arrived: reset the counter for the next launch */
+        if (tid == 0) p.counters[slice] = 0;
     };
 
-    /* ---- main loop: one continuous pipeline over the block's tiles -- */
-#pragma unroll 1
-    for (int i = 0; i < S - 1; ++i) {
-        if (t0 + i < t1) fetch(i, t0 + i);
-        cp_async_commit();
+    /* ---- prologue ---------------------------------------------------- */
+    /* Rows at or past m are never loaded: zero them once in every stage so
+     * that no uninitialised value reaches the tensor cores (they only feed
+     * output rows that are never stored). */
+    for (int i = tid; i < p.stages * A_I4; i += kThreads) {
+        const int st = i / A_I4;
+        smem[st * p.stage_i4 + (i - st * A_I4)] = make_int4(0, 0, 0, 0);
+    }
+    __syncthreads();
+
+    Cursor lc; /* next unit to load */
+    lc.init(u_begin, p);
+    const int pro = min(p.stages - 1, n_units);
+    if (!p.pdl) {
+        /* one cp.async group per stage: group s completes unit s */
+        for (int s = 0; s < p.stages - 1; ++s) {
+            if (s < pro) {
+                load_w(lc, s);
+                load_a(lc, s);
+                lc.advance(p);
+            }
+            cp_async_commit();
+        }
+    } else {
+        /* Programmatic dependent launch: the weights (never written by the
+         * previous kernel of the stream: the caller's promise) are
+         * requested first; activations, C and the workspace only after
+         * griddepcontrol.wait, i.e. once that kernel has completed and its
+         * writes are visible. Group 0 = all prologue weights + A of unit 0,
+         * group s = A of unit s: group s still completes unit s. */
+        for (int s = 0; s < pro; ++s) {
+            load_w(lc, s);
+            lc.advance(p);
+        }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+        Cursor ac;
+        ac.init(u_begin, p);
+        for (int s = 0; s < p.stages - 1; ++s) {
+            if (s < pro) {
+                load_a(ac, s);
+                ac.advance(p);
+            }
+            cp_async_commit();
+        }
     }
     zero_acc();
-    const int first_slice = t0 / p.ktiles;
-    int slot = 0;
-    int fill = S - 1;
-    uint32_t parity = 0; /* phase parity of `slot`'s barrier */
-    (void)parity;
+
+    /* ---- main loop: stage i % stages holds unit u_begin + i ---------- */
+    int st_read = 0, st_write = p.stages - 1;
+    /* units left in the current segment (the block's units in one slice) */
+    int seg_left = min(n_units, p.ktiles - (u_begin % p.ktiles));
 #pragma unroll 1
-    for (int t = t0; t < t1; ++t) {
-        cp_async_wait_pending(S - 2);
-#ifdef MARLIN24_TMA
-        if (p.use_tma) mbar_wait(&full_bar[slot], parity);
-#endif
+    for (int i = 0; i < n_units; ++i) {
+        cp_async_wait_pending(p.stages - 2);
+        /* unit i has landed for every thread, and every thread is done
+         * with the stage computed in iteration i-1, refilled now */
         __syncthreads();
-        /* the slot computed last iteration is free for the newest tile */
-        const int tn = t + S - 1;
-        if (tn < t1) fetch(fill, tn);
-        cp_async_commit();
-        compute(slot);
-        if (slot + 1 == S) {
-            slot = 0;
-            parity ^= 1u;
-        } else {
-            ++slot;
+        if (i + p.stages - 1 < n_units) {
+            load_w(lc, st_write);
+            load_a(lc, st_write);
+            lc.advance(p);
         }
-        fill = fill + 1 == S ? 0 : fill + 1;
-        const int sl = t / p.ktiles;
-        if (t - sl * p.ktiles == p.ktiles - 1 || t == t1 - 1) {
-            finish(sl, sl == first_slice);
+        cp_async_commit();
+        compute(st_read);
+        st_read = st_read + 1 == p.stages ? 0 : st_read + 1;
+        st_write = st_write + 1 == p.stages ? 0 : st_write + 1;
+        if (--seg_left == 0) {
+            finish(u_begin + i);
             zero_acc();
+            seg_left = min(n_units - 1 - i, p.ktiles);
         }
     }
     cp_async_wait_pending(0);
@@ -713,8 +796,9 @@ __global__ void __launch_bounds__(kThreads, 1) marlin24_kernel(Params p) {
 
 /* ------------------------------------------------------------ host side */
 
+/* A tile configuration (marlin_gemm24_opts.config numbers them). */
 struct Config {
-    int id; /* as in marlin_gemm24_opts.config */
+    int id;
     int mb; /* 16-row blocks per chunk */
     int nw; /* warps along n */
     int kw; /* warps along k */
@@ -729,141 +813,178 @@ KernelFn pick_grouped(bool grouped) {
                    : marlin24_kernel<MB, NW, KW, KP, false>;
 }
 
-/* The instantiated configurations (keep this list short: CI compiles it for
- * four architectures on two cores): 128 x 128 and 256 x 64 (columns x k per
- * stage) for 16, 32 and 64 rows; 128 x 256 and 256 x 128 for 16 rows. */
+/* columns x dense k per stage, by id; ids 3-5 exist for 16 rows or fewer */
+constexpr int kNumConfigs = 6;
+const int kCfgShape[kNumConfigs + 1][3] = {
+    /* nw, kw, kp */
+    {0, 0, 0},
+    {2, 4, 1}, /* 1: 128 x 128 (fits every shape) */
+    {4, 2, 4}, /* 2: 256 x 256 */
+    {2, 4, 2}, /* 3: 128 x 256 */
+    {2, 4, 4}, /* 4: 128 x 512 */
+    {1, 8, 2}, /* 5:  64 x 512 */
+    {4, 2, 2}, /* 6: 256 x 128 */
+};
+
+Config make_config(int id, int mb) {
+    Config c = {id, mb, kCfgShape[id][0], kCfgShape[id][1], kCfgShape[id][2]};
+    return c;
+}
+
+/* The instantiated kernels (CI compiles them for four architectures on two
+ * cores: keep the list short). */
 KernelFn kernel_for(const Config &c, bool grouped) {
-    if (c.nw == 2 && c.kw == 4 && c.kp == 1) {
-        switch (c.mb) {
+    switch (c.mb) {
+    case 1:
+        switch (c.id) {
         case 1: return pick_grouped<1, 2, 4, 1>(grouped);
-        case 2: return pick_grouped<2, 2, 4, 1>(grouped);
-        case 4: return pick_grouped<4, 2, 4, 1>(grouped);
+        case 2: return pick_grouped<1, 4, 2, 4>(grouped);
+        case 3: return pick_grouped<1, 2, 4, 2>(grouped);
+        case 4: return pick_grouped<1, 2, 4, 4>(grouped);
+        case 5: return pick_grouped<1, 1, 8, 2>(grouped);
+        case 6: return pick_grouped<1, 4, 2, 2>(grouped);
         }
-    } else if (c.nw == 4 && c.kw == 2 && c.kp == 1) {
-        switch (c.mb) {
-        case 1: return pick_grouped<1, 4, 2, 1>(grouped);
-        case 2: return pick_grouped<2, 4, 2, 1>(grouped);
-        case 4: return pick_grouped<4, 4, 2, 1>(grouped);
-        }
-    } else if (c.mb == 1 && c.kp == 2) {
-        if (c.nw == 2 && c.kw == 4) return pick_grouped<1, 2, 4, 2>(grouped);
-        if (c.nw == 4 && c.kw == 2) return pick_grouped<1, 4, 2, 2>(grouped);
+        break;
+    case 2:
+        if (c.id == 1) return pick_grouped<2, 2, 4, 1>(grouped);
+        if (c.id == 2) return pick_grouped<2, 4, 2, 4>(grouped);
+        if (c.id == 6) return pick_grouped<2, 4, 2, 2>(grouped);
+        break;
+    case 4:
+        if (c.id == 1) return pick_grouped<4, 2, 4, 1>(grouped);
+        if (c.id == 2) return pick_grouped<4, 4, 2, 4>(grouped);
+        if (c.id == 6) return pick_grouped<4, 4, 2, 2>(grouped);
+        break;
     }
     return nullptr;
 }
 
 int k_tile(const Config &c) { return 32 * c.kw * c.kp; }
-int stage_bytes(const Config &c, bool grouped) {
+int n_tile(const Config &c) { return 64 * c.nw; }
+
+/* Scale rows a stage needs: one when the group spans the k tile, else
+ * k_tile / group. */
+int scale_rows(const Config &c, bool grouped, int64_t group) {
+    if (!grouped) return 0;
+    return group < k_tile(c) ? (int)(k_tile(c) / group) : 1;
+}
+int stage_bytes(const Config &c, bool grouped, int64_t group) {
     const int kb = c.kw * c.kp;
     const int a = 16 * c.mb * 32 * kb * 2;
-    const int s = grouped ? kb * 64 * c.nw * 2 : 0;
+    const int s = scale_rows(c, grouped, group) * n_tile(c) * 2;
     return a + kb * c.nw * 512 + kb * c.nw * 256 + s;
 }
-int red_bytes(const Config &c) { return (c.kw - 1) * c.nw * 8 * 32 * 16; }
+/* k-split tree buffer: (KW/2) x NW x 64 float4 per subtile of a round
+ * (kernel constant RJ: 1 subtile for one 16-row block, else 4) */
+int red_bytes(const Config &c) {
+    const int rj = c.mb == 1 ? 1 : 4;
+    return c.kw > 1 ? (c.kw / 2) * c.nw * 64 * 16 * rj : 0;
+}
 size_t part_slot_bytes(const Config &c) {
-    return (size_t)c.mb * 8 * c.nw * 32 * 16;
+    return (size_t)2 * c.mb * 4 * 32 * c.nw * 16;
 }
 
 int mb_for_rows(int64_t m) { return m <= 16 ? 1 : m <= 32 ? 2 : 4; }
 
-/* A configuration fits when its tiles divide n and k and a group never
- * straddles a stage (groups of 32 or 64 rows, or a multiple of the k tile). */
+bool config_exists(int id, int mb) {
+    if (id < 1 || id > kNumConfigs) return false;
+    return mb == 1 || id == 1 || id == 2 || id == 6;
+}
+
+/* A configuration fits when its tiles divide n and k and every stage lies
+ * inside one group or holds whole groups (group 32, 64 or a multiple of
+ * 128, checked by marlin_gemm24_check_shape). */
 bool fits(const Config &c, int64_t n, int64_t k, int64_t group) {
     const int kt = k_tile(c);
-    if (n % (64 * c.nw) != 0 || k % kt != 0) return false;
-    if (group != -1 && group < k && group > 64 && group % kt != 0 &&
-        kt % group != 0)
+    if (n % n_tile(c) != 0 || k % kt != 0) return false;
+    if (group != -1 && group < k && group % kt != 0 && kt % group != 0)
         return false;
     return true;
 }
 
-/* Configuration for `m` rows (forced: marlin_gemm24_opts.config; a forced
- * configuration that does not fit falls back to the automatic choice).
- * Automatic, from the H100 sweep in docs/perf.md: 16 rows or fewer take the
- * 128 x 256 stage (the most bytes per pipeline step: fastest on every
- * Llama layer shape measured); more rows take 256-column tiles (every
- * weight fetched once feeds more MMAs), or 128 x 128 when n % 256 != 0. */
-Config choose_config(int64_t m, int64_t n, int64_t k, int64_t group,
-                     int forced) {
+/* Configurations to try for `m` rows, best first: the forced one
+ * (marlin_gemm24_opts.config) when it exists for these rows, then the
+ * automatic order; the launcher takes the first that fits the shape and
+ * the device's shared memory. Automatic, from the H100 sweep in
+ * docs/perf.md ("2:4 sparse kernel", run 3): for 16 rows or fewer the
+ * 128 x 512 stage (config 4: the fewest and smallest fp32 parts per split
+ * slice, so the shortest fix-up tail) when m <= 8 or the layer is small
+ * (k * n <= 2^26), else 256 x 256 (config 2: half the activation bytes per
+ * weight byte, which pays at 9-16 rows on large layers); within 0.5% of the
+ * best configuration per layer on the Llama shapes. More rows: 256 x 256
+ * (config 2: half the pipeline steps of 256 x 128 per weight byte, for a
+ * loop that is latency-bound with 8 warps per SM), then 256 x 128, then
+ * 128 x 128 (fits every shape). Returns the number of candidates. */
+int config_candidates(int64_t m, int64_t n, int64_t k, int forced,
+                      Config (&out)[8]) {
     const int mb = mb_for_rows(m);
-    const Config c1 = {1, mb, 2, 4, 1}, c2 = {2, mb, 4, 2, 1};
-    const Config c3 = {3, 1, 2, 4, 2}, c4 = {4, 1, 4, 2, 2};
-    if (forced == 1) return c1;
-    if (forced == 2 && fits(c2, n, k, group)) return c2;
-    if (forced == 3 && mb == 1 && fits(c3, n, k, group)) return c3;
-    if (forced == 4 && mb == 1 && fits(c4, n, k, group)) return c4;
+    int cnt = 0;
+    if (config_exists(forced, mb)) out[cnt++] = make_config(forced, mb);
+    static const int small_1[] = {4, 2, 3, 6, 1};
+    static const int large_1[] = {2, 4, 3, 6, 1};
+    static const int order_n[] = {2, 6, 1};
+    const int *order = order_n;
+    int count = 3;
     if (mb == 1) {
-        if (fits(c3, n, k, group)) return c3;
-        return c1;
+        order = (m <= 8 || k * n <= ((int64_t)1 << 26)) ? small_1 : large_1;
+        count = 5;
     }
-    if (fits(c2, n, k, group)) return c2;
-    return c1;
-}
-
-struct DevCache {
-    int valid;
-    int sms, major, minor, smem_optin;
-};
-DevCache g_dev[64];
-
-marlin_status device_facts(int *dev, DevCache *out, marlin_error *err) {
-    cudaError_t ce = cudaGetDevice(dev);
-    if (ce != cudaSuccess)
-        return marlin_fail(err, MARLIN_ERR_NO_DEVICE, "cudaGetDevice: %s",
-                           cudaGetErrorString(ce));
-    if (*dev >= 0 && *dev < 64 && g_dev[*dev].valid) {
-        *out = g_dev[*dev];
-        return MARLIN_OK;
-    }
-    DevCache d = {1, 0, 0, 0, 0};
-    if ((ce = cudaDeviceGetAttribute(&d.sms, cudaDevAttrMultiProcessorCount,
-                                     *dev)) != cudaSuccess ||
-        (ce = cudaDeviceGetAttribute(&d.major,
-                                     cudaDevAttrComputeCapabilityMajor,
-                                     *dev)) != cudaSuccess ||
-        (ce = cudaDeviceGetAttribute(&d.minor,
-                                     cudaDevAttrComputeCapabilityMinor,
-                                     *dev)) != cudaSuccess ||
-        (ce = cudaDeviceGetAttribute(&d.smem_optin,
-                                     cudaDevAttrMaxSharedMemoryPerBlockOptin,
-                                     *dev)) != cudaSuccess)
-        return marlin_fail(err, MARLIN_ERR_CUDA,
-                           "cudaDeviceGetAttribute(device %d): %s", *dev,
-                           cudaGetErrorString(ce));
-    if (*dev >= 0 && *dev < 64) g_dev[*dev] = d;
-    *out = d;
-    return MARLIN_OK;
+    for (int i = 0; i < count; ++i) out[cnt++] = make_config(order[i], mb);
+    return cnt;
 }
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-/* The bulk-copy loader exists only in the sm_90+ machine code of a kernel;
- * a build without sm_90 code running on a Hopper part must not ask for it.
- * Cached per kernel (a handful of entries; a race only repeats the query). */
-struct BinCache {
+/* Dynamic shared memory limit already raised per (device, kernel): the
+ * attribute call costs host time on every launch otherwise. A race only
+ * repeats the call. */
+constexpr int kSmemCache = 64;
+struct SmemSet {
     KernelFn fn;
-    int version;
+    int dev;
+    int bytes;
 };
-BinCache g_bin[64];
+SmemSet g_smem_set[kSmemCache];
 
-int binary_version(KernelFn fn) {
-    for (int i = 0; i < 64; ++i) {
-        if (g_bin[i].fn == fn) return g_bin[i].version;
-        if (!g_bin[i].fn) {
-            cudaFuncAttributes a;
-            if (cudaFuncGetAttributes(&a, (const void *)fn) != cudaSuccess)
-                return 0;
-            g_bin[i].version = a.binaryVersion;
-            g_bin[i].fn = fn;
-            return a.binaryVersion;
+cudaError_t ensure_smem(KernelFn fn, int dev, int bytes) {
+    int slot = -1;
+    for (int i = 0; i < kSmemCache; ++i) {
+        if (g_smem_set[i].fn == fn && g_smem_set[i].dev == dev) {
+            if (g_smem_set[i].bytes >= bytes) return cudaSuccess;
+            slot = i;
+            break;
         }
+        if (!g_smem_set[i].fn && slot < 0) slot = i;
     }
-    return 0;
+    cudaError_t ce = cudaFuncSetAttribute(
+        (const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (ce == cudaSuccess && slot >= 0) {
+        g_smem_set[slot].dev = dev;
+        g_smem_set[slot].bytes = bytes;
+        g_smem_set[slot].fn = fn;
+    }
+    return ce;
 }
 
-/* Counters for kMaxChunks chunks of every n slice (n_tile >= 128). */
+/* Counters for kMaxChunks chunks of every n slice (n_tile >= 64). */
 size_t counter_bytes(int64_t n) {
-    return align256((size_t)kMaxChunks * (size_t)(n / 128) * sizeof(int));
+    return align256((size_t)kMaxChunks * (size_t)(n / 64) * sizeof(int));
+}
+
+/* The largest partial-sum slot and grid any configuration may use for m
+ * rows (forced ones included), so one workspace size serves them all. */
+size_t partial_bytes(int64_t m, int sms) {
+    const int mb = mb_for_rows(m);
+    size_t best = 0;
+    for (int id = 1; id <= kNumConfigs; ++id)
+        for (int b = 1; b <= mb; b *= 2) {
+            if (!config_exists(id, b)) continue;
+            const Config c = make_config(id, b);
+            const size_t blocks = (size_t)sms * (b == 1 ? 2 : 1);
+            const size_t bytes = 2 * blocks * part_slot_bytes(c);
+            if (bytes > best) best = bytes;
+        }
+    return best;
 }
 
 } /* namespace */
@@ -879,26 +1000,25 @@ extern "C" marlin_status marlin_gemm24_device(marlin24_device_info *info,
                            ce != cudaSuccess ? cudaGetErrorString(ce)
                                              : "device count is 0");
     int dev = 0;
-    DevCache d;
-    marlin_status st = device_facts(&dev, &d, err);
+    const mk_device *d = NULL;
+    marlin_status st = mk_current_device(&dev, &d, err);
     if (st != MARLIN_OK) return st;
     if (info) {
         memset(info, 0, sizeof *info);
         info->device = dev;
-        info->sm_count = d.sms;
-        info->cc_major = d.major;
-        info->cc_minor = d.minor;
-        info->smem_optin = d.smem_optin;
+        info->sm_count = d->sm_count;
+        info->cc_major = d->cc_major;
+        info->cc_minor = d->cc_minor;
+        info->smem_optin = (int)d->smem_optin;
         cudaDeviceProp prop;
-        if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess) {
+        if (cudaGetDeviceProperties(&prop, dev) == cudaSuccess)
             strncpy(info->name, prop.name, sizeof info->name - 1);
-        }
     }
-    if (d.major < 8)
+    if (d->cc_major < 8)
         return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
                            "device %d has compute capability %d.%d; the 2:4 "
                            "kernel needs 8.0+ (mma.sp, cp.async)",
-                           dev, d.major, d.minor);
+                           dev, d->cc_major, d->cc_minor);
     return MARLIN_OK;
 }
 
@@ -914,15 +1034,10 @@ extern "C" marlin_status marlin_gemm24_workspace_size(int64_t m, int64_t n,
                            "(need m >= 0, n > 0, n %% 128 == 0)",
                            (long long)m, (long long)n);
     int dev;
-    DevCache d;
-    marlin_status st = device_facts(&dev, &d, err);
+    const mk_device *d = NULL;
+    marlin_status st = mk_current_device(&dev, &d, err);
     if (st != MARLIN_OK) return st;
-    /* the largest partial slot any configuration picks for <= m rows */
-    const int mb = mb_for_rows(m > 1024 ? 1024 : m);
-    const Config c1 = {1, mb, 2, 4, 1}, c2 = {2, mb, 4, 2, 1};
-    size_t slot = part_slot_bytes(c1);
-    if (part_slot_bytes(c2) > slot) slot = part_slot_bytes(c2);
-    *bytes = counter_bytes(n) + 2 * (size_t)d.sms * slot;
+    *bytes = counter_bytes(n) + partial_bytes(m > 1024 ? 1024 : m, d->sm_count);
     return MARLIN_OK;
 }
 
@@ -956,20 +1071,33 @@ extern "C" marlin_status marlin_gemm24_ex(
                                "marlin_gemm24: %s is %s", names[i],
                                ptrs[i] ? "not 16-byte aligned" : "NULL");
     }
-    /* int offsets inside the kernel: the largest is a B/meta int4 index */
-    if ((k / 32) * (n / 2) > INT32_MAX / 2 || k * 2 > INT32_MAX / 2 ||
+    /* int offsets inside the kernel: a B/meta int4 index, and 64 rows of
+     * A (64 * k / 8 int4) */
+    if ((k / 32) * (n / 2) > INT32_MAX / 2 || k > (1 << 24) ||
         n > INT32_MAX / 2)
         return marlin_fail(err, MARLIN_ERR_SHAPE,
                            "marlin_gemm24: n = %lld, k = %lld too large",
                            (long long)n, (long long)k);
+    const int loader = opts ? opts->loader : 0;
+    if (loader != 0 && loader != 1)
+        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                           "marlin_gemm24: loader %d; only per-thread cp.async "
+                           "(0 or 1) exists (the bulk-copy loader was removed: "
+                           "it was slower on H100)",
+                           loader);
+    const int bps_opt = opts ? opts->blocks_per_sm : 0;
+    if (bps_opt < 0 || bps_opt > 2)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "marlin_gemm24: blocks_per_sm %d outside [0, 2]",
+                           bps_opt);
     int dev;
-    DevCache d;
-    st = device_facts(&dev, &d, err);
+    const mk_device *d = NULL;
+    st = mk_current_device(&dev, &d, err);
     if (st != MARLIN_OK) return st;
-    if (d.major < 8)
+    if (d->cc_major < 8)
         return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
                            "marlin_gemm24: device %d is sm_%d%d; need sm_80+",
-                           dev, d.major, d.minor);
+                           dev, d->cc_major, d->cc_minor);
     size_t need = 0;
     st = marlin_gemm24_workspace_size(m, n, &need, err);
     if (st != MARLIN_OK) return st;
@@ -981,57 +1109,68 @@ extern "C" marlin_status marlin_gemm24_ex(
 
     const bool grouped = group != -1 && group < k;
     const int forced = opts ? opts->config : 0;
-    const int loader = opts ? opts->loader : 0;
-    if (loader == 2 && d.major < 9)
-        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
-                           "marlin_gemm24: bulk-copy loader needs sm_90+, "
-                           "device %d is sm_%d%d",
-                           dev, d.major, d.minor);
-    /* Automatic loader: per-thread cp.async. The bulk-copy (TMA) loader is
-     * correct but measured slower on an H100 in every configuration (see
-     * docs/perf.md, "2:4 sparse kernel"), so it is opt-in. */
-    const int use_tma = loader == 2;
-    int sms = d.sms;
+    int sms = d->sm_count;
     if (opts && opts->sms > 0 && opts->sms < sms) sms = opts->sms;
-    const int64_t G = grouped ? k / group : 1;
-    (void)G;
+    const int pdl = opts && opts->pdl && d->cc_major >= 9;
 
     int64_t done = 0;
     while (done < m) {
         /* one launch covers at most kMaxChunks chunks of 16*MB rows */
         const int64_t rest = m - done;
-        Config c = choose_config(rest, n, k, group, forced);
+        Config cand[8];
+        const int ncand = config_candidates(rest, n, k, forced, cand);
+        /* shared memory a block may have: the opt-in limit alone, or its
+         * share of the SM (1 KB per block is reserved by the system); 256
+         * bytes for the static variables */
+        auto budget = [&](const Config &c, int b) -> int64_t {
+            int64_t x = b == 1 ? d->smem_optin : d->smem_per_sm / b - 1024;
+            if (x > d->smem_optin) x = d->smem_optin;
+            return x - red_bytes(c) - 256;
+        };
+        Config c = cand[0];
+        int bps = 1, stages = 0, ok = 0;
+        for (int ci = 0; ci < ncand && !ok; ++ci) {
+            c = cand[ci];
+            if (!fits(c, n, k, group)) continue;
+            const int sb = stage_bytes(c, grouped, group);
+            /* blocks per SM: 2 for one 16-row block (the kernel is
+             * compiled for it; faster in the sweep, even with a 2-stage
+             * pipeline each) when each gets >= 2 stages */
+            bps = c.mb == 1 ? 2 : 1;
+            if (bps_opt > 0 && bps_opt < bps) bps = bps_opt;
+            if (bps == 2 && budget(c, 2) / sb < 2) bps = 1;
+            stages = (int)(budget(c, bps) / sb);
+            if (stages > kMaxStages) stages = kMaxStages;
+            if (opts && opts->max_stages > 0 && stages > opts->max_stages)
+                stages = opts->max_stages;
+            ok = stages >= 2;
+        }
+        if (!ok)
+            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                               "marlin_gemm24: no tile configuration for %lld "
+                               "rows fits n = %lld, k = %lld, group %lld in "
+                               "device %d's %lld bytes of shared memory",
+                               (long long)rest, (long long)n, (long long)k,
+                               (long long)group, dev,
+                               (long long)d->smem_optin);
+        const int sb = stage_bytes(c, grouped, group);
+        const int rb = red_bytes(c);
         const int64_t chunk_rows = 16 * c.mb;
         int64_t rows = rest;
         if (rows > kMaxChunks * chunk_rows) rows = kMaxChunks * chunk_rows;
         KernelFn fn = kernel_for(c, grouped);
         if (!fn)
             return marlin_fail(err, MARLIN_ERR_INTERNAL,
-                               "marlin_gemm24: no kernel for mb=%d nw=%d kw=%d "
-                               "kp=%d",
-                               c.mb, c.nw, c.kw, c.kp);
-        const int sb = stage_bytes(c, grouped);
-        const int rb = red_bytes(c);
-        /* 1 KiB left for the static shared variables */
-        int stages = (d.smem_optin - rb - 1024) / sb;
-        if (stages > kMaxStages) stages = kMaxStages;
-        if (opts && opts->max_stages > 0 && stages > opts->max_stages)
-            stages = opts->max_stages;
-        if (stages < 2)
-            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
-                               "marlin_gemm24: tile config %d (%d rows) needs "
-                               "%d bytes of shared memory, device %d allows %d",
-                               c.id, (int)chunk_rows, 2 * sb + rb, dev,
-                               d.smem_optin);
+                               "marlin_gemm24: no kernel for config %d, mb=%d",
+                               c.id, c.mb);
         const int smem = stages * sb + rb;
-        cudaError_t ce = cudaFuncSetAttribute(
-            (const void *)fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
-            smem);
+        cudaError_t ce = ensure_smem(fn, dev, smem);
         if (ce != cudaSuccess)
             return marlin_fail(err, MARLIN_ERR_CUDA,
                                "cudaFuncSetAttribute(%d bytes): %s", smem,
                                cudaGetErrorString(ce));
         Params p;
+        memset(&p, 0, sizeof p);
         p.A = (const int4 *)A + (size_t)done * (size_t)(k / 8);
         p.B = (const int4 *)B;
         p.meta = (const int4 *)meta;
@@ -1042,32 +1181,67 @@ extern "C" marlin_status marlin_gemm24_ex(
         p.m = (int)rows;
         p.n = (int)n;
         p.k = (int)k;
-        p.group = grouped ? (int)group : 0;
-        p.ktiles = (int)(k / k_tile(c));
-        p.nslices = (int)(n / (64 * c.nw));
+        const int kt = k_tile(c);
+        p.ktiles = (int)(k / kt);
         p.chunks = (int)((rows + chunk_rows - 1) / chunk_rows);
-        const long long tiles = (long long)p.chunks * p.nslices * p.ktiles;
-        long long grid = sms;
-        if (grid > tiles) grid = tiles;
-        if (tiles * grid >= INT32_MAX)
+        const int64_t nslices = n / n_tile(c);
+        const long long units = (long long)p.chunks * nslices * p.ktiles;
+        long long grid = (long long)sms * bps;
+        if (grid > units) grid = units;
+        if (units * grid >= INT32_MAX)
             return marlin_fail(err, MARLIN_ERR_SHAPE,
-                               "marlin_gemm24: %lld tiles on %lld blocks "
-                               "overflow the 32-bit tile arithmetic",
-                               tiles, grid);
-        p.tiles = (int)tiles;
+                               "marlin_gemm24: %lld units on %lld blocks "
+                               "overflow the 32-bit unit arithmetic",
+                               units, grid);
+        p.units = (int)units;
         p.stages = stages;
-        p.use_tma = use_tma && binary_version(fn) >= 90;
-        if (loader == 2 && !p.use_tma)
-            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
-                               "marlin_gemm24: bulk-copy loader requested but "
-                               "this build has no sm_90 code");
-        fn<<<(unsigned)grid, kThreads, smem, (cudaStream_t)stream>>>(p);
-        ce = cudaGetLastError();
+        p.stage_i4 = sb / 16;
+        p.s_rows = scale_rows(c, grouped, group);
+        p.g_step = 1;
+        p.g_every = 1;
+        p.s_shift = 8; /* kb >> 8 == 0: one scale row per stage */
+        if (grouped) {
+            if (group < kt) {
+                /* group 32, 64, 128 or 256 below the k tile (powers of 2) */
+                int sh = 0;
+                while ((32 << sh) < group) ++sh;
+                p.s_shift = sh;
+                p.g_step = (int)(kt / group);
+            } else {
+                p.g_every = (int)(group / kt);
+            }
+        }
+        p.pdl = pdl;
+        p.evict_first = p.chunks == 1;
+        if (pdl) {
+            /* Programmatic dependent launch: the kernel may start while
+             * the previous kernel of the stream finishes; it waits for it
+             * (all its writes visible) before touching A, C or the
+             * workspace. */
+            cudaLaunchConfig_t cfg;
+            cudaLaunchAttribute attr[1];
+            memset(&cfg, 0, sizeof cfg);
+            memset(attr, 0, sizeof attr);
+            attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            attr[0].val.programmaticStreamSerializationAllowed = 1;
+            cfg.gridDim = dim3((unsigned)grid);
+            cfg.blockDim = dim3(kThreads);
+            cfg.dynamicSmemBytes = (size_t)smem;
+            cfg.stream = (cudaStream_t)stream;
+            cfg.attrs = attr;
+            cfg.numAttrs = 1;
+            ce = cudaLaunchKernelEx(&cfg, fn, p);
+        } else {
+            fn<<<(unsigned)grid, kThreads, smem, (cudaStream_t)stream>>>(p);
+            ce = cudaGetLastError();
+        }
+        if (ce == cudaSuccess) ce = cudaGetLastError();
         if (ce != cudaSuccess)
             return marlin_fail(err, MARLIN_ERR_CUDA,
                                "marlin_gemm24 launch (config %d, %d stages, "
-                               "grid %lld): %s",
-                               c.id, stages, grid, cudaGetErrorString(ce));
+                               "%d per SM, grid %lld): %s",
+                               c.id, stages, bps, grid,
+                               cudaGetErrorString(ce));
         done += rows;
     }
     return MARLIN_OK;

@@ -30,8 +30,9 @@
  * SM count.
  *
  * Shapes accepted (marlin_gemm24_check_shape): n % 128 == 0, k % 128 == 0,
- * group -1 or g in {32, 64, 128} dividing k (g == k counts as per-channel,
- * as in pack/), any m >= 0 (m == 0 is a no-op). All pointers 16-byte aligned.
+ * group -1, 32, 64 or a multiple of 128 dividing k (g == k counts as
+ * per-channel, as in pack/), any m >= 0 (m == 0 is a no-op); the GPU kernel
+ * also needs k <= 2^24. All pointers 16-byte aligned.
  * Architecture: compute capability 8.0 or newer (mma.sp, cp.async).
  */
 #ifndef MARLIN_KERNELS24_H
@@ -97,15 +98,24 @@ marlin_status marlin_gemm24_workspace_size(int64_t m, int64_t n,
 
 /* Tuning knobs for benchmarks; zero-initialise for the automatic choice. */
 typedef struct marlin_gemm24_opts {
-    int config;     /* 0 auto; columns x dense k per pipeline stage:
-                       1: 128 x 128; 2: 256 x 64; 3: 128 x 256 and
-                       4: 256 x 128 (16 rows or fewer). A configuration that
+    int config;     /* 0 auto; else columns x dense k per pipeline stage:
+                       1: 128 x 128 (any rows), 6: 256 x 128 (any rows),
+                       and for 16 rows or fewer only 2: 256 x 256,
+                       3: 128 x 256, 4: 128 x 512, 5: 64 x 512. A
+                       configuration that does not exist for the rows or
                        does not fit the shape falls back to auto. */
-    int loader;     /* 0 auto (= 1); 1 per-thread cp.async; 2 bulk copies
-                       of weights/meta/scales (TMA, sm_90+ only; correct,
-                       but slower on H100 in our measurements) */
+    int loader;     /* 0 or 1: per-thread cp.async (the only loader; 2, the
+                       former bulk-copy loader, is refused with
+                       MARLIN_ERR_UNSUPPORTED) */
     int max_stages; /* 0 auto; else cap on the cp.async pipeline depth */
-    int sms;        /* 0 all; else number of thread blocks (<= SM count) */
+    int sms;        /* 0 all; else SMs to spread the work over */
+    int blocks_per_sm; /* 0 auto; 1 or 2 resident blocks per SM (2 only
+                          takes effect for 16 rows or fewer) */
+    int pdl;        /* 1: programmatic dependent launch (sm_90+; ignored
+                       below): the kernel starts while the previous kernel
+                       of the stream drains and prefetches its weights then,
+                       so that kernel must not write B, meta or s. It waits
+                       for it before reading A or touching C/workspace. */
 } marlin_gemm24_opts;
 
 /* C = A @ W on the GPU (all pointers device memory, see the top comment).
@@ -113,8 +123,9 @@ typedef struct marlin_gemm24_opts {
  * asynchronous; errors of the launch itself are reported (CUDA error string
  * in err), errors during execution surface at the next synchronisation.
  * Errors: MARLIN_ERR_SHAPE (n, k, group), MARLIN_ERR_INVALID_ARG (NULL or
- * misaligned pointer, workspace too small), MARLIN_ERR_UNSUPPORTED (arch,
- * or no configuration fits the device's shared memory), MARLIN_ERR_CUDA. */
+ * misaligned pointer, workspace too small, blocks_per_sm outside 0..2),
+ * MARLIN_ERR_UNSUPPORTED (arch, loader 2, or no configuration fits the
+ * device's shared memory), MARLIN_ERR_CUDA. */
 marlin_status marlin_gemm24(const void *A, const void *B, const void *meta,
                             const void *s, void *C, int64_t m, int64_t n,
                             int64_t k, int64_t group, void *workspace,

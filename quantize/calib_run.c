@@ -510,6 +510,7 @@ static marlin_status quantize_layer(gctx *g, int64_t layer, marlin_error *err) {
                                       rc->q, rc->s, &res, err);
             if (st) { marlin_error_prefix(err, "tensor '%s'", t->t->name); break; }
             marlin_qlayer_report *p = &rc->rep;
+            p->rtn_out_err = -1; /* unless --compare-rtn measures it */
             st = marlin_quant_weight_error(blk->w[l], MARLIN_DT_F32, t->n, t->k,
                                            o->group_size, rc->q, rc->s, o->threads,
                                            &p->rel_weight_err, err);

@@ -51,6 +51,8 @@ marlin_status marlin_hessian_add(marlin_hessian *H, const float *x,
     if (!H || !H->h)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "hessian: not initialised");
+    if (!x)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "hessian: NULL input");
     if (tokens <= 0 || nseq <= 0)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "hessian: %lld tokens in %lld sequences: both must "
@@ -123,7 +125,10 @@ marlin_status marlin_quant_output_error(const void *w, marlin_dtype dtype,
                                         const uint16_t *scales,
                                         const float *h, double *rel,
                                         marlin_error *err) {
-    int64_t G;
+    int64_t G = 0; /* set by marlin_quant_num_groups */
+    if (!w || !q || !scales || !h || !rel)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "output error: NULL buffer");
     if (!mq_dtype_ok(dtype))
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "output error: dtype %d: need F32, F16 or BF16",
@@ -155,11 +160,12 @@ marlin_status marlin_quant_output_error(const void *w, marlin_dtype dtype,
                 if (pass == 1) {
                     const uint8_t *qr = q + (size_t)r * (size_t)k;
                     float *dr = dc + (size_t)i * (size_t)k;
-                    for (int64_t c = 0; c < k; c++) {
+                    for (int64_t t = 0; t < G; t++) {
                         float s = marlin_half_to_float(
-                            scales[(size_t)(c / g) * (size_t)n + (size_t)r]);
-                        dr[c] = wr[c] -
-                                (float)((int)qr[c] - MARLIN_QUANT_ZERO) * s;
+                            scales[(size_t)t * (size_t)n + (size_t)r]);
+                        for (int64_t c = t * g; c < (t + 1) * g; c++)
+                            dr[c] = wr[c] -
+                                    (float)((int)qr[c] - MARLIN_QUANT_ZERO) * s;
                     }
                 }
             }

@@ -100,12 +100,16 @@ static void print_summary(const marlin_qrun_report *rep) {
                (long long)l->group_size, werr, oerr, rerr, l->seconds,
                l->note ? "  " : "", l->note ? l->note : "");
     }
-    double gb = (double)rep->bytes_in / 1e9;
+    double gb = (double)rep->bytes_in / 1e9, layer_s = 0;
+    for (size_t i = 0; i < rep->n_layers; i++) layer_s += rep->layers[i].seconds;
     printf("quantized %zu layers (%.3f GB in), copied %zu tensors, wrote %.3f GB "
-           "[%s, %s] in %.2f s (%.2f GB/s of input)\n",
+           "[%s, %s] in %.2f s (%.2f GB/s of input); the layers' quantize + pack "
+           "took %.2f s (%.2f GB/s), the rest is reading, copying, writing and "
+           "fsync\n",
            rep->n_layers, gb, rep->n_copied, (double)rep->bytes_out / 1e9,
            rep->method, rep->formats, rep->seconds,
-           rep->seconds > 0 ? gb / rep->seconds : 0.0);
+           rep->seconds > 0 ? gb / rep->seconds : 0.0, layer_s,
+           layer_s > 0 ? gb / layer_s : 0.0);
 }
 
 int main(int argc, char **argv) {

@@ -3,7 +3,8 @@
  * round-to-nearest (RTN) with a clipping search, Hessian accumulation, the
  * GPTQ solver, and 2:4 pruning (magnitude, and SparseGPT jointly with GPTQ).
  * This header is the contract; the algorithms live in quantize/rtn.c,
- * quantize/hessian.c, quantize/gptq.c and quantize/sparse24.c.
+ * quantize/hessian.c, quantize/gptq.c and quantize/sparse24.c, the shared
+ * per-group kernels in quantize/group.c (private: quant_internal.h).
  *
  * Specs followed: docs/design.md "Numerics"; docs/reference/landscape.md
  * section 2 (the reference GPTQ and SparseGPT, IST-DASLab/gptq `gptq.py`,
@@ -47,12 +48,17 @@
  * with c_j = 1 for RTN (plain squared error) and c_j = 1 / U_jj^2 for GPTQ
  * (see below). The first candidate with the least loss wins (ties keep the
  * larger scale). Candidate i = 0 is the no-clip scale, so with clipping the
- * loss is never larger than without. Losses are accumulated in fp32 in 16
- * fixed lanes, so the choice is the same on every CPU and thread count.
+ * loss is never larger than without (up to the fp32 rounding of the sums).
+ * Losses are fp32 sums in 16 fixed lanes
+ * with levels taken from x * (1/s) (the codes themselves always use x / s;
+ * details in quant_internal.h), so the choice is the same on every CPU and
+ * thread count.
  *
  * Threads: every function taking `threads` splits rows statically
- * (marlin_parallel_for); results are byte-identical for any thread count.
- * OpenBLAS calls use OpenBLAS's own threads (OPENBLAS_NUM_THREADS).
+ * (marlin_parallel_for); results are byte-identical for any value of
+ * `threads`. Other OpenBLAS calls (the factorisations, ssyrk) use
+ * OpenBLAS's own threads (OPENBLAS_NUM_THREADS); their results, and so the
+ * GPTQ codes, may change with OpenBLAS's thread count or CPU kernel.
  * Numerics are fp32 (never tf32), accumulations of reported errors in double.
  */
 #ifndef MARLIN_QUANT_H
@@ -214,9 +220,14 @@ void marlin_hessian_symmetrize(marlin_hessian *H);
  *     diagonally dominant, hence SPD (Gershgorin);
  *     then RTN for the whole layer (fallback_rtn).
  *  3. Columns in blocks of B = blocksize (128), lazy batch updates: the
- *     column loop runs inside a block on each row (rows are independent),
- *     and one sgemm per block pushes the block's errors to all later
- *     columns: W[:, i2:] -= E1 * U[i1:i2, i2:].
+ *     column loop runs inside a block on each row, and one sgemm per block
+ *     pushes the block's errors to all later columns:
+ *     W[:, i2:] -= E1 * U[i1:i2, i2:]. Given U the rows are independent, so
+ *     threads take fixed panels of rows through all blocks without
+ *     barriers, each calling a single-threaded sgemm for its panel: during
+ *     that phase the solver sets OpenBLAS to one thread
+ *     (openblas_set_num_threads) and restores the previous count after, so
+ *     do not run OpenBLAS work in other threads of the process meanwhile.
  *  4. Group scales are fitted at each group start on the error-updated
  *     weights, and B is chosen so that every group start is a block start
  *     (B = g * floor(128 / g) for g <= 128, the largest divisor of g up to
@@ -250,7 +261,9 @@ void marlin_hessian_symmetrize(marlin_hessian *H);
  *         exactly the survivors).
  *     Measured on correlated synthetic inputs (tests/test_quant.c, 3
  *     seeds), ADAPTIVE's output error is 0.100-0.106 at g = 128 against
- *     0.146-0.156 for GROUP_START, and 0.097-0.105 vs 0.105-0.120 at g = 32.
+ *     0.146-0.156 for GROUP_START, and 0.097-0.105 vs 0.105-0.120 at g = 32;
+ *     on shakespeare-llama-13m (g = 128) 0.0836 vs 0.0972 on average, lower
+ *     in 28 of 28 layers (docs/perf.md "quantize").
  *     Pruning and rounding errors are compensated jointly.
  */
 /* When SparseGPT's 2:4 masks become final (see step 7 above). */
@@ -302,7 +315,12 @@ typedef struct marlin_gptq_step {
 
 typedef struct marlin_gptq_result {
     double loss;          /* sum (w - q)^2 / U_jj^2 / 2 (the reference's error) */
-    double out_rel_err;   /* sqrt(trace(DHD^T)/trace(WHW^T)); -1 if not computed */
+    double out_rel_err;   /* sqrt(trace(DHD^T)/trace(WHW^T)), D = W - Wq,
+                           * with the caller's H; -1 if not computed. The
+                           * numerator is 2 loss - lambda |D|^2 (the identity
+                           * above with H + lambda I) when damping alone
+                           * sufficed, else an explicit ssyrk of D; the
+                           * denominator is always an ssyrk of W. */
     double damp_rel;      /* relative damping finally used */
     double lambda;        /* absolute damping finally used */
     bool floor_used;      /* the diagonal floor was needed */
@@ -310,21 +328,24 @@ typedef struct marlin_gptq_result {
     int64_t dead_cols;    /* columns with H_jj == 0 */
     int nsteps;           /* log entries (the last one is the outcome) */
     marlin_gptq_step steps[MARLIN_GPTQ_MAX_STEPS];
-    /* timing (seconds) and counted flops, for benchmarks */
-    double t_factor, t_columns, t_gemm, t_outerr, t_total;
+    /* timing (seconds) and counted flops, for benchmarks: t_rows is the
+     * wall time of the row phase, t_columns and t_gemm its column loop and
+     * block sgemm per thread (averaged over threads) */
+    double t_factor, t_rows, t_columns, t_gemm, t_outerr, t_total;
     double flops_factor;  /* 2 * k^3 / 3 per successful attempt */
     double flops_update;  /* 2 n sum_b B_b (k - i2_b)  +  n sum_b B_b (B_b - 1) */
 } marlin_gptq_result;
 
 /* One line describing a log entry, e.g.
- * "damp 0.0200 (lambda 1.3e-02): Cholesky failed at column 37". */
+ * "damp 0.0200 (lambda 2.76): Cholesky of H failed at column 114". */
 void marlin_gptq_step_describe(const marlin_gptq_step *s, char *buf,
                                size_t len);
 
 /* GPTQ / SparseGPT solve. W (n, k) of dtype F32/F16/BF16 (not modified);
  * h (k, k) fp32, upper triangle read (not modified). Writes q[n*k],
- * scales[G*n] and *res (res may be NULL). Working memory: n*k + k*k floats
- * plus n*B + small. A factorisation failure is not an error (see steps);
+ * scales[G*n] and *res (res may be NULL). Working memory: n*k + k*k + n*B
+ * floats, plus n*k bytes with 2:4 and G*n floats with act_order, plus
+ * O(threads * (k + 8B)). A factorisation failure is not an error (see steps);
  * errors: MARLIN_ERR_INVALID_ARG (shape, group, options, act_order with
  * 2:4), MARLIN_ERR_NUMERIC (NaN/Inf in W or H, scale overflow),
  * MARLIN_ERR_NOMEM. */

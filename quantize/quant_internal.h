@@ -2,14 +2,15 @@
  * quant_internal.h - PRIVATE to quantize/ (not installed, not for other
  * stages): the per-group INT4 kernels shared by rtn.c, gptq.c and
  * sparse24.c: the code rule, the scale fit with its clipping search, the 2:4
- * choice of 4, non-finite scans.
+ * choice of 4, non-finite scans, and a few cross-file helpers.
  *
- * The rules themselves are specified in marlin_quant.h; this file is their
- * one implementation. Every helper is static inline + always_inline so that
- * it is compiled inside each caller's target_clones variant (AVX2 and the
- * baseline): both variants run the same fp32 operations in the same order
- * (no FMA contraction: GCC's ISO C mode has -ffp-contract=off, and clang is
- * told below), so results do not depend on the CPU.
+ * The rules themselves are specified in marlin_quant.h; this header and
+ * group.c are their one implementation. The vector kernels (group.c, and
+ * the GPTQ tile in gptq.c) have AVX2 versions next to portable ones, chosen
+ * at run time; both run the same fp32 operations in the same order (no FMA
+ * contraction: GCC's ISO C mode has -ffp-contract=off, and clang is told
+ * below), so results do not depend on the CPU (tests/test_quant.c checks
+ * it with mq_force_portable).
  */
 #ifndef MARLIN_QUANT_INTERNAL_H
 #define MARLIN_QUANT_INTERNAL_H
@@ -24,15 +25,6 @@
 #endif
 
 #define MQ_INLINE static inline __attribute__((always_inline))
-
-/* Hot row loops are compiled twice (AVX2, baseline) and picked at load
- * time through an ifunc. */
-#if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__) && \
-    !defined(MARLIN_NO_CLONES)
-#define MQ_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define MQ_CLONES
-#endif
 
 /* Lanes of the fixed-order float accumulations (a multiple of every vector
  * width we compile for, so the vectorised and scalar loops agree). */
@@ -62,128 +54,34 @@ MQ_INLINE uint8_t mq_code(float w, float s) {
     return (uint8_t)(int)(mq_level(w, s) + 8.0f);
 }
 
-/* Codes of x[0..g) under scale s. */
-MQ_INLINE void mq_codes(const float *x, int64_t g, float s, uint8_t *q) {
-    for (int64_t j = 0; j < g; j++) q[j] = mq_code(x[j], s);
-}
+/* ---- group kernels (group.c): AVX2 and portable versions with the same
+ * fp32 operations in the same order, so results do not depend on the CPU */
 
-/* Fixed-order sum of the lanes (pairwise, the same on every variant). */
-MQ_INLINE float mq_lane_sum(const float *acc) {
-    float t[MQ_LANES];
-    memcpy(t, acc, sizeof t);
-    for (int w = MQ_LANES / 2; w >= 1; w /= 2)
-        for (int l = 0; l < w; l++) t[l] = t[l] + t[l + w];
-    return t[0];
-}
+/* Codes of x[0..g) under scale s (the code rule). */
+void mq_codes(const float *x, int64_t g, float s, uint8_t *q);
+/* max |x_j| (x finite). */
+float mq_absmax(const float *x, int64_t g);
+/* Fits the scale of one (row, group) x[0..g) (marlin_quant.h: base scale,
+ * all-zero group, floor, clipping candidates with weights c). Writes the
+ * fp16 bits and their value; returns false when the base scale overflows
+ * fp16 (the caller names row and group). How a candidate's loss
+ * sum_j c_j (x_j - s * level_j)^2 is computed (group.c): levels from
+ * x * (1/s) (the codes use x / s); in 16 fixed fp32 lanes (element j of
+ * each full block of 16 in lane j % 16, the tail in lanes 0, 1, ...)
+ * summed pairwise. Candidates are tried in the order 0, every 4th, the
+ * rest, and a sum stops early once a partial sum exceeds the incumbent:
+ * terms are >= 0 and fp32 addition is monotone, so this never changes the
+ * winner, which is exactly the first candidate with the least loss. */
+bool mq_fit_scale(const float *x, const float *c, int64_t g, bool clip,
+                  uint16_t *bits_out, float *s_out);
 
-/* Loss of scale s on x[0..g): sum_j c_j (x_j - s * level_j)^2 (c == NULL:
- * c_j = 1), in MQ_LANES fixed lanes. Stops early and returns a value > best
- * as soon as a partial sum exceeds `best`: every term is >= 0 and fp32
- * addition is monotone, so the partial sum never exceeds the final one and
- * the early exit never changes which candidate wins. */
-MQ_INLINE float mq_loss(const float *x, const float *c, int64_t g, float s,
-                        float best) {
-    float acc[MQ_LANES] = {0};
-    int64_t j = 0;
-    for (; j + MQ_LANES <= g; j += MQ_LANES) {
-        if (c) {
-            for (int l = 0; l < MQ_LANES; l++) {
-                float d = x[j + l] - s * mq_level(x[j + l], s);
-                acc[l] += (d * d) * c[j + l];
-            }
-        } else {
-            for (int l = 0; l < MQ_LANES; l++) {
-                float d = x[j + l] - s * mq_level(x[j + l], s);
-                acc[l] += d * d;
-            }
-        }
-        /* every 64 columns: give up on a candidate that already lost */
-        if (((j + MQ_LANES) & 63) == 0 && j + MQ_LANES < g &&
-            mq_lane_sum(acc) > best)
-            return mq_lane_sum(acc);
-    }
-    for (int l = 0; j < g; j++, l++) {
-        float d = x[j] - s * mq_level(x[j], s);
-        acc[l] += c ? (d * d) * c[j] : d * d;
-    }
-    return mq_lane_sum(acc);
-}
-
-/* max |x_j| in lanes (exact in any order). x is finite. */
-MQ_INLINE float mq_absmax(const float *x, int64_t g) {
-    float m[MQ_LANES] = {0};
-    int64_t j = 0;
-    for (; j + MQ_LANES <= g; j += MQ_LANES)
-        for (int l = 0; l < MQ_LANES; l++) {
-            float a = fabsf(x[j + l]);
-            m[l] = a > m[l] ? a : m[l];
-        }
-    for (int l = 0; j < g; j++, l++) {
-        float a = fabsf(x[j]);
-        m[l] = a > m[l] ? a : m[l];
-    }
-    float r = 0.0f;
-    for (int l = 0; l < MQ_LANES; l++) r = m[l] > r ? m[l] : r;
-    return r;
-}
-
-/* Fits the scale of one (row, group) x[0..g) (see marlin_quant.h: base
- * scale, all-zero group, floor, clipping candidates with weights c).
- * Writes the fp16 bits and their value; returns false when the base scale
- * overflows fp16 (the caller names row and group). */
-MQ_INLINE bool mq_fit_scale(const float *x, const float *c, int64_t g,
-                            bool clip, uint16_t *bits_out, float *s_out) {
-    float amax = mq_absmax(x, g);
-    if (amax == 0.0f) {
-        /* the reference's degenerate range [-1, 1]: scale 2/15 */
-        *bits_out = marlin_float_to_half(2.0f / 15.0f);
-        *s_out = marlin_half_to_float(*bits_out);
-        return true;
-    }
-    float s0 = (2.0f * amax) / 15.0f;
-    uint16_t b0 = marlin_float_to_half(s0);
-    if ((b0 & 0x7fffu) >= MQ_HALF_INF_BITS) return false;
-    if (b0 == 0) b0 = MQ_SCALE_FLOOR_BITS;
-    uint16_t best_bits = b0;
-    if (clip) {
-        float best = mq_loss(x, c, g, marlin_half_to_float(b0), INFINITY);
-        uint16_t prev = b0;
-        for (int i = 1; i < MARLIN_CLIP_STEPS; i++) {
-            float p = (float)(MARLIN_CLIP_GRID - i) / (float)MARLIN_CLIP_GRID;
-            uint16_t b = marlin_float_to_half(p * s0);
-            if (b == 0) b = MQ_SCALE_FLOOR_BITS;
-            if (b == prev) continue; /* same fp16 scale, same loss */
-            prev = b;
-            float L = mq_loss(x, c, g, marlin_half_to_float(b), best);
-            if (L < best) {
-                best = L;
-                best_bits = b;
-            }
-        }
-    }
-    *bits_out = best_bits;
-    *s_out = marlin_half_to_float(best_bits);
-    return true;
-}
-
-/* Index of the first non-finite x[j], or -1. Integer test on the exponent
- * bits, OR-reduced per block so the common (clean) case vectorises. */
-MQ_INLINE int64_t mq_find_nonfinite(const float *x, int64_t len) {
-    int64_t j = 0;
-    for (; j < len; j += 256) {
-        int64_t e = j + 256 < len ? j + 256 : len;
-        uint32_t bad = 0;
-        for (int64_t i = j; i < e; i++) {
-            uint32_t u;
-            memcpy(&u, &x[i], 4);
-            bad |= (uint32_t)((u & 0x7f800000u) == 0x7f800000u);
-        }
-        if (bad)
-            for (int64_t i = j; i < e; i++)
-                if (!isfinite(x[i])) return i;
-    }
-    return -1;
-}
+/* Index of the first non-finite x[j], or -1. */
+int64_t mq_find_nonfinite(const float *x, int64_t len);
+/* True when the AVX2 kernels run (CPU has AVX2 and not forced off). */
+bool mq_use_avx2(void);
+/* Tests only: force the portable kernels (on) or allow AVX2 again (off).
+ * Results must not change either way. */
+void mq_force_portable(bool on);
 
 /* 2:4 choice within one run of 4: keep[i] = 1 for the 2 entries with the
  * largest key (ties keep the lower index), 0 for the other 2. */

@@ -10,17 +10,11 @@
  *
  * Speed: rows are independent and split statically over threads; each row
  * is converted to fp32 once, scanned for NaN/Inf, and its groups are
- * quantized in place with lane-parallel loops (quant_internal.h) compiled
- * for AVX2 and the baseline.
+ * quantized in place by the group kernels (group.c, AVX2 when available).
  */
 #include "quant_internal.h"
 
 #include <stdlib.h>
-
-#if defined(__GNUC__) && !defined(__clang__)
-/* GCC 12's -O2 cost model ("very cheap") leaves these loops scalar. */
-#pragma GCC optimize("O3")
-#endif
 
 marlin_status marlin_quant_num_groups(int64_t k, int64_t group_size,
                                       int64_t *groups, marlin_error *err) {
@@ -85,7 +79,6 @@ typedef struct rtn_job {
 
 /* Quantizes rows [r0, r1); `buf` holds k floats. Returns MARLIN_OK or the
  * failure (with f filled). */
-MQ_CLONES
 static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
                               float *buf, rtn_fail *f) {
     const int64_t k = J->k, g = J->g;
@@ -127,14 +120,11 @@ static marlin_status rtn_rows(const rtn_job *J, int64_t r0, int64_t r1,
 static void rtn_chunk(void *arg, int64_t begin, int64_t end, int ti) {
     const rtn_job *J = arg;
     rtn_fail *f = &J->fail[ti];
-    float *buf = NULL;
-    if (J->dtype != MARLIN_DT_F32 || J->prune != MARLIN_PRUNE_NONE) {
-        buf = malloc((size_t)J->k * sizeof(float));
-        if (!buf) {
-            f->st = MARLIN_ERR_NOMEM;
-            f->row = begin;
-            return;
-        }
+    float *buf = malloc((size_t)J->k * sizeof(float));
+    if (!buf) {
+        f->st = MARLIN_ERR_NOMEM;
+        f->row = begin;
+        return;
     }
     rtn_rows(J, begin, end, buf, f);
     free(buf);
@@ -213,16 +203,17 @@ marlin_status marlin_rtn_quantize(const void *w, marlin_dtype dtype,
 marlin_status marlin_quant_dequant(const uint8_t *q, const uint16_t *scales,
                                    int64_t n, int64_t k, int64_t group_size,
                                    float *out, marlin_error *err) {
-    int64_t G;
+    int64_t G = 0; /* set by marlin_quant_num_groups */
     marlin_status st = marlin_quant_num_groups(k, group_size, &G, err);
     if (st != MARLIN_OK) return st;
     int64_t g = group_size == -1 ? k : group_size;
     for (int64_t r = 0; r < n; r++)
-        for (int64_t c = 0; c < k; c++) {
-            size_t i = (size_t)r * (size_t)k + (size_t)c;
-            float s = marlin_half_to_float(
-                scales[(size_t)(c / g) * (size_t)n + (size_t)r]);
-            out[i] = (float)((int)q[i] - MARLIN_QUANT_ZERO) * s;
+        for (int64_t t = 0; t < G; t++) {
+            size_t i0 = (size_t)r * (size_t)k + (size_t)(t * g);
+            float s = marlin_half_to_float(scales[(size_t)t * (size_t)n + (size_t)r]);
+            for (int64_t j = 0; j < g; j++)
+                out[i0 + (size_t)j] =
+                    (float)((int)q[i0 + (size_t)j] - MARLIN_QUANT_ZERO) * s;
         }
     return MARLIN_OK;
 }
@@ -248,13 +239,32 @@ static void werr_chunk(void *arg, int64_t begin, int64_t end, int ti) {
         mq_load_row(J->w, J->dtype, J->k, r, x);
         const uint8_t *qr = J->q + (size_t)r * (size_t)J->k;
         double num = 0, den = 0;
-        for (int64_t c = 0; c < J->k; c++) {
+        /* One scale per group and 8 double lanes (vectorizable); the float
+         * difference is exact: (q-8)*s fits in 24 bits, and x - wq of two
+         * values within a factor 2 is exact (Sterbenz). Strided scale reads
+         * and scalar conversions per element made this pass slower than
+         * RTN itself. */
+        for (int64_t c0 = 0; c0 < J->k; c0 += J->g) {
             float s = marlin_half_to_float(
-                J->scales[(size_t)(c / J->g) * (size_t)J->n + (size_t)r]);
-            double wq = (double)((int)qr[c] - MARLIN_QUANT_ZERO) * (double)s;
-            double d = (double)x[c] - wq;
-            num += d * d;
-            den += (double)x[c] * (double)x[c];
+                J->scales[(size_t)(c0 / J->g) * (size_t)J->n + (size_t)r]);
+            double an[8] = {0}, ad[8] = {0};
+            int64_t c = c0, ce = c0 + J->g;
+            for (; c + 8 <= ce; c += 8)
+                for (int j = 0; j < 8; j++) {
+                    float xv = x[c + j];
+                    float d = xv - (float)((int)qr[c + j] - MARLIN_QUANT_ZERO) * s;
+                    an[j] += (double)d * (double)d;
+                    ad[j] += (double)xv * (double)xv;
+                }
+            for (; c < ce; c++) {
+                float d = x[c] - (float)((int)qr[c] - MARLIN_QUANT_ZERO) * s;
+                an[0] += (double)d * (double)d;
+                ad[0] += (double)x[c] * (double)x[c];
+            }
+            for (int j = 0; j < 8; j++) {
+                num += an[j];
+                den += ad[j];
+            }
         }
         J->num[r] = num;
         J->den[r] = den;
@@ -267,7 +277,10 @@ marlin_status marlin_quant_weight_error(const void *w, marlin_dtype dtype,
                                         int64_t group_size, const uint8_t *q,
                                         const uint16_t *scales, int threads,
                                         double *rel, marlin_error *err) {
-    int64_t G;
+    int64_t G = 0; /* set by marlin_quant_num_groups */
+    if (!w || !q || !scales || !rel)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "weight error: NULL buffer");
     if (!mq_dtype_ok(dtype))
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "weight error: dtype %d: need F32, F16 or BF16",

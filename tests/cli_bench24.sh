@@ -7,8 +7,8 @@ bin="${MARLIN_BINARY_DIR:-.}/marlin-bench"
 [ -x "$bin" ] || { echo "skipped: $bin not built"; exit 77; }
 fail() { echo "FAIL: $*"; exit 1; }
 
-"$bin" --sparse --mode tune >/dev/null 2>&1; rc=$?
-[ "$rc" -eq 2 ] || fail "--sparse --mode tune gave exit $rc, expected 2 (usage)"
+"$bin" --sparse --mode bogus >/dev/null 2>&1; rc=$?
+[ "$rc" -eq 2 ] || fail "--sparse --mode bogus gave exit $rc, expected 2 (usage)"
 
 out=$("$bin" --sparse --model llama2-7b --batch 1,16 --samples 3 2>&1); rc=$?
 if [ "$rc" -eq 1 ]; then

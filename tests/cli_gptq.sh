@@ -37,12 +37,29 @@ fi
 $Q "$T/h1" --calib "$C" $ROWS --save-hessians "$T/H" -q || fail "save-hessians"
 ls "$T/H" | grep -q 'layer0003-down.hess.zst' || fail "hessian files missing"
 cmp "$T/g/model.safetensors" "$T/h1/model.safetensors" || fail "--save-hessians changed the output"
-$Q "$T/h2" --hessians "$T/H" --threads 2 -q || fail "--hessians"
+$Q "$T/h2" --hessians "$T/H" --threads 2 -q --report "$T/h2.json" || fail "--hessians"
+if python3 -c 'import json' 2>/dev/null; then
+  python3 -c 'import json,sys; r=json.load(open(sys.argv[1])); assert all(l["rtn_out_err"] is None for l in r["layers"])' "$T/h2.json" ||
+    fail "rtn_out_err reported without --compare-rtn"
+fi
 cmp "$T/h1/model.safetensors" "$T/h2/model.safetensors" || fail "stored Hessians do not reproduce the run"
 $Q "$T/h3" --hessians "$T/H" --group-size 64 --act-order --threads 2 -q || fail "--hessians g64 act-order"
 "$B"/marlin-verify "$T/h3" --ref "$M" -q >/dev/null || fail "verify h3"
 $Q "$T/h4" --hessians "$T/H" --group-size 32 --threads 2 -q 2>/dev/null &&
   [[ -d $T/h4 ]] || fail "--hessians g32"
+
+# 2b. SparseGPT 2:4 (joint pruning + GPTQ) in both formats verifies, and
+#     its output error beats magnitude pruning + RTN on the same inputs
+$Q "$T/s" --calib "$C" $ROWS --sparse 2:4 --format all --compare-rtn --report "$T/s.json" -q || fail "sparsegpt"
+"$B"/marlin-verify "$T/s" --ref "$M" -q >/dev/null || fail "verify sparsegpt"
+if python3 -c 'import json' 2>/dev/null; then
+  python3 - "$T/s.json" <<'PY' || fail "SparseGPT not below magnitude+RTN"
+import json, sys
+r = json.load(open(sys.argv[1]))
+for l in r["layers"]:
+    assert l["rel_out_err"] < l["rtn_out_err"], (l["name"], l["rel_out_err"], l["rtn_out_err"])
+PY
+fi
 
 # 3. kill -9 after layer 1, then the same command resumes at layer 2
 set +e

@@ -15,7 +15,8 @@
  * scales and activations (fresh seed per case), C poisoned with NaN before
  * every run, every element checked against the reference with a bound
  * derived below; m = 1..17, ragged and large m, real layer shapes, all group
- * sizes, both tile configurations, shallow pipelines, determinism.
+ * sizes, every tile configuration, one and two blocks per SM, programmatic
+ * dependent launch, shallow pipelines, determinism.
  *
  * Set MARLIN_K24_QUICK=1 for the small subset (used under compute-sanitizer).
  */
@@ -403,13 +404,6 @@ static int gpu_ready(void) {
     return ok;
 }
 
-static int gpu_cc_major(void) {
-    marlin24_device_info info;
-    marlin_error err;
-    if (marlin_gemm24_device(&info, &err) != MARLIN_OK) return 0;
-    return info.cc_major;
-}
-
 #define CU(call)                                                              \
     do {                                                                      \
         cudaError_t ce_ = (call);                                             \
@@ -520,12 +514,12 @@ static void prob_run(const prob24 *pr, uint64_t seed, const char *tag,
     CU(cudaMalloc(&ws, wsb));
     CU(cudaMemset(ws, 0, wsb));
     CU(cudaMemcpy(dA, A, (size_t)(M * k) * 2, cudaMemcpyHostToDevice));
-    /* MARLIN_K24_LOADER=1|2 forces the loader where a case names none (to
-     * run the sanitizers over each path) */
+    /* MARLIN_K24_PDL=1 launches with programmatic dependent launch where
+     * a case names no options (to run the sanitizers over that path) */
     marlin_gemm24_opts env_opts;
     memset(&env_opts, 0, sizeof env_opts);
-    if (!opts && getenv("MARLIN_K24_LOADER")) {
-        env_opts.loader = atoi(getenv("MARLIN_K24_LOADER"));
+    if (!opts && getenv("MARLIN_K24_PDL")) {
+        env_opts.pdl = atoi(getenv("MARLIN_K24_PDL"));
         opts = &env_opts;
     }
     int64_t row0 = 0;
@@ -637,55 +631,77 @@ static void test_kernels24_gpu_groups(void **state) {
         snprintf(tag, sizeof tag, "group %lld", (long long)groups[g]);
         prob_run(&pr, case_seed(base, 2 * g + 1), tag, ms, quick_mode() ? 2 : 4,
                  NULL, 0);
+        /* the 512-deep k tile (configuration 4): groups below, equal to
+         * and above a stage */
+        marlin_gemm24_opts o;
+        memset(&o, 0, sizeof o);
+        o.config = 4;
+        snprintf(tag, sizeof tag, "group %lld config 4", (long long)groups[g]);
+        prob_run(&pr, case_seed(base, 2 * g + 101), tag, ms, 2, &o, 0);
         prob_free(&pr);
     }
 }
 
-/* Every tile configuration and loader, the shallowest pipelines and
- * determinism across two launches (which also proves that the workspace
- * counters are left zeroed). Configurations 3 and 4 apply to m <= 16 (larger
- * m falls back to the automatic choice, tested too). */
+/* Every tile configuration, one and two blocks per SM, programmatic
+ * dependent launch, the shallowest pipelines and determinism across two
+ * launches (which also proves that the workspace counters are left zeroed).
+ * Configurations 2-5 apply to m <= 16 (larger m falls back to the automatic
+ * choice, tested too). The removed bulk-copy loader (2) must be refused. */
 static void test_kernels24_gpu_configs(void **state) {
     (void)state;
     if (!gpu_ready()) skip();
     if (quick_mode() >= 2) skip();
     const uint64_t base = marlin_test_seed(SEED_DEFAULT + 400);
-    /* config, loader, max_stages */
-    /* loader 2 (bulk copies) runs on sm_90+ only; elsewhere it must be
-     * refused with MARLIN_ERR_UNSUPPORTED */
-    static const int cfg[][3] = {{1, 2, 0}, {2, 2, 0}, {3, 2, 0}, {4, 2, 0},
-                                 {1, 1, 0}, {2, 1, 0}, {3, 1, 0}, {4, 1, 0},
-                                 {1, 2, 2}, {2, 1, 2}, {3, 2, 2}, {4, 2, 3},
-                                 {1, 1, 3}, {0, 0, 0}};
+    /* config, blocks_per_sm, max_stages, pdl */
+    static const int cfg[][4] = {{1, 0, 0, 0}, {2, 0, 0, 0}, {3, 0, 0, 0},
+                                 {4, 0, 0, 0}, {5, 0, 0, 0}, {6, 0, 0, 0},
+                                 {1, 1, 2, 1}, {2, 1, 0, 0}, {3, 2, 2, 0},
+                                 {4, 2, 0, 1}, {5, 1, 2, 0}, {6, 2, 3, 1},
+                                 {2, 2, 2, 1}, {0, 0, 0, 1}, {0, 1, 0, 0}};
     static const int64_t ms[] = {1, 16, 64, 100};
     const int nc = (int)(sizeof cfg / sizeof cfg[0]);
     for (int c = 0; c < nc; c++) {
         prob24 pr;
-        prob_init(&pr, case_seed(base, 2 * c), 768, 2048, c % 2 ? 128 : -1);
-        char tag[80];
-        snprintf(tag, sizeof tag, "config %d loader %d stages %d", cfg[c][0],
-                 cfg[c][1], cfg[c][2]);
-        if (cfg[c][1] == 2 && gpu_cc_major() < 9) {
-            printf("[ INFO     ] config %d: bulk-copy loader needs sm_90, "
-                   "checking the refusal only\n", cfg[c][0]);
-            marlin_gemm24_opts o2;
-            memset(&o2, 0, sizeof o2);
-            o2.loader = 2;
-            marlin_error e2;
-            assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, pr.B,
-                                              1, pr.n, pr.k, pr.group, pr.B,
-                                              (size_t)1 << 30, NULL, &o2, &e2),
-                             MARLIN_ERR_UNSUPPORTED);
-            prob_free(&pr);
-            continue;
-        }
+        /* n = 1536 and k = 2048 fit every configuration */
+        prob_init(&pr, case_seed(base, 2 * c), 1536, 2048, c % 2 ? 128 : -1);
+        char tag[96];
+        snprintf(tag, sizeof tag, "config %d bps %d stages %d pdl %d",
+                 cfg[c][0], cfg[c][1], cfg[c][2], cfg[c][3]);
         marlin_gemm24_opts o;
         memset(&o, 0, sizeof o);
         o.config = cfg[c][0];
-        o.loader = cfg[c][1];
+        o.blocks_per_sm = cfg[c][1];
         o.max_stages = cfg[c][2];
+        o.pdl = cfg[c][3];
         prob_run(&pr, case_seed(base, 2 * c + 1), tag, ms,
                  quick_mode() ? 2 : 4, &o, 1);
+        prob_free(&pr);
+    }
+    /* the former bulk-copy loader is gone: refused, not silently ignored */
+    {
+        prob24 pr;
+        prob_init(&pr, case_seed(base, 999), 256, 256, -1);
+        marlin_gemm24_opts o2;
+        memset(&o2, 0, sizeof o2);
+        o2.loader = 2;
+        marlin_error e2;
+        size_t wsb = 0;
+        assert_int_equal(marlin_gemm24_workspace_size(1, 256, &wsb, &e2),
+                         MARLIN_OK);
+        void *ws = NULL;
+        CU(cudaMalloc(&ws, wsb));
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, pr.B, 1,
+                                          pr.n, pr.k, pr.group, ws, wsb, NULL,
+                                          &o2, &e2),
+                         MARLIN_ERR_UNSUPPORTED);
+        assert_non_null(strstr(e2.msg, "loader"));
+        o2.loader = 0;
+        o2.blocks_per_sm = 3;
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, pr.B, 1,
+                                          pr.n, pr.k, pr.group, ws, wsb, NULL,
+                                          &o2, &e2),
+                         MARLIN_ERR_INVALID_ARG);
+        CU(cudaFree(ws));
         prob_free(&pr);
     }
 }

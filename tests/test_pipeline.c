@@ -17,6 +17,8 @@
 #include "marlin_formats.h"
 #include "marlin_pipeline.h"
 #include "marlin_verify.h"
+#include "marlin_model.h"
+#include "verify_internal.h"
 
 typedef struct spec {
     const char *name;
@@ -492,6 +494,65 @@ static void test_pipeline_act_order_gidx(void **state) {
     free(in); free(out); free(rp); free(file); free(tmp);
 }
 
+/* marlin-verify --calib: the captured inputs are the reference model's own
+ * (q/k/v share one input; layer 0's is RMSNorm(embed) with the norm weight;
+ * every layer's shape matches its linear). */
+static void test_verify_calib_activations(void **state) {
+    (void)state;
+    const char *mp = marlin_shared_path("models/shakespeare-llama-13m");
+    if (!mp) { print_message("SKIP: shared model not found\n"); skip(); }
+    char model_path[4096];
+    snprintf(model_path, sizeof model_path, "%s", mp);
+    const char *cp = marlin_shared_path("data/shakespeare/calib-128x256.safetensors");
+    if (!cp) { print_message("SKIP: calibration tokens not found\n"); skip(); }
+    char calib[4096];
+    snprintf(calib, sizeof calib, "%s", cp);
+    marlin_model *m = NULL;
+    marlin_error err;
+    verify_acts *a = NULL;
+    assert_int_equal(marlin_model_open(model_path, &m, &err), MARLIN_OK);
+    assert_int_equal(verify_acts_capture(m, calib, 12, 2, &a, &err), MARLIN_OK);
+    int64_t rows = 0, r2 = 0;
+    const float *q = verify_acts_for(a, "model.layers.0.self_attn.q_proj", 512, &rows);
+    const float *v = verify_acts_for(a, "model.layers.0.self_attn.v_proj", 512, &r2);
+    assert_non_null(q);
+    assert_ptr_equal(q, v);
+    assert_int_equal(rows, 12);
+    assert_non_null(verify_acts_for(a, "model.layers.3.mlp.down_proj", 1536, &rows));
+    assert_non_null(verify_acts_for(a, "model.layers.2.self_attn.o_proj", 512, &rows));
+    assert_null(verify_acts_for(a, "model.layers.2.self_attn.o_proj", 256, &rows));
+    assert_null(verify_acts_for(a, "model.layers.9.mlp.up_proj", 512, &rows));
+    assert_null(verify_acts_for(a, "lm_head", 512, &rows));
+    /* layer 0 input = RMSNorm(embed[ids]) * w, computed here from the file */
+    marlin_tokens tok;
+    assert_int_equal(marlin_tokens_load(calib, &tok, &err), MARLIN_OK);
+    const marlin_st_file *sh = NULL;
+    const marlin_tensor *te = marlin_model_find(m, "model.embed_tokens.weight", &sh);
+    const marlin_st_file *sh2 = NULL;
+    const marlin_tensor *tn = marlin_model_find(m, "model.layers.0.input_layernorm.weight", &sh2);
+    float *E = malloc((size_t)te->numel * 4), *nw = malloc(512 * 4);
+    assert_int_equal(marlin_st_read_f32(sh, te, E, &err), MARLIN_OK);
+    assert_int_equal(marlin_st_read_f32(sh2, tn, nw, &err), MARLIN_OK);
+    double worst = 0;
+    for (int t = 0; t < 12; t++) {
+        const float *e = E + (int64_t)tok.ids[t] * 512;
+        double ss = 0;
+        for (int j = 0; j < 512; j++) ss += (double)e[j] * e[j];
+        double inv = 1.0 / sqrt(ss / 512 + marlin_model_config(m)->rms_norm_eps);
+        for (int j = 0; j < 512; j++) {
+            double want = e[j] * inv * nw[j];
+            double d = fabs(want - q[t * 512 + j]) / (fabs(want) + 1e-3);
+            if (d > worst) worst = d;
+        }
+    }
+    assert_true(worst < 1e-4);
+    free(E);
+    free(nw);
+    marlin_tokens_free(&tok);
+    verify_acts_free(a);
+    marlin_model_close(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_pipeline_formats_and_groups),
@@ -501,6 +562,7 @@ int main(void) {
         cmocka_unit_test(test_pipeline_deterministic),
         cmocka_unit_test(test_pipeline_verify_detects_corruption),
         cmocka_unit_test(test_pipeline_act_order_gidx),
+        cmocka_unit_test(test_verify_calib_activations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

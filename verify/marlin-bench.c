@@ -24,8 +24,8 @@
  *
  * --sparse times the 2:4 kernel (kernels/marlin_kernels24.h) instead, on
  * random compressed weights with valid random metadata; its bytes are
- * B + meta + scales + A + C (0.39 bytes per weight at group 128). Modes
- * models, peak and sustained; its tile sweep is marlin_bench24_layer().
+ * B + meta + scales + A + C (0.39 bytes per weight at group 128). Every
+ * mode; tune sweeps its tile configurations x blocks per SM.
  */
 #include <math.h>
 #include <stdio.h>
@@ -373,15 +373,21 @@ typedef struct dense_launch {
     int64_t m;
     const marlin_dense_tile *tile;
     int pdl;
+    const marlin_gemm24_opts *sopts; /* --sparse: forced configuration */
 } dense_launch;
 
 static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_error *err) {
     dense_launch *d = user;
     const int r = (int)(iter % d->L->R4);
-    if (g_sparse)
-        return marlin_gemm24(d->c->A, d->L->B[r], d->L->meta[r], d->L->s[r], d->c->C, d->m,
-                             d->L->n, d->L->k, d->L->group, d->c->ws, d->c->ws_bytes, stream,
-                             err);
+    if (g_sparse) {
+        marlin_gemm24_opts o;
+        memset(&o, 0, sizeof o);
+        if (d->sopts) o = *d->sopts;
+        o.pdl = d->pdl;
+        return marlin_gemm24_ex(d->c->A, d->L->B[r], d->L->meta[r], d->L->s[r], d->c->C, d->m,
+                                d->L->n, d->L->k, d->L->group, d->c->ws, d->c->ws_bytes, stream,
+                                &o, err);
+    }
     marlin_dense_args a;
     memset(&a, 0, sizeof a);
     a.A = d->c->A;
@@ -426,7 +432,7 @@ static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
         if (forced.pipeline == MARLIN_DENSE_PIPE_AUTO) forced.pipeline = g_pipeline;
         tile = &forced;
     }
-    dense_launch d = {c, L, m, tile, pdl};
+    dense_launch d = {c, L, m, tile, pdl, NULL};
     marlin_gpu_timing t;
     marlin_status st = marlin_gpu_time(dense_fn, &d, c->stream, 3, batch_for(L->R4), samples, &t, err);
     if (!st) *us = t.median_us;
@@ -435,7 +441,7 @@ static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
 
 static marlin_status time_cublas(bench_ctx *c, gpu_layer *L, int64_t m, int samples, double *us,
                                  marlin_error *err) {
-    dense_launch d = {c, L, m, NULL, 0};
+    dense_launch d = {c, L, m, NULL, 0, NULL};
     marlin_gpu_timing t;
     marlin_status st =
         marlin_gpu_time(cublas_fn, &d, c->stream, 3, batch_for(L->R16), samples, &t, err);
@@ -827,15 +833,83 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
     return st;
 }
 
+/* --sparse --mode tune: every 2:4 tile configuration x 1/2 blocks per SM
+ * (two only for m <= 16) on the model layers, with PDL where available;
+ * prints the winner and the automatic choice per layer and batch. */
+static marlin_status time_sparse(bench_ctx *c, gpu_layer *L, int64_t m,
+                                 const marlin_gemm24_opts *so, int samples, double *us,
+                                 marlin_error *err) {
+    dense_launch d = {c, L, m, NULL, c->pdl_ok, so};
+    marlin_gpu_timing t;
+    marlin_status st = marlin_gpu_time(dense_fn, &d, c->stream, 3, batch_for(L->R4), samples, &t, err);
+    if (!st) *us = t.median_us;
+    return st;
+}
+
+static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_error *err) {
+    marlin_status st = MARLIN_OK;
+    double auto_sum[32] = {0}, best_sum[32] = {0};
+    printf("# tune (2:4): group %d, pdl %d\n", o->group, c->pdl_ok);
+    for (int mi = 0; mi < o->n_models && !st; mi++) {
+        const model_def *md = &k_models[o->models[mi]];
+        for (int li = 0; li < 4 && !st; li++) {
+            const layer_shape *ls = &md->layers[li];
+            gpu_layer L;
+            st = gpu_layer_make(c, &L, ls->k, ls->n, o->group, 0, 0x7u + (uint64_t)li, err);
+            for (int b = 0; b < o->n_batch && !st; b++) {
+                const int64_t m = o->batch[b];
+                double auto_us = 0, best = 1e30;
+                char best_s[64] = "auto";
+                st = time_sparse(c, &L, m, NULL, o->samples / 2 + 3, &auto_us, err);
+                if (st) break;
+                csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "auto",
+                        c->pdl_ok, auto_us, 0, min_bytes(m, ls->k, ls->n, o->group));
+                best = auto_us;
+                for (int cfg = 1; cfg <= 6 && !st; cfg++) {
+                    /* configurations 3-5 exist for m <= 16 only */
+                    if (m > 16 && cfg >= 3 && cfg <= 5) continue;
+                    for (int bps = 1; bps <= (m <= 16 ? 2 : 1) && !st; bps++) {
+                        marlin_gemm24_opts so;
+                        memset(&so, 0, sizeof so);
+                        so.config = cfg;
+                        so.blocks_per_sm = bps;
+                        double us = 0;
+                        char ts[64];
+                        st = time_sparse(c, &L, m, &so, o->samples / 2 + 3, &us, err);
+                        if (st) break;
+                        snprintf(ts, sizeof ts, "cfg%d/b%d", cfg, bps);
+                        csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
+                                c->pdl_ok, us, 0, min_bytes(m, ls->k, ls->n, o->group));
+                        if (us < best) {
+                            best = us;
+                            snprintf(best_s, sizeof best_s, "%s", ts);
+                        }
+                    }
+                }
+                if (st) break;
+                auto_sum[b] += auto_us;
+                best_sum[b] += best;
+                printf("%-10s %-8s m %4lld  auto %8.2f us  best %8.2f us (%s)%s\n", md->name,
+                       ls->name, (long long)m, auto_us, best, best_s,
+                       best < 0.97 * auto_us ? "  <-- heuristic loses >3%" : "");
+                fflush(stdout);
+            }
+            gpu_layer_free(&L);
+        }
+    }
+    for (int b = 0; b < o->n_batch && !st; b++)
+        printf("tune total m %4lld: auto %9.2f us, best %9.2f us (%.1f%% left on the table)\n",
+               (long long)o->batch[b], auto_sum[b], best_sum[b],
+               100.0 * (auto_sum[b] - best_sum[b]) / auto_sum[b]);
+    return st;
+}
+
 /* -------------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
     options o;
     int code = 0;
     if (parse_args(argc, argv, &o, &code)) return code;
-    if (o.sparse && o.mode == MODE_TUNE)
-        return usage_error("%s", "--sparse: --mode tune sweeps dense tiles only (2:4 "
-                                 "configurations: marlin_bench24_layer)");
     g_sparse = o.sparse;
     g_pipeline = o.pipeline;
     marlin_error err = {0};
@@ -846,8 +920,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "%s: %s\n", TOOL, err.msg);
         return MARLIN_EXIT_RUNTIME;
     }
-    /* PDL is an option of the dense kernel only. */
-    c.pdl_ok = c.info.cc_major >= 9 && !o.no_pdl && !g_sparse;
+    /* Programmatic dependent launch: both kernels have it (sm_90+). */
+    c.pdl_ok = c.info.cc_major >= 9 && !o.no_pdl;
     /* Buffer sizes: the largest m and layer of this run. */
     c.max_m = 0;
     for (int b = 0; b < o.n_batch; b++)
@@ -896,7 +970,7 @@ int main(int argc, char **argv) {
         case MODE_MODELS: st = mode_models(&c, &o, &err); break;
         case MODE_PEAK: st = mode_peak(&c, &o, &err); break;
         case MODE_SUSTAINED: st = mode_sustained(&c, &o, &err); break;
-        case MODE_TUNE: st = mode_tune(&c, &o, &err); break;
+        case MODE_TUNE: st = g_sparse ? mode_tune_sparse(&c, &o, &err) : mode_tune(&c, &o, &err); break;
         }
     }
     if (c.csv && fclose(c.csv) != 0 && !st)

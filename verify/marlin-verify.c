@@ -26,6 +26,9 @@ static void usage(FILE *f) {
 "  --gpu             also run our Marlin kernel on each layer and compare with\n"
 "                    the CPU reference and with cuBLAS FP16 on the original\n"
 "  --batch M         rows of random activations (default 16)\n"
+"  --calib FILE      GPU check on real activations: the inputs each layer of\n"
+"                    the original (--ref) sees on the first M tokens of the\n"
+"                    first sequence of FILE (input_ids I32/I64 [N, L])\n"
 "  --seed S          seed of the random activations (default 1)\n"
 "  --threads N       worker threads (default: all CPUs)\n"
 "  --json FILE       write the per-layer report as JSON\n"
@@ -84,12 +87,14 @@ int main(int argc, char **argv) {
         }
         else if (!strcmp(a, "--gpu-available")) {
             marlin_error err;
+            marlin_gpu_info info;
             marlin_error_clear(&err);
-            marlin_status st = marlin_gpu_probe(0, NULL, &err);
+            marlin_status st = marlin_gpu_probe(0, &info, &err);
             if (st != MARLIN_OK) {
                 fprintf(stderr, "%s: %s\n", TOOL, err.msg);
                 return MARLIN_EXIT_RUNTIME;
             }
+            printf("%s\n", info.name);
             return 0;
         }
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) level = 0;
@@ -112,6 +117,7 @@ int main(int argc, char **argv) {
             o.threads = (int)v;
         }
         else if (!strcmp(a, "--json")) { NEED_VALUE(); json_path = val; }
+        else if (!strcmp(a, "--calib")) { NEED_VALUE(); o.calib = val; }
         else if (a[0] == '-' && a[1]) return bad_usage("unknown option", a);
         else {
             if (path) return bad_usage("unexpected argument", a);
@@ -134,8 +140,8 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (rep.n_layers && level > 0) print_table(&rep);
     if (st == MARLIN_OK) {
-        printf("%s: PASS: %zu layers [%s%s%s]%s%s%s\n", TOOL, rep.n_layers,
-               rep.formats, rep.algorithm[0] ? ", " : "", rep.algorithm,
+        printf("%s: PASS: %zu layers [format %s; quantizer %s]%s%s%s\n", TOOL,
+               rep.n_layers, rep.formats, rep.algorithm[0] ? rep.algorithm : "unknown",
                o.ref ? " against the reference" : "", o.gpu ? " on " : "",
                o.gpu ? rep.device : "");
     } else if (st == MARLIN_ERR_VERIFY) {

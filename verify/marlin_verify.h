@@ -30,6 +30,9 @@ typedef struct marlin_verify_opts {
     const char *ref;      /* original checkpoint, or NULL */
     bool gpu;             /* run the GPU checks */
     int64_t batch;        /* rows of random activations (default 16) */
+    const char *calib;    /* GPU check: real activations of the reference
+                             model on these tokens (first batch tokens of
+                             the first sequence) instead of random rows */
     uint64_t seed;        /* activations seed (default 1) */
     int threads;
     marlin_progress progress;
@@ -47,10 +50,13 @@ typedef struct marlin_verify_layer {
     double step_err_mean;  /* the same over the whole layer (-1) */
     double step_mean_bound;/* its threshold */
     double step_bound;     /* its threshold */
+    double rel_bound;      /* bound of rel_weight_err where it is the check
+                              (GPTQ 2:4), else -1 */
     double rel_out_err;    /* ||X (W-Wq)^T|| / ||X W^T|| on random X (-1) */
     double gpu_vs_ref;     /* kernel vs CPU reference: mean rel abs err (-1) */
     double gpu_vs_fp16;    /* kernel vs cuBLAS FP16 on W: rel error (-1) */
     double gpu_bound;      /* threshold of gpu_vs_ref */
+    bool calib_acts;       /* the GPU check used calibration activations */
     bool pass;
     char *why;             /* first failed check, NULL when passed */
 } marlin_verify_layer;

@@ -102,11 +102,13 @@ static double rel_norm(const float *x, const float *ref, int64_t n) {
 
 marlin_status verify_layer_gpu(const marlin_verify_opts *o, marlin_qckpt **ck,
                                int nck, size_t li, const float *W,
-                               const float *Wq, marlin_verify_layer *L,
-                               marlin_error *err) {
+                               const float *Wq, const verify_acts *acts,
+                               marlin_verify_layer *L, marlin_error *err) {
     (void)nck;
     const marlin_qlayer *ql = marlin_qckpt_layer(ck[0], li);
-    const int64_t m = o->batch, n = ql->n, k = ql->k, g = ql->group_size;
+    int64_t acts_rows = 0;
+    const float *real = verify_acts_for(acts, ql->prefix, ql->k, &acts_rows);
+    const int64_t m = real ? acts_rows : o->batch, n = ql->n, k = ql->k, g = ql->group_size;
     const int64_t G_ = marlin_pack_groups(k, g);
     const bool sparse = ql->format == MARLIN_QFMT_MARLIN24;
     const size_t bbytes = (size_t)(n * k / (sparse ? 4 : 2));
@@ -128,11 +130,13 @@ marlin_status verify_layer_gpu(const marlin_verify_opts *o, marlin_qckpt **ck,
     }
     if ((st = marlin_qckpt_read_packed(ck[0], li, B, meta, s, err))) goto out;
 
-    /* activations: N(0,1) rounded to fp16, a fresh seed per layer */
+    /* activations: the layer's real inputs (--calib), else N(0,1); both
+     * rounded to fp16, as the kernel takes them; a fresh seed per layer */
     marlin_rng rng;
     marlin_rng_seed(&rng, o->seed * 0x9e3779b97f4a7c15ull + li + 1);
+    L->calib_acts = real != NULL;
     for (int64_t i = 0; i < m * k; i++) {
-        A[i] = marlin_float_to_half(marlin_rng_normal(&rng));
+        A[i] = marlin_float_to_half(real ? real[i] : marlin_rng_normal(&rng));
         Af[i] = marlin_half_to_float(A[i]);
     }
 

@@ -41,10 +41,12 @@ marlin_status marlin_verify_report_write_json(const marlin_verify_report *r,
         json_object_set_new(o, "step_err_mean", num_or_null(l->step_err_mean));
         json_object_set_new(o, "step_bound", num_or_null(l->step_bound));
         json_object_set_new(o, "step_mean_bound", num_or_null(l->step_mean_bound));
+        json_object_set_new(o, "rel_bound", num_or_null(l->rel_bound));
         json_object_set_new(o, "rel_out_err", num_or_null(l->rel_out_err));
         json_object_set_new(o, "gpu_vs_ref", num_or_null(l->gpu_vs_ref));
         json_object_set_new(o, "gpu_vs_fp16", num_or_null(l->gpu_vs_fp16));
         json_object_set_new(o, "gpu_bound", num_or_null(l->gpu_bound));
+        json_object_set_new(o, "calib_acts", json_boolean(l->calib_acts));
         json_object_set_new(o, "pass", json_boolean(l->pass));
         json_object_set_new(o, "why", l->why ? json_string(l->why) : json_null());
         json_array_append_new(layers, o);
