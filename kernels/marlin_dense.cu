@@ -27,6 +27,11 @@
  *   for 8 n8-tiles, decoded with LOP3 + fp16 magic numbers (no shuffles).
  * - 8 warps: tile_n/64 of them along n, the rest split the k16 steps of each
  *   stage; their partial accumulators meet in shared memory at a segment end.
+ * - Two more ways to fill the stages on sm_90 (dense_mbar_kernel: mbarrier
+ *   stages refilled by the last warp done with them, B by cp.async or by
+ *   cp.async.bulk), selectable per call (marlin_dense_tile.pipeline). They
+ *   issue fewer instructions but measured slower on the H100 (docs/perf.md),
+ *   so the automatic choice is cp.async everywhere.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
