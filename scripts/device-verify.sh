@@ -15,9 +15,11 @@ if [ "${1:-}" = pack ]; then
   src=$(cd "$(dirname "$0")/.." && pwd)
   sh=${MARLIN_SHARED_DIR:-$src/../shared}
   rm -rf "$dst"; mkdir -p "$dst/bin" "$dst/data"
-  for t in marlin-quantize marlin-verify marlin-synth marlin-inspect; do
+  for t in marlin-quantize marlin-verify marlin-synth marlin-inspect marlin-bench; do
     cp "$src/build-final/$t" "$dst/bin/"
   done
+  cp "$src/build-final/tests/test_kernels" "$src/build-final/tests/test_kernels24" "$dst/bin/"
+  cp -L /usr/lib/x86_64-linux-gnu/libcmocka.so.0 "$dst/bin/"
   cp -L "$src/build-final/libmarlinq.so" "$dst/bin/"
   strip --strip-debug "$dst"/bin/* 2>/dev/null
   cp -r "$sh/models/shakespeare-llama-13m" "$dst/data/model"
@@ -33,6 +35,13 @@ R=${OUT:-/tmp/out}; mkdir -p "$R"
 B=bin; M=data/model; W=/tmp/mv; mkdir -p $W
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,ecc.mode.current --format=csv
 fails=0
+# the merged kernels: quick GPU suites (the helpers ran the full ones)
+MARLIN_KERNEL_TEST_QUICK=1 timeout 120 $B/test_kernels > $R/test_kernels.txt 2>&1; rc=$?
+echo "test_kernels (quick): rc=$rc $(grep -E 'PASSED|FAILED' $R/test_kernels.txt | tail -1)"
+[ $rc = 0 ] || fails=$((fails+1))
+timeout 120 $B/test_kernels24 > $R/test_kernels24.txt 2>&1; rc=$?
+echo "test_kernels24: rc=$rc $(grep -E 'PASSED|FAILED' $R/test_kernels24.txt | tail -1)"
+[ $rc = 0 ] || fails=$((fails+1))
 check() { # name, quantize options...
   local name=$1; shift
   timeout 120 $B/marlin-quantize $M $W/$name --force -q "$@" || { echo "QUANTIZE FAIL $name"; fails=$((fails+1)); return; }
@@ -73,6 +82,12 @@ for mb in 1 16 128; do
   done
 done
 date +%T
-tar czf $R/verify-all.tgz -C $R $(cd $R && ls verify-*.json verify-*.txt) 2>/dev/null
-rm -f $R/verify-*.json $R/verify-*.txt
+# one same-run record of both kernels on Llama-2-7B shapes
+timeout 90 $B/marlin-bench --mode models --model llama2-7b --batch 1,16,128 > $R/bench-dense.txt 2>&1
+echo "bench dense rc=$?"; tail -12 $R/bench-dense.txt
+timeout 90 $B/marlin-bench --mode models --model llama2-7b --batch 1,16,128 --sparse > $R/bench-24.txt 2>&1
+echo "bench 2:4 rc=$?"; tail -12 $R/bench-24.txt
+date +%T
+tar czf $R/verify-all.tgz -C $R $(cd $R && ls verify-*.json verify-*.txt test_*.txt bench-*.txt) 2>/dev/null
+rm -f $R/verify-*.json $R/verify-*.txt $R/test_*.txt $R/bench-*.txt
 echo "device-verify: $fails failure(s)"
