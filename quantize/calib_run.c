@@ -753,9 +753,6 @@ marlin_status qrun_gptq(qrun *r, marlin_error *err) {
                                         batch_rows(&g, b), x, err);
                 if (!st) st = x_put(&g, 0, b, x, err);
             }
-        } else if (g.X) {
-            /* never: resuming needs the cache, where X lives on disk */
-            st = marlin_fail(err, MARLIN_ERR_INTERNAL, "resume without cache");
         }
         if (st) goto out;
     }

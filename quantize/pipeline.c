@@ -41,11 +41,6 @@ marlin_qrun_opts marlin_qrun_default_opts(void) {
 
 /* ------------------------------------------------------------------ targets */
 
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && memcmp(s + n - m, suffix, m) == 0;
-}
-
 /* True when name contains ".layers.<digits>." or starts with
  * "layers.<digits>." (decoder blocks of every Llama-family layout, including
  * nested ones such as model.language_model.layers.3.). */
@@ -72,12 +67,12 @@ bool marlin_is_quant_target(const char *name, int rank, bool have_config,
         ".mlp.gate_up_proj.weight"};
     if (rank != 2) return false;
     if (quantize_lm_head && (!strcmp(name, "lm_head.weight") ||
-                             ends_with(name, ".lm_head.weight")))
+                             qrun_ends_with(name, ".lm_head.weight")))
         return true;
-    if (!have_config) return ends_with(name, "_proj.weight");
+    if (!have_config) return qrun_ends_with(name, "_proj.weight");
     if (!in_decoder_layer(name)) return false;
     for (size_t i = 0; i < sizeof linears / sizeof linears[0]; i++)
-        if (ends_with(name, linears[i])) return true;
+        if (qrun_ends_with(name, linears[i])) return true;
     return false;
 }
 

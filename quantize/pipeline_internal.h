@@ -6,7 +6,14 @@
 #ifndef MARLIN_PIPELINE_INTERNAL_H
 #define MARLIN_PIPELINE_INTERNAL_H
 
+#include <string.h>
+
 #include "marlin_pipeline.h"
+
+static inline bool qrun_ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && memcmp(s + n - m, suffix, m) == 0;
+}
 
 /* One source tensor and what happens to it. */
 typedef struct qtarget {

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "marlin_pack.h"
-#include "marlin_pipeline.h"
+#include "pipeline_internal.h"
 
 struct marlin_qckpt {
     marlin_model *m;
@@ -24,11 +24,6 @@ struct marlin_qckpt {
     marlin_qlayer *layers;
     size_t n_layers;
 };
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && memcmp(s + n - m, suffix, m) == 0;
-}
 
 static const marlin_tensor *find2(const marlin_qckpt *c, const char *prefix,
                                   const char *suffix,
@@ -237,7 +232,7 @@ marlin_status marlin_qckpt_open(const char *path, marlin_qckpt **out,
     snprintf(suffix, sizeof suffix, ".%s", key);
     for (size_t i = 0; i < marlin_model_count(c->m); i++) {
         const marlin_tensor *t = marlin_model_at(c->m, i, NULL);
-        if (ends_with(t->name, suffix) && strlen(t->name) > strlen(suffix))
+        if (qrun_ends_with(t->name, suffix) && strlen(t->name) > strlen(suffix))
             if ((st = add_layer(c, t, key, fmt, err))) goto fail;
     }
     if (c->n_layers == 0) {

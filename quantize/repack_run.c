@@ -16,18 +16,13 @@
 #include <string.h>
 
 #include "marlin_pack.h"
-#include "marlin_pipeline.h"
-
-static bool ends_with(const char *s, const char *suffix) {
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && memcmp(s + n - m, suffix, m) == 0;
-}
+#include "pipeline_internal.h"
 
 /* The layer a GPTQ tensor belongs to, or -1. */
 static int64_t owner(const marlin_qckpt *c, const char *name) {
     static const char *const sfx[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
     for (size_t i = 0; i < 4; i++) {
-        if (!ends_with(name, sfx[i])) continue;
+        if (!qrun_ends_with(name, sfx[i])) continue;
         char prefix[1024];
         size_t n = strlen(name) - strlen(sfx[i]);
         if (n >= sizeof prefix) return -1;
