@@ -45,8 +45,11 @@ marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
 /* ------------------------------------------------------------------- tiles */
 
 #define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, 0},
-static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)};
+#define MK_TILE2(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, MARLIN_DENSE_PIPE_CPASYNC2},
+static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)
+                                                MARLIN_DENSE_V2_TILE_LIST(MK_TILE2)};
 #undef MK_TILE
+#undef MK_TILE2
 #define N_TILES ((int)(sizeof k_tiles / sizeof k_tiles[0]))
 
 int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
@@ -56,10 +59,11 @@ int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
 
 /* Largest pipeline depth whose shared memory fits `bps` blocks on one SM.
  * Per-SM shared memory is the per-block opt-in limit + 1 KB on sm_80..90,
- * and the system reserves 1 KB per resident block. */
+ * and the system reserves 1 KB per resident block. `red` is the kernel's
+ * k-split reduction buffer. */
 static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t smem_optin,
-                           int bps) {
-    /* Sized for the cp.async pipeline (what the automatic choice runs); a
+                           int bps, int64_t red) {
+    /* Sized for the cp.async pipelines (what the heuristics pick); a
      * forced mbarrier pipeline checks its slightly larger stages itself. */
     const int64_t stage = MARLIN_DENSE_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
                                                    grouped ? 1 : 0);
@@ -68,19 +72,14 @@ static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t sme
         int64_t b = (smem_optin + 1024) / bps - 1024;
         if (b < per_block) per_block = b;
     }
-    int64_t s = (per_block - MARLIN_DENSE_RED_BYTES - 64) / stage;
+    int64_t s = (per_block - red - 64) / stage;
     if (s > MARLIN_DENSE_MAX_STAGES) s = MARLIN_DENSE_MAX_STAGES;
     return (int)s;
 }
 
-marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t group_size,
-                                     int sm_count, int64_t smem_optin,
-                                     marlin_dense_tile *tile, marlin_error *err) {
-    marlin_status st = marlin_dense_check_shape(m, n, k, group_size, err);
-    if (st) return st;
-    if (!tile || sm_count < 1)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: bad arguments");
-    const bool grouped = marlin_pack_scales_grouped(k, group_size);
+/* The original kernel's heuristic (CPASYNC/BULK/MBAR shapes). */
+static marlin_status pick_v1(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
+                             int64_t smem_optin, marlin_dense_tile *tile, marlin_error *err) {
     marlin_dense_tile t;
     t.pipeline = MARLIN_DENSE_PIPE_AUTO;
     /* Rows: one tile covers all of m up to 64 rows (every weight is read
@@ -102,10 +101,10 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t gr
      * latency, unless the layer is so small that the k range would be
      * split into many short pieces (each piece costs a partial tile). */
     t.blocks_per_sm = (t.m_blocks == 1 && units >= (int64_t)8 * sm_count) ? 2 : 1;
-    t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm);
+    t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm, MARLIN_DENSE_RED_BYTES);
     if (t.stages < 3 && t.blocks_per_sm > 1) {
         t.blocks_per_sm = 1;
-        t.stages = stages_that_fit(&t, grouped, smem_optin, 1);
+        t.stages = stages_that_fit(&t, grouped, smem_optin, 1, MARLIN_DENSE_RED_BYTES);
     }
     /* Three stages (two units in flight per block) won almost every case of
      * the H100 tuning sweep; a lone decode block per SM wants one more. */
@@ -118,6 +117,80 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t gr
                            (long long)smem_optin);
     *tile = t;
     return MARLIN_OK;
+}
+
+/* The v2 kernel's heuristic. Candidates from the largest stage down
+ * (256 x 256, 128 x 256, 256 x 128, 128 x 128 columns x k): the first that
+ * divides the shape, leaves at least 2 work units per block (fewer make
+ * every block's range a partial slice, and the +-1 unit balance coarse)
+ * and fits 2 stages. Decode (one m block) runs 2 blocks per SM when 2
+ * stages fit, like the 2:4 kernel. Returns 0 when no v2 tile fits. */
+static int pick_v2(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
+                   int64_t smem_optin, marlin_dense_tile *tile) {
+    /* 64 rows: 128 columns first (its 256-column kernels keep a few
+     * loop values in local memory there: 12 reloads per stage in SASS) */
+    static const int cand_lo[4][2] = {{256, 256}, {128, 256}, {256, 128}, {128, 128}};
+    static const int cand_hi[4][2] = {{128, 256}, {256, 256}, {128, 128}, {256, 128}};
+    const int mb = m <= 64 ? (int)((m + 15) / 16) : 4;
+    const int(*cand)[2] = mb >= 4 ? cand_hi : cand_lo;
+    const int64_t chunks = (m + 16 * mb - 1) / (16 * mb);
+    int found = 0;
+    marlin_dense_tile best;
+    memset(&best, 0, sizeof best);
+    for (int c = 0; c < 4; c++) {
+        marlin_dense_tile t;
+        t.m_blocks = mb < 1 ? 1 : mb;
+        t.n = cand[c][0];
+        t.k = cand[c][1];
+        t.pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
+        if (n % t.n != 0 || k % t.k != 0) continue;
+        t.blocks_per_sm = t.m_blocks == 1 ? 2 : 1;
+        t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm,
+                                   MARLIN_DENSE_V2_RED_BYTES);
+        if (t.stages < 2 && t.blocks_per_sm > 1) {
+            t.blocks_per_sm = 1;
+            t.stages = stages_that_fit(&t, grouped, smem_optin, 1, MARLIN_DENSE_V2_RED_BYTES);
+        }
+        if (t.stages < MARLIN_DENSE_MIN_STAGES) continue;
+        if (t.stages > 3) t.stages = 3;
+        const int64_t units = (n / t.n) * chunks * (k / t.k);
+        const int64_t blocks = (int64_t)sm_count * t.blocks_per_sm;
+        /* the last (smallest) fitting candidate is the fallback */
+        best = t;
+        found = 1;
+        if (units >= 2 * blocks) break;
+    }
+    if (found) *tile = best;
+    return found;
+}
+
+marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32_t group_size,
+                                          int sm_count, int64_t smem_optin, int pipeline,
+                                          marlin_dense_tile *tile, marlin_error *err) {
+    marlin_status st = marlin_dense_check_shape(m, n, k, group_size, err);
+    if (st) return st;
+    if (!tile || sm_count < 1)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: bad arguments");
+    if (pipeline < MARLIN_DENSE_PIPE_AUTO || pipeline > MARLIN_DENSE_PIPE_CPASYNC2)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: pipeline %d outside [0, 4]",
+                           pipeline);
+    const bool grouped = marlin_pack_scales_grouped(k, group_size);
+    if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2 || pipeline == MARLIN_DENSE_PIPE_AUTO) {
+        /* Provisional automatic choice: v2 wherever it has a tile. */
+        if (pick_v2(m, n, k, grouped, sm_count, smem_optin, tile)) return MARLIN_OK;
+        if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2) pipeline = MARLIN_DENSE_PIPE_CPASYNC;
+    }
+    st = pick_v1(m, n, k, grouped, sm_count, smem_optin, tile, err);
+    if (st) return st;
+    tile->pipeline = pipeline;
+    return MARLIN_OK;
+}
+
+marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t group_size,
+                                     int sm_count, int64_t smem_optin,
+                                     marlin_dense_tile *tile, marlin_error *err) {
+    return marlin_dense_pick_tile_pipe(m, n, k, group_size, sm_count, smem_optin,
+                                       MARLIN_DENSE_PIPE_AUTO, tile, err);
 }
 
 /* --------------------------------------------------------------- workspace */

@@ -16,6 +16,12 @@
 #                  for both shared-memory pipelines (bulk, cpasync), a short
 #                  tune of the bulk pipeline, ncu at m=16; no sanitizers, no
 #                  peak and no sustained run.
+#                  v2 = the one call of the v2 main loop (kopt2): smoke, the
+#                  default sweep (automatic choice = v2 where it has tiles,
+#                  every family forced on the tile sweep), models for the
+#                  automatic choice and for the original kernel (cpasync),
+#                  a tune of the v2 shapes, peak for both, memcheck and
+#                  racecheck of the v2 kernels; every step time-limited.
 # Steps are individually time-limited so one call stays well under 10 min.
 set -u
 if [ "${1:-}" = pack ]; then
@@ -44,6 +50,60 @@ log probe
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,ecc.mode.current --format=csv | tee "$R/gpu.txt"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 500 > "$R/clocks.csv" 2>&1 &
 smi=$!
+
+if [ "$mode" = v2 ]; then
+  log "smoke (quick subset)"
+  MARLIN_KERNEL_TEST_QUICK=1 timeout 40 ./test_kernels > "$R/smoke.log" 2>&1
+  rc=$?
+  echo "smoke rc=$rc"
+  if [ $rc -eq 124 ]; then
+    kill $smi 2>/dev/null
+    tail -20 "$R/smoke.log"
+    log "abandoned: smoke run timed out"
+    exit 1
+  fi
+  log "tests (default sweep)"
+  MARLIN_KERNEL_TEST_DUMP=$R timeout 80 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  B="--batch 1,16,32,64,128 --samples 12"
+  log "bench models (auto = v2)"
+  timeout 40 ./marlin-bench --mode models -v $B --csv "$R/models_auto.csv" > "$R/models_auto.txt" 2>&1
+  echo "models auto rc=$?"
+  log "bench models (cpasync = original kernel and heuristic)"
+  timeout 40 ./marlin-bench --mode models -v $B --pipeline cpasync --csv "$R/models_cpasync.csv" \
+    > "$R/models_cpasync.txt" 2>&1
+  echo "models cpasync rc=$?"
+  log "bench tune (v2 shapes)"
+  timeout 60 ./marlin-bench --mode tune --model llama2-7b,llama2-70b --batch 1,16,32,64,128 \
+    --samples 8 --pipeline cpasync2 --csv "$R/tune_v2.csv" > "$R/tune_v2.txt" 2>&1
+  echo "tune rc=$?"
+  for pipe in auto cpasync; do
+    log "bench peak ($pipe)"
+    timeout 20 ./marlin-bench --mode peak --batch 1,16,128 --samples 12 --pipeline $pipe \
+      --csv "$R/peak_$pipe.csv" > "$R/peak_$pipe.txt" 2>&1
+    echo "peak $pipe rc=$?"
+  done
+  log "memcheck (v2)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 35 compute-sanitizer \
+    --tool memcheck --leak-check no ./test_kernels > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  log "racecheck (v2)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 40 compute-sanitizer \
+    --tool racecheck ./test_kernels > "$R/racecheck.log" 2>&1
+  echo "racecheck rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" .
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -30
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Race reported|hazard" "$R/memcheck.log" "$R/racecheck.log" 2>/dev/null | head -8
+  tail -3 "$R/racecheck.log"
+  for f in models_auto models_cpasync; do echo "# $f"; grep -v "^  " "$R/$f.txt" | grep -v '^#'; done
+  grep -E "tune total|loses" "$R/tune_v2.txt" | head -30
+  cat "$R/peak_auto.txt" "$R/peak_cpasync.txt" 2>/dev/null | grep -v '^#'
+  echo "TEST VERDICT: smoke $(grep -cE '^\[  FAILED' "$R/smoke.log") / full $(grep -c '^FAIL' "$R/test.log") failing cases, $(grep -cE '^\[  FAILED' "$R/test.log") failed-suite lines"
+  exit 0
+fi
 
 if [ "$mode" = explore ]; then
   # A hung kernel must not eat the whole call: a short smoke run first.
