@@ -119,29 +119,60 @@ static marlin_status pick_v1(int64_t m, int64_t n, int64_t k, bool grouped, int 
     return MARLIN_OK;
 }
 
-/* The v2 kernel's heuristic. Candidates from the largest stage down
- * (256 x 256, 128 x 256, 256 x 128, 128 x 128 columns x k): the first that
- * divides the shape, leaves at least 2 work units per block (fewer make
- * every block's range a partial slice, and the +-1 unit balance coarse)
- * and fits 2 stages. Decode (one m block) runs 2 blocks per SM when 2
- * stages fit, like the 2:4 kernel. Returns 0 when no v2 tile fits. */
+/* The v2 kernel's heuristic, from the H100 sweep of its shapes (docs/perf.md,
+ * "Dense Marlin kernel", run 6: every v2 shape x 2/3/4/max stages x 1/2
+ * blocks per SM on the Llama-2-7B/70B layers at m = 1, 16, 32, 64, 128).
+ * Candidates in order of preference; the first that divides the shape,
+ * fits its stages and leaves at least 2 work units per block wins (fewer
+ * make every block's range a partial slice); else the last that fits.
+ * - one m block (decode): two blocks per SM, 2 stages, 128 x 256 when A is
+ *   at most 8 rows or n < 8192 (the deep k tile halves the partial sums
+ *   per split slice; within 0-6% of the best on all 8 layers at m = 1),
+ *   256 x 128 for 9-16 rows on wide layers (half the activation bytes per
+ *   weight byte: best or within 1% on the 6 wide layers at m = 16);
+ *   128 x 128 when the layer is too small for either (7B o_proj). The
+ *   256 x 256 stage lost 10-30% at one m block (only 2.6-5 units a block).
+ * - 2-3 m blocks: 256 x 256, 3 stages, one block per SM (m = 32: within
+ *   0.1% of the best per layer).
+ * - 4 m blocks: 256 x 256 with 2 stages when there are at least a quarter
+ *   as many column slices x row chunks as blocks, else 128 x 256 with 3
+ *   (split slices of a 64 x 256 tile move 64 KB of partial sums each:
+ *   Llama-2-7B o/down_proj at m = 64 ran 1.2-1.5x slower at 256 columns).
+ * Returns 0 when no v2 tile fits (n not a multiple of 128, or a GPU with
+ * too little shared memory for 2 stages of any of them). */
+typedef struct v2_cand {
+    int n, k, stages;
+} v2_cand;
+
 static int pick_v2(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
                    int64_t smem_optin, marlin_dense_tile *tile) {
-    /* 64 rows: 128 columns first (its 256-column kernels keep a few
-     * loop values in local memory there: 12 reloads per stage in SASS) */
-    static const int cand_lo[4][2] = {{256, 256}, {128, 256}, {256, 128}, {128, 128}};
-    static const int cand_hi[4][2] = {{128, 256}, {256, 256}, {128, 128}, {256, 128}};
+    static const v2_cand dec_deep[] = {{128, 256, 2}, {256, 128, 2}, {128, 128, 2}};
+    static const v2_cand dec_wide[] = {{256, 128, 2}, {128, 256, 2}, {128, 128, 2}};
+    static const v2_cand mid[] = {{256, 256, 3}, {128, 256, 3}, {256, 128, 3}, {128, 128, 3}};
+    static const v2_cand big_wide[] = {{256, 256, 2}, {128, 256, 3}, {256, 128, 3}, {128, 128, 3}};
+    static const v2_cand big_deep[] = {{128, 256, 3}, {256, 256, 2}, {128, 128, 3}, {256, 128, 3}};
     const int mb = m <= 64 ? (int)((m + 15) / 16) : 4;
-    const int(*cand)[2] = mb >= 4 ? cand_hi : cand_lo;
     const int64_t chunks = (m + 16 * mb - 1) / (16 * mb);
+    const v2_cand *cand;
+    int nc;
+    if (mb == 1) {
+        cand = (m <= 8 || n < 8192) ? dec_deep : dec_wide;
+        nc = 3;
+    } else if (mb < 4) {
+        cand = mid;
+        nc = 4;
+    } else {
+        cand = ((n / 256) * chunks * 4 >= (int64_t)sm_count) ? big_wide : big_deep;
+        nc = 4;
+    }
     int found = 0;
     marlin_dense_tile best;
     memset(&best, 0, sizeof best);
-    for (int c = 0; c < 4; c++) {
+    for (int c = 0; c < nc; c++) {
         marlin_dense_tile t;
         t.m_blocks = mb < 1 ? 1 : mb;
-        t.n = cand[c][0];
-        t.k = cand[c][1];
+        t.n = cand[c].n;
+        t.k = cand[c].k;
         t.pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
         if (n % t.n != 0 || k % t.k != 0) continue;
         t.blocks_per_sm = t.m_blocks == 1 ? 2 : 1;
@@ -152,7 +183,7 @@ static int pick_v2(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
             t.stages = stages_that_fit(&t, grouped, smem_optin, 1, MARLIN_DENSE_V2_RED_BYTES);
         }
         if (t.stages < MARLIN_DENSE_MIN_STAGES) continue;
-        if (t.stages > 3) t.stages = 3;
+        if (t.stages > cand[c].stages) t.stages = cand[c].stages;
         const int64_t units = (n / t.n) * chunks * (k / t.k);
         const int64_t blocks = (int64_t)sm_count * t.blocks_per_sm;
         /* the last (smallest) fitting candidate is the fallback */
@@ -176,7 +207,10 @@ marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32
                            pipeline);
     const bool grouped = marlin_pack_scales_grouped(k, group_size);
     if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2 || pipeline == MARLIN_DENSE_PIPE_AUTO) {
-        /* Provisional automatic choice: v2 wherever it has a tile. */
+        /* Automatic choice: v2 wherever it has a tile (it measured faster
+         * than the original kernel's choice on 38 of the 40 Llama-2-7B/70B
+         * layer x batch pairs of run 6, the other two within 1%;
+         * docs/perf.md), else the original kernel. */
         if (pick_v2(m, n, k, grouped, sm_count, smem_optin, tile)) return MARLIN_OK;
         if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2) pipeline = MARLIN_DENSE_PIPE_CPASYNC;
     }
