@@ -31,7 +31,13 @@
  *   stages refilled by the last warp done with them, B by cp.async or by
  *   cp.async.bulk), selectable per call (marlin_dense_tile.pipeline). They
  *   issue fewer instructions but measured slower on the H100 (docs/perf.md),
- *   so the automatic choice is cp.async everywhere.
+ *   so they are never chosen automatically.
+ * - A second cp.async main loop, dense_v2_kernel (pipeline CPASYNC2, its own
+ *   tile shapes): the 2:4 kernel's structure (comment above that kernel).
+ *   It measured faster than dense_kernel on the H100 at every batch size of
+ *   the four Llama models (docs/perf.md, runs 6-7), so the automatic choice
+ *   runs it wherever it has a tile (n a multiple of 128) and dense_kernel
+ *   elsewhere.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -1459,9 +1465,11 @@ const KernelEntryV2 kKernelsV2[] = {MARLIN_DENSE_V2_TILE_LIST(MK_ENTRY2)};
 #undef MK_ENTRY2
 constexpr int kNumKernelsV2 = sizeof kKernelsV2 / sizeof kKernelsV2[0];
 
-/* The pipeline MARLIN_DENSE_PIPE_AUTO runs on sm_90+. Measured on the H100
- * (docs/perf.md, run 5, one call): cp.async beat both mbarrier pipelines on
- * every Llama-2-7B/70B layer at m = 1..128 with PDL (by 2-20%). */
+/* The pipeline a tile with MARLIN_DENSE_PIPE_AUTO runs on sm_90+ (the
+ * heuristic returns AUTO only for the original kernel's shapes; it names
+ * CPASYNC2 itself). Measured on the H100 (docs/perf.md, run 5, one call):
+ * cp.async beat both mbarrier pipelines on every Llama-2-7B/70B layer at
+ * m = 1..128 with PDL (by 2-20%). */
 constexpr int MK_DENSE_AUTO_PIPE_SM90 = MARLIN_DENSE_PIPE_CPASYNC;
 
 /* Per (device, kernel, scale mode, pipeline): bytes the

@@ -207,10 +207,13 @@ marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32
                            pipeline);
     const bool grouped = marlin_pack_scales_grouped(k, group_size);
     if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2 || pipeline == MARLIN_DENSE_PIPE_AUTO) {
-        /* Automatic choice: v2 wherever it has a tile (it measured faster
-         * than the original kernel's choice on 38 of the 40 Llama-2-7B/70B
-         * layer x batch pairs of run 6, the other two within 1%;
-         * docs/perf.md), else the original kernel. */
+        /* Automatic choice: v2 wherever it has a tile, else the original
+         * kernel. H100, run 7 (docs/perf.md), same call, with PDL: summed
+         * over the four layers, v2 was faster for Llama-2-7B/13B/70B and
+         * Llama-3-8B at m = 1, 8, 16, 32, 48, 64 and 128 (27 of 28 totals;
+         * 70B at m = 16 +0.3%, within the run-to-run spread; without PDL
+         * 25 of 28, the others +0.2-1.8% at m = 48-64), and on 92 of the
+         * 112 layer x m pairs (the rest 0-11% slower, listed there). */
         if (pick_v2(m, n, k, grouped, sm_count, smem_optin, tile)) return MARLIN_OK;
         if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2) pipeline = MARLIN_DENSE_PIPE_CPASYNC;
     }
