@@ -31,7 +31,13 @@
  *   stages refilled by the last warp done with them, B by cp.async or by
  *   cp.async.bulk), selectable per call (marlin_dense_tile.pipeline). They
  *   issue fewer instructions but measured slower on the H100 (docs/perf.md),
- *   so the automatic choice is cp.async everywhere.
+ *   so they are never chosen automatically.
+ * - A second cp.async main loop, dense_v2_kernel (pipeline CPASYNC2, its own
+ *   tile shapes): the 2:4 kernel's structure (comment above that kernel).
+ *   It measured faster than dense_kernel on the H100 at every batch size of
+ *   the four Llama models (docs/perf.md, runs 6-7), so the automatic choice
+ *   runs it wherever it has a tile (n a multiple of 128) and dense_kernel
+ *   elsewhere.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -66,6 +72,7 @@ struct DenseParams {
     int stages;           /* pipeline depth, 2..MARLIN_DENSE_MAX_STAGES */
     int pdl;              /* launched with programmatic dependent launch */
     int evict_first;      /* 1: B is read once (one row chunk): L2 evict_first */
+    int units32;          /* total_units * gridDim.x < 2^32 (v2: 32-bit partition math) */
 };
 
 /* ------------------------------------------------------------ PTX wrappers */
@@ -640,6 +647,480 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     cp_async_wait(0);
 }
 
+/* -------------------------------------------- v2 main loop (CPASYNC2) */
+/*
+ * dense_v2_kernel: the same work units, stage layout, copies and MMAs as
+ * dense_kernel, with the main-loop structure that made the 2:4 kernel fast
+ * (kernels/marlin24.cu; docs/perf.md "2:4 sparse kernel"):
+ * - a warp's whole k range of a stage (KSTEPS k16 steps: 2-8) is unrolled
+ *   and its fragments (B int4, A ldmatrix, grouped scales) are
+ *   double-buffered in registers: step s+1 is read from shared memory while
+ *   step s runs on the tensor cores. dense_kernel walks the steps in pairs
+ *   in a rolled loop, so each pair waits for its own shared-memory loads
+ *   (the "long scoreboard" stall at the top of ncu's list);
+ * - 256-deep stages (k_blocks 16): 32 KB of weights per 256-column stage,
+ *   half the per-stage barrier, wait and copy bookkeeping per byte;
+ * - segment ends: the k-split tree moves all 8 n8 tiles of a 16-row block
+ *   per round (half the barriers), and a split slice is published with one
+ *   fence by one thread after the block barrier (the cooperative-groups
+ *   grid-sync pattern: bar.sync, then thread 0 fences and counts) instead
+ *   of a MEMBAR.SC.GPU in each of the 256 threads ("membar" was 0.41 stall
+ *   cycles per instruction in ncu);
+ * - the reducer of the last block runs out of line above 16 rows, so the
+ *   64-row kernels' main loop keeps its registers (dense_kernel<4,...>
+ *   spills 40-172 bytes at its inline segment end).
+ */
+
+/* The partition rules of marlin_dense_tiles.h in 32-bit unsigned
+ * arithmetic when the host found total_units * blocks < 2^32 (p.units32;
+ * every real layer): the 64-bit divisions are a ~100-instruction call,
+ * three of them at every segment end on the kernel's tail. */
+__device__ __forceinline__ int v2_unit_begin(int b, const DenseParams &p) {
+    if (p.units32)
+        return (int)(((unsigned)b * (unsigned)p.total_units) / gridDim.x);
+    return mk_dense_unit_begin(b, p.total_units, (int)gridDim.x);
+}
+__device__ __forceinline__ int v2_unit_owner(int u, const DenseParams &p) {
+    if (p.units32)
+        return (int)(((unsigned)(u + 1) * gridDim.x - 1u) / (unsigned)p.total_units);
+    return mk_dense_unit_owner(u, p.total_units, (int)gridDim.x);
+}
+
+/* The last block of a split slice adds the fp32 partials of blocks
+ * b_first..b_last in block order (a fixed order: bitwise the same whichever
+ * block arrives last) and writes C. All 256 threads, E float4 each, the
+ * loads of U blocks in flight at once. Partial layout: float4 (i*8 + j) *
+ * (32*WN) + owner thread, as finish_segment_v2 writes it. */
+template <int MB, int NB, bool GROUPED>
+__device__ __forceinline__ void v2_reduce(const float4 *partials, __half *C, const int4 *s,
+                                          int m, int n, int b_first, int b_last,
+                                          bool first_inside, int mc, int ns) {
+    constexpr int WN = NB / 4;
+    constexpr int SLOT_F4 = 64 * MB * NB;
+    constexpr int T = MARLIN_DENSE_THREADS;
+    constexpr int E = SLOT_F4 / T;
+    constexpr int U = (E >= 8) ? 1 : 8 / E;
+    const int tid = threadIdx.x;
+    float4 sum[E];
+#pragma unroll
+    for (int e = 0; e < E; e++) sum[e] = make_float4(0.f, 0.f, 0.f, 0.f);
+    for (int b0 = b_first; b0 <= b_last; b0 += U) {
+        float4 w[U][E];
+#pragma unroll
+        for (int u = 0; u < U; u++) {
+            const int b = b0 + u;
+            if (b <= b_last) {
+                const int slot = (b > b_first || first_inside) ? 0 : 1;
+                const float4 *src = partials + ((int64_t)b * 2 + slot) * SLOT_F4 + tid;
+#pragma unroll
+                for (int e = 0; e < E; e++) w[u][e] = __ldcg(src + e * T);
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < U; u++)
+            if (b0 + u <= b_last) {
+#pragma unroll
+                for (int e = 0; e < E; e++) {
+                    sum[e].x += w[u][e].x;
+                    sum[e].y += w[u][e].y;
+                    sum[e].z += w[u][e].z;
+                    sum[e].w += w[u][e].w;
+                }
+            }
+    }
+#pragma unroll
+    for (int e = 0; e < E; e++) {
+        const int idx = tid + e * T;
+        const int o = idx % (32 * WN), ij = idx / (32 * WN);
+        const int i = ij >> 3, j = ij & 7;
+        const int ol = o & 31, ow = o >> 5;
+        const int row = mc * 16 * MB + 16 * i + (ol >> 2);
+        const int col = ns * 16 * NB + ow * 64 + 8 * j + 2 * (ol & 3);
+        float s0 = 1.0f, s1 = 1.0f;
+        if (!GROUPED) {
+            /* per-channel scales in the 32-column shuffle; col is even, so
+             * col and col+1 are adjacent halves there */
+            const int pos = (int)marlin_pack_dense_scale_col(col, false);
+            const __half2 sc2 =
+                __ldg(reinterpret_cast<const __half2 *>(reinterpret_cast<const __half *>(s) + pos));
+            s0 = __low2float(sc2);
+            s1 = __high2float(sc2);
+        }
+        __half *dst = C + (int64_t)row * n + col;
+        if (row < m)
+            *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(sum[e].x * s0, sum[e].y * s1);
+        if (row + 8 < m)
+            *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)n) =
+                __floats2half2_rn(sum[e].z * s0, sum[e].w * s1);
+    }
+}
+
+/* Out of line for the multi-row kernels: it runs once per split slice, the
+ * accumulators are dead at the call, and its own register budget keeps all
+ * loads in flight without spilling their main loop. */
+template <int MB, int NB, bool GROUPED>
+__device__ __noinline__ void v2_reduce_call(const float4 *partials, __half *C, const int4 *s,
+                                            int m, int n, int b_first, int b_last,
+                                            bool first_inside, int mc, int ns) {
+    v2_reduce<MB, NB, GROUPED>(partials, C, s, m, n, b_first, b_last, first_inside, mc, ns);
+}
+
+/* End of a segment for dense_v2_kernel (see finish_segment for the rules;
+ * the differences are listed above the kernel). */
+template <int MB, int NB, bool GROUPED>
+__device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const Cursor &c,
+                                                  const DenseParams &p, int u_begin, float4 *red,
+                                                  int *s_last) {
+    constexpr int WN = NB / 4;
+    constexpr int WK = 8 / WN;
+    constexpr int SLOT_F4 = 64 * MB * NB;
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int wn = warp % WN;
+    const int wk = warp / WN;
+    const int ns = c.ns, mc = c.mc;
+    const int slice = ns * p.m_chunks + mc;
+    const int slice_u0 = slice * p.k_tiles;
+    const int seg_u0 = max(u_begin, slice_u0);
+
+    /* 1. Sum the WK warps that share columns: tree through shared memory,
+     *    all 8 n8 tiles of one 16-row block per round (16 KB). The last
+     *    round needs no closing barrier: red is next written at the next
+     *    segment end, behind at least one main-loop barrier. */
+#pragma unroll
+    for (int i = 0; i < MB; i++) {
+#pragma unroll
+        for (int off = WK / 2; off >= 1; off /= 2) {
+            if (wk >= off && wk < 2 * off) {
+                float4 *dst = red + ((wk - off) * WN + wn) * 256 + lane;
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    dst[j * 32] = make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
+                                              acc[i][j][3]);
+            }
+            __syncthreads();
+            if (wk < off) {
+                const float4 *src = red + (wk * WN + wn) * 256 + lane;
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const float4 v = src[j * 32];
+                    acc[i][j][0] += v.x;
+                    acc[i][j][1] += v.y;
+                    acc[i][j][2] += v.z;
+                    acc[i][j][3] += v.w;
+                }
+            }
+            if (!(i == MB - 1 && off == 1)) __syncthreads();
+        }
+    }
+
+    const bool owner = (tid < 32 * WN); /* the wk == 0 warps hold the sum */
+    const int b_first = v2_unit_owner(slice_u0, p);
+    const int b_last = v2_unit_owner(slice_u0 + p.k_tiles - 1, p);
+    if (b_first == b_last) {
+        /* 2. The whole k range is ours: straight to C (fragment (i, j) of a
+         *    wk == 0 warp: c0,c1 row lane/4, columns 2(lane%4)+{0,1} of n8
+         *    tile j; c2,c3 8 rows lower; per-channel scales from the
+         *    32-column shuffle, int4 (lane%4) of each 32-column chunk). */
+        if (owner) {
+            float sc[8][2];
+#pragma unroll
+            for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = 1.0f;
+            if (!GROUPED) {
+                const int4 *srow = p.s + (ns * 16 * NB + wn * 64) / 8 + (lane & 3);
+#pragma unroll
+                for (int cc = 0; cc < 2; cc++) {
+                    const int4 v = __ldg(srow + 4 * cc);
+#pragma unroll
+                    for (int t = 0; t < 4; t++) {
+                        sc[4 * cc + t][0] = half_at(v, 2 * t);
+                        sc[4 * cc + t][1] = half_at(v, 2 * t + 1);
+                    }
+                }
+            }
+            const int col0 = ns * 16 * NB + wn * 64 + 2 * (lane & 3);
+            const int rbase = mc * 16 * MB + (lane >> 2);
+#pragma unroll
+            for (int i = 0; i < MB; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    const int row = rbase + 16 * i;
+                    __half *dst = p.C + (int64_t)row * p.n + col0 + 8 * j;
+                    if (row < p.m)
+                        *reinterpret_cast<__half2 *>(dst) =
+                            __floats2half2_rn(acc[i][j][0] * sc[j][0], acc[i][j][1] * sc[j][1]);
+                    if (row + 8 < p.m)
+                        *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
+                            __floats2half2_rn(acc[i][j][2] * sc[j][0], acc[i][j][3] * sc[j][1]);
+                }
+        }
+    } else {
+        /* 3. Partial: publish, count, and the last block of the slice adds
+         *    all parts. Rows >= m are not stored (nothing reads them). */
+        const int my_slot = (seg_u0 == u_begin) ? 0 : 1;
+        if (owner) {
+            float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
+#pragma unroll
+            for (int i = 0; i < MB; i++)
+#pragma unroll
+                for (int j = 0; j < 8; j++)
+                    __stcg(mine + (i * 8 + j) * (32 * WN),
+                           make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]));
+        }
+        /* Every thread's partial stores precede the barrier; thread 0's
+         * fence after it makes them all visible at GPU scope before the
+         * count (cumulativity: the pattern of cooperative_groups' grid
+         * sync), and its second fence orders the other blocks' parts
+         * before this block's reads, which the barrier hands on. */
+        __syncthreads();
+        if (tid == 0) {
+            __threadfence();
+            const int before = atomicAdd(p.counters + slice, 1);
+            const int last = (before == b_last - b_first);
+            if (last) __threadfence();
+            *s_last = last;
+        }
+        __syncthreads();
+        if (*s_last) {
+            /* Blocks after b_first begin inside the slice (slot 0); b_first
+             * does only if it begins exactly at the slice's start. */
+            const bool first_inside = v2_unit_begin(b_first, p) == slice_u0;
+            if (MB == 1)
+                v2_reduce<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, b_first, b_last,
+                                           first_inside, mc, ns);
+            else
+                v2_reduce_call<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, b_first, b_last,
+                                                first_inside, mc, ns);
+            if (tid == 0) p.counters[slice] = 0; /* self-reset for the next launch */
+        }
+    }
+#pragma unroll
+    for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+}
+
+template <int MB,      /* 16-row blocks of A per tile (1..4) */
+          int NB,      /* 16-column blocks of C per tile (8, 16) */
+          int KB,      /* 16-deep k steps per pipeline stage (8, 16) */
+          bool GROUPED /* scales per group (applied to W) or per column */
+          >
+__global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
+    dense_v2_kernel(const DenseParams p) {
+    constexpr int WN = NB / 4;      /* warps along n (64 columns each) */
+    constexpr int WK = 8 / WN;      /* warps along k */
+    constexpr int KSTEPS = KB / WK; /* k16 steps per warp per stage */
+    static_assert(WN * WK == 8 && KB % WK == 0 && KSTEPS >= 1, "tile does not map to 8 warps");
+    constexpr int A_ROW = 2 * KB; /* int4 per A row in a stage */
+    constexpr int A_STAGE = 16 * MB * A_ROW;
+    constexpr int B_ROW = 8 * NB; /* int4 per B row (16 k) in a stage */
+    constexpr int B_STAGE = KB * B_ROW;
+    constexpr int S_ROW = 2 * NB; /* int4 per scale row of the tile */
+    constexpr int S_STAGE = GROUPED ? (KB / 2) * S_ROW : 0;
+    constexpr int STAGE = A_STAGE + B_STAGE + S_STAGE;
+    static_assert(STAGE * 16 == MARLIN_DENSE_STAGE_BYTES(MB, NB, KB, GROUPED),
+                  "stage size disagrees with marlin_dense_tiles.h");
+    constexpr int T = MARLIN_DENSE_THREADS;
+
+    extern __shared__ int4 smem[];
+    float4 *red = reinterpret_cast<float4 *>(smem + p.stages * STAGE);
+    __shared__ int s_last;
+
+    const int tid = threadIdx.x;
+    const int lane = tid & 31;
+    const int warp = tid >> 5;
+    const int wn = warp % WN;
+    const int wk = warp / WN;
+
+    const int u_begin = v2_unit_begin(blockIdx.x, p);
+    const int u_end = v2_unit_begin(blockIdx.x + 1, p);
+    const int n_units = u_end - u_begin;
+    if (n_units <= 0) return; /* the host never launches such a block */
+
+    const uint64_t b_policy = make_policy(p.evict_first != 0);
+    const int a_row_i4 = p.k >> 3; /* int4 per row of A */
+    const int b_row_i4 = p.n >> 1; /* int4 per row of B (2n words) */
+    const int s_row_i4 = p.n >> 3; /* int4 per row of s */
+
+    /* ---- global -> shared: each thread copies the same chunks of every
+     * tile, so their offsets inside a tile are computed once (as in
+     * dense_kernel; see there). */
+    constexpr int A_PER_T = A_STAGE / T;
+    constexpr int B_PER_T = B_STAGE / T;
+    static_assert(A_STAGE % T == 0 && B_STAGE % T == 0, "stage not a multiple of the block");
+    static_assert(T % A_ROW == 0 && T % B_ROW == 0, "chunk rows must advance by whole rows");
+    static_assert((T / A_ROW) % 8 == 0, "swizzle must repeat every chunk row step");
+    const int a_r0 = tid / A_ROW, a_ch = tid % A_ROW;
+    const int a_src0 = a_r0 * a_row_i4 + a_ch;
+    const int a_dst0 = a_r0 * A_ROW + (a_ch ^ (a_r0 & 7));
+    const int b_src0 = (tid / B_ROW) * b_row_i4 + tid % B_ROW;
+    const int n_s_i4 = GROUPED ? p.group_rows * S_ROW : 0;
+    const int s_src = (tid / S_ROW) * s_row_i4 + tid % S_ROW;
+
+    auto load_a = [&](const Cursor &c, int st) {
+        int4 *sA = smem + st * STAGE;
+        const int row0 = c.mc * 16 * MB;
+        /* rows at or past m are never loaded (nor stored) */
+        const int4 *gA = p.A + (int64_t)row0 * a_row_i4 + c.kt * A_ROW + a_src0;
+        /* 32-bit steps from one 64-bit base (< 4 * 16 * 2^21): no 64-bit
+         * offsets stay live across the loop */
+        const int a_step = (T / A_ROW) * a_row_i4;
+#pragma unroll
+        for (int q = 0; q < A_PER_T; q++)
+            if (row0 + a_r0 + q * (T / A_ROW) < p.m)
+                cp_async16(sA + a_dst0 + q * T, gA + q * a_step);
+    };
+    auto load_b = [&](const Cursor &c, int st) {
+        int4 *sB = smem + st * STAGE + A_STAGE;
+        const int4 *gB = p.B + (int64_t)c.kt * KB * b_row_i4 + (int64_t)c.ns * B_ROW + b_src0;
+        const int b_step = (T / B_ROW) * b_row_i4; /* < 4 * 2^23 */
+#pragma unroll
+        for (int q = 0; q < B_PER_T; q++)
+            cp_async16_policy(sB + tid + q * T, gB + q * b_step, b_policy);
+        if (GROUPED && tid < n_s_i4) {
+            const int g0 = (c.kt * 16 * KB) >> (p.group_shift + 4);
+            const int4 *gS = p.s + (int64_t)g0 * s_row_i4 + (int64_t)c.ns * S_ROW;
+            cp_async16_policy(sB + B_STAGE + tid, gS + s_src, b_policy);
+        }
+    };
+
+    float acc[MB][8][4];
+#pragma unroll
+    for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+
+    /* Per-thread shared-memory read offsets: B int4 of k16 step kk is
+     * b_rd + kk * B_ROW; the A row of ldmatrix lane l in 16-row block i is
+     * 16i + l%16, whose swizzle key is l & 7. */
+    const int b_rd = wn * 32 + lane;
+    const int a_rd = (lane & 15) * A_ROW;
+    const int a_half = lane >> 4, a_key = lane & 7;
+    const int s_rd = wn * 8 + (lane >> 2);
+
+    /* ---- one stage: the warp's KSTEPS k16 steps, unrolled, fragments of
+     * step s+1 loaded while step s runs */
+    auto compute_stage = [&](int st) {
+        const int4 *sA = smem + st * STAGE;
+        const int4 *sB = sA + A_STAGE;
+        const int4 *sS = sB + B_STAGE;
+        /* A fragments are double-buffered up to 32 rows; the 48/64-row
+         * kernels (16 A registers per step beside 96-128 accumulators)
+         * read A at the start of its step instead, behind the dequant of
+         * the already loaded B (ptxas spilled in the main loop otherwise). */
+        constexpr bool PREFETCH_A = (MB <= 2);
+        int4 bq[2];
+        int4 sv[2];
+        uint32_t a[PREFETCH_A ? 2 : 1][MB][4];
+        auto fetch_a = [&](int buf, int ks) {
+            const int kk = wk + ks * WK;
+#pragma unroll
+            for (int i = 0; i < MB; i++)
+                ldmatrix_x4(a[buf][i], sA + a_rd + 16 * i * A_ROW + ((2 * kk + a_half) ^ a_key));
+        };
+        auto fetch = [&](int buf, int ks) {
+            const int kk = wk + ks * WK; /* k16 step inside the stage */
+            bq[buf] = sB[kk * B_ROW + b_rd];
+            if (PREFETCH_A) fetch_a(buf, ks);
+            if (GROUPED)
+                sv[buf] = sS[(kk >> p.group_shift) * S_ROW + s_rd];
+            else
+                sv[buf] = make_int4(0, 0, 0, 0);
+        };
+        fetch(0, 0);
+#pragma unroll
+        for (int ks = 0; ks < KSTEPS; ks++) {
+            const int cur = ks & 1;
+            const int acur = PREFETCH_A ? cur : 0;
+            if (!PREFETCH_A) fetch_a(0, ks);
+            if (ks + 1 < KSTEPS) fetch(cur ^ 1, ks + 1);
+            const uint32_t sw[4] = {(uint32_t)sv[cur].x, (uint32_t)sv[cur].y,
+                                    (uint32_t)sv[cur].z, (uint32_t)sv[cur].w};
+            const uint32_t w[4] = {(uint32_t)bq[cur].x, (uint32_t)bq[cur].y,
+                                   (uint32_t)bq[cur].z, (uint32_t)bq[cur].w};
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                uint32_t f0b0, f0b1, f1b0, f1b1;
+                dequant_word(w[j], f0b0, f0b1, f1b0, f1b1);
+                if (GROUPED) {
+                    /* half 2j scales n8 tile 2j, half 2j+1 tile 2j+1 (1.6) */
+                    const __half2 sh = bits_h2(sw[j]);
+                    const uint32_t s0 = h2_bits(__low2half2(sh));
+                    const uint32_t s1 = h2_bits(__high2half2(sh));
+                    f0b0 = hmul2_bits(f0b0, s0);
+                    f0b1 = hmul2_bits(f0b1, s0);
+                    f1b0 = hmul2_bits(f1b0, s1);
+                    f1b1 = hmul2_bits(f1b1, s1);
+                }
+#pragma unroll
+                for (int i = 0; i < MB; i++) {
+                    mma_16816(acc[i][2 * j], a[acur][i], f0b0, f0b1);
+                    mma_16816(acc[i][2 * j + 1], a[acur][i], f1b0, f1b1);
+                }
+            }
+        }
+    };
+
+    /* ---- the pipeline (as dense_kernel): stage (i % stages) holds unit
+     * u_begin + i; with PDL the prologue's weights stream in before
+     * griddepcontrol.wait, A only after it. */
+    Cursor lc, cc;
+    lc.init(u_begin, p);
+    cc = lc;
+    const int pro = min(p.stages - 1, n_units);
+    if (!p.pdl) {
+        for (int s = 0; s < p.stages - 1; s++) {
+            if (s < pro) {
+                load_b(lc, s);
+                load_a(lc, s);
+                lc.advance(p);
+            }
+            cp_async_commit();
+        }
+    } else {
+        for (int s = 0; s < pro; s++) {
+            load_b(lc, s);
+            lc.advance(p);
+        }
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+        Cursor ac = cc;
+        for (int s = 0; s < p.stages - 1; s++) {
+            if (s < pro) {
+                load_a(ac, s);
+                ac.advance(p);
+            }
+            cp_async_commit();
+        }
+    }
+    int st_read = 0, st_write = p.stages - 1;
+#pragma unroll 1
+    for (int i = 0; i < n_units; i++) {
+        cp_async_wait(p.stages - 2);
+        __syncthreads();
+        if (i + p.stages - 1 < n_units) {
+            load_b(lc, st_write);
+            load_a(lc, st_write);
+            lc.advance(p);
+        }
+        cp_async_commit();
+        compute_stage(st_read);
+        st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
+        st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
+        if (i == n_units - 1 || cc.kt == p.k_tiles - 1)
+            finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
+        cc.advance(p);
+    }
+    cp_async_wait(0);
+}
+
 /* ------------------------------------------ mbarrier kernels (sm_90) */
 /*
  * The same tiles, work units, MMAs and segment ends as dense_kernel, with the
@@ -973,9 +1454,22 @@ const KernelEntry kKernels[] = {MARLIN_DENSE_TILE_LIST(MK_ENTRY)};
 #undef MK_ENTRY
 constexpr int kNumKernels = sizeof kKernels / sizeof kKernels[0];
 
-/* The pipeline MARLIN_DENSE_PIPE_AUTO runs on sm_90+. Measured on the H100
- * (docs/perf.md, run 5, one call): cp.async beat both mbarrier pipelines on
- * every Llama-2-7B/70B layer at m = 1..128 with PDL (by 2-20%). */
+/* The v2 kernels (MARLIN_DENSE_PIPE_CPASYNC2), their own shapes. */
+struct KernelEntryV2 {
+    int mb, nb, kb;
+    kernel_fn fn[2]; /* [grouped] */
+};
+#define MK_ENTRY2(mb, nb, kb)                                                                 \
+    {mb, nb, kb, {dense_v2_kernel<mb, nb, kb, false>, dense_v2_kernel<mb, nb, kb, true>}},
+const KernelEntryV2 kKernelsV2[] = {MARLIN_DENSE_V2_TILE_LIST(MK_ENTRY2)};
+#undef MK_ENTRY2
+constexpr int kNumKernelsV2 = sizeof kKernelsV2 / sizeof kKernelsV2[0];
+
+/* The pipeline a tile with MARLIN_DENSE_PIPE_AUTO runs on sm_90+ (the
+ * heuristic returns AUTO only for the original kernel's shapes; it names
+ * CPASYNC2 itself). Measured on the H100 (docs/perf.md, run 5, one call):
+ * cp.async beat both mbarrier pipelines on every Llama-2-7B/70B layer at
+ * m = 1..128 with PDL (by 2-20%). */
 constexpr int MK_DENSE_AUTO_PIPE_SM90 = MARLIN_DENSE_PIPE_CPASYNC;
 
 /* Per (device, kernel, scale mode, pipeline): bytes the
@@ -983,6 +1477,7 @@ constexpr int MK_DENSE_AUTO_PIPE_SM90 = MARLIN_DENSE_PIPE_CPASYNC;
  * several host threads may launch; setting it twice is harmless. */
 constexpr int kMaxDev = 16;
 std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2][3];
+std::atomic<int> g_smem_set_v2[kMaxDev][kNumKernelsV2][2];
 
 } // namespace
 
@@ -1019,39 +1514,60 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                                     &t, err);
         if (st) return st;
     }
-    int ki = -1;
-    for (int i = 0; i < kNumKernels; i++)
-        if (kKernels[i].mb == t.m_blocks && kKernels[i].nb * 16 == t.n && kKernels[i].kb * 16 == t.k)
-            ki = i;
-    if (ki < 0)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: no instantiated kernel for tile m_blocks=%d n=%d k=%d "
-                           "(see marlin_dense_tiles)",
-                           t.m_blocks, t.n, t.k);
-    if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_MBAR)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 3]",
+    if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_CPASYNC2)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 4]",
                            t.pipeline);
     int pipe = t.pipeline;
     if (pipe == MARLIN_DENSE_PIPE_AUTO)
         pipe = d->cc_major >= 9 ? MK_DENSE_AUTO_PIPE_SM90 : MARLIN_DENSE_PIPE_CPASYNC;
-    if (pipe != MARLIN_DENSE_PIPE_CPASYNC && d->cc_major < 9)
+    const bool v2 = (pipe == MARLIN_DENSE_PIPE_CPASYNC2);
+    if (!v2 && pipe != MARLIN_DENSE_PIPE_CPASYNC && d->cc_major < 9)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: pipeline %d needs sm_90+, device %d is sm_%d%d", pipe,
                            dev, d->cc_major, d->cc_minor);
+    /* The kernel of this shape in the pipeline's own table. */
+    int ki = -1, kmb = 0, knb = 0, kkb = 0;
+    if (v2) {
+        for (int i = 0; i < kNumKernelsV2; i++)
+            if (kKernelsV2[i].mb == t.m_blocks && kKernelsV2[i].nb * 16 == t.n &&
+                kKernelsV2[i].kb * 16 == t.k) {
+                ki = i;
+                kmb = kKernelsV2[i].mb;
+                knb = kKernelsV2[i].nb;
+                kkb = kKernelsV2[i].kb;
+            }
+    } else {
+        for (int i = 0; i < kNumKernels; i++)
+            if (kKernels[i].mb == t.m_blocks && kKernels[i].nb * 16 == t.n &&
+                kKernels[i].kb * 16 == t.k) {
+                ki = i;
+                kmb = kKernels[i].mb;
+                knb = kKernels[i].nb;
+                kkb = kKernels[i].kb;
+            }
+    }
+    if (ki < 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: no instantiated kernel for tile m_blocks=%d n=%d k=%d "
+                           "in pipeline %d (see marlin_dense_tiles)",
+                           t.m_blocks, t.n, t.k, pipe);
     if (t.blocks_per_sm < 0 || t.blocks_per_sm > 2)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: blocks_per_sm %d outside [0, 2]", t.blocks_per_sm);
     if (a->n % t.n != 0)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: tile n=%d does not divide n=%lld", t.n, (long long)a->n);
-    const KernelEntry &ke = kKernels[ki];
+    if (a->k % t.k != 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: tile k=%d does not divide k=%lld", t.k, (long long)a->k);
     const bool grouped = marlin_pack_scales_grouped(a->k, a->group_size);
-    const int stage_bytes = pipe != MARLIN_DENSE_PIPE_CPASYNC
-                                ? MARLIN_DENSE_MBAR_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped)
-                                : MARLIN_DENSE_STAGE_BYTES(ke.mb, ke.nb, ke.kb, grouped);
+    const int red_bytes = v2 ? MARLIN_DENSE_V2_RED_BYTES : MARLIN_DENSE_RED_BYTES;
+    const int stage_bytes = (pipe == MARLIN_DENSE_PIPE_BULK || pipe == MARLIN_DENSE_PIPE_MBAR)
+                                ? MARLIN_DENSE_MBAR_STAGE_BYTES(kmb, knb, kkb, grouped)
+                                : MARLIN_DENSE_STAGE_BYTES(kmb, knb, kkb, grouped);
     int stages = t.stages;
     if (stages == 0) {
-        stages = (int)((d->smem_optin - MARLIN_DENSE_RED_BYTES - 1024) / stage_bytes);
+        stages = (int)((d->smem_optin - red_bytes - 1024) / stage_bytes);
         if (stages > MARLIN_DENSE_MAX_STAGES) stages = MARLIN_DENSE_MAX_STAGES;
     }
     if (stages < MARLIN_DENSE_MIN_STAGES || stages > MARLIN_DENSE_MAX_STAGES)
@@ -1060,11 +1576,11 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "[%d, %d] on device %d",
                            stages, stage_bytes, MARLIN_DENSE_MIN_STAGES, MARLIN_DENSE_MAX_STAGES,
                            dev);
-    const int smem = stages * stage_bytes + MARLIN_DENSE_RED_BYTES;
+    const int smem = stages * stage_bytes + red_bytes;
     /* + the kernel's static shared memory (16 bytes for cp.async, mbarriers
      * and counters for the others) */
-    if (smem + (pipe == MARLIN_DENSE_PIPE_CPASYNC ? 64 : MARLIN_DENSE_STATIC_SMEM) >
-        d->smem_optin)
+    const bool plain = (pipe == MARLIN_DENSE_PIPE_CPASYNC || v2);
+    if (smem + (plain ? 64 : MARLIN_DENSE_STATIC_SMEM) > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d stages need %d bytes of shared memory, device %d "
                            "allows %lld",
@@ -1073,14 +1589,14 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     if (bps <= 0) bps = 2;
     /* Kernels with more than one m block are compiled for one resident
      * block per SM (__launch_bounds__: up to 255 registers a thread). */
-    if (ke.mb > 1) bps = 1;
+    if (kmb > 1) bps = 1;
     /* Never ask for more co-resident blocks than shared memory admits (1 KB
      * per block is reserved by the system on sm_80+). */
     while (bps > 1 && (int64_t)bps * (smem + 1024) > d->smem_per_sm) bps--;
 
-    const int m_chunks = (int)((a->m + 16 * ke.mb - 1) / (16 * ke.mb));
-    const int n_slices = (int)(a->n / (16 * ke.nb));
-    const int k_tiles = (int)(a->k / (16 * ke.kb));
+    const int m_chunks = (int)((a->m + 16 * kmb - 1) / (16 * kmb));
+    const int n_slices = (int)(a->n / (16 * knb));
+    const int k_tiles = (int)(a->k / (16 * kkb));
     const int64_t total64 = (int64_t)n_slices * m_chunks * k_tiles;
     if (total64 > INT32_MAX)
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld work units)",
@@ -1096,7 +1612,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
      * counters of any later call with a larger m <= max_m, so the counters
      * stay zero between calls (the zeroing rule). */
     const size_t counters_bytes = (size_t)n_slices * m_chunks * 4;
-    const size_t partial_bytes = (size_t)blocks * 2 * 64 * ke.mb * ke.nb * 16;
+    const size_t partial_bytes = (size_t)blocks * 2 * 64 * kmb * knb * 16;
     if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: workspace of %zu bytes, this call needs %zu (use "
@@ -1120,16 +1636,18 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.group_size = grouped ? a->group_size : (int)a->k;
     p.group_shift = 0;
     while ((16 << p.group_shift) < p.group_size) p.group_shift++;
-    p.group_rows = grouped ? ((16 * ke.kb) / a->group_size > 1 ? (16 * ke.kb) / a->group_size : 1)
+    p.group_rows = grouped ? ((16 * kkb) / a->group_size > 1 ? (16 * kkb) / a->group_size : 1)
                            : 0;
     p.stages = stages;
     p.evict_first = (m_chunks == 1);
     p.pdl = (a->pdl && d->cc_major >= 9) ? 1 : 0;
+    p.units32 = ((int64_t)total * blocks < ((int64_t)1 << 32)) ? 1 : 0;
 
-    kernel_fn fn = ke.fn[pipe - 1][grouped ? 1 : 0];
+    kernel_fn fn = v2 ? kKernelsV2[ki].fn[grouped ? 1 : 0] : kKernels[ki].fn[pipe - 1][grouped ? 1 : 0];
     const int threads = MARLIN_DENSE_THREADS;
-    std::atomic<int> *set =
-        (dev < kMaxDev) ? &g_smem_set[dev][ki][grouped ? 1 : 0][pipe - 1] : NULL;
+    std::atomic<int> *set = (dev >= kMaxDev) ? NULL
+                            : v2 ? &g_smem_set_v2[dev][ki][grouped ? 1 : 0]
+                                 : &g_smem_set[dev][ki][grouped ? 1 : 0][pipe - 1];
     if (!set || set->load(std::memory_order_relaxed) < smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem));

@@ -45,8 +45,11 @@ marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
 /* ------------------------------------------------------------------- tiles */
 
 #define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, 0},
-static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)};
+#define MK_TILE2(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, MARLIN_DENSE_PIPE_CPASYNC2},
+static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)
+                                                MARLIN_DENSE_V2_TILE_LIST(MK_TILE2)};
 #undef MK_TILE
+#undef MK_TILE2
 #define N_TILES ((int)(sizeof k_tiles / sizeof k_tiles[0]))
 
 int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
@@ -56,10 +59,11 @@ int marlin_dense_tiles(marlin_dense_tile *out, int cap) {
 
 /* Largest pipeline depth whose shared memory fits `bps` blocks on one SM.
  * Per-SM shared memory is the per-block opt-in limit + 1 KB on sm_80..90,
- * and the system reserves 1 KB per resident block. */
+ * and the system reserves 1 KB per resident block. `red` is the kernel's
+ * k-split reduction buffer. */
 static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t smem_optin,
-                           int bps) {
-    /* Sized for the cp.async pipeline (what the automatic choice runs); a
+                           int bps, int64_t red) {
+    /* Sized for the cp.async pipelines (what the heuristics pick); a
      * forced mbarrier pipeline checks its slightly larger stages itself. */
     const int64_t stage = MARLIN_DENSE_STAGE_BYTES(t->m_blocks, t->n / 16, t->k / 16,
                                                    grouped ? 1 : 0);
@@ -68,19 +72,14 @@ static int stages_that_fit(const marlin_dense_tile *t, bool grouped, int64_t sme
         int64_t b = (smem_optin + 1024) / bps - 1024;
         if (b < per_block) per_block = b;
     }
-    int64_t s = (per_block - MARLIN_DENSE_RED_BYTES - 64) / stage;
+    int64_t s = (per_block - red - 64) / stage;
     if (s > MARLIN_DENSE_MAX_STAGES) s = MARLIN_DENSE_MAX_STAGES;
     return (int)s;
 }
 
-marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t group_size,
-                                     int sm_count, int64_t smem_optin,
-                                     marlin_dense_tile *tile, marlin_error *err) {
-    marlin_status st = marlin_dense_check_shape(m, n, k, group_size, err);
-    if (st) return st;
-    if (!tile || sm_count < 1)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: bad arguments");
-    const bool grouped = marlin_pack_scales_grouped(k, group_size);
+/* The original kernel's heuristic (CPASYNC/BULK/MBAR shapes). */
+static marlin_status pick_v1(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
+                             int64_t smem_optin, marlin_dense_tile *tile, marlin_error *err) {
     marlin_dense_tile t;
     t.pipeline = MARLIN_DENSE_PIPE_AUTO;
     /* Rows: one tile covers all of m up to 64 rows (every weight is read
@@ -102,10 +101,10 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t gr
      * latency, unless the layer is so small that the k range would be
      * split into many short pieces (each piece costs a partial tile). */
     t.blocks_per_sm = (t.m_blocks == 1 && units >= (int64_t)8 * sm_count) ? 2 : 1;
-    t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm);
+    t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm, MARLIN_DENSE_RED_BYTES);
     if (t.stages < 3 && t.blocks_per_sm > 1) {
         t.blocks_per_sm = 1;
-        t.stages = stages_that_fit(&t, grouped, smem_optin, 1);
+        t.stages = stages_that_fit(&t, grouped, smem_optin, 1, MARLIN_DENSE_RED_BYTES);
     }
     /* Three stages (two units in flight per block) won almost every case of
      * the H100 tuning sweep; a lone decode block per SM wants one more. */
@@ -118,6 +117,117 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t gr
                            (long long)smem_optin);
     *tile = t;
     return MARLIN_OK;
+}
+
+/* The v2 kernel's heuristic, from the H100 sweep of its shapes (docs/perf.md,
+ * "Dense Marlin kernel", run 6: every v2 shape x 2/3/4/max stages x 1/2
+ * blocks per SM on the Llama-2-7B/70B layers at m = 1, 16, 32, 64, 128).
+ * Candidates in order of preference; the first that divides the shape,
+ * fits its stages and leaves at least 2 work units per block wins (fewer
+ * make every block's range a partial slice); else the last that fits.
+ * - one m block (decode): two blocks per SM, 2 stages, 128 x 256 when A is
+ *   at most 8 rows or n < 8192 (the deep k tile halves the partial sums
+ *   per split slice; within 0-6% of the best on all 8 layers at m = 1),
+ *   256 x 128 for 9-16 rows on wide layers (half the activation bytes per
+ *   weight byte: best or within 1% on the 6 wide layers at m = 16);
+ *   128 x 128 when the layer is too small for either (7B o_proj). The
+ *   256 x 256 stage lost 10-30% at one m block (only 2.6-5 units a block).
+ * - 2-3 m blocks: 256 x 256, 3 stages, one block per SM (m = 32: within
+ *   0.1% of the best per layer).
+ * - 4 m blocks: 256 x 256 with 2 stages when there are at least a quarter
+ *   as many column slices x row chunks as blocks, else 128 x 256 with 3
+ *   (split slices of a 64 x 256 tile move 64 KB of partial sums each:
+ *   Llama-2-7B o/down_proj at m = 64 ran 1.2-1.5x slower at 256 columns).
+ * Returns 0 when no v2 tile fits (n not a multiple of 128, or a GPU with
+ * too little shared memory for 2 stages of any of them). */
+typedef struct v2_cand {
+    int n, k, stages;
+} v2_cand;
+
+static int pick_v2(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
+                   int64_t smem_optin, marlin_dense_tile *tile) {
+    static const v2_cand dec_deep[] = {{128, 256, 2}, {256, 128, 2}, {128, 128, 2}};
+    static const v2_cand dec_wide[] = {{256, 128, 2}, {128, 256, 2}, {128, 128, 2}};
+    static const v2_cand mid[] = {{256, 256, 3}, {128, 256, 3}, {256, 128, 3}, {128, 128, 3}};
+    static const v2_cand big_wide[] = {{256, 256, 2}, {128, 256, 3}, {256, 128, 3}, {128, 128, 3}};
+    static const v2_cand big_deep[] = {{128, 256, 3}, {256, 256, 2}, {128, 128, 3}, {256, 128, 3}};
+    const int mb = m <= 64 ? (int)((m + 15) / 16) : 4;
+    const int64_t chunks = (m + 16 * mb - 1) / (16 * mb);
+    const v2_cand *cand;
+    int nc;
+    if (mb == 1) {
+        cand = (m <= 8 || n < 8192) ? dec_deep : dec_wide;
+        nc = 3;
+    } else if (mb < 4) {
+        cand = mid;
+        nc = 4;
+    } else {
+        cand = ((n / 256) * chunks * 4 >= (int64_t)sm_count) ? big_wide : big_deep;
+        nc = 4;
+    }
+    int found = 0;
+    marlin_dense_tile best;
+    memset(&best, 0, sizeof best);
+    for (int c = 0; c < nc; c++) {
+        marlin_dense_tile t;
+        t.m_blocks = mb < 1 ? 1 : mb;
+        t.n = cand[c].n;
+        t.k = cand[c].k;
+        t.pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
+        if (n % t.n != 0 || k % t.k != 0) continue;
+        t.blocks_per_sm = t.m_blocks == 1 ? 2 : 1;
+        t.stages = stages_that_fit(&t, grouped, smem_optin, t.blocks_per_sm,
+                                   MARLIN_DENSE_V2_RED_BYTES);
+        if (t.stages < 2 && t.blocks_per_sm > 1) {
+            t.blocks_per_sm = 1;
+            t.stages = stages_that_fit(&t, grouped, smem_optin, 1, MARLIN_DENSE_V2_RED_BYTES);
+        }
+        if (t.stages < MARLIN_DENSE_MIN_STAGES) continue;
+        if (t.stages > cand[c].stages) t.stages = cand[c].stages;
+        const int64_t units = (n / t.n) * chunks * (k / t.k);
+        const int64_t blocks = (int64_t)sm_count * t.blocks_per_sm;
+        /* the last (smallest) fitting candidate is the fallback */
+        best = t;
+        found = 1;
+        if (units >= 2 * blocks) break;
+    }
+    if (found) *tile = best;
+    return found;
+}
+
+marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32_t group_size,
+                                          int sm_count, int64_t smem_optin, int pipeline,
+                                          marlin_dense_tile *tile, marlin_error *err) {
+    marlin_status st = marlin_dense_check_shape(m, n, k, group_size, err);
+    if (st) return st;
+    if (!tile || sm_count < 1)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: bad arguments");
+    if (pipeline < MARLIN_DENSE_PIPE_AUTO || pipeline > MARLIN_DENSE_PIPE_CPASYNC2)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: pipeline %d outside [0, 4]",
+                           pipeline);
+    const bool grouped = marlin_pack_scales_grouped(k, group_size);
+    if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2 || pipeline == MARLIN_DENSE_PIPE_AUTO) {
+        /* Automatic choice: v2 wherever it has a tile, else the original
+         * kernel. H100, run 7 (docs/perf.md), same call, with PDL: summed
+         * over the four layers, v2 was faster for Llama-2-7B/13B/70B and
+         * Llama-3-8B at m = 1, 8, 16, 32, 48, 64 and 128 (27 of 28 totals;
+         * 70B at m = 16 +0.3%, within the run-to-run spread; without PDL
+         * 25 of 28, the others +0.2-1.8% at m = 48-64), and on 92 of the
+         * 112 layer x m pairs (the rest 0-11% slower, listed there). */
+        if (pick_v2(m, n, k, grouped, sm_count, smem_optin, tile)) return MARLIN_OK;
+        if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2) pipeline = MARLIN_DENSE_PIPE_CPASYNC;
+    }
+    st = pick_v1(m, n, k, grouped, sm_count, smem_optin, tile, err);
+    if (st) return st;
+    tile->pipeline = pipeline;
+    return MARLIN_OK;
+}
+
+marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k, int32_t group_size,
+                                     int sm_count, int64_t smem_optin,
+                                     marlin_dense_tile *tile, marlin_error *err) {
+    return marlin_dense_pick_tile_pipe(m, n, k, group_size, sm_count, smem_optin,
+                                       MARLIN_DENSE_PIPE_AUTO, tile, err);
 }
 
 /* --------------------------------------------------------------- workspace */

@@ -20,6 +20,18 @@
     X(3, 4, 8)  X(3, 8, 8)  X(3, 16, 8)                                      \
     X(4, 4, 8)  X(4, 8, 8)  X(4, 16, 8)
 
+/* The v2 main loop (MARLIN_DENSE_PIPE_CPASYNC2, dense_v2_kernel): the same
+ * 8 warps and operand layout, but the whole k range a warp owns in a stage
+ * is unrolled with its fragments double-buffered in registers, and stages
+ * may be 256 deep (k_blocks 16: 32 KB of weights per 256-column stage, as
+ * the 2:4 kernel's 24-48 KB stages). Its own list: these kernels exist for
+ * that pipeline only. */
+#define MARLIN_DENSE_V2_TILE_LIST(X)                                         \
+    X(1, 8, 8)  X(1, 16, 8)  X(1, 8, 16)  X(1, 16, 16)                       \
+    X(2, 8, 8)  X(2, 16, 8)  X(2, 8, 16)  X(2, 16, 16)                       \
+    X(3, 8, 8)  X(3, 16, 8)  X(3, 8, 16)  X(3, 16, 16)                       \
+    X(4, 8, 8)  X(4, 16, 8)  X(4, 8, 16)  X(4, 16, 16)
+
 /* Launch geometry shared by host and device code. */
 #define MARLIN_DENSE_THREADS 256
 #define MARLIN_DENSE_MAX_STAGES 8
@@ -27,6 +39,9 @@
 /* Shared memory of the cross-warp reduction: 4 warps x 32 lanes x 4 float4
  * (half of one 16-row block of a warp's 16x64 accumulators at a time). */
 #define MARLIN_DENSE_RED_BYTES (4 * 32 * 4 * 16)
+/* v2: all 8 n8 tiles of a 16-row block per tree round (half the barriers
+ * at a segment end): 4 warps x 32 lanes x 8 float4. */
+#define MARLIN_DENSE_V2_RED_BYTES (4 * 32 * 8 * 16)
 /* Upper bound of a kernel's static shared memory (mbarriers, a flag). */
 #define MARLIN_DENSE_STATIC_SMEM 256
 

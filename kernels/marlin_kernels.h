@@ -129,15 +129,22 @@ marlin_status marlin_gpu_fill(void *dst_dev, marlin_fill_kind kind,
 
 /* How a dense kernel moves weights and activations into shared memory. */
 typedef enum marlin_dense_pipeline {
-    MARLIN_DENSE_PIPE_AUTO = 0,    /* the best measured one: CPASYNC (on the
-                                      H100 too, docs/perf.md) */
+    MARLIN_DENSE_PIPE_AUTO = 0,    /* the best measured one per shape
+                                      (docs/perf.md) */
     MARLIN_DENSE_PIPE_CPASYNC = 1, /* every thread issues 16-byte cp.async,
                                       a block barrier per stage (sm_80+) */
     MARLIN_DENSE_PIPE_BULK = 2,    /* mbarrier stages refilled by the last
                                       warp done with them; B by
                                       cp.async.bulk (sm_90+) */
-    MARLIN_DENSE_PIPE_MBAR = 3     /* the same, all copies by cp.async
+    MARLIN_DENSE_PIPE_MBAR = 3,    /* the same, all copies by cp.async
                                       (sm_90+) */
+    MARLIN_DENSE_PIPE_CPASYNC2 = 4 /* cp.async with the v2 main loop (the
+                                      2:4 kernel's structure: a warp's whole
+                                      k range per stage unrolled, fragments
+                                      double-buffered in registers, stages
+                                      up to 256 deep, one-thread
+                                      release/acquire fix-up; sm_80+). Its
+                                      own tile shapes (marlin_dense_tiles) */
 } marlin_dense_pipeline;
 /* Forcing an sm_90+ pipeline on an older GPU is MARLIN_ERR_INVALID_ARG. */
 
@@ -146,24 +153,39 @@ typedef enum marlin_dense_pipeline {
 typedef struct marlin_dense_tile {
     int m_blocks;      /* rows per tile / 16: 1..4 (m > 64 runs 64-row chunks) */
     int n;             /* columns per tile: 64, 128 or 256 */
-    int k;             /* reduction depth per pipeline stage: 64 or 128 */
+    int k;             /* reduction depth per pipeline stage: 128 (or 256
+                          for CPASYNC2 tiles; must divide the problem k) */
     int stages;        /* pipeline depth: 2..8 (0: largest that fits) */
     int blocks_per_sm; /* resident blocks per SM wanted: 1 or 2 (0: auto) */
     int pipeline;      /* marlin_dense_pipeline (0: automatic) */
 } marlin_dense_tile;
 
-/* Instantiated tile shapes (stages, blocks_per_sm and pipeline free): writes
- * up to `cap` entries (those three 0) and returns the total count. Every
- * shape exists for every pipeline. */
+/* Instantiated tile shapes: writes up to `cap` entries (stages and
+ * blocks_per_sm 0) and returns the total count. Entries with pipeline 0
+ * exist for the CPASYNC, BULK and MBAR pipelines; entries with pipeline
+ * CPASYNC2 exist for that pipeline only (and must be forced with it). */
 int marlin_dense_tiles(marlin_dense_tile *out, int cap);
 
 /* The tile the automatic heuristic picks for this problem on a GPU with
- * `sm_count` SMs and `smem_optin` bytes of shared memory per block. */
+ * `sm_count` SMs and `smem_optin` bytes of shared memory per block. The
+ * returned tile's pipeline is AUTO or the one that heuristic chose (a
+ * CPASYNC2 shape always comes with pipeline CPASYNC2). */
 marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k,
                                      int32_t group_size, int sm_count,
                                      int64_t smem_optin,
                                      marlin_dense_tile *tile,
                                      marlin_error *err);
+
+/* The best tile of one pipeline family by its own heuristic (benchmarks
+ * compare families with it): CPASYNC, BULK or MBAR give the original
+ * kernel's heuristic with that pipeline set, CPASYNC2 the v2 kernel's
+ * (falling back to CPASYNC for shapes it has no tile for: n not a multiple
+ * of 128), AUTO the same as marlin_dense_pick_tile. */
+marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k,
+                                          int32_t group_size, int sm_count,
+                                          int64_t smem_optin, int pipeline,
+                                          marlin_dense_tile *tile,
+                                          marlin_error *err);
 
 /* Checks a problem against the contract above (pure function).
  * @return MARLIN_OK or MARLIN_ERR_SHAPE naming the broken rule. */

@@ -16,6 +16,16 @@
 #                  for both shared-memory pipelines (bulk, cpasync), a short
 #                  tune of the bulk pipeline, ncu at m=16; no sanitizers, no
 #                  peak and no sustained run.
+#                  v2 = the one call of the v2 main loop (kopt2): smoke, the
+#                  default sweep (automatic choice = v2 where it has tiles,
+#                  every family forced on the tile sweep), models for the
+#                  automatic choice and for the original kernel (cpasync),
+#                  a tune of the v2 shapes, peak for both, memcheck and
+#                  racecheck of the v2 kernels; every step time-limited.
+#                  v2confirm = the confirmation of the final heuristic:
+#                  smoke, default sweep, models (auto and cpasync) at
+#                  m = 1..128 incl. 8 and 48, peak for both, ncu of the v2
+#                  kernel on Llama-2-7B qkv at m = 16.
 # Steps are individually time-limited so one call stays well under 10 min.
 set -u
 if [ "${1:-}" = pack ]; then
@@ -44,6 +54,101 @@ log probe
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,ecc.mode.current --format=csv | tee "$R/gpu.txt"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 500 > "$R/clocks.csv" 2>&1 &
 smi=$!
+
+if [ "$mode" = v2confirm ]; then
+  log "smoke (quick subset)"
+  MARLIN_KERNEL_TEST_QUICK=1 timeout 30 ./test_kernels > "$R/smoke.log" 2>&1
+  rc=$?
+  echo "smoke rc=$rc"
+  if [ $rc -eq 124 ]; then kill $smi 2>/dev/null; log "abandoned: smoke timed out"; exit 1; fi
+  log "tests (default sweep)"
+  MARLIN_KERNEL_TEST_DUMP=$R timeout 60 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  B="--batch 1,8,16,32,48,64,128 --samples 15"
+  for pipe in auto cpasync; do
+    log "bench models ($pipe)"
+    timeout 30 ./marlin-bench --mode models -v $B --pipeline $pipe --csv "$R/models_$pipe.csv" \
+      > "$R/models_$pipe.txt" 2>&1
+    echo "models $pipe rc=$?"
+  done
+  for pipe in auto cpasync; do
+    log "bench peak ($pipe)"
+    timeout 20 ./marlin-bench --mode peak --batch 1,16,128 --samples 12 --pipeline $pipe \
+      --csv "$R/peak_$pipe.csv" > "$R/peak_$pipe.txt" 2>&1
+    echo "peak $pipe rc=$?"
+  done
+  log "ncu (v2, Llama-2-7B qkv m=16)"
+  timeout 30 ncu --kernel-name regex:dense_v2_kernel --launch-skip 40 --launch-count 1 \
+    --section SpeedOfLight --section Occupancy --section WarpStateStats --section LaunchStats \
+    --section InstructionStats --section SchedulerStats \
+    ./marlin-bench --mode models --model llama2-7b --batch 16 --samples 3 --no-pdl \
+    > "$R/ncu_m16.txt" 2>&1
+  echo "ncu rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" .
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -20
+  for pipe in auto cpasync; do echo "# $pipe"; grep -v "^  " "$R/models_$pipe.txt" | grep -v '^#'; done
+  cat "$R/peak_auto.txt" "$R/peak_cpasync.txt" 2>/dev/null | grep -v '^#'
+  grep -hE "dense_v2|Duration|DRAM Throughput|SM Active Cycles|Issued Warp|Executed Instructions  |No Eligible|Registers Per|Achieved Occupancy" "$R/ncu_m16.txt" | head -14
+  echo "TEST VERDICT: smoke $(grep -cE '^\[  FAILED' "$R/smoke.log") / full $(grep -c '^FAIL' "$R/test.log") failing cases, $(grep -cE '^\[  FAILED' "$R/test.log") failed-suite lines"
+  exit 0
+fi
+
+if [ "$mode" = v2 ]; then
+  log "smoke (quick subset)"
+  MARLIN_KERNEL_TEST_QUICK=1 timeout 40 ./test_kernels > "$R/smoke.log" 2>&1
+  rc=$?
+  echo "smoke rc=$rc"
+  if [ $rc -eq 124 ]; then
+    kill $smi 2>/dev/null
+    tail -20 "$R/smoke.log"
+    log "abandoned: smoke run timed out"
+    exit 1
+  fi
+  log "tests (default sweep)"
+  MARLIN_KERNEL_TEST_DUMP=$R timeout 80 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  B="--batch 1,16,32,64,128 --samples 12"
+  log "bench models (auto = v2)"
+  timeout 40 ./marlin-bench --mode models -v $B --csv "$R/models_auto.csv" > "$R/models_auto.txt" 2>&1
+  echo "models auto rc=$?"
+  log "bench models (cpasync = original kernel and heuristic)"
+  timeout 40 ./marlin-bench --mode models -v $B --pipeline cpasync --csv "$R/models_cpasync.csv" \
+    > "$R/models_cpasync.txt" 2>&1
+  echo "models cpasync rc=$?"
+  log "bench tune (v2 shapes)"
+  timeout 60 ./marlin-bench --mode tune --model llama2-7b,llama2-70b --batch 1,16,32,64,128 \
+    --samples 8 --pipeline cpasync2 --csv "$R/tune_v2.csv" > "$R/tune_v2.txt" 2>&1
+  echo "tune rc=$?"
+  for pipe in auto cpasync; do
+    log "bench peak ($pipe)"
+    timeout 20 ./marlin-bench --mode peak --batch 1,16,128 --samples 12 --pipeline $pipe \
+      --csv "$R/peak_$pipe.csv" > "$R/peak_$pipe.txt" 2>&1
+    echo "peak $pipe rc=$?"
+  done
+  log "memcheck (v2)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 35 compute-sanitizer \
+    --tool memcheck --leak-check no ./test_kernels > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  log "racecheck (v2)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 40 compute-sanitizer \
+    --tool racecheck ./test_kernels > "$R/racecheck.log" 2>&1
+  echo "racecheck rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" .
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED)|seed=)" "$R/test.log" | head -30
+  grep -E "ERROR SUMMARY|RACECHECK SUMMARY|Race reported|hazard" "$R/memcheck.log" "$R/racecheck.log" 2>/dev/null | head -8
+  tail -3 "$R/racecheck.log"
+  for f in models_auto models_cpasync; do echo "# $f"; grep -v "^  " "$R/$f.txt" | grep -v '^#'; done
+  grep -E "tune total|loses" "$R/tune_v2.txt" | head -30
+  cat "$R/peak_auto.txt" "$R/peak_cpasync.txt" 2>/dev/null | grep -v '^#'
+  echo "TEST VERDICT: smoke $(grep -cE '^\[  FAILED' "$R/smoke.log") / full $(grep -c '^FAIL' "$R/test.log") failing cases, $(grep -cE '^\[  FAILED' "$R/test.log") failed-suite lines"
+  exit 0
+fi
 
 if [ "$mode" = explore ]; then
   # A hung kernel must not eat the whole call: a short smoke run first.

@@ -11,6 +11,8 @@
  *                              128, 256, 1000, 4096} on small shapes, real
  *                              layer shapes of Llama-2/3 7B..70B, all groups
  *   MARLIN_KERNEL_TEST_QUICK=1 a small subset (for compute-sanitizer)
+ *   MARLIN_KERNEL_TEST_PIPE=cpasync|bulk|mbar|cpasync2  one pipeline only;
+ *                              the sweeps then use its family's heuristic
  *   MARLIN_KERNEL_TEST_VERBOSE=1  one line of error statistics per case
  *   MARLIN_KERNEL_TEST_DUMP=DIR   raw inputs and output of the first few
  *                              failing cases (for offline analysis)
@@ -269,17 +271,73 @@ static void test_kernels_pick_tile(void **state) {
                     assert_int_equal(
                         marlin_dense_pick_tile(m, ns[ni], 4096, g, 132, smem[si], &t, &err),
                         MARLIN_OK);
+                    /* the shape exists in the family of the pipeline it
+                     * comes with (CPASYNC2 shapes only with CPASYNC2) */
+                    const int fam = t.pipeline == MARLIN_DENSE_PIPE_CPASYNC2
+                                        ? MARLIN_DENSE_PIPE_CPASYNC2
+                                        : 0;
                     int found = 0;
                     for (int i = 0; i < nt; i++)
                         found |= tiles[i].m_blocks == t.m_blocks && tiles[i].n == t.n &&
-                                 tiles[i].k == t.k;
+                                 tiles[i].k == t.k && tiles[i].pipeline == fam;
                     assert_true(found);
                     assert_int_equal(ns[ni] % t.n, 0);
+                    assert_int_equal(4096 % t.k, 0);
                     assert_true(t.stages >= 2 && t.stages <= 8);
                     assert_true(t.blocks_per_sm == 1 || t.blocks_per_sm == 2);
                     assert_true(m > 64 ? t.m_blocks == 4 : t.m_blocks * 16 >= m);
                 }
             }
+}
+
+/* marlin_dense_pick_tile_pipe: each family's heuristic returns one of its
+ * own shapes, dividing n and k and fitting the shared memory; CPASYNC2
+ * falls back to CPASYNC where it has no tile (n not a multiple of 128). */
+static void test_kernels_pick_tile_pipe(void **state) {
+    (void)state;
+    marlin_dense_tile tiles[64];
+    const int nt = marlin_dense_tiles(tiles, 64);
+    const int64_t smem[] = {99 * 1024, 163 * 1024, 227 * 1024};
+    const int64_t shapes[][2] = {{4096, 12288}, {4096, 4096}, {11008, 4096}, {4096, 22016},
+                                 {8192, 57344}, {28672, 8192}, {640, 192}, {1024, 768},
+                                 {16384, 64},   {384, 256}};
+    const int pipes[] = {MARLIN_DENSE_PIPE_CPASYNC, MARLIN_DENSE_PIPE_BULK,
+                         MARLIN_DENSE_PIPE_MBAR, MARLIN_DENSE_PIPE_CPASYNC2};
+    for (int si = 0; si < 3; si++)
+        for (int hi = 0; hi < 10; hi++)
+            for (int pi = 0; pi < 4; pi++)
+                for (int64_t m = 1; m <= 300; m += (m < 70 ? 3 : 50)) {
+                    const int64_t k = shapes[hi][0], n = shapes[hi][1];
+                    marlin_error err = {0};
+                    marlin_dense_tile t;
+                    assert_int_equal(marlin_dense_pick_tile_pipe(m, n, k, 128, 132, smem[si],
+                                                                 pipes[pi], &t, &err),
+                                     MARLIN_OK);
+                    const int want = (pipes[pi] == MARLIN_DENSE_PIPE_CPASYNC2 && n % 128 != 0)
+                                         ? MARLIN_DENSE_PIPE_CPASYNC
+                                         : pipes[pi];
+                    assert_int_equal(t.pipeline, want);
+                    const int fam = want == MARLIN_DENSE_PIPE_CPASYNC2 ? want : 0;
+                    int found = 0;
+                    for (int i = 0; i < nt; i++)
+                        found |= tiles[i].m_blocks == t.m_blocks && tiles[i].n == t.n &&
+                                 tiles[i].k == t.k && tiles[i].pipeline == fam;
+                    assert_true(found);
+                    assert_int_equal(n % t.n, 0);
+                    assert_int_equal(k % t.k, 0);
+                    assert_true(t.stages >= 2 && t.stages <= 8);
+                    assert_true(t.blocks_per_sm == 1 || t.blocks_per_sm == 2);
+                    /* shared memory of the chosen depth and occupancy fits */
+                    const int64_t stage = MARLIN_DENSE_STAGE_BYTES(t.m_blocks, t.n / 16,
+                                                                   t.k / 16, 1);
+                    const int64_t red = fam ? MARLIN_DENSE_V2_RED_BYTES : MARLIN_DENSE_RED_BYTES;
+                    assert_true(t.blocks_per_sm * (t.stages * stage + red + 1024) <=
+                                smem[si] + 1024);
+                }
+    marlin_error err = {0};
+    marlin_dense_tile t;
+    assert_int_equal(marlin_dense_pick_tile_pipe(1, 4096, 4096, 128, 132, 227 * 1024, 5, &t, &err),
+                     MARLIN_ERR_INVALID_ARG);
 }
 
 /* pack/ -> marlin_dense_dequant_ref gives back (q-8)*s exactly. */
@@ -487,14 +545,36 @@ static int gpu_teardown(void **state) {
         }                                                                          \
     } while (0)
 
-/* The shared-memory pipelines this GPU runs: cp.async everywhere, the
- * mbarrier ones on sm_90+. Returns the count. */
-static int gpu_pipelines(int out[3]) {
+/* MARLIN_KERNEL_TEST_PIPE=cpasync|bulk|mbar|cpasync2 restricts the GPU
+ * cases to one pipeline (the automatic sweeps then use that family's
+ * heuristic): a short run for compute-sanitizer, or a family's own sweep.
+ * Returns 0 (all) or the pipeline. */
+static int test_pipe(void) {
+    const char *v = getenv("MARLIN_KERNEL_TEST_PIPE");
+    if (!v || !*v) return 0;
+    if (!strcmp(v, "cpasync")) return MARLIN_DENSE_PIPE_CPASYNC;
+    if (!strcmp(v, "bulk")) return MARLIN_DENSE_PIPE_BULK;
+    if (!strcmp(v, "mbar")) return MARLIN_DENSE_PIPE_MBAR;
+    if (!strcmp(v, "cpasync2")) return MARLIN_DENSE_PIPE_CPASYNC2;
+    return 0;
+}
+
+/* The shared-memory pipelines this GPU runs: cp.async (both main loops)
+ * everywhere, the mbarrier ones on sm_90+. Returns the count. */
+static int gpu_pipelines(int out[4]) {
     int n = 0;
+    const int only = test_pipe();
     out[n++] = MARLIN_DENSE_PIPE_CPASYNC;
+    out[n++] = MARLIN_DENSE_PIPE_CPASYNC2;
     if (g_gpu.info.cc_major >= 9) {
         out[n++] = MARLIN_DENSE_PIPE_BULK;
         out[n++] = MARLIN_DENSE_PIPE_MBAR;
+    }
+    if (only) {
+        int k = 0;
+        for (int i = 0; i < n; i++)
+            if (out[i] == only) out[k++] = out[i];
+        n = k;
     }
     return n;
 }
@@ -659,9 +739,22 @@ static void sweep(const int64_t (*shapes)[2], int nshapes, const int32_t *groups
             dev_layer_make(&D, &L, max_m);
             double worst = 0, worst_mean = 0;
             int good = 0;
+            const int only = test_pipe();
             for (int mi = 0; mi < nms; mi++) {
                 check_stats cs;
-                good += run_case(&L, &D, ms[mi], NULL, g_gpu.stream,
+                marlin_dense_tile ft;
+                const marlin_dense_tile *tp = NULL;
+                if (only) { /* the family's own heuristic instead of the automatic one */
+                    marlin_error e2 = {0};
+                    MT_ASSERT(seed,
+                              marlin_dense_pick_tile_pipe(ms[mi], n, k, groups[gi],
+                                                          g_gpu.info.sm_count,
+                                                          g_gpu.info.smem_optin_bytes, only, &ft,
+                                                          &e2) == MARLIN_OK,
+                              "%s", e2.msg);
+                    tp = &ft;
+                }
+                good += run_case(&L, &D, ms[mi], tp, g_gpu.stream,
                                  case_seed(seed, ms[mi], 1, 2, 3), &cs);
                 if (cs.max_ratio > worst) worst = cs.max_ratio;
                 if (cs.mean_rel > worst_mean) worst_mean = cs.mean_rel;
@@ -738,7 +831,7 @@ static void test_kernels_gpu_all_tiles(void **state) {
     NEED_GPU();
     marlin_dense_tile tiles[64];
     int nt = marlin_dense_tiles(tiles, 64);
-    int pipes[3];
+    int pipes[4];
     const int npipes = gpu_pipelines(pipes);
     const uint64_t base = marlin_test_seed(0x74696c6573ull);
     const int32_t groups[] = {64, -1};
@@ -758,6 +851,11 @@ static void test_kernels_gpu_all_tiles(void **state) {
                 for (int sti = 0; sti < 3; sti++)
                     for (int bps = 1; bps <= 2; bps++) {
                         if (quick && (sti != 2 || bps != 1)) continue;
+                        /* a CPASYNC2 shape runs with that pipeline only, the
+                         * others with the three original pipelines */
+                        if ((tiles[ti].pipeline == MARLIN_DENSE_PIPE_CPASYNC2) !=
+                            (pipes[pi] == MARLIN_DENSE_PIPE_CPASYNC2))
+                            continue;
                         marlin_dense_tile t = tiles[ti];
                         t.stages = stages[sti];
                         t.blocks_per_sm = bps;
@@ -771,7 +869,7 @@ static void test_kernels_gpu_all_tiles(void **state) {
                             ran++;
                         }
                     }
-        print_message("g %d: %d of %d forced-tile runs ok over %d tiles x %d pipelines\n",
+        print_message("g %d: %d of %d forced-tile runs ok over %d tiles, %d pipelines\n",
                       groups[gi], ran - failed_here, ran, nt, npipes);
         failed += failed_here;
         dev_layer_free(&D);
@@ -844,7 +942,7 @@ static void test_kernels_gpu_errors(void **state) {
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     t = (marlin_dense_tile){1, 128, 128, 4, 3, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 1, 4}; /* no such pipeline */
+    t = (marlin_dense_tile){1, 128, 128, 4, 1, 5}; /* no such pipeline */
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "pipeline"));
     if (g_gpu.info.cc_major < 9) { /* the mbarrier pipelines need sm_90 */
@@ -854,6 +952,16 @@ static void test_kernels_gpu_errors(void **state) {
         t.pipeline = MARLIN_DENSE_PIPE_MBAR;
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     }
+    /* a CPASYNC2 shape with another pipeline, a v1 shape... */
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC};
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "no instantiated kernel"));
+    /* ... and a stage deeper than k: k = 512 is fine for 256, not for a
+     * k that 256 does not divide */
+    b.k = 640;
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2};
+    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "does not divide"));
     b = a;
     b.n = 192; /* valid shape, but a forced 256-wide tile does not divide it */
     t = (marlin_dense_tile){1, 256, 64, 4, 1, 0};
@@ -918,17 +1026,18 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     a2.m = m2;
     a2.C = C2dev;
     /* Each pipeline the GPU runs, with the automatic tile otherwise. */
-    int pipes[3];
+    int pipes[4];
     const int npipes = gpu_pipelines(pipes);
     for (int pi = 0; pi < npipes; pi++) {
         marlin_dense_tile t1, t2;
         MT_ASSERT(seed,
-                  !marlin_dense_pick_tile(m, n, k, 128, g_gpu.info.sm_count,
-                                          g_gpu.info.smem_optin_bytes, &t1, &err) &&
-                      !marlin_dense_pick_tile(m2, n, k, 128, g_gpu.info.sm_count,
-                                              g_gpu.info.smem_optin_bytes, &t2, &err),
+                  !marlin_dense_pick_tile_pipe(m, n, k, 128, g_gpu.info.sm_count,
+                                               g_gpu.info.smem_optin_bytes, pipes[pi], &t1,
+                                               &err) &&
+                      !marlin_dense_pick_tile_pipe(m2, n, k, 128, g_gpu.info.sm_count,
+                                                   g_gpu.info.smem_optin_bytes, pipes[pi], &t2,
+                                                   &err),
                   "%s", err.msg);
-        t1.pipeline = t2.pipeline = pipes[pi];
         a.tile = &t1;
         a2.tile = &t2;
         a.pdl = a2.pdl = 0;
@@ -984,6 +1093,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_check_shape),
         cmocka_unit_test(test_kernels_workspace_bytes),
         cmocka_unit_test(test_kernels_pick_tile),
+        cmocka_unit_test(test_kernels_pick_tile_pipe),
         cmocka_unit_test(test_kernels_dequant_ref_exact),
         cmocka_unit_test(test_kernels_gemm_ref),
         cmocka_unit_test(test_kernels_partition_rules),

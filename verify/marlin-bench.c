@@ -110,8 +110,9 @@ static void usage(FILE *f) {
             "  --device N        CUDA device (default 0)\n"
             "  --no-pdl          never use programmatic dependent launch (sm_90+: by\n"
             "                    default models mode times both, other modes use it)\n"
-            "  --pipeline P      auto (default), cpasync, bulk or mbar: the dense\n"
-            "                    kernel's shared-memory pipeline (bulk, mbar: sm_90+)\n"
+            "  --pipeline P      auto (default), cpasync, bulk, mbar or cpasync2: the\n"
+            "                    dense kernel family (bulk, mbar: sm_90+; cpasync2: the\n"
+            "                    v2 main loop), each with its own tile heuristic\n"
             "  -v, --verbose     per-layer lines\n"
             "  -h, --help        this help;  -V, --version  the version\n"
             "\n"
@@ -244,8 +245,11 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
                 o->pipeline = MARLIN_DENSE_PIPE_BULK;
             else if (!strcmp(v, "mbar"))
                 o->pipeline = MARLIN_DENSE_PIPE_MBAR;
+            else if (!strcmp(v, "cpasync2"))
+                o->pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
             else {
-                *exit_code = usage_error("unknown pipeline '%s' (auto, cpasync, bulk, mbar)", v);
+                *exit_code = usage_error(
+                    "unknown pipeline '%s' (auto, cpasync, bulk, mbar, cpasync2)", v);
                 return 1;
             }
             i++;
@@ -424,9 +428,11 @@ static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
     if (!g_sparse && g_pipeline != MARLIN_DENSE_PIPE_AUTO) {
         if (tile) {
             forced = *tile;
-        } else {
-            marlin_status s0 = marlin_dense_pick_tile(m, L->n, L->k, L->group, c->info.sm_count,
-                                                      c->info.smem_optin_bytes, &forced, err);
+        } else { /* the forced family's own heuristic */
+            marlin_status s0 = marlin_dense_pick_tile_pipe(m, L->n, L->k, L->group,
+                                                           c->info.sm_count,
+                                                           c->info.smem_optin_bytes, g_pipeline,
+                                                           &forced, err);
             if (s0) return s0;
         }
         if (forced.pipeline == MARLIN_DENSE_PIPE_AUTO) forced.pipeline = g_pipeline;
@@ -486,10 +492,11 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
     const int pipe = t->pipeline ? t->pipeline : g_pipeline;
     snprintf(buf, cap, "%dx%dx%d/s%d/b%d/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
              t->blocks_per_sm,
-             pipe == MARLIN_DENSE_PIPE_BULK      ? "bulk"
-             : pipe == MARLIN_DENSE_PIPE_MBAR    ? "mbar"
-             : pipe == MARLIN_DENSE_PIPE_CPASYNC ? "cpasync"
-                                                 : "auto");
+             pipe == MARLIN_DENSE_PIPE_BULK       ? "bulk"
+             : pipe == MARLIN_DENSE_PIPE_MBAR     ? "mbar"
+             : pipe == MARLIN_DENSE_PIPE_CPASYNC  ? "cpasync"
+             : pipe == MARLIN_DENSE_PIPE_CPASYNC2 ? "cpasync2"
+                                                  : "auto");
 }
 
 /* Result of one model at one batch size. */
@@ -513,8 +520,9 @@ static marlin_status run_model(bench_ctx *c, const options *o, const model_def *
             char ts[64];
             memset(&t, 0, sizeof t);
             if (!g_sparse)
-                st = marlin_dense_pick_tile(batch[b], ls->n, ls->k, o->group, c->info.sm_count,
-                                            c->info.smem_optin_bytes, &t, err);
+                st = marlin_dense_pick_tile_pipe(batch[b], ls->n, ls->k, o->group,
+                                                 c->info.sm_count, c->info.smem_optin_bytes,
+                                                 g_pipeline, &t, err);
             if (!st) st = time_dense(c, &L, batch[b], NULL, 0, samples, &kus, err);
             if (!st && c->pdl_ok) st = time_dense(c, &L, batch[b], NULL, 1, samples, &kpdl, err);
             if (!st) st = time_cublas(c, &L, batch[b], samples, &cus, err);
@@ -644,8 +652,8 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
         char ts[64];
         memset(&t, 0, sizeof t);
         if (!g_sparse)
-            st = marlin_dense_pick_tile(o->batch[b], n, k, o->group, c->info.sm_count,
-                                        c->info.smem_optin_bytes, &t, err);
+            st = marlin_dense_pick_tile_pipe(o->batch[b], n, k, o->group, c->info.sm_count,
+                                             c->info.smem_optin_bytes, g_pipeline, &t, err);
         if (!st)
             st = time_dense(c, &L, o->batch[b], NULL, c->pdl_ok, o->samples / 3 + 3, &kus[b], err);
         if (!st) st = time_cublas(c, &L, o->batch[b], o->samples / 3 + 3, &cus[b], err);
@@ -759,15 +767,21 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
     return st;
 }
 
-/* Every instantiated tile x {3, 4, 6, max} stages x {1, 2} blocks/SM per model
+/* Every instantiated tile of the forced family (--pipeline cpasync2: the v2
+ * shapes x {2, 3, 4, max} stages; otherwise the original shapes x {3, 4, 6,
+ * max}) x {1, 2} blocks/SM per model
  * layer and batch; prints the winner and the automatic choice. */
 static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err) {
     marlin_dense_tile tiles[64];
     const int nt = marlin_dense_tiles(tiles, 64);
     const int stages[] = {3, 4, 6, 0};
+    /* v2 stages are up to 2x larger: 2 stages is what fits two 256 x 256
+     * decode blocks per SM */
+    const int stages_v2[] = {2, 3, 4, 0};
+    const int v2 = (g_pipeline == MARLIN_DENSE_PIPE_CPASYNC2);
     marlin_status st = MARLIN_OK;
     double auto_sum[32] = {0}, best_sum[32] = {0};
-    printf("# tune: group %d\n", o->group);
+    printf("# tune: group %d, %s tiles\n", o->group, v2 ? "cpasync2" : "original");
     for (int mi = 0; mi < o->n_models && !st; mi++) {
         const model_def *md = &k_models[o->models[mi]];
         for (int li = 0; li < 4 && !st; li++) {
@@ -780,8 +794,8 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                 double auto_us = 0, best = 1e30;
                 char best_s[64] = "", auto_s[64];
                 marlin_dense_tile at;
-                st = marlin_dense_pick_tile(m, ls->n, ls->k, o->group, c->info.sm_count,
-                                            c->info.smem_optin_bytes, &at, err);
+                st = marlin_dense_pick_tile_pipe(m, ls->n, ls->k, o->group, c->info.sm_count,
+                                                 c->info.smem_optin_bytes, g_pipeline, &at, err);
                 if (!st)
                     st = time_dense(c, &L, m, NULL, c->pdl_ok, o->samples / 2 + 3, &auto_us, err);
                 if (st) break;
@@ -789,11 +803,15 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                 csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "auto",
                         c->pdl_ok, auto_us, 0, min_bytes(m, ls->k, ls->n, o->group));
                 for (int ti = 0; ti < nt && !st; ti++) {
-                    if (tiles[ti].m_blocks != mb || ls->n % tiles[ti].n) continue;
+                    if (tiles[ti].m_blocks != mb || ls->n % tiles[ti].n || ls->k % tiles[ti].k)
+                        continue;
+                    /* the forced family's shapes: CPASYNC2 ones for cpasync2,
+                     * the original ones otherwise */
+                    if ((tiles[ti].pipeline == MARLIN_DENSE_PIPE_CPASYNC2) != v2) continue;
                     for (int si = 0; si < 4 && !st; si++)
                         for (int bps = 1; bps <= (mb == 1 ? 2 : 1) && !st; bps++) {
                             marlin_dense_tile t = tiles[ti];
-                            t.stages = stages[si];
+                            t.stages = v2 ? stages_v2[si] : stages[si];
                             t.blocks_per_sm = bps;
                             double us = 0;
                             char ts[64];
