@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include "marlin_cuda_internal.h"
+#include "marlin_ptx.cuh"
 
 namespace {
 
@@ -75,82 +76,6 @@ constexpr int kMaxChunks = 16; /* 64-row chunks per launch (<= 1024 rows) */
 
 /* ------------------------------------------------------------------ PTX */
 
-/* 16-byte async global->shared copy through L2 only (.cg). */
-__device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
-    uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(s),
-                 "l"(gmem)
-                 : "memory");
-}
-
-/* Same with an L2 cache policy (evict_first for the read-once weights). */
-__device__ __forceinline__ void cp_async16_policy(void *smem, const void *gmem,
-                                                  uint64_t policy) {
-    uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(smem));
-    asm volatile(
-        "cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(
-            s),
-        "l"(gmem), "l"(policy)
-        : "memory");
-}
-
-__device__ __forceinline__ uint64_t make_policy(bool evict_first) {
-    uint64_t p;
-    if (evict_first)
-        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n"
-                     : "=l"(p));
-    else
-        asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n"
-                     : "=l"(p));
-    return p;
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-/* wait_group needs an immediate; the pipeline depth is a run-time value
- * (it depends on the device's shared memory), hence the (uniform) switch. */
-__device__ __forceinline__ void cp_async_wait_pending(int n) {
-    switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
-    }
-}
-
-/* Four 8x8 b16 matrices from shared memory: lane 8i + r gives the address of
- * row r of matrix i; register i of lane L receives row L/4, elements
- * 2(L%4), 2(L%4)+1 of matrix i - the mma B fragment of 8 batch rows. */
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
-    uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(p));
-    asm volatile(
-        "ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-        : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-        : "r"(s)
-        : "memory");
-}
-
-/* (a & b) | c in one LOP3 (the compiler does not always find it). */
-__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b,
-                                                uint32_t c) {
-    uint32_t d;
-    asm("lop3.b32 %0, %1, %2, %3, %4;\n"
-        : "=r"(d)
-        : "r"(a), "r"(b), "r"(c), "n"((0xf0 & 0xcc) | 0xaa));
-    return d;
-}
-
-__device__ __forceinline__ uint32_t h2_bits(__half2 h) {
-    return *reinterpret_cast<uint32_t *>(&h);
-}
-__device__ __forceinline__ __half2 bits_h2(uint32_t u) {
-    return *reinterpret_cast<__half2 *>(&u);
-}
 
 /* Nibbles 0 and 4 of q -> half2 (v0 - 8, v4 - 8); nibbles 1 and 5 -> half2
  * (v1 - 8, v5 - 8). OR-ing a nibble into the mantissa of 1024.0 (0x6400)
@@ -772,7 +697,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
     int seg_left = min(n_units, p.ktiles - (u_begin % p.ktiles));
 #pragma unroll 1
     for (int i = 0; i < n_units; ++i) {
-        cp_async_wait_pending(p.stages - 2);
+        cp_async_wait(p.stages - 2);
         /* unit i has landed for every thread, and every thread is done
          * with the stage computed in iteration i-1, refilled now */
         __syncthreads();
@@ -791,7 +716,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
             seg_left = min(n_units - 1 - i, p.ktiles);
         }
     }
-    cp_async_wait_pending(0);
+    cp_async_wait(0);
 }
 
 /* ------------------------------------------------------------ host side */

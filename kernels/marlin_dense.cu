@@ -49,6 +49,7 @@
 
 #include "marlin_cuda_internal.h"
 #include "marlin_dense_tiles.h"
+#include "marlin_ptx.cuh"
 #include "marlin_kernels.h"
 #include "marlin_pack.h"
 
@@ -77,59 +78,6 @@ struct DenseParams {
 
 /* ------------------------------------------------------------ PTX wrappers */
 
-/* 16-byte async global->shared copy through L2 only (.cg: the data is used
- * once per block, L1 would only be polluted). */
-__device__ __forceinline__ void cp_async16(void *dst, const void *src) {
-    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
-}
-
-/* Same, with an L2 cache policy (evict_first for the read-once weights). */
-__device__ __forceinline__ void cp_async16_policy(void *dst, const void *src, uint64_t pol) {
-    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(d),
-                 "l"(src), "l"(pol)
-                 : "memory");
-}
-
-__device__ __forceinline__ uint64_t make_policy(bool evict_first) {
-    uint64_t p;
-    if (evict_first)
-        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
-    else
-        asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(p));
-    return p;
-}
-
-__device__ __forceinline__ void cp_async_commit() {
-    asm volatile("cp.async.commit_group;\n" ::: "memory");
-}
-
-/* Wait until at most n groups are pending; wait_group takes an immediate,
- * the pipeline depth is a runtime value, hence the switch (uniform branch). */
-__device__ __forceinline__ void cp_async_wait(int n) {
-    switch (n) {
-    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
-    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
-    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
-    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
-    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
-    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
-    default: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
-    }
-}
-
-/* Four 8x8 b16 matrices from shared memory: with lane l addressing row
- * (l%16) and 8-column half (l/16) of a 16x16 A tile, registers 0..3 are the
- * mma.m16n8k16 A fragment a0..a3 (PTX ISA, "Matrix Fragments for
- * mma.m16n8k16": https://docs.nvidia.com/cuda/parallel-thread-execution/). */
-__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a)
-                 : "memory");
-}
 
 /* D = A(16x16 fp16, row) * B(16x8 fp16, col) + D, fp32 accumulators. */
 __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4], uint32_t b0,
@@ -141,15 +89,6 @@ __device__ __forceinline__ void mma_16816(float (&d)[4], const uint32_t (&a)[4],
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* (a & b) | c in one LOP3 (LUT 0xEA = (0xF0 & 0xCC) | 0xAA). */
-__device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
-    uint32_t r;
-    asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
-    return r;
-}
-
-__device__ __forceinline__ uint32_t h2_bits(__half2 h) { return *reinterpret_cast<uint32_t *>(&h); }
-__device__ __forceinline__ __half2 bits_h2(uint32_t u) { return *reinterpret_cast<__half2 *>(&u); }
 
 /* Decodes one 32-bit word of B into the B fragments of two n8 tiles
  * (marlin-format.md 1.4/1.5). Nibbles 0,4 hold rows r0, r0+1 and nibbles

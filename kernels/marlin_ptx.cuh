@@ -1,0 +1,86 @@
+/*
+ * marlin_ptx.cuh - PRIVATE to kernels/: the PTX wrappers both Marlin kernels
+ * (marlin_dense.cu, marlin24.cu) use. One definition each; every wrapper
+ * says why it exists. Fragment layouts: PTX ISA, "Matrix Fragments for
+ * mma.m16n8k16" (https://docs.nvidia.com/cuda/parallel-thread-execution/).
+ * Needs sm_80+ (cp.async, ldmatrix); compiled into each including file.
+ */
+#ifndef MARLIN_PTX_CUH
+#define MARLIN_PTX_CUH
+
+#include <cuda_fp16.h>
+#include <stdint.h>
+
+/* 16-byte async global->shared copy through L2 only (.cg: the data is used
+ * once per block, L1 would only be polluted). */
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
+}
+
+/* Same, with an L2 cache policy (evict_first for the read-once weights, so
+ * they do not push the activations out of L2). */
+static __device__ __forceinline__ void cp_async16_policy(void *dst, const void *src,
+                                                         uint64_t pol) {
+    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(d),
+                 "l"(src), "l"(pol)
+                 : "memory");
+}
+
+/* An L2 policy for cp_async16_policy. */
+static __device__ __forceinline__ uint64_t make_policy(bool evict_first) {
+    uint64_t p;
+    if (evict_first)
+        asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;\n" : "=l"(p));
+    else
+        asm volatile("createpolicy.fractional.L2::evict_normal.b64 %0, 1.0;\n" : "=l"(p));
+    return p;
+}
+
+static __device__ __forceinline__ void cp_async_commit() {
+    asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+
+/* Wait until at most n groups are pending; wait_group takes an immediate,
+ * the pipeline depth is a run-time value (it depends on the device's shared
+ * memory), hence the switch (a uniform branch). */
+static __device__ __forceinline__ void cp_async_wait(int n) {
+    switch (n) {
+    case 0: asm volatile("cp.async.wait_group 0;\n" ::: "memory"); break;
+    case 1: asm volatile("cp.async.wait_group 1;\n" ::: "memory"); break;
+    case 2: asm volatile("cp.async.wait_group 2;\n" ::: "memory"); break;
+    case 3: asm volatile("cp.async.wait_group 3;\n" ::: "memory"); break;
+    case 4: asm volatile("cp.async.wait_group 4;\n" ::: "memory"); break;
+    case 5: asm volatile("cp.async.wait_group 5;\n" ::: "memory"); break;
+    default: asm volatile("cp.async.wait_group 6;\n" ::: "memory"); break;
+    }
+}
+
+/* Four 8x8 b16 matrices from shared memory in one instruction: lane 8i + r
+ * gives the address of row r of matrix i; register i of lane L receives row
+ * L/4, elements 2(L%4), 2(L%4)+1 of matrix i (an mma A or B fragment). */
+static __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
+    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+}
+
+/* (a & b) | c in one LOP3 (LUT 0xEA = (0xF0 & 0xCC) | 0xAA); the compiler
+ * does not always find it. */
+static __device__ __forceinline__ uint32_t lop3_and_or(uint32_t a, uint32_t b, uint32_t c) {
+    uint32_t r;
+    asm("lop3.b32 %0, %1, %2, %3, 0xEA;\n" : "=r"(r) : "r"(a), "r"(b), "r"(c));
+    return r;
+}
+
+static __device__ __forceinline__ uint32_t h2_bits(__half2 h) {
+    return *reinterpret_cast<uint32_t *>(&h);
+}
+static __device__ __forceinline__ __half2 bits_h2(uint32_t u) {
+    return *reinterpret_cast<__half2 *>(&u);
+}
+
+#endif
