@@ -74,7 +74,24 @@ struct DenseParams {
     int pdl;              /* launched with programmatic dependent launch */
     int evict_first;      /* 1: B is read once (one row chunk): L2 evict_first */
     int units32;          /* total_units * gridDim.x < 2^32 (v2: 32-bit partition math) */
+    unsigned long long *trace; /* v2 only, diagnostics: per-block timeline or NULL */
 };
+
+/* Diagnostics (marlin_dense_args.trace): thread 0 of each block writes
+ * MARLIN_DENSE_TRACE_SLOTS 64-bit values: SM id, then %globaltimer (ns) at
+ * entry, after the PDL wait, when the first stage is ready, before the last
+ * segment end, and at exit, then the block's unit count. One uniform branch
+ * on a kernel parameter when off. */
+__device__ __forceinline__ unsigned long long gtimer() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+__device__ __forceinline__ unsigned smid_reg() {
+    unsigned r;
+    asm volatile("mov.u32 %0, %%smid;" : "=r"(r));
+    return r;
+}
 
 /* ------------------------------------------------------------ PTX wrappers */
 
@@ -625,6 +642,13 @@ __device__ __forceinline__ int v2_unit_owner(int u, const DenseParams &p) {
     return mk_dense_unit_owner(u, p.total_units, (int)gridDim.x);
 }
 
+/* float4 loads in flight per thread in v2_reduce: one L2 round trip for
+ * the 4-8 parts a decode slice typically has (it runs on the kernel's
+ * critical path, the last block's tail). */
+#ifndef MK_V2_REDUCE_INFLIGHT
+#define MK_V2_REDUCE_INFLIGHT 16
+#endif
+
 /* The last block of a split slice adds the fp32 partials of blocks
  * b_first..b_last in block order (a fixed order: bitwise the same whichever
  * block arrives last) and writes C. All 256 threads, E float4 each, the
@@ -638,7 +662,7 @@ __device__ __forceinline__ void v2_reduce(const float4 *partials, __half *C, con
     constexpr int SLOT_F4 = 64 * MB * NB;
     constexpr int T = MARLIN_DENSE_THREADS;
     constexpr int E = SLOT_F4 / T;
-    constexpr int U = (E >= 8) ? 1 : 8 / E;
+    constexpr int U = (E >= MK_V2_REDUCE_INFLIGHT) ? 1 : MK_V2_REDUCE_INFLIGHT / E;
     const int tid = threadIdx.x;
     float4 sum[E];
 #pragma unroll
@@ -694,22 +718,11 @@ __device__ __forceinline__ void v2_reduce(const float4 *partials, __half *C, con
     }
 }
 
-/* Out of line for the multi-row kernels: it runs once per split slice, the
- * accumulators are dead at the call, and its own register budget keeps all
- * loads in flight without spilling their main loop. */
-template <int MB, int NB, bool GROUPED>
-__device__ __noinline__ void v2_reduce_call(const float4 *partials, __half *C, const int4 *s,
-                                            int m, int n, int b_first, int b_last,
-                                            bool first_inside, int mc, int ns) {
-    v2_reduce<MB, NB, GROUPED>(partials, C, s, m, n, b_first, b_last, first_inside, mc, ns);
-}
-
 /* End of a segment for dense_v2_kernel (see finish_segment for the rules;
  * the differences are listed above the kernel). */
 template <int MB, int NB, bool GROUPED>
-__device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const Cursor &c,
-                                                  const DenseParams &p, int u_begin, float4 *red,
-                                                  int *s_last) {
+__device__ __forceinline__ int finish_segment_v2(float (&acc)[MB][8][4], const Cursor &c,
+                                                  const DenseParams &p, int u_begin, float4 *red) {
     constexpr int WN = NB / 4;
     constexpr int WK = 8 / WN;
     constexpr int SLOT_F4 = 64 * MB * NB;
@@ -794,45 +807,18 @@ __device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const 
                             __floats2half2_rn(acc[i][j][2] * sc[j][0], acc[i][j][3] * sc[j][1]);
                 }
         }
-    } else {
-        /* 3. Partial: publish, count, and the last block of the slice adds
-         *    all parts. Rows >= m are not stored (nothing reads them). */
+    } else if (owner) {
+        /* 3. Partial: this block's fp32 part of the slice to its slot
+         *    (rows >= m are not stored: nothing reads them). Published
+         *    and counted once, at the block's end (v2_publish). */
         const int my_slot = (seg_u0 == u_begin) ? 0 : 1;
-        if (owner) {
-            float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
+        float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
 #pragma unroll
-            for (int i = 0; i < MB; i++)
+        for (int i = 0; i < MB; i++)
 #pragma unroll
-                for (int j = 0; j < 8; j++)
-                    __stcg(mine + (i * 8 + j) * (32 * WN),
-                           make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]));
-        }
-        /* Every thread's partial stores precede the barrier; thread 0's
-         * fence after it makes them all visible at GPU scope before the
-         * count (cumulativity: the pattern of cooperative_groups' grid
-         * sync), and its second fence orders the other blocks' parts
-         * before this block's reads, which the barrier hands on. */
-        __syncthreads();
-        if (tid == 0) {
-            __threadfence();
-            const int before = atomicAdd(p.counters + slice, 1);
-            const int last = (before == b_last - b_first);
-            if (last) __threadfence();
-            *s_last = last;
-        }
-        __syncthreads();
-        if (*s_last) {
-            /* Blocks after b_first begin inside the slice (slot 0); b_first
-             * does only if it begins exactly at the slice's start. */
-            const bool first_inside = v2_unit_begin(b_first, p) == slice_u0;
-            if (MB == 1)
-                v2_reduce<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, b_first, b_last,
-                                           first_inside, mc, ns);
-            else
-                v2_reduce_call<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, b_first, b_last,
-                                                first_inside, mc, ns);
-            if (tid == 0) p.counters[slice] = 0; /* self-reset for the next launch */
-        }
+            for (int j = 0; j < 8; j++)
+                __stcg(mine + (i * 8 + j) * (32 * WN),
+                       make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]));
     }
 #pragma unroll
     for (int i = 0; i < MB; i++)
@@ -840,6 +826,59 @@ __device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const 
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
+    return (b_first != b_last) ? slice : -1;
+}
+
+/* A block's end: publish and count its split slices (at most two: its
+ * first segment, the tail k range of a slice, and its last, the head of
+ * one), and add all parts of a slice whose last part it counts. Once per
+ * block, after the main loop: counting the first segment here instead of
+ * mid-loop keeps the fence and the atomic's round trip (~1.5 us under load,
+ * measured with marlin-bench --mode trace) out of the main loop, and a
+ * slice's last part is still counted last, since every block ends its range
+ * at about the same time. Every thread's partial stores precede the
+ * barrier; thread 0's release fence after it makes them visible at GPU
+ * scope before its counts (cumulativity: CUTLASS's arrive_inc pattern), its
+ * acquire fence orders the other blocks' parts before this block's reads,
+ * which the barrier hands on. No block ever waits for another (no residency
+ * assumption). Out of line: nothing of the main loop is live here, and the
+ * call keeps the reducer's loads from adding to the loop's register
+ * pressure. */
+template <int MB, int NB, bool GROUPED>
+__device__ __noinline__ void v2_publish(const DenseParams &p, int split0, int split1,
+                                        int *s_last) {
+    const int tid = threadIdx.x;
+    const int n_pub = split1 >= 0 ? 2 : 1;
+    __syncthreads();
+    if (tid == 0) {
+        const int sl[2] = {split0, split1};
+        int mask = 0, before[2] = {0, 0};
+        asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+        for (int t = 0; t < n_pub; t++) before[t] = atomicAdd(p.counters + sl[t], 1);
+        for (int t = 0; t < n_pub; t++) {
+            const int u0 = sl[t] * p.k_tiles;
+            const int need = v2_unit_owner(u0 + p.k_tiles - 1, p) - v2_unit_owner(u0, p);
+            if (before[t] == need) mask |= 1 << t;
+        }
+        if (mask) asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+        *s_last = mask;
+    }
+    __syncthreads();
+    const int mask = *s_last;
+#pragma unroll 1
+    for (int t = 0; t < n_pub; t++) {
+        if (!(mask & (1 << t))) continue;
+        const int rs = t ? split1 : split0;
+        const int r_ns = rs / p.m_chunks, r_mc = rs - r_ns * p.m_chunks;
+        const int u0 = rs * p.k_tiles;
+        const int bf = v2_unit_owner(u0, p), bl = v2_unit_owner(u0 + p.k_tiles - 1, p);
+        /* Blocks after bf begin inside the slice (slot 0); bf does only if
+         * it begins exactly at the slice's start. */
+        const bool first_inside = v2_unit_begin(bf, p) == u0;
+        v2_reduce<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, bf, bl, first_inside, r_mc,
+                                   r_ns);
+        if (tid == 0) p.counters[rs] = 0; /* self-reset for the next launch */
+    }
 }
 
 template <int MB,      /* 16-row blocks of A per tile (1..4) */
@@ -874,9 +913,19 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     const int wn = warp % WN;
     const int wk = warp / WN;
 
+    /* p.trace is re-read at each point (a kernel parameter: no register
+     * kept live across the main loop) */
+#define MK_TRACE(slot, value)                                                                  \
+    do {                                                                                       \
+        if (p.trace && tid == 0)                                                               \
+            p.trace[(size_t)blockIdx.x * MARLIN_DENSE_TRACE_SLOTS + (slot)] = (value);         \
+    } while (0)
+    MK_TRACE(1, gtimer());
+    MK_TRACE(0, smid_reg());
     const int u_begin = v2_unit_begin(blockIdx.x, p);
     const int u_end = v2_unit_begin(blockIdx.x + 1, p);
     const int n_units = u_end - u_begin;
+    MK_TRACE(6, (unsigned long long)n_units);
     if (n_units <= 0) return; /* the host never launches such a block */
 
     const uint64_t b_policy = make_policy(p.evict_first != 0);
@@ -1021,6 +1070,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
             }
             cp_async_commit();
         }
+        MK_TRACE(2, gtimer());
     } else {
         for (int s = 0; s < pro; s++) {
             load_b(lc, s);
@@ -1030,6 +1080,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
         asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
+        MK_TRACE(2, gtimer());
         Cursor ac = cc;
         for (int s = 0; s < p.stages - 1; s++) {
             if (s < pro) {
@@ -1040,10 +1091,12 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         }
     }
     int st_read = 0, st_write = p.stages - 1;
+    int split0 = -1, split1 = -1; /* split slices stored, counted at the end */
 #pragma unroll 1
     for (int i = 0; i < n_units; i++) {
         cp_async_wait(p.stages - 2);
         __syncthreads();
+        if (i == 0) MK_TRACE(3, gtimer());
         if (i + p.stages - 1 < n_units) {
             load_b(lc, st_write);
             load_a(lc, st_write);
@@ -1053,11 +1106,22 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         compute_stage(st_read);
         st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
         st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
-        if (i == n_units - 1 || cc.kt == p.k_tiles - 1)
-            finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
+        if (i == n_units - 1) MK_TRACE(4, gtimer());
+        if (i == n_units - 1 || cc.kt == p.k_tiles - 1) {
+            const int sp = finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red);
+            if (sp >= 0) {
+                if (split0 < 0)
+                    split0 = sp;
+                else
+                    split1 = sp;
+            }
+        }
         cc.advance(p);
     }
     cp_async_wait(0);
+    if (split0 >= 0) v2_publish<MB, NB, GROUPED>(p, split0, split1, &s_last);
+    MK_TRACE(5, gtimer());
+#undef MK_TRACE
 }
 
 /* ------------------------------------------ mbarrier kernels (sm_90) */
@@ -1581,6 +1645,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.evict_first = (m_chunks == 1);
     p.pdl = (a->pdl && d->cc_major >= 9) ? 1 : 0;
     p.units32 = ((int64_t)total * blocks < ((int64_t)1 << 32)) ? 1 : 0;
+    p.trace = v2 ? (unsigned long long *)a->trace : NULL;
 
     kernel_fn fn = v2 ? kKernelsV2[ki].fn[grouped ? 1 : 0] : kKernels[ki].fn[pipe - 1][grouped ? 1 : 0];
     const int threads = MARLIN_DENSE_THREADS;
@@ -1591,6 +1656,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         if (st) return st;
+
         if (set) set->store(smem, std::memory_order_relaxed);
     }
     if (p.pdl) {

@@ -231,7 +231,17 @@ typedef struct marlin_dense_args {
                                when the immediately preceding kernel(s) on
                                the stream do not write B or s (true for
                                static weights). 0: plain stream order. */
+    void *trace;            /* diagnostics, normally NULL: a device buffer of
+                               MARLIN_DENSE_TRACE_SLOTS 64-bit words per
+                               block (2 * sm_count blocks at most); the v2
+                               kernels (pipeline CPASYNC2) write per block:
+                               SM id, %globaltimer ns at entry, after the PDL
+                               wait, first stage ready, last segment end
+                               start, exit, and its unit count (marlin-bench
+                               --mode trace). Other pipelines ignore it. */
 } marlin_dense_args;
+
+#define MARLIN_DENSE_TRACE_SLOTS 8
 
 /* Enqueues C = A @ dequant(B, s) on args->stream; returns after the launch
  * (asynchronous like any CUDA launch; fault reports come from a later sync).

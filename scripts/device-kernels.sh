@@ -26,15 +26,31 @@
 #                  smoke, default sweep, models (auto and cpasync) at
 #                  m = 1..128 incl. 8 and 48, peak for both, ncu of the v2
 #                  kernel on Llama-2-7B qkv at m = 16.
+#                  trace = the launch-overhead study (session 2): smoke,
+#                  marlin-bench --mode trace (per-block timelines) and
+#                  models at m = 1, 16 for the experiment knobs
+#                  MARLIN_DENSE_EARLY_TRIGGER / MARLIN_DENSE_CARVEOUT.
+#                  r2 = the fix-up round (session 2): both GPU suites,
+#                  trace, models dense and 2:4 for this build and the
+#                  BASE build (packed with BASE=tree), sanitizers.
+# BUILD (pack): the build folder to take the binaries from (default build-rel).
 # Steps are individually time-limited so one call stays well under 10 min.
 set -u
 if [ "${1:-}" = pack ]; then
   dst=${2:?destination folder}
   src=$(cd "$(dirname "$0")/.." && pwd)
   mkdir -p "$dst/lib"
-  cp "$src/build-rel/tests/test_kernels" "$src/build-rel/marlin-bench" "$dst/"
+  b=$src/${BUILD:-build-rel}
+  cp "$b/tests/test_kernels" "$b/marlin-bench" "$dst/"
   # A MARLIN_SHARED_LIB build: found through LD_LIBRARY_PATH (lib/) there.
-  if [ -f "$src/build-rel/libmarlinq.so" ]; then cp "$src/build-rel/libmarlinq.so" "$dst/lib/"; fi
+  if [ -f "$b/libmarlinq.so" ]; then cp "$b/libmarlinq.so" "$dst/lib/"; fi
+  if [ -f "$b/tests/test_kernels24" ]; then cp "$b/tests/test_kernels24" "$dst/"; fi
+  # BASE: a second tree's build-rel (the baseline), timed in the same call
+  if [ -n "${BASE:-}" ]; then
+    mkdir -p "$dst/base/lib"
+    cp "$BASE/build-rel/marlin-bench" "$dst/base/"
+    cp "$BASE/build-rel/libmarlinq.so" "$dst/base/lib/"
+  fi
   cp -L /usr/lib/x86_64-linux-gnu/libcmocka.so.0 "$dst/lib/"
   cp "$0" "$dst/run.sh"
   du -sh "$dst"
@@ -54,6 +70,88 @@ log probe
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,ecc.mode.current --format=csv | tee "$R/gpu.txt"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 500 > "$R/clocks.csv" 2>&1 &
 smi=$!
+
+if [ "$mode" = trace ]; then
+  log "smoke (quick subset)"
+  MARLIN_KERNEL_TEST_QUICK=1 timeout 30 ./test_kernels > "$R/smoke.log" 2>&1
+  echo "smoke rc=$?"
+  B="--model llama2-7b --batch 1,16"
+  for cfg in "0 0" "1 0" "0 100" "1 100"; do
+    set -- $cfg
+    tag=et$1_co$2
+    log "trace $tag"
+    MARLIN_DENSE_EARLY_TRIGGER=$1 MARLIN_DENSE_CARVEOUT=$2 timeout 30 ./marlin-bench --mode trace $B \
+      --csv "$R/trace_$tag.csv" > "$R/trace_$tag.txt" 2>&1
+    echo "trace $tag rc=$?"
+    for tl in 16x128x256/s4/b1 16x128x128/s4/b1 16x128x256/s2/b2; do
+      MARLIN_DENSE_EARLY_TRIGGER=$1 MARLIN_DENSE_CARVEOUT=$2 timeout 30 ./marlin-bench --mode trace $B \
+        --tile $tl >> "$R/trace_$tag.txt" 2>&1
+    done
+    log "models $tag"
+    MARLIN_DENSE_EARLY_TRIGGER=$1 MARLIN_DENSE_CARVEOUT=$2 timeout 40 ./marlin-bench --mode models -v \
+      --model llama2-7b,llama2-70b --batch 1,16 --samples 15 --pipeline cpasync2 \
+      --csv "$R/models_$tag.csv" > "$R/models_$tag.txt" 2>&1
+    echo "models $tag rc=$?"
+  done
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(FAIL|\[  (PASSED|FAILED))" "$R/smoke.log" | head
+  for f in "$R"/trace_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f"; done
+  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  exit 0
+fi
+
+if [ "$mode" = r2 ]; then
+  log "tests (default sweep)"
+  timeout 100 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log "tests 2:4"
+  timeout 80 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  log trace
+  timeout 30 ./marlin-bench --mode trace --model llama2-7b --batch 1,16 --csv "$R/trace.csv" \
+    > "$R/trace.txt" 2>&1
+  echo "trace rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 1,16,32,64,128 --samples 12"
+  for who in new base; do
+    bin=./marlin-bench; lp=$PWD/lib
+    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
+    [ -x $bin ] || continue
+    log "models dense $who"
+    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --mode models -v $B \
+      --csv "$R/models_$who.csv" > "$R/models_$who.txt" 2>&1
+    echo "models $who rc=$?"
+    log "models 2:4 $who"
+    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --sparse --mode models -v $B \
+      --csv "$R/models24_$who.csv" > "$R/models24_$who.txt" 2>&1
+    echo "models24 $who rc=$?"
+  done
+  log memcheck
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 40 compute-sanitizer --tool memcheck \
+    --leak-check no ./test_kernels > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  MARLIN_K24_QUICK=2 MARLIN_K24_PDL=1 timeout 40 compute-sanitizer --tool memcheck --leak-check no \
+    ./test_kernels24 > "$R/memcheck24.log" 2>&1
+  echo "memcheck24 rc=$?"
+  log racecheck
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 40 compute-sanitizer --tool racecheck \
+    ./test_kernels > "$R/racecheck.log" 2>&1
+  echo "racecheck rc=$?"
+  MARLIN_K24_QUICK=2 timeout 40 compute-sanitizer --tool racecheck ./test_kernels24 \
+    > "$R/racecheck24.log" 2>&1
+  echo "racecheck24 rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=" "$R/test.log" "$R/test24.log" | head -20
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log
+  grep -v '^#' "$R/trace.txt"
+  for f in models_new models_base models24_new models24_base; do
+    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
+  done
+  exit 0
+fi
 
 if [ "$mode" = v2confirm ]; then
   log "smoke (quick subset)"

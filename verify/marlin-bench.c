@@ -71,7 +71,7 @@ static const model_def k_models[] = {
 
 /* ----------------------------------------------------------------- options */
 
-typedef enum { MODE_MODELS, MODE_PEAK, MODE_SUSTAINED, MODE_TUNE } bench_mode;
+typedef enum { MODE_MODELS, MODE_PEAK, MODE_SUSTAINED, MODE_TUNE, MODE_TRACE } bench_mode;
 
 typedef struct options {
     bench_mode mode;
@@ -89,6 +89,8 @@ typedef struct options {
     int verbose;
     int no_pdl;
     int pipeline; /* marlin_dense_pipeline forced on every dense launch */
+    int have_tile; /* --tile given (trace mode) */
+    marlin_dense_tile tile;
 } options;
 
 static void usage(FILE *f) {
@@ -96,7 +98,9 @@ static void usage(FILE *f) {
             "Usage: %s [options]\n"
             "Times our Marlin FP16xINT4 kernel against cuBLAS FP16 on real layer shapes.\n"
             "\n"
-            "  --mode MODE       models (default), peak, sustained or tune\n"
+            "  --mode MODE       models (default), peak, sustained, tune or trace\n"
+            "                    (trace: per-block timeline of the v2 dense kernel over\n"
+            "                    back-to-back launches; --csv gets one row per block)\n"
             "  --model LIST      comma list of llama2-7b, llama2-13b, llama3-8b, llama2-70b\n"
             "                    (default: all)\n"
             "  --batch LIST      batch sizes m (default 1,2,4,8,16,32,64,128)\n"
@@ -113,6 +117,8 @@ static void usage(FILE *f) {
             "  --pipeline P      auto (default), cpasync, bulk, mbar or cpasync2: the\n"
             "                    dense kernel family (bulk, mbar: sm_90+; cpasync2: the\n"
             "                    v2 main loop), each with its own tile heuristic\n"
+            "  --tile T          trace mode: force tile MxNxK/sS/bB (v2 shapes, e.g.\n"
+            "                    16x128x256/s4/b1)\n"
             "  -v, --verbose     per-layer lines\n"
             "  -h, --help        this help;  -V, --version  the version\n"
             "\n"
@@ -176,8 +182,10 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
             else if (!strcmp(v, "peak")) o->mode = MODE_PEAK;
             else if (!strcmp(v, "sustained")) o->mode = MODE_SUSTAINED;
             else if (!strcmp(v, "tune")) o->mode = MODE_TUNE;
+            else if (!strcmp(v, "trace")) o->mode = MODE_TRACE;
             else {
-                *exit_code = usage_error("unknown mode '%s' (models, peak, sustained, tune)", v);
+                *exit_code = usage_error("unknown mode '%s' (models, peak, sustained, tune, trace)",
+                                         v);
                 return 1;
             }
             i++;
@@ -252,6 +260,21 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
                     "unknown pipeline '%s' (auto, cpasync, bulk, mbar, cpasync2)", v);
                 return 1;
             }
+            i++;
+        } else if (!strcmp(a, "--tile")) {
+            marlin_dense_tile t;
+            int tm = 0, chars = 0;
+            memset(&t, 0, sizeof t);
+            if (sscanf(v, "%dx%dx%d/s%d/b%d%n", &tm, &t.n, &t.k, &t.stages, &t.blocks_per_sm,
+                       &chars) != 5 ||
+                v[chars] != '\0' || tm < 16 || tm > 64 || tm % 16) {
+                *exit_code = usage_error("bad tile '%s' (MxNxK/sS/bB, e.g. 16x128x256/s4/b1)", v);
+                return 1;
+            }
+            t.m_blocks = tm / 16;
+            t.pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
+            o->tile = t;
+            o->have_tile = 1;
             i++;
         } else if (!strcmp(a, "--device")) {
             if (!marlin_cli_int(v, 0, 1023, &x)) {
@@ -378,6 +401,8 @@ typedef struct dense_launch {
     const marlin_dense_tile *tile;
     int pdl;
     const marlin_gemm24_opts *sopts; /* --sparse: forced configuration */
+    unsigned long long *trace;       /* trace mode: per-launch timeline buffers */
+    size_t trace_stride;             /* 64-bit words per launch */
 } dense_launch;
 
 static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_error *err) {
@@ -407,6 +432,7 @@ static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_err
     a.stream = stream;
     a.tile = d->tile;
     a.pdl = d->pdl;
+    a.trace = d->trace ? d->trace + (size_t)iter * d->trace_stride : NULL;
     return marlin_dense_gemm(&a, err);
 }
 
@@ -438,7 +464,7 @@ static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
         if (forced.pipeline == MARLIN_DENSE_PIPE_AUTO) forced.pipeline = g_pipeline;
         tile = &forced;
     }
-    dense_launch d = {c, L, m, tile, pdl, NULL};
+    dense_launch d = {c, L, m, tile, pdl, NULL, NULL, 0};
     marlin_gpu_timing t;
     marlin_status st = marlin_gpu_time(dense_fn, &d, c->stream, 3, batch_for(L->R4), samples, &t, err);
     if (!st) *us = t.median_us;
@@ -447,7 +473,7 @@ static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
 
 static marlin_status time_cublas(bench_ctx *c, gpu_layer *L, int64_t m, int samples, double *us,
                                  marlin_error *err) {
-    dense_launch d = {c, L, m, NULL, 0, NULL};
+    dense_launch d = {c, L, m, NULL, 0, NULL, NULL, 0};
     marlin_gpu_timing t;
     marlin_status st =
         marlin_gpu_time(cublas_fn, &d, c->stream, 3, batch_for(L->R16), samples, &t, err);
@@ -851,13 +877,142 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
     return st;
 }
 
+/* --mode trace: the v2 dense kernel's per-block timeline (marlin_dense_args
+ * .trace) over one graph replay of back-to-back launches, as timed in
+ * models mode (PDL where available). Per layer it prints medians over the
+ * launches after the first of: period (last exit to last exit), how long
+ * blocks were resident before the previous kernel released them (lead), the
+ * release after the previous kernel's last block exit (gap), the first
+ * stage ready after the release, compute done, and the tail after the last
+ * compute (segment ends, fix-up, exit). Times in microseconds. */
+static int cmp_dbl(const void *a, const void *b) {
+    const double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_of(double *v, int n) {
+    if (n <= 0) return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_dbl);
+    return (n % 2) ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *err) {
+    marlin_status st = MARLIN_OK;
+    const size_t stride = (size_t)2 * c->info.sm_count * MARLIN_DENSE_TRACE_SLOTS;
+    if (g_sparse) return marlin_fail(err, MARLIN_ERR_UNSUPPORTED, "trace: dense kernel only");
+    if (c->csv)
+        fprintf(c->csv, "model,layer,k,n,m,tile,pdl,launch,block,smid,entry_ns,wait_ns,first_ns,"
+                        "lastseg_ns,exit_ns,units\n");
+    printf("# trace: medians over launches 2..R (us): period | lead = resident before release | "
+           "gap = release after prev last exit | first stage ready | compute done | tail after "
+           "last compute | exit spread\n");
+    for (int mi = 0; mi < o->n_models && !st; mi++) {
+        const model_def *md = &k_models[o->models[mi]];
+        for (int li = 0; li < 4 && !st; li++) {
+            const layer_shape *ls = &md->layers[li];
+            gpu_layer L;
+            st = gpu_layer_make(c, &L, ls->k, ls->n, o->group, 0, 0x7aceu + (uint64_t)li, err);
+            for (int b = 0; b < o->n_batch && !st; b++) {
+                const int64_t m = o->batch[b];
+                marlin_dense_tile t;
+                if (o->have_tile) {
+                    t = o->tile;
+                } else {
+                    st = marlin_dense_pick_tile_pipe(m, ls->n, ls->k, o->group, c->info.sm_count,
+                                                     c->info.smem_optin_bytes,
+                                                     MARLIN_DENSE_PIPE_CPASYNC2, &t, err);
+                    if (st) break;
+                }
+                const int R = batch_for(L.R4);
+                unsigned long long *dbuf = NULL, *hbuf = NULL;
+                const size_t words = stride * (size_t)R;
+                st = marlin_gpu_alloc((void **)&dbuf, words * 8, err);
+                hbuf = calloc(words, 8);
+                if (!st && !hbuf) st = marlin_fail(err, MARLIN_ERR_NOMEM, "out of host memory");
+                if (!st) st = marlin_gpu_memset(dbuf, 0, words * 8, err);
+                dense_launch d = {c, &L, m, &t, c->pdl_ok, NULL, dbuf, stride};
+                marlin_gpu_timing tm;
+                if (!st) st = marlin_gpu_time(dense_fn, &d, c->stream, 1, R, 3, &tm, err);
+                if (!st) st = marlin_gpu_stream_sync(c->stream, err);
+                if (!st) st = marlin_gpu_download(hbuf, dbuf, words * 8, err);
+                if (!st) {
+                    char ts[64];
+                    tile_str(&t, ts, sizeof ts);
+                    double *v[7];
+                    for (int q = 0; q < 7; q++) v[q] = calloc((size_t)R, sizeof(double));
+                    unsigned long long t0 = ~0ull;
+                    for (size_t w = 0; w < words; w += MARLIN_DENSE_TRACE_SLOTS)
+                        if (hbuf[w + 1] && hbuf[w + 1] < t0) t0 = hbuf[w + 1];
+                    double prev_x1 = 0;
+                    int nv = 0;
+                    for (int r = 0; r < R && v[6]; r++) {
+                        double e0 = 1e30, w0 = 1e30, f1 = 0, l1 = 0, x0 = 1e30, x1 = 0;
+                        int nb = 0;
+                        for (int bl = 0; bl < 2 * c->info.sm_count; bl++) {
+                            const unsigned long long *q =
+                                hbuf + stride * (size_t)r + (size_t)bl * MARLIN_DENSE_TRACE_SLOTS;
+                            if (!q[1] || !q[5]) continue;
+                            nb++;
+                            const double en = (double)(q[1] - t0) / 1e3,
+                                         wt = (double)(q[2] - t0) / 1e3,
+                                         fi = (double)(q[3] - t0) / 1e3,
+                                         ls4 = (double)(q[4] - t0) / 1e3,
+                                         ex = (double)(q[5] - t0) / 1e3;
+                            if (c->csv)
+                                fprintf(c->csv,
+                                        "%s,%s,%lld,%lld,%lld,%s,%d,%d,%d,%llu,%.0f,%.0f,%.0f,%.0f,"
+                                        "%.0f,%llu\n",
+                                        md->name, ls->name, (long long)ls->k, (long long)ls->n,
+                                        (long long)m, ts, c->pdl_ok, r, bl, q[0], en * 1e3,
+                                        wt * 1e3, fi * 1e3, ls4 * 1e3, ex * 1e3, q[6]);
+                            if (en < e0) e0 = en;
+                            if (wt < w0) w0 = wt;
+                            if (fi > f1) f1 = fi;
+                            if (ls4 > l1) l1 = ls4;
+                            if (ex < x0) x0 = ex;
+                            if (ex > x1) x1 = ex;
+                        }
+                        if (nb && r > 0) {
+                            v[0][nv] = x1 - prev_x1;
+                            v[1][nv] = w0 - e0;
+                            v[2][nv] = w0 - prev_x1;
+                            v[3][nv] = f1 - w0;
+                            v[4][nv] = l1 - w0;
+                            v[5][nv] = x1 - l1;
+                            v[6][nv] = x1 - x0;
+                            nv++;
+                        }
+                        if (nb) prev_x1 = x1;
+                    }
+                    if (v[6] && nv)
+                        printf("%-10s %-8s m %4lld %-22s timed %7.2f | period %6.2f lead %6.2f gap "
+                               "%5.2f first %5.2f compute %6.2f tail %5.2f spread %5.2f\n",
+                               md->name, ls->name, (long long)m, ts, tm.median_us,
+                               median_of(v[0], nv), median_of(v[1], nv), median_of(v[2], nv),
+                               median_of(v[3], nv), median_of(v[4], nv), median_of(v[5], nv),
+                               median_of(v[6], nv));
+                    else
+                        printf("%-10s %-8s m %4lld %-22s no trace recorded (not a v2 tile?)\n",
+                               md->name, ls->name, (long long)m, ts);
+                    fflush(stdout);
+                    for (int q = 0; q < 7; q++) free(v[q]);
+                }
+                free(hbuf);
+                marlin_gpu_free(dbuf);
+            }
+            gpu_layer_free(&L);
+        }
+    }
+    return st;
+}
+
 /* --sparse --mode tune: every 2:4 tile configuration x 1/2 blocks per SM
  * (two only for m <= 16) on the model layers, with PDL where available;
  * prints the winner and the automatic choice per layer and batch. */
 static marlin_status time_sparse(bench_ctx *c, gpu_layer *L, int64_t m,
                                  const marlin_gemm24_opts *so, int samples, double *us,
                                  marlin_error *err) {
-    dense_launch d = {c, L, m, NULL, c->pdl_ok, so};
+    dense_launch d = {c, L, m, NULL, c->pdl_ok, so, NULL, 0};
     marlin_gpu_timing t;
     marlin_status st = marlin_gpu_time(dense_fn, &d, c->stream, 3, batch_for(L->R4), samples, &t, err);
     if (!st) *us = t.median_us;
@@ -983,8 +1138,9 @@ int main(int argc, char **argv) {
                (long long)(c.info.l2_bytes >> 20), c.info.driver_version, c.info.runtime_version);
         printf("# device-to-device copy: %.0f GB/s (read + write, 1 GiB, median of 20)\n",
                c.copy_bw / 1e9);
-        csv_header(&c);
+        if (o.mode != MODE_TRACE) csv_header(&c);
         switch (o.mode) {
+        case MODE_TRACE: st = mode_trace(&c, &o, &err); break;
         case MODE_MODELS: st = mode_models(&c, &o, &err); break;
         case MODE_PEAK: st = mode_peak(&c, &o, &err); break;
         case MODE_SUSTAINED: st = mode_sustained(&c, &o, &err); break;
