@@ -307,60 +307,21 @@ __device__ __forceinline__ void reduce_parts(const float4 *partials, int4 *C,
     }
 }
 
-/*
- * A block's end: publish and count its split slices (at most two: its
- * first segment, the tail k range of a slice, and its last, the head of
- * one) and add all parts of a slice whose last part it counts, in block
- * order. Once per block, after the main loop (why, and the memory-order
- * argument: v2_publish in marlin_dense.cu): thread 0 fences (release)
- * after the barrier that orders every thread's part stores, counts, and
- * fences again (acquire) when it counted a last part. No block ever waits
- * for another. Out of line: nothing of the main loop is live here.
- */
+/* The same as a call, for the multi-row kernels: it runs once per split
+ * slice, and out of line it has its own register budget, so all quads of
+ * 4 / QPT parts are in flight without pushing the 64-row kernels' main loop
+ * (about 250 registers) into spills. The 16-row kernels keep it inline (a
+ * call's saved registers would spill their 128-register main loop). */
 template <int MB, int NW, bool GROUPED>
-__device__ __noinline__ void publish_parts(const Params &p, int split0, int split1,
-                                           int *s_last) {
-    constexpr int NT = 64 * NW;
+__device__ __noinline__ void reduce_parts_call(const float4 *partials,
+                                               int4 *C, const int4 *s, int n,
+                                               int b_first, int b_last,
+                                               bool first_inside, int rows,
+                                               int row0, int n0) {
     constexpr int GROUPS = 2 * MB * 32 * NW;
     constexpr int QPT = GROUPS >= kThreads ? GROUPS / kThreads : 1;
-    const int T = p.units;
-    const int nblk = (int)gridDim.x;
-    const int tid = threadIdx.x;
-    const int n_pub = split1 >= 0 ? 2 : 1;
-    __syncthreads();
-    if (tid == 0) {
-        const int sl[2] = {split0, split1};
-        int mask = 0, before[2] = {0, 0};
-        asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
-        for (int t = 0; t < n_pub; ++t) before[t] = atomicAdd(&p.counters[sl[t]], 1);
-        for (int t = 0; t < n_pub; ++t) {
-            const int u0 = sl[t] * p.ktiles;
-            if (before[t] == unit_owner(u0 + p.ktiles - 1, T, nblk) - unit_owner(u0, T, nblk))
-                mask |= 1 << t;
-        }
-        if (mask) asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
-        *s_last = mask;
-    }
-    __syncthreads();
-    const int mask = *s_last;
-#pragma unroll 1
-    for (int t = 0; t < n_pub; ++t) {
-        if (!(mask & (1 << t))) continue;
-        const int rs = t ? split1 : split0;
-        const int su0 = rs * p.ktiles;
-        const int ns = rs / p.chunks;
-        const int row0 = (rs - ns * p.chunks) * 16 * MB;
-        const int bf = unit_owner(su0, T, nblk);
-        const int bl = unit_owner(su0 + p.ktiles - 1, T, nblk);
-        /* Blocks after bf begin inside the slice (slot 0); bf does only if
-         * it begins exactly at the slice's start. */
-        const bool first_inside = unit_start(bf, T, nblk) == su0;
-        reduce_parts<MB, NW, GROUPED, (QPT >= 4 ? 1 : 4 / QPT)>(
-            p.partials, p.C, p.s, p.n, bf, bl, first_inside, min(16 * MB, p.m - row0), row0,
-            ns * NT);
-        /* every part has arrived: reset the counter for the next launch */
-        if (tid == 0) p.counters[rs] = 0;
-    }
+    reduce_parts<MB, NW, GROUPED, (QPT >= 4 ? 1 : 4 / QPT)>(
+        partials, C, s, n, b_first, b_last, first_inside, rows, row0, n0);
 }
 
 /*
@@ -558,9 +519,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
     };
 
     /* ---- end of a segment (this block's units inside one slice) ----- */
-    /* returns the slice when it was split (its part stored, counted by
-     * publish_parts at the block's end), else -1 */
-    auto finish = [&](int u) -> int {
+    auto finish = [&](int u) {
         const int slice = u / p.ktiles;
         const int su0 = slice * p.ktiles;
         const int ns = slice / p.chunks;
@@ -635,29 +594,57 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
                             }
                         }
             }
-        } else {
-            /* 3. partial: this block's part to its slot (slot 0 when the
-             *    block began inside this slice, i.e. it is the block's
-             *    first segment); counted at the block's end */
-            const int my_slot = max(u_begin, su0) == u_begin ? 0 : 1;
-            if (wk == 0) {
-                float4 *dst = p.partials +
-                              (size_t)(2 * blockIdx.x + my_slot) * (GROUPS * 4) +
-                              wn * 32 + lane;
-#pragma unroll
-                for (int a = 0; a < MB; ++a)
-#pragma unroll
-                    for (int h = 0; h < 2; ++h)
-                        if (16 * a + 8 * h + 2 * t4 < rows)
-#pragma unroll
-                            for (int j = 0; j < 4; ++j)
-                                __stcg(&dst[((2 * a + h) * 4 + j) * OWNERS],
-                                       make_float4(acc[a][j][h][0], acc[a][j][h][1],
-                                                   acc[a][j][h][2],
-                                                   acc[a][j][h][3]));
-            }
+            return;
         }
-        return b_first == b_last ? -1 : slice;
+        /* 3. partial: publish (slot 0 when the block began inside this
+         *    slice, i.e. it is the block's first segment), count, and the
+         *    last block to arrive sums all parts in block order */
+        const int my_slot = max(u_begin, su0) == u_begin ? 0 : 1;
+        if (wk == 0) {
+            float4 *dst = p.partials +
+                          (size_t)(2 * blockIdx.x + my_slot) * (GROUPS * 4) +
+                          wn * 32 + lane;
+#pragma unroll
+            for (int a = 0; a < MB; ++a)
+#pragma unroll
+                for (int h = 0; h < 2; ++h)
+                    if (16 * a + 8 * h + 2 * t4 < rows)
+#pragma unroll
+                        for (int j = 0; j < 4; ++j)
+                            __stcg(&dst[((2 * a + h) * 4 + j) * OWNERS],
+                                   make_float4(acc[a][j][h][0], acc[a][j][h][1],
+                                               acc[a][j][h][2],
+                                               acc[a][j][h][3]));
+        }
+        /* publish before counting: every thread's part stores precede the
+         * barrier; thread 0's release fence after it makes them visible at
+         * GPU scope before the count (cumulativity: CUTLASS's arrive_inc
+         * pattern), its acquire fence (when last) orders the other parts
+         * before this block's reads, which the second barrier hands on.
+         * One acq_rel fence in one thread, not an SC fence (MEMBAR.SC.GPU)
+         * in all 256 (docs/perf.md, run 10). */
+        __syncthreads();
+        if (tid == 0) {
+            asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            const int before = atomicAdd(&p.counters[slice], 1);
+            s_last = before == b_last - b_first;
+            if (s_last) asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+        }
+        __syncthreads();
+        if (!s_last) return;
+        /* Blocks after b_first begin inside the slice (slot 0); b_first
+         * does only if it begins exactly at the slice's start. */
+        const bool first_inside = unit_start(b_first, T, nblk) == su0;
+        if (MB == 1)
+            reduce_parts<MB, NW, GROUPED, 2>(p.partials, p.C, p.s, p.n, b_first,
+                                             b_last, first_inside, rows, row0,
+                                             n0);
+        else
+            reduce_parts_call<MB, NW, GROUPED>(p.partials, p.C, p.s, p.n,
+                                               b_first, b_last, first_inside,
+                                               rows, row0, n0);
+        /* every part has arrived: reset the counter for the next launch */
+        if (tid == 0) p.counters[slice] = 0;
     };
 
     /* ---- prologue ---------------------------------------------------- */
@@ -714,7 +701,6 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
     int st_read = 0, st_write = p.stages - 1;
     /* units left in the current segment (the block's units in one slice) */
     int seg_left = min(n_units, p.ktiles - (u_begin % p.ktiles));
-    int split0 = -1, split1 = -1; /* split slices stored, counted at the end */
 #pragma unroll 1
     for (int i = 0; i < n_units; ++i) {
         cp_async_wait(p.stages - 2);
@@ -731,19 +717,12 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
         st_read = st_read + 1 == p.stages ? 0 : st_read + 1;
         st_write = st_write + 1 == p.stages ? 0 : st_write + 1;
         if (--seg_left == 0) {
-            const int sp = finish(u_begin + i);
-            if (sp >= 0) {
-                if (split0 < 0)
-                    split0 = sp;
-                else
-                    split1 = sp;
-            }
+            finish(u_begin + i);
             zero_acc();
             seg_left = min(n_units - 1 - i, p.ktiles);
         }
     }
     cp_async_wait(0);
-    if (split0 >= 0) publish_parts<MB, NW, GROUPED>(p, split0, split1, &s_last);
 }
 
 /* ------------------------------------------------------------ host side */

@@ -75,6 +75,8 @@ struct DenseParams {
     int evict_first;      /* 1: B is read once (one row chunk): L2 evict_first */
     int units32;          /* total_units * gridDim.x < 2^32 (v2: 32-bit partition math) */
     unsigned long long *trace; /* v2 only, diagnostics: per-block timeline or NULL */
+    int cluster_k;        /* v2, sm_90: > 1 = blocks of a cluster split one slice's k
+                             (cluster path); 0 = stream-K */
 };
 
 /* Diagnostics (marlin_dense_args.trace): thread 0 of each block writes
@@ -642,11 +644,48 @@ __device__ __forceinline__ int v2_unit_owner(int u, const DenseParams &p) {
     return mk_dense_unit_owner(u, p.total_units, (int)gridDim.x);
 }
 
-/* float4 loads in flight per thread in v2_reduce: one L2 round trip for
- * the 4-8 parts a decode slice typically has (it runs on the kernel's
- * critical path, the last block's tail). */
+/* Element idx of a tile in the partial-sum layout (float4 (i*8 + j) *
+ * (32*WN) + owner thread o: acc[i][j] of warp wn = o/32, lane o%32): the
+ * C row of its x,y (z,w: 8 rows lower) and its first column. */
+template <int MB, int NB>
+__device__ __forceinline__ void v2_f4_pos(int idx, int mc, int ns, int &row, int &col) {
+    constexpr int WN = NB / 4;
+    const int o = idx % (32 * WN), ij = idx / (32 * WN);
+    const int i = ij >> 3, j = ij & 7;
+    const int ol = o & 31, ow = o >> 5;
+    row = mc * 16 * MB + 16 * i + (ol >> 2);
+    col = ns * 16 * NB + ow * 64 + 8 * j + 2 * (ol & 3);
+}
+
+/* Writes the finished sums of partial-layout element idx to C (rows < m),
+ * applying per-channel scales (grouped ones are already in the weights). */
+template <int MB, int NB, bool GROUPED>
+__device__ __forceinline__ void v2_store_f4(const float4 &v, int idx, __half *C, const int4 *s,
+                                            int m, int n, int mc, int ns) {
+    int row, col;
+    v2_f4_pos<MB, NB>(idx, mc, ns, row, col);
+    float s0 = 1.0f, s1 = 1.0f;
+    if (!GROUPED) {
+        /* per-channel scales in the 32-column shuffle; col is even, so col
+         * and col+1 are adjacent halves there */
+        const int pos = (int)marlin_pack_dense_scale_col(col, false);
+        const __half2 sc2 =
+            __ldg(reinterpret_cast<const __half2 *>(reinterpret_cast<const __half *>(s) + pos));
+        s0 = __low2float(sc2);
+        s1 = __high2float(sc2);
+    }
+    __half *dst = C + (int64_t)row * n + col;
+    if (row < m) *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(v.x * s0, v.y * s1);
+    if (row + 8 < m)
+        *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)n) = __floats2half2_rn(v.z * s0, v.w * s1);
+}
+
+/* float4 loads in flight per thread in v2_reduce (it runs on the kernel's
+ * critical path, the last block's tail). 16 measured no better and spilled
+ * the 16-row kernels' main loop (inline reducer) and the 64-row kernels
+ * around the call. */
 #ifndef MK_V2_REDUCE_INFLIGHT
-#define MK_V2_REDUCE_INFLIGHT 16
+#define MK_V2_REDUCE_INFLIGHT(MB) 8
 #endif
 
 /* The last block of a split slice adds the fp32 partials of blocks
@@ -658,11 +697,10 @@ template <int MB, int NB, bool GROUPED>
 __device__ __forceinline__ void v2_reduce(const float4 *partials, __half *C, const int4 *s,
                                           int m, int n, int b_first, int b_last,
                                           bool first_inside, int mc, int ns) {
-    constexpr int WN = NB / 4;
     constexpr int SLOT_F4 = 64 * MB * NB;
     constexpr int T = MARLIN_DENSE_THREADS;
     constexpr int E = SLOT_F4 / T;
-    constexpr int U = (E >= MK_V2_REDUCE_INFLIGHT) ? 1 : MK_V2_REDUCE_INFLIGHT / E;
+    constexpr int U = (E >= MK_V2_REDUCE_INFLIGHT(MB)) ? 1 : MK_V2_REDUCE_INFLIGHT(MB) / E;
     const int tid = threadIdx.x;
     float4 sum[E];
 #pragma unroll
@@ -692,54 +730,35 @@ __device__ __forceinline__ void v2_reduce(const float4 *partials, __half *C, con
             }
     }
 #pragma unroll
-    for (int e = 0; e < E; e++) {
-        const int idx = tid + e * T;
-        const int o = idx % (32 * WN), ij = idx / (32 * WN);
-        const int i = ij >> 3, j = ij & 7;
-        const int ol = o & 31, ow = o >> 5;
-        const int row = mc * 16 * MB + 16 * i + (ol >> 2);
-        const int col = ns * 16 * NB + ow * 64 + 8 * j + 2 * (ol & 3);
-        float s0 = 1.0f, s1 = 1.0f;
-        if (!GROUPED) {
-            /* per-channel scales in the 32-column shuffle; col is even, so
-             * col and col+1 are adjacent halves there */
-            const int pos = (int)marlin_pack_dense_scale_col(col, false);
-            const __half2 sc2 =
-                __ldg(reinterpret_cast<const __half2 *>(reinterpret_cast<const __half *>(s) + pos));
-            s0 = __low2float(sc2);
-            s1 = __high2float(sc2);
-        }
-        __half *dst = C + (int64_t)row * n + col;
-        if (row < m)
-            *reinterpret_cast<__half2 *>(dst) = __floats2half2_rn(sum[e].x * s0, sum[e].y * s1);
-        if (row + 8 < m)
-            *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)n) =
-                __floats2half2_rn(sum[e].z * s0, sum[e].w * s1);
-    }
+    for (int e = 0; e < E; e++)
+        v2_store_f4<MB, NB, GROUPED>(sum[e], tid + e * T, C, s, m, n, mc, ns);
 }
 
-/* End of a segment for dense_v2_kernel (see finish_segment for the rules;
- * the differences are listed above the kernel). */
+/* Out of line for the multi-row kernels: it runs once per split slice, the
+ * accumulators are dead at the call, and its own register budget keeps all
+ * loads in flight without spilling their main loop. */
 template <int MB, int NB, bool GROUPED>
-__device__ __forceinline__ int finish_segment_v2(float (&acc)[MB][8][4], const Cursor &c,
-                                                  const DenseParams &p, int u_begin, float4 *red) {
+__device__ __noinline__ void v2_reduce_call(const float4 *partials, __half *C, const int4 *s,
+                                            int m, int n, int b_first, int b_last,
+                                            bool first_inside, int mc, int ns) {
+    v2_reduce<MB, NB, GROUPED>(partials, C, s, m, n, b_first, b_last, first_inside, mc, ns);
+}
+
+/* Sums the WK warps of a block that share columns: tree through shared
+ * memory `red`, all 8 n8 tiles of one 16-row block per round (16 KB);
+ * afterwards the wk == 0 warps hold the block's sums in acc. Called by all
+ * threads. The last round needs no closing barrier: red is next written at
+ * the next segment end, behind at least one main-loop barrier (or, in the
+ * cluster path, never again). */
+template <int MB, int NB>
+__device__ __forceinline__ void v2_tree(float (&acc)[MB][8][4], float4 *red) {
     constexpr int WN = NB / 4;
     constexpr int WK = 8 / WN;
-    constexpr int SLOT_F4 = 64 * MB * NB;
     const int tid = threadIdx.x;
     const int lane = tid & 31;
     const int warp = tid >> 5;
     const int wn = warp % WN;
     const int wk = warp / WN;
-    const int ns = c.ns, mc = c.mc;
-    const int slice = ns * p.m_chunks + mc;
-    const int slice_u0 = slice * p.k_tiles;
-    const int seg_u0 = max(u_begin, slice_u0);
-
-    /* 1. Sum the WK warps that share columns: tree through shared memory,
-     *    all 8 n8 tiles of one 16-row block per round (16 KB). The last
-     *    round needs no closing barrier: red is next written at the next
-     *    segment end, behind at least one main-loop barrier. */
 #pragma unroll
     for (int i = 0; i < MB; i++) {
 #pragma unroll
@@ -766,59 +785,116 @@ __device__ __forceinline__ int finish_segment_v2(float (&acc)[MB][8][4], const C
             if (!(i == MB - 1 && off == 1)) __syncthreads();
         }
     }
+}
+
+/* Writes a block's finished sums (acc of a wk == 0 warp) straight to C:
+ * fragment (i, j): c0,c1 row lane/4, columns 2(lane%4)+{0,1} of n8 tile j;
+ * c2,c3 8 rows lower; per-channel scales from the 32-column shuffle, int4
+ * (lane%4) of each 32-column chunk. Rows >= m are not stored. */
+template <int MB, int NB, bool GROUPED>
+__device__ __forceinline__ void v2_store_acc(const float (&acc)[MB][8][4], const DenseParams &p,
+                                             int mc, int ns) {
+    constexpr int WN = NB / 4;
+    const int lane = threadIdx.x & 31;
+    const int wn = (threadIdx.x >> 5) % WN;
+    float sc[8][2];
+#pragma unroll
+    for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = 1.0f;
+    if (!GROUPED) {
+        const int4 *srow = p.s + (ns * 16 * NB + wn * 64) / 8 + (lane & 3);
+#pragma unroll
+        for (int cc = 0; cc < 2; cc++) {
+            const int4 v = __ldg(srow + 4 * cc);
+#pragma unroll
+            for (int t = 0; t < 4; t++) {
+                sc[4 * cc + t][0] = half_at(v, 2 * t);
+                sc[4 * cc + t][1] = half_at(v, 2 * t + 1);
+            }
+        }
+    }
+    const int col0 = ns * 16 * NB + wn * 64 + 2 * (lane & 3);
+    const int rbase = mc * 16 * MB + (lane >> 2);
+#pragma unroll
+    for (int i = 0; i < MB; i++)
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            const int row = rbase + 16 * i;
+            __half *dst = p.C + (int64_t)row * p.n + col0 + 8 * j;
+            if (row < p.m)
+                *reinterpret_cast<__half2 *>(dst) =
+                    __floats2half2_rn(acc[i][j][0] * sc[j][0], acc[i][j][1] * sc[j][1]);
+            if (row + 8 < p.m)
+                *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
+                    __floats2half2_rn(acc[i][j][2] * sc[j][0], acc[i][j][3] * sc[j][1]);
+        }
+}
+
+/* End of a segment for dense_v2_kernel (see finish_segment for the rules;
+ * the differences are listed above the kernel). */
+template <int MB, int NB, bool GROUPED>
+__device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const Cursor &c,
+                                                  const DenseParams &p, int u_begin, float4 *red,
+                                                  int *s_last) {
+    constexpr int WN = NB / 4;
+    constexpr int SLOT_F4 = 64 * MB * NB;
+    const int tid = threadIdx.x;
+    const int ns = c.ns, mc = c.mc;
+    const int slice = ns * p.m_chunks + mc;
+    const int slice_u0 = slice * p.k_tiles;
+    const int seg_u0 = max(u_begin, slice_u0);
+
+    /* 1. Sum the WK warps that share columns (v2_tree). */
+    v2_tree<MB, NB>(acc, red);
 
     const bool owner = (tid < 32 * WN); /* the wk == 0 warps hold the sum */
     const int b_first = v2_unit_owner(slice_u0, p);
     const int b_last = v2_unit_owner(slice_u0 + p.k_tiles - 1, p);
     if (b_first == b_last) {
-        /* 2. The whole k range is ours: straight to C (fragment (i, j) of a
-         *    wk == 0 warp: c0,c1 row lane/4, columns 2(lane%4)+{0,1} of n8
-         *    tile j; c2,c3 8 rows lower; per-channel scales from the
-         *    32-column shuffle, int4 (lane%4) of each 32-column chunk). */
+        /* 2. The whole k range is ours: straight to C. */
+        if (owner) v2_store_acc<MB, NB, GROUPED>(acc, p, mc, ns);
+    } else {
+        /* 3. Partial: publish, count, and the last block of the slice adds
+         *    all parts. Rows >= m are not stored (nothing reads them). */
+        const int my_slot = (seg_u0 == u_begin) ? 0 : 1;
         if (owner) {
-            float sc[8][2];
-#pragma unroll
-            for (int j = 0; j < 8; j++) sc[j][0] = sc[j][1] = 1.0f;
-            if (!GROUPED) {
-                const int4 *srow = p.s + (ns * 16 * NB + wn * 64) / 8 + (lane & 3);
-#pragma unroll
-                for (int cc = 0; cc < 2; cc++) {
-                    const int4 v = __ldg(srow + 4 * cc);
-#pragma unroll
-                    for (int t = 0; t < 4; t++) {
-                        sc[4 * cc + t][0] = half_at(v, 2 * t);
-                        sc[4 * cc + t][1] = half_at(v, 2 * t + 1);
-                    }
-                }
-            }
-            const int col0 = ns * 16 * NB + wn * 64 + 2 * (lane & 3);
-            const int rbase = mc * 16 * MB + (lane >> 2);
+            float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
 #pragma unroll
             for (int i = 0; i < MB; i++)
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    const int row = rbase + 16 * i;
-                    __half *dst = p.C + (int64_t)row * p.n + col0 + 8 * j;
-                    if (row < p.m)
-                        *reinterpret_cast<__half2 *>(dst) =
-                            __floats2half2_rn(acc[i][j][0] * sc[j][0], acc[i][j][1] * sc[j][1]);
-                    if (row + 8 < p.m)
-                        *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)p.n) =
-                            __floats2half2_rn(acc[i][j][2] * sc[j][0], acc[i][j][3] * sc[j][1]);
-                }
+                for (int j = 0; j < 8; j++)
+                    __stcg(mine + (i * 8 + j) * (32 * WN),
+                           make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]));
         }
-    } else if (owner) {
-        /* 3. Partial: this block's fp32 part of the slice to its slot
-         *    (rows >= m are not stored: nothing reads them). Published
-         *    and counted once, at the block's end (v2_publish). */
-        const int my_slot = (seg_u0 == u_begin) ? 0 : 1;
-        float4 *mine = p.partials + ((int64_t)blockIdx.x * 2 + my_slot) * SLOT_F4 + tid;
-#pragma unroll
-        for (int i = 0; i < MB; i++)
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-                __stcg(mine + (i * 8 + j) * (32 * WN),
-                       make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]));
+        /* Every thread's partial stores precede the barrier; thread 0's
+         * release fence after it makes them all visible at GPU scope
+         * before the count (cumulativity: CUTLASS's arrive_inc pattern;
+         * acq_rel, not the SC fence of __threadfence), and its acquire
+         * fence orders the other blocks' parts before this block's reads,
+         * which the barrier hands on. Counting here, mid-loop, and not
+         * once at the block's end matters: deferring every count to the
+         * end piled all slices' reductions onto the kernel's tail (+2-3 us
+         * a launch, measured in run 9, docs/perf.md). */
+        __syncthreads();
+        if (tid == 0) {
+            asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            const int before = atomicAdd(p.counters + slice, 1);
+            const int last = (before == b_last - b_first);
+            if (last) asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            *s_last = last;
+        }
+        __syncthreads();
+        if (*s_last) {
+            /* Blocks after b_first begin inside the slice (slot 0); b_first
+             * does only if it begins exactly at the slice's start. */
+            const bool first_inside = v2_unit_begin(b_first, p) == slice_u0;
+            if (MB == 1)
+                v2_reduce<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, b_first, b_last,
+                                           first_inside, mc, ns);
+            else
+                v2_reduce_call<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, b_first, b_last,
+                                                first_inside, mc, ns);
+            if (tid == 0) p.counters[slice] = 0; /* self-reset for the next launch */
+        }
     }
 #pragma unroll
     for (int i = 0; i < MB; i++)
@@ -826,65 +902,124 @@ __device__ __forceinline__ int finish_segment_v2(float (&acc)[MB][8][4], const C
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
-    return (b_first != b_last) ? slice : -1;
 }
 
-/* A block's end: publish and count its split slices (at most two: its
- * first segment, the tail k range of a slice, and its last, the head of
- * one), and add all parts of a slice whose last part it counts. Once per
- * block, after the main loop: counting the first segment here instead of
- * mid-loop keeps the fence and the atomic's round trip (~1.5 us under load,
- * measured with marlin-bench --mode trace) out of the main loop, and a
- * slice's last part is still counted last, since every block ends its range
- * at about the same time. Every thread's partial stores precede the
- * barrier; thread 0's release fence after it makes them visible at GPU
- * scope before its counts (cumulativity: CUTLASS's arrive_inc pattern), its
- * acquire fence orders the other blocks' parts before this block's reads,
- * which the barrier hands on. No block ever waits for another (no residency
- * assumption). Out of line: nothing of the main loop is live here, and the
- * call keeps the reducer's loads from adding to the loop's register
- * pressure. */
+/* ------------------------------------------ cluster path (sm_90) */
+/*
+ * Split k over the blocks of a thread-block cluster instead of stream-K
+ * (p.cluster_k = CS > 1, sm_90): block r of a cluster of CS takes k tiles
+ * [r*kt/CS, (r+1)*kt/CS) of one slice, and the CS parts meet in distributed
+ * shared memory, not in the global workspace. Why: the trace of the
+ * stream-K kernel on the H100 (marlin-bench --mode trace, docs/perf.md run
+ * 8) showed 2.7-3.7 us of every decode launch after the last block's
+ * compute, and ~1.5 us per fence + atomic round trip through an L2 that
+ * the next kernel's prefetch keeps busy; the cluster's SM-to-SM network
+ * and hardware barrier do not queue behind DRAM traffic.
+ * Reduce-scatter: after the block's own tree, the owner threads send
+ * partial-layout element e (v2_f4_pos) to block e / CH of the cluster (CH =
+ * ceil(SLOT_F4 / CS)), into its receive area at [source rank][e % CH]; one
+ * cluster barrier (release/acquire); then every block adds its CH
+ * elements over the CS sources in rank order (a fixed order: deterministic)
+ * and writes them to C. Rows >= m are neither sent nor stored.
+ * Every block arrived on the cluster barrier at its start and waits on that
+ * phase before its first remote store: no block's shared memory is written
+ * before it runs. After the second phase a block reads only its own shared
+ * memory, so blocks may exit in any order.
+ */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MK_HAVE_CLUSTER 1
+#else
+#define MK_HAVE_CLUSTER 0
+#endif
+
+__device__ __forceinline__ void cluster_arrive_relaxed() {
+#if MK_HAVE_CLUSTER
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_wait() {
+#if MK_HAVE_CLUSTER
+    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void cluster_sync_acq_rel() {
+#if MK_HAVE_CLUSTER
+    asm volatile("barrier.cluster.arrive.release.aligned;\n"
+                 "barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+/* v to the shared-memory address of `local` in block `rank` of the cluster */
+__device__ __forceinline__ void st_cluster_f4(float4 *local, int rank, const float4 &v) {
+#if MK_HAVE_CLUSTER
+    const uint32_t la = (uint32_t)__cvta_generic_to_shared(local);
+    uint32_t ra;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(ra) : "r"(la), "r"(rank));
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(ra), "f"(v.x),
+                 "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+#else
+    (void)local;
+    (void)rank;
+    (void)v;
+#endif
+}
+
+/* Receive area of the cluster path, in float4: CS sources x CH elements. */
+#define MK_CLUSTER_RECV_F4(mb, nb) (64 * (mb) * (nb) + 16)
+
 template <int MB, int NB, bool GROUPED>
-__device__ __noinline__ void v2_publish(const DenseParams &p, int split0, int split1,
-                                        int *s_last) {
+__device__ __forceinline__ void finish_cluster_v2(float (&acc)[MB][8][4], const Cursor &c,
+                                                  const DenseParams &p, float4 *red,
+                                                  float4 *recv) {
+    constexpr int WN = NB / 4;
+    constexpr int SLOT_F4 = 64 * MB * NB;
+    constexpr int T = MARLIN_DENSE_THREADS;
     const int tid = threadIdx.x;
-    const int n_pub = split1 >= 0 ? 2 : 1;
-    __syncthreads();
-    if (tid == 0) {
-        const int sl[2] = {split0, split1};
-        int mask = 0, before[2] = {0, 0};
-        asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
-        for (int t = 0; t < n_pub; t++) before[t] = atomicAdd(p.counters + sl[t], 1);
-        for (int t = 0; t < n_pub; t++) {
-            const int u0 = sl[t] * p.k_tiles;
-            const int need = v2_unit_owner(u0 + p.k_tiles - 1, p) - v2_unit_owner(u0, p);
-            if (before[t] == need) mask |= 1 << t;
-        }
-        if (mask) asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
-        *s_last = mask;
+    const int cs = p.cluster_k;
+    const int rank = (int)(blockIdx.x % (unsigned)cs);
+    const int ch = (SLOT_F4 + cs - 1) / cs;
+    v2_tree<MB, NB>(acc, red);
+    cluster_wait(); /* phase 0: every block of the cluster has started */
+    if (tid < 32 * WN) {
+#pragma unroll
+        for (int i = 0; i < MB; i++)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                const int e = (i * 8 + j) * (32 * WN) + tid;
+                int row, col;
+                v2_f4_pos<MB, NB>(e, c.mc, c.ns, row, col);
+                if (row < p.m) {
+                    const int dst = e / ch;
+                    st_cluster_f4(recv + rank * ch + (e - dst * ch), dst,
+                                  make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2],
+                                              acc[i][j][3]));
+                }
+            }
     }
-    __syncthreads();
-    const int mask = *s_last;
-#pragma unroll 1
-    for (int t = 0; t < n_pub; t++) {
-        if (!(mask & (1 << t))) continue;
-        const int rs = t ? split1 : split0;
-        const int r_ns = rs / p.m_chunks, r_mc = rs - r_ns * p.m_chunks;
-        const int u0 = rs * p.k_tiles;
-        const int bf = v2_unit_owner(u0, p), bl = v2_unit_owner(u0 + p.k_tiles - 1, p);
-        /* Blocks after bf begin inside the slice (slot 0); bf does only if
-         * it begins exactly at the slice's start. */
-        const bool first_inside = v2_unit_begin(bf, p) == u0;
-        v2_reduce<MB, NB, GROUPED>(p.partials, p.C, p.s, p.m, p.n, bf, bl, first_inside, r_mc,
-                                   r_ns);
-        if (tid == 0) p.counters[rs] = 0; /* self-reset for the next launch */
+    cluster_sync_acq_rel(); /* phase 1: every part has landed */
+    const int e0 = rank * ch;
+    const int e1 = min(SLOT_F4, e0 + ch);
+    for (int e = e0 + tid; e < e1; e += T) {
+        int row, col;
+        v2_f4_pos<MB, NB>(e, c.mc, c.ns, row, col);
+        if (row >= p.m) continue;
+        float4 sum = recv[e - e0];
+        for (int r = 1; r < cs; r++) {
+            const float4 v = recv[r * ch + (e - e0)];
+            sum.x += v.x;
+            sum.y += v.y;
+            sum.z += v.z;
+            sum.w += v.w;
+        }
+        v2_store_f4<MB, NB, GROUPED>(sum, e, p.C, p.s, p.m, p.n, c.mc, c.ns);
     }
 }
 
 template <int MB,      /* 16-row blocks of A per tile (1..4) */
           int NB,      /* 16-column blocks of C per tile (8, 16) */
           int KB,      /* 16-deep k steps per pipeline stage (8, 16) */
-          bool GROUPED /* scales per group (applied to W) or per column */
+          bool GROUPED, /* scales per group (applied to W) or per column */
+          bool CLUSTER  /* the cluster path (p.cluster_k > 1; 16-row tiles) */
           >
 __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     dense_v2_kernel(const DenseParams p) {
@@ -922,8 +1057,19 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     } while (0)
     MK_TRACE(1, gtimer());
     MK_TRACE(0, smid_reg());
-    const int u_begin = v2_unit_begin(blockIdx.x, p);
-    const int u_end = v2_unit_begin(blockIdx.x + 1, p);
+    int u_begin, u_end;
+    if (CLUSTER) {
+        /* cluster path: block r of cluster (slice) c takes k tiles
+         * [r*kt/CS, (r+1)*kt/CS) of slice c; the host keeps CS <= kt */
+        const int cs = p.cluster_k;
+        const int slice = (int)(blockIdx.x / (unsigned)cs), r = (int)(blockIdx.x % (unsigned)cs);
+        u_begin = slice * p.k_tiles + (r * p.k_tiles) / cs;
+        u_end = slice * p.k_tiles + ((r + 1) * p.k_tiles) / cs;
+        cluster_arrive_relaxed(); /* phase 0, waited on in finish_cluster_v2 */
+    } else {
+        u_begin = v2_unit_begin(blockIdx.x, p);
+        u_end = v2_unit_begin(blockIdx.x + 1, p);
+    }
     const int n_units = u_end - u_begin;
     MK_TRACE(6, (unsigned long long)n_units);
     if (n_units <= 0) return; /* the host never launches such a block */
@@ -1091,7 +1237,6 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         }
     }
     int st_read = 0, st_write = p.stages - 1;
-    int split0 = -1, split1 = -1; /* split slices stored, counted at the end */
 #pragma unroll 1
     for (int i = 0; i < n_units; i++) {
         cp_async_wait(p.stages - 2);
@@ -1107,19 +1252,17 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
         st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
         if (i == n_units - 1) MK_TRACE(4, gtimer());
-        if (i == n_units - 1 || cc.kt == p.k_tiles - 1) {
-            const int sp = finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red);
-            if (sp >= 0) {
-                if (split0 < 0)
-                    split0 = sp;
-                else
-                    split1 = sp;
-            }
+        if (CLUSTER) {
+            if (i == n_units - 1)
+                finish_cluster_v2<MB, NB, GROUPED>(
+                    acc, cc, p, red,
+                    red + MARLIN_DENSE_V2_RED_BYTES / 16 /* the host adds the area */);
+        } else if (i == n_units - 1 || cc.kt == p.k_tiles - 1) {
+            finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
         }
         cc.advance(p);
     }
     cp_async_wait(0);
-    if (split0 >= 0) v2_publish<MB, NB, GROUPED>(p, split0, split1, &s_last);
     MK_TRACE(5, gtimer());
 #undef MK_TRACE
 }
@@ -1460,10 +1603,16 @@ constexpr int kNumKernels = sizeof kKernels / sizeof kKernels[0];
 /* The v2 kernels (MARLIN_DENSE_PIPE_CPASYNC2), their own shapes. */
 struct KernelEntryV2 {
     int mb, nb, kb;
-    kernel_fn fn[2]; /* [grouped] */
+    kernel_fn fn[2];         /* [grouped] */
+    kernel_fn fn_cluster[2]; /* [grouped], the cluster path: 16-row tiles only */
 };
 #define MK_ENTRY2(mb, nb, kb)                                                                 \
-    {mb, nb, kb, {dense_v2_kernel<mb, nb, kb, false>, dense_v2_kernel<mb, nb, kb, true>}},
+    {mb,                                                                                      \
+     nb,                                                                                      \
+     kb,                                                                                      \
+     {dense_v2_kernel<mb, nb, kb, false, false>, dense_v2_kernel<mb, nb, kb, true, false>},    \
+     {(mb) == 1 ? dense_v2_kernel<1, nb, kb, false, true> : nullptr,                          \
+      (mb) == 1 ? dense_v2_kernel<1, nb, kb, true, true> : nullptr}},
 const KernelEntryV2 kKernelsV2[] = {MARLIN_DENSE_V2_TILE_LIST(MK_ENTRY2)};
 #undef MK_ENTRY2
 constexpr int kNumKernelsV2 = sizeof kKernelsV2 / sizeof kKernelsV2[0];
@@ -1480,7 +1629,10 @@ constexpr int MK_DENSE_AUTO_PIPE_SM90 = MARLIN_DENSE_PIPE_CPASYNC;
  * several host threads may launch; setting it twice is harmless. */
 constexpr int kMaxDev = 16;
 std::atomic<int> g_smem_set[kMaxDev][kNumKernels][2][3];
-std::atomic<int> g_smem_set_v2[kMaxDev][kNumKernelsV2][2];
+std::atomic<int> g_smem_set_v2[kMaxDev][kNumKernelsV2][2][2]; /* [..][grouped][cluster] */
+/* Per (device, v2 kernel, scale mode, cluster size): the shared-memory size
+ * for which cudaOccupancyMaxActiveClusters found the cluster resident. */
+std::atomic<int> g_cluster_ok[kMaxDev][kNumKernelsV2][2][9];
 
 } // namespace
 
@@ -1579,7 +1731,14 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "[%d, %d] on device %d",
                            stages, stage_bytes, MARLIN_DENSE_MIN_STAGES, MARLIN_DENSE_MAX_STAGES,
                            dev);
-    const int smem = stages * stage_bytes + red_bytes;
+    const int cluster_k = (t.cluster_k > 1) ? t.cluster_k : 0;
+    if (cluster_k && (!v2 || d->cc_major < 9 || cluster_k > 8))
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: cluster_k %d needs the CPASYNC2 pipeline, sm_90+ (device "
+                           "%d is sm_%d%d) and at most 8 blocks",
+                           t.cluster_k, dev, d->cc_major, d->cc_minor);
+    const int smem = stages * stage_bytes + red_bytes +
+                     (cluster_k ? MK_CLUSTER_RECV_F4(kmb, knb) * 16 : 0);
     /* + the kernel's static shared memory (16 bytes for cp.async, mbarriers
      * and counters for the others) */
     const bool plain = (pipe == MARLIN_DENSE_PIPE_CPASYNC || v2);
@@ -1609,13 +1768,23 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
      * (mk_dense_unit_begin), every block gets at least one. */
     int blocks = d->sm_count * bps;
     if (blocks > total) blocks = total;
+    if (cluster_k) {
+        if (cluster_k > k_tiles)
+            return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                               "dense gemm: cluster_k %d exceeds the %d k tiles of a slice",
+                               cluster_k, k_tiles);
+        if ((int64_t)n_slices * m_chunks * cluster_k > INT32_MAX)
+            return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large");
+        blocks = n_slices * m_chunks * cluster_k; /* one cluster per slice */
+    }
 
     /* Counters at the start, partial tiles at the end of the buffer: a
      * buffer sized for (max_m, n) keeps every call's partials clear of the
      * counters of any later call with a larger m <= max_m, so the counters
      * stay zero between calls (the zeroing rule). */
     const size_t counters_bytes = (size_t)n_slices * m_chunks * 4;
-    const size_t partial_bytes = (size_t)blocks * 2 * 64 * kmb * knb * 16;
+    /* (the cluster path adds its parts in shared memory: no partials) */
+    const size_t partial_bytes = cluster_k ? 0 : (size_t)blocks * 2 * 64 * kmb * knb * 16;
     if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: workspace of %zu bytes, this call needs %zu (use "
@@ -1646,11 +1815,18 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.pdl = (a->pdl && d->cc_major >= 9) ? 1 : 0;
     p.units32 = ((int64_t)total * blocks < ((int64_t)1 << 32)) ? 1 : 0;
     p.trace = v2 ? (unsigned long long *)a->trace : NULL;
+    p.cluster_k = cluster_k;
 
-    kernel_fn fn = v2 ? kKernelsV2[ki].fn[grouped ? 1 : 0] : kKernels[ki].fn[pipe - 1][grouped ? 1 : 0];
+    kernel_fn fn = v2 ? (cluster_k ? kKernelsV2[ki].fn_cluster[grouped ? 1 : 0]
+                                   : kKernelsV2[ki].fn[grouped ? 1 : 0])
+                      : kKernels[ki].fn[pipe - 1][grouped ? 1 : 0];
+    if (!fn)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: the cluster path has 16-row tiles only (m_blocks %d)",
+                           t.m_blocks);
     const int threads = MARLIN_DENSE_THREADS;
     std::atomic<int> *set = (dev >= kMaxDev) ? NULL
-                            : v2 ? &g_smem_set_v2[dev][ki][grouped ? 1 : 0]
+                            : v2 ? &g_smem_set_v2[dev][ki][grouped ? 1 : 0][cluster_k ? 1 : 0]
                                  : &g_smem_set[dev][ki][grouped ? 1 : 0][pipe - 1];
     if (!set || set->load(std::memory_order_relaxed) < smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
@@ -1659,22 +1835,53 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
 
         if (set) set->store(smem, std::memory_order_relaxed);
     }
-    if (p.pdl) {
+    if (p.pdl || cluster_k) {
         /* Programmatic dependent launch: the kernel may start while the
          * previous kernel of the stream finishes; it waits for it (all its
-         * writes visible) before touching A, C or the workspace. */
+         * writes visible) before touching A, C or the workspace. Cluster
+         * path: clusters of cluster_k consecutive blocks. */
         cudaLaunchConfig_t cfg;
-        cudaLaunchAttribute attr[1];
+        cudaLaunchAttribute attr[2];
+        int na = 0;
         memset(&cfg, 0, sizeof cfg);
         memset(attr, 0, sizeof attr);
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        if (p.pdl) {
+            attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+            attr[na].val.programmaticStreamSerializationAllowed = 1;
+            na++;
+        }
+        if (cluster_k) {
+            attr[na].id = cudaLaunchAttributeClusterDimension;
+            attr[na].val.clusterDim.x = (unsigned)cluster_k;
+            attr[na].val.clusterDim.y = 1;
+            attr[na].val.clusterDim.z = 1;
+            na++;
+        }
         cfg.gridDim = dim3((unsigned)blocks);
         cfg.blockDim = dim3((unsigned)threads);
         cfg.dynamicSmemBytes = (size_t)smem;
         cfg.stream = (cudaStream_t)a->stream;
         cfg.attrs = attr;
-        cfg.numAttrs = 1;
+        cfg.numAttrs = (unsigned)na;
+        if (cluster_k) {
+            /* A cluster that cannot be resident at all would fail the
+             * launch; say so as a bad tile (benchmarks skip those). Checked
+             * once per (device, kernel, scale mode, size, smem). */
+            std::atomic<int> *ok = (dev < kMaxDev)
+                                       ? &g_cluster_ok[dev][ki][grouped ? 1 : 0][cluster_k]
+                                       : NULL;
+            if (!ok || ok->load(std::memory_order_relaxed) != smem) {
+                int n_clusters = 0;
+                st = MK_CUDA(err, cudaOccupancyMaxActiveClusters(&n_clusters, fn, &cfg));
+                if (st) return st;
+                if (n_clusters < 1)
+                    return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                                       "dense gemm: a cluster of %d blocks with %d bytes of "
+                                       "shared memory each cannot be resident on device %d",
+                                       cluster_k, smem, dev);
+                if (ok) ok->store(smem, std::memory_order_relaxed);
+            }
+        }
         st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
         if (st) return st;
     } else {

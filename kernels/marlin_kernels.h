@@ -158,6 +158,12 @@ typedef struct marlin_dense_tile {
     int stages;        /* pipeline depth: 2..8 (0: largest that fits) */
     int blocks_per_sm; /* resident blocks per SM wanted: 1 or 2 (0: auto) */
     int pipeline;      /* marlin_dense_pipeline (0: automatic) */
+    int cluster_k;     /* CPASYNC2 on sm_90+ only: 2..8 = the blocks of a
+                          thread-block cluster of this size split each
+                          slice's k range evenly and add their parts in
+                          distributed shared memory (no workspace partials,
+                          no counters); needs cluster_k <= k / tile k.
+                          0 or 1: stream-K (any GPU) */
 } marlin_dense_tile;
 
 /* Instantiated tile shapes: writes up to `cap` entries (stages and
@@ -233,7 +239,9 @@ typedef struct marlin_dense_args {
                                static weights). 0: plain stream order. */
     void *trace;            /* diagnostics, normally NULL: a device buffer of
                                MARLIN_DENSE_TRACE_SLOTS 64-bit words per
-                               block (2 * sm_count blocks at most); the v2
+                               block (2 * sm_count blocks at most; on the
+                               cluster path n/tile_n * row chunks *
+                               cluster_k); the v2
                                kernels (pipeline CPASYNC2) write per block:
                                SM id, %globaltimer ns at entry, after the PDL
                                wait, first stage ready, last segment end

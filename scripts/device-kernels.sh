@@ -33,6 +33,11 @@
 #                  r2 = the fix-up round (session 2): both GPU suites,
 #                  trace, models dense and 2:4 for this build and the
 #                  BASE build (packed with BASE=tree), sanitizers.
+#                  r3 = the cluster-path round: both GPU suites (cluster test
+#                  included), tune of the v2 shapes with cluster sizes on
+#                  all four models at m = 1, 16, traces of the cluster
+#                  path, models dense and 2:4 for this build and BASE,
+#                  sanitizers on the cluster test.
 # BUILD (pack): the build folder to take the binaries from (default build-rel).
 # Steps are individually time-limited so one call stays well under 10 min.
 set -u
@@ -99,6 +104,60 @@ if [ "$mode" = trace ]; then
   grep -E "^(FAIL|\[  (PASSED|FAILED))" "$R/smoke.log" | head
   for f in "$R"/trace_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f"; done
   for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  exit 0
+fi
+
+if [ "$mode" = r3 ]; then
+  log "tests (default sweep)"
+  timeout 120 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log "tests 2:4"
+  timeout 80 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  log "tune v2 + cluster"
+  timeout 150 ./marlin-bench --mode tune --pipeline cpasync2 --batch 1,16 --samples 12 \
+    --csv "$R/tune.csv" > "$R/tune.txt" 2>&1
+  echo "tune rc=$?"
+  log trace
+  for tl in 16x128x128/s2/b2/c8 16x128x256/s2/b2/c4 16x256x128/s2/b2/c3; do
+    timeout 30 ./marlin-bench --mode trace --model llama2-7b --batch 1 --tile $tl \
+      --csv "$R/trace_${tl//\//_}.csv" >> "$R/trace.txt" 2>&1
+  done
+  echo "trace rc=$?"
+  B="--model llama2-7b,llama2-70b --batch 1,16,64,128 --samples 12"
+  for who in new base; do
+    bin=./marlin-bench; lp=$PWD/lib
+    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
+    [ -x $bin ] || continue
+    log "models dense $who"
+    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --mode models -v $B \
+      --csv "$R/models_$who.csv" > "$R/models_$who.txt" 2>&1
+    echo "models $who rc=$?"
+    log "models 2:4 $who"
+    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --sparse --mode models -v $B \
+      --csv "$R/models24_$who.csv" > "$R/models24_$who.txt" 2>&1
+    echo "models24 $who rc=$?"
+  done
+  log sanitizers
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 60 compute-sanitizer \
+    --tool memcheck --leak-check no ./test_kernels > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 60 compute-sanitizer \
+    --tool racecheck ./test_kernels > "$R/racecheck.log" 2>&1
+  echo "racecheck rc=$?"
+  MARLIN_K24_QUICK=2 MARLIN_K24_PDL=1 timeout 40 compute-sanitizer --tool memcheck --leak-check no \
+    ./test_kernels24 > "$R/memcheck24.log" 2>&1
+  echo "memcheck24 rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path" "$R/test.log" "$R/test24.log" | head -20
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log
+  grep -E "tune total|m +(1|16) " "$R/tune.txt" | head -40
+  grep -v '^#' "$R/trace.txt"
+  for f in models_new models_base models24_new models24_base; do
+    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
+  done
   exit 0
 fi
 

@@ -656,9 +656,11 @@ static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_
     int ok = 1;
     if (tile)
         snprintf(what, sizeof what,
-                 "m %lld n %lld k %lld g %d tile %dx%dx%d st %d bps %d pipe %d (seed %llu)",
+                 "m %lld n %lld k %lld g %d tile %dx%dx%d st %d bps %d pipe %d cluster %d "
+                 "(seed %llu)",
                  (long long)m, (long long)n, (long long)k, L->g, tile->m_blocks, tile->n, tile->k,
-                 tile->stages, tile->blocks_per_sm, tile->pipeline, (unsigned long long)seed);
+                 tile->stages, tile->blocks_per_sm, tile->pipeline, tile->cluster_k,
+                 (unsigned long long)seed);
     else
         snprintf(what, sizeof what, "m %lld n %lld k %lld g %d auto (seed %llu)", (long long)m,
                  (long long)n, (long long)k, L->g, (unsigned long long)seed);
@@ -878,6 +880,79 @@ static void test_kernels_gpu_all_tiles(void **state) {
     assert_int_equal(failed, 0);
 }
 
+/* The cluster path (tile.cluster_k > 1: the blocks of a cluster split a
+ * slice's k range and add their parts in distributed shared memory; sm_90+,
+ * 16-row v2 shapes): every such shape x cluster sizes x stages x group
+ * sizes x m (1, ragged, one full block, several row chunks) against the CPU
+ * reference, PDL on half the cases (run_case). Refused with
+ * MARLIN_ERR_INVALID_ARG, launching nothing, where it cannot run: on GPUs
+ * before sm_90, with more blocks than k tiles, and for 32-64-row tiles. */
+static void test_kernels_gpu_cluster(void **state) {
+    (void)state;
+    NEED_GPU();
+    marlin_dense_tile tiles[64];
+    const int nt = marlin_dense_tiles(tiles, 64);
+    const uint64_t base = marlin_test_seed(0x636c75737465ull);
+    const int32_t groups[] = {128, 64, -1};
+    const int sizes[] = {2, 3, 5, 8};
+    const int quick = env_flag("MARLIN_KERNEL_TEST_QUICK");
+    marlin_error err = {0};
+    int failed = 0, ran = 0, refused = 0;
+    for (int gi = 0; gi < 3; gi++) {
+        if (quick && gi == 1) continue;
+        const int64_t n = 768, k = 2048;
+        layer L;
+        dev_layer D;
+        const uint64_t seed = case_seed(base, n, k, groups[gi], 11);
+        layer_make(&L, n, k, groups[gi], seed);
+        dev_layer_make(&D, &L, 100);
+        for (int ti = 0; ti < nt; ti++) {
+            if (tiles[ti].pipeline != MARLIN_DENSE_PIPE_CPASYNC2) continue;
+            for (int ci = 0; ci < 4; ci++)
+                for (int sti = 0; sti < 2; sti++) {
+                    if (quick && sti) continue;
+                    marlin_dense_tile t = tiles[ti];
+                    t.stages = 2 + sti;
+                    t.blocks_per_sm = 2;
+                    t.cluster_k = sizes[ci];
+                    const int fits = g_gpu.info.cc_major >= 9 && t.m_blocks == 1 &&
+                                     sizes[ci] <= k / t.k;
+                    if (!fits) {
+                        /* refused before any launch: C keeps its poison */
+                        marlin_dense_args a;
+                        memset(&a, 0, sizeof a);
+                        a.A = D.A;
+                        a.B = D.B;
+                        a.s = D.s;
+                        a.C = D.C;
+                        a.m = 5;
+                        a.n = n;
+                        a.k = k;
+                        a.group_size = groups[gi];
+                        a.workspace = g_gpu.ws;
+                        a.workspace_bytes = g_gpu.ws_bytes;
+                        a.stream = g_gpu.stream;
+                        a.tile = &t;
+                        assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
+                        refused++;
+                        continue;
+                    }
+                    const int64_t ms[] = {1, 13, 16, 100};
+                    for (int mi = 0; mi < 4; mi++) {
+                        failed += !run_case(&L, &D, ms[mi], &t, g_gpu.stream,
+                                            case_seed(seed, ti, ci * 2 + sti, ms[mi], 0), NULL);
+                        ran++;
+                    }
+                }
+        }
+        dev_layer_free(&D);
+        layer_free(&L);
+    }
+    print_message("cluster path: %d of %d runs ok, %d configurations refused (sm_%d%d)\n",
+                  ran - failed, ran, refused, g_gpu.info.cc_major, g_gpu.info.cc_minor);
+    assert_int_equal(failed, 0);
+}
+
 /* Bad calls return the specific status and launch nothing. */
 static void test_kernels_gpu_errors(void **state) {
     (void)state;
@@ -929,42 +1004,42 @@ static void test_kernels_gpu_errors(void **state) {
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "workspace"));
     assert_int_equal(marlin_dense_gemm(NULL, &err), MARLIN_ERR_INVALID_ARG);
-    marlin_dense_tile t = {5, 128, 128, 4, 1, 0};
+    marlin_dense_tile t = {5, 128, 128, 4, 1, 0, 0};
     b = a;
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "no instantiated kernel"));
-    t = (marlin_dense_tile){1, 512, 128, 4, 1, 0};
+    t = (marlin_dense_tile){1, 512, 128, 4, 1, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 1, 1, 0};
+    t = (marlin_dense_tile){1, 128, 128, 1, 1, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 20, 1, 0};
+    t = (marlin_dense_tile){1, 128, 128, 20, 1, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 3, 0};
+    t = (marlin_dense_tile){1, 128, 128, 4, 3, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 1, 5}; /* no such pipeline */
+    t = (marlin_dense_tile){1, 128, 128, 4, 1, 5, 0}; /* no such pipeline */
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "pipeline"));
     if (g_gpu.info.cc_major < 9) { /* the mbarrier pipelines need sm_90 */
-        t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK};
+        t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK, 0};
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
         assert_non_null(strstr(err.msg, "sm_90"));
         t.pipeline = MARLIN_DENSE_PIPE_MBAR;
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     }
     /* a CPASYNC2 shape with another pipeline, a v1 shape... */
-    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC};
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "no instantiated kernel"));
     /* ... and a stage deeper than k: k = 512 is fine for 256, not for a
      * k that 256 does not divide */
     b.k = 640;
-    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2};
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "does not divide"));
     b = a;
     b.n = 192; /* valid shape, but a forced 256-wide tile does not divide it */
-    t = (marlin_dense_tile){1, 256, 64, 4, 1, 0};
+    t = (marlin_dense_tile){1, 256, 64, 4, 1, 0, 0};
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     b = a;
@@ -1103,6 +1178,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_gpu_errors),
         cmocka_unit_test(test_kernels_gpu_dense_small),
         cmocka_unit_test(test_kernels_gpu_all_tiles),
+        cmocka_unit_test(test_kernels_gpu_cluster),
         cmocka_unit_test(test_kernels_gpu_workspace_and_determinism),
         cmocka_unit_test(test_kernels_gpu_dense_models),
     };

@@ -117,8 +117,8 @@ static void usage(FILE *f) {
             "  --pipeline P      auto (default), cpasync, bulk, mbar or cpasync2: the\n"
             "                    dense kernel family (bulk, mbar: sm_90+; cpasync2: the\n"
             "                    v2 main loop), each with its own tile heuristic\n"
-            "  --tile T          trace mode: force tile MxNxK/sS/bB (v2 shapes, e.g.\n"
-            "                    16x128x256/s4/b1)\n"
+            "  --tile T          trace mode: force tile MxNxK/sS/bB[/cC] (v2 shapes, e.g.\n"
+            "                    16x128x256/s4/b1; /cC: the cluster path, C blocks)\n"
             "  -v, --verbose     per-layer lines\n"
             "  -h, --help        this help;  -V, --version  the version\n"
             "\n"
@@ -265,10 +265,16 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
             marlin_dense_tile t;
             int tm = 0, chars = 0;
             memset(&t, 0, sizeof t);
+            int cl_chars = 0;
             if (sscanf(v, "%dx%dx%d/s%d/b%d%n", &tm, &t.n, &t.k, &t.stages, &t.blocks_per_sm,
                        &chars) != 5 ||
-                v[chars] != '\0' || tm < 16 || tm > 64 || tm % 16) {
-                *exit_code = usage_error("bad tile '%s' (MxNxK/sS/bB, e.g. 16x128x256/s4/b1)", v);
+                (v[chars] != '\0' &&
+                 (sscanf(v + chars, "/c%d%n", &t.cluster_k, &cl_chars) != 1 ||
+                  v[chars + cl_chars] != '\0')) ||
+                tm < 16 || tm > 64 || tm % 16) {
+                *exit_code = usage_error("bad tile '%s' (MxNxK/sS/bB[/cC], e.g. 16x128x256/s4/b1 "
+                                         "or 16x128x128/s3/b2/c8)",
+                                         v);
                 return 1;
             }
             t.m_blocks = tm / 16;
@@ -516,8 +522,10 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
         return;
     }
     const int pipe = t->pipeline ? t->pipeline : g_pipeline;
-    snprintf(buf, cap, "%dx%dx%d/s%d/b%d/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
-             t->blocks_per_sm,
+    char cl[16] = "";
+    if (t->cluster_k > 1) snprintf(cl, sizeof cl, "/c%d", t->cluster_k);
+    snprintf(buf, cap, "%dx%dx%d/s%d/b%d%s/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
+             t->blocks_per_sm, cl,
              pipe == MARLIN_DENSE_PIPE_BULK       ? "bulk"
              : pipe == MARLIN_DENSE_PIPE_MBAR     ? "mbar"
              : pipe == MARLIN_DENSE_PIPE_CPASYNC  ? "cpasync"
@@ -797,6 +805,32 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
  * shapes x {2, 3, 4, max} stages; otherwise the original shapes x {3, 4, 6,
  * max}) x {1, 2} blocks/SM per model
  * layer and batch; prints the winner and the automatic choice. */
+/* One forced configuration of --mode tune: timed with PDL where available,
+ * a CSV row, and the best so far updated. A configuration that does not
+ * fit (MARLIN_ERR_INVALID_ARG) is skipped. */
+static marlin_status tune_one(bench_ctx *c, const options *o, const model_def *md,
+                              const layer_shape *ls, gpu_layer *L, int64_t m,
+                              const marlin_dense_tile *t, double *best, char *best_s,
+                              size_t best_cap, marlin_error *err) {
+    double us = 0;
+    char ts[64];
+    marlin_error e2 = {0};
+    marlin_status s2 = time_dense(c, L, m, t, c->pdl_ok, o->samples / 2 + 3, &us, &e2);
+    if (s2 == MARLIN_ERR_INVALID_ARG) return MARLIN_OK; /* does not fit */
+    if (s2) {
+        *err = e2;
+        return s2;
+    }
+    tile_str(t, ts, sizeof ts);
+    csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts, c->pdl_ok, us, 0,
+            min_bytes(m, ls->k, ls->n, o->group));
+    if (us < *best) {
+        *best = us;
+        snprintf(best_s, best_cap, "%s", ts);
+    }
+    return MARLIN_OK;
+}
+
 static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err) {
     marlin_dense_tile tiles[64];
     const int nt = marlin_dense_tiles(tiles, 64);
@@ -839,24 +873,20 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                             marlin_dense_tile t = tiles[ti];
                             t.stages = v2 ? stages_v2[si] : stages[si];
                             t.blocks_per_sm = bps;
-                            double us = 0;
-                            char ts[64];
-                            marlin_error e2 = {0};
-                            marlin_status s2 =
-                                time_dense(c, &L, m, &t, c->pdl_ok, o->samples / 2 + 3, &us, &e2);
-                            if (s2 == MARLIN_ERR_INVALID_ARG) continue; /* does not fit */
-                            if (s2) {
-                                st = s2;
-                                *err = e2;
-                                break;
-                            }
-                            tile_str(&t, ts, sizeof ts);
-                            csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
-                                    c->pdl_ok, us, 0, min_bytes(m, ls->k, ls->n, o->group));
-                            if (us < best) {
-                                best = us;
-                                snprintf(best_s, sizeof best_s, "%s", ts);
-                            }
+                            st = tune_one(c, o, md, ls, &L, m, &t, &best, best_s, sizeof best_s,
+                                          err);
+                        }
+                    /* the cluster path (sm_90, 16-row v2 tiles): cluster
+                     * sizes x stages; the grid is one cluster per slice */
+                    const int csz[] = {2, 3, 4, 5, 6, 8};
+                    for (int ci = 0; ci < 6 && !st && v2 && mb == 1 && c->info.cc_major >= 9; ci++)
+                        for (int si = 0; si < 3 && !st; si++) {
+                            marlin_dense_tile t = tiles[ti];
+                            t.stages = stages_v2[si];
+                            t.blocks_per_sm = 2;
+                            t.cluster_k = csz[ci];
+                            st = tune_one(c, o, md, ls, &L, m, &t, &best, best_s, sizeof best_s,
+                                          err);
                         }
                 }
                 if (st) break;
@@ -898,7 +928,6 @@ static double median_of(double *v, int n) {
 
 static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *err) {
     marlin_status st = MARLIN_OK;
-    const size_t stride = (size_t)2 * c->info.sm_count * MARLIN_DENSE_TRACE_SLOTS;
     if (g_sparse) return marlin_fail(err, MARLIN_ERR_UNSUPPORTED, "trace: dense kernel only");
     if (c->csv)
         fprintf(c->csv, "model,layer,k,n,m,tile,pdl,launch,block,smid,entry_ns,wait_ns,first_ns,"
@@ -924,6 +953,15 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
                     if (st) break;
                 }
                 const int R = batch_for(L.R4);
+                /* blocks of one launch: 2 per SM at most on the stream-K
+                 * path, one cluster per slice on the cluster path */
+                int64_t max_blocks = 2 * (int64_t)c->info.sm_count;
+                if (t.cluster_k > 1) {
+                    const int64_t mc = (m + 16 * t.m_blocks - 1) / (16 * t.m_blocks);
+                    const int64_t nb = ls->n / t.n * mc * t.cluster_k;
+                    if (nb > max_blocks) max_blocks = nb;
+                }
+                const size_t stride = (size_t)max_blocks * MARLIN_DENSE_TRACE_SLOTS;
                 unsigned long long *dbuf = NULL, *hbuf = NULL;
                 const size_t words = stride * (size_t)R;
                 st = marlin_gpu_alloc((void **)&dbuf, words * 8, err);
@@ -948,7 +986,7 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
                     for (int r = 0; r < R && v[6]; r++) {
                         double e0 = 1e30, w0 = 1e30, f1 = 0, l1 = 0, x0 = 1e30, x1 = 0;
                         int nb = 0;
-                        for (int bl = 0; bl < 2 * c->info.sm_count; bl++) {
+                        for (int64_t bl = 0; bl < max_blocks; bl++) {
                             const unsigned long long *q =
                                 hbuf + stride * (size_t)r + (size_t)bl * MARLIN_DENSE_TRACE_SLOTS;
                             if (!q[1] || !q[5]) continue;
@@ -963,7 +1001,7 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
                                         "%s,%s,%lld,%lld,%lld,%s,%d,%d,%d,%llu,%.0f,%.0f,%.0f,%.0f,"
                                         "%.0f,%llu\n",
                                         md->name, ls->name, (long long)ls->k, (long long)ls->n,
-                                        (long long)m, ts, c->pdl_ok, r, bl, q[0], en * 1e3,
+                                        (long long)m, ts, c->pdl_ok, r, (int)bl, q[0], en * 1e3,
                                         wt * 1e3, fi * 1e3, ls4 * 1e3, ex * 1e3, q[6]);
                             if (en < e0) e0 = en;
                             if (wt < w0) w0 = wt;
