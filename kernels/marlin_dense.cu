@@ -89,6 +89,13 @@ __device__ __forceinline__ unsigned long long gtimer() {
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
     return t;
 }
+/* Thread 0 of the block writes the timer to its trace slot (no-op unless
+ * tracing): for the points inside the segment-end helpers. */
+#define MK_TRACE_P(p, slot)                                                                    \
+    do {                                                                                       \
+        if ((p).trace && threadIdx.x == 0)                                                     \
+            (p).trace[(size_t)blockIdx.x * MARLIN_DENSE_TRACE_SLOTS + (slot)] = gtimer();      \
+    } while (0)
 __device__ __forceinline__ unsigned smid_reg() {
     unsigned r;
     asm volatile("mov.u32 %0, %%smid;" : "=r"(r));
@@ -845,6 +852,7 @@ __device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const 
 
     /* 1. Sum the WK warps that share columns (v2_tree). */
     v2_tree<MB, NB>(acc, red);
+    MK_TRACE_P(p, 7); /* (the block's last segment end writes it last) */
 
     const bool owner = (tid < 32 * WN); /* the wk == 0 warps hold the sum */
     const int b_first = v2_unit_owner(slice_u0, p);
@@ -883,6 +891,7 @@ __device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const 
             *s_last = last;
         }
         __syncthreads();
+        MK_TRACE_P(p, 8);
         if (*s_last) {
             /* Blocks after b_first begin inside the slice (slot 0); b_first
              * does only if it begins exactly at the slice's start. */
@@ -964,9 +973,6 @@ __device__ __forceinline__ void st_cluster_f4(float4 *local, int rank, const flo
 #endif
 }
 
-/* Receive area of the cluster path, in float4: CS sources x CH elements. */
-#define MK_CLUSTER_RECV_F4(mb, nb) (64 * (mb) * (nb) + 16)
-
 template <int MB, int NB, bool GROUPED>
 __device__ __forceinline__ void finish_cluster_v2(float (&acc)[MB][8][4], const Cursor &c,
                                                   const DenseParams &p, float4 *red,
@@ -979,6 +985,7 @@ __device__ __forceinline__ void finish_cluster_v2(float (&acc)[MB][8][4], const 
     const int rank = (int)(blockIdx.x % (unsigned)cs);
     const int ch = (SLOT_F4 + cs - 1) / cs;
     v2_tree<MB, NB>(acc, red);
+    MK_TRACE_P(p, 7);
     cluster_wait(); /* phase 0: every block of the cluster has started */
     if (tid < 32 * WN) {
 #pragma unroll
@@ -997,6 +1004,7 @@ __device__ __forceinline__ void finish_cluster_v2(float (&acc)[MB][8][4], const 
             }
     }
     cluster_sync_acq_rel(); /* phase 1: every part has landed */
+    MK_TRACE_P(p, 8);
     const int e0 = rank * ch;
     const int e1 = min(SLOT_F4, e0 + ch);
     for (int e = e0 + tid; e < e1; e += T) {
@@ -1256,12 +1264,14 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
             if (i == n_units - 1)
                 finish_cluster_v2<MB, NB, GROUPED>(
                     acc, cc, p, red,
-                    red + MARLIN_DENSE_V2_RED_BYTES / 16 /* the host adds the area */);
+                    red + MARLIN_DENSE_V2_RED_BYTES / 16 /* the host adds
+                                                            MARLIN_DENSE_CLUSTER_RECV_BYTES */);
         } else if (i == n_units - 1 || cc.kt == p.k_tiles - 1) {
             finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
         }
         cc.advance(p);
     }
+    MK_TRACE(9, gtimer());
     cp_async_wait(0);
     MK_TRACE(5, gtimer());
 #undef MK_TRACE
@@ -1668,6 +1678,9 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         st = marlin_dense_pick_tile(a->m, a->n, a->k, a->group_size, d->sm_count, d->smem_optin,
                                     &t, err);
         if (st) return st;
+        if (d->cc_major >= 9)
+            (void)marlin_dense_pick_cluster(a->m, a->n, a->k, a->group_size, d->sm_count,
+                                            d->smem_optin, &t);
     }
     if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_CPASYNC2)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 4]",
@@ -1738,7 +1751,7 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "%d is sm_%d%d) and at most 8 blocks",
                            t.cluster_k, dev, d->cc_major, d->cc_minor);
     const int smem = stages * stage_bytes + red_bytes +
-                     (cluster_k ? MK_CLUSTER_RECV_F4(kmb, knb) * 16 : 0);
+                     (cluster_k ? MARLIN_DENSE_CLUSTER_RECV_BYTES(kmb, knb) : 0);
     /* + the kernel's static shared memory (16 bytes for cp.async, mbarriers
      * and counters for the others) */
     const bool plain = (pipe == MARLIN_DENSE_PIPE_CPASYNC || v2);

@@ -42,6 +42,11 @@
 /* v2: all 8 n8 tiles of a 16-row block per tree round (half the barriers
  * at a segment end): 4 warps x 32 lanes x 8 float4. */
 #define MARLIN_DENSE_V2_RED_BYTES (4 * 32 * 8 * 16)
+/* The cluster path's receive area (v2, tile.cluster_k > 1): the parts of
+ * one 16*mb x 16*nb fp32 tile from every block of the cluster, one chunk
+ * each, + 16 float4 of rounding slack (cluster sizes that do not divide the
+ * tile). */
+#define MARLIN_DENSE_CLUSTER_RECV_BYTES(mb, nb) ((64 * (mb) * (nb) + 16) * 16)
 /* Upper bound of a kernel's static shared memory (mbarriers, a flag). */
 #define MARLIN_DENSE_STATIC_SMEM 256
 

@@ -193,6 +193,17 @@ marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k,
                                           marlin_dense_tile *tile,
                                           marlin_error *err);
 
+/* The automatic choice of the cluster path (tile.cluster_k) on sm_90+
+ * GPUs, made by marlin_dense_gemm on top of marlin_dense_pick_tile when
+ * the caller forces no tile: returns 1 and writes *tile when the cluster
+ * path is chosen for this problem (decode batches, m <= 16, on layers of
+ * up to ~30 MB of weights; the rule and its measurement are in
+ * kernels/marlin_dense_host.c and docs/perf.md), else 0 and leaves *tile
+ * alone. Pure function; the caller checks the compute capability. */
+int marlin_dense_pick_cluster(int64_t m, int64_t n, int64_t k,
+                              int32_t group_size, int sm_count,
+                              int64_t smem_optin, marlin_dense_tile *tile);
+
 /* Checks a problem against the contract above (pure function).
  * @return MARLIN_OK or MARLIN_ERR_SHAPE naming the broken rule. */
 marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
@@ -245,11 +256,16 @@ typedef struct marlin_dense_args {
                                kernels (pipeline CPASYNC2) write per block:
                                SM id, %globaltimer ns at entry, after the PDL
                                wait, first stage ready, last segment end
-                               start, exit, and its unit count (marlin-bench
-                               --mode trace). Other pipelines ignore it. */
+                               start, exit, its unit count, then (last
+                               segment end) after the block's k-split tree,
+                               after the cross-block step (cluster barrier,
+                               or the count of a split slice; 0 if none),
+                               and before the final cp.async wait
+                               (marlin-bench --mode trace). Other pipelines
+                               ignore it. */
 } marlin_dense_args;
 
-#define MARLIN_DENSE_TRACE_SLOTS 8
+#define MARLIN_DENSE_TRACE_SLOTS 12
 
 /* Enqueues C = A @ dequant(B, s) on args->stream; returns after the launch
  * (asynchronous like any CUDA launch; fault reports come from a later sync).

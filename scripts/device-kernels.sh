@@ -38,6 +38,11 @@
 #                  all four models at m = 1, 16, traces of the cluster
 #                  path, models dense and 2:4 for this build and BASE,
 #                  sanitizers on the cluster test.
+#                  r4 / final = the automatic cluster choice: both GPU
+#                  suites, traces with phase breakdown, models dense (this
+#                  build and BASE) at every batch of the issue, 2:4 models,
+#                  peak; final adds sustained (SUSTAINED_SECONDS, default
+#                  30) and sanitizers.
 # BUILD (pack): the build folder to take the binaries from (default build-rel).
 # Steps are individually time-limited so one call stays well under 10 min.
 set -u
@@ -104,6 +109,61 @@ if [ "$mode" = trace ]; then
   grep -E "^(FAIL|\[  (PASSED|FAILED))" "$R/smoke.log" | head
   for f in "$R"/trace_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f"; done
   for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  exit 0
+fi
+
+if [ "$mode" = r4 ] || [ "$mode" = final ]; then
+  log "tests (default sweep)"
+  timeout 120 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log "tests 2:4"
+  timeout 80 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  log trace
+  timeout 40 ./marlin-bench --mode trace --model llama2-7b --batch 1,16 --csv "$R/trace.csv" \
+    > "$R/trace.txt" 2>&1
+  echo "trace rc=$?"
+  for who in new base; do
+    bin=./marlin-bench; lp=$PWD/lib
+    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
+    [ -x $bin ] || continue
+    log "models dense $who"
+    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 90 $bin --mode models -v --samples 15 \
+      --csv "$R/models_$who.csv" --plot "$R/models_$who.png" > "$R/models_$who.txt" 2>&1
+    echo "models $who rc=$?"
+  done
+  log "models 2:4"
+  timeout 90 ./marlin-bench --sparse --mode models -v --samples 15 --csv "$R/models24.csv" \
+    --plot "$R/models24.png" > "$R/models24.txt" 2>&1
+  echo "models24 rc=$?"
+  log peak
+  timeout 40 ./marlin-bench --mode peak --samples 15 --csv "$R/peak.csv" --plot "$R/peak.png" \
+    > "$R/peak.txt" 2>&1
+  echo "peak rc=$?"
+  if [ "$mode" = final ]; then
+    log sustained
+    timeout $(( ${SUSTAINED_SECONDS:-30} + 40 )) ./marlin-bench --mode sustained \
+      --model llama2-7b --seconds ${SUSTAINED_SECONDS:-30} --csv "$R/sustained.csv" \
+      --plot "$R/sustained.png" > "$R/sustained.txt" 2>&1
+    echo "sustained rc=$?"
+    log sanitizers
+    MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 60 compute-sanitizer \
+      --tool memcheck --leak-check no ./test_kernels > "$R/memcheck.log" 2>&1
+    echo "memcheck rc=$?"
+    MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 120 compute-sanitizer \
+      --tool racecheck ./test_kernels > "$R/racecheck.log" 2>&1
+    echo "racecheck rc=$?"
+  fi
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path" "$R/test.log" "$R/test24.log" | head -20
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log 2>/dev/null
+  grep -v '^#' "$R/trace.txt"
+  for f in models_new models_base models24 peak; do
+    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
+  done
+  [ -f "$R/sustained.txt" ] && tail -4 "$R/sustained.txt"
   exit 0
 fi
 

@@ -290,6 +290,54 @@ static void test_kernels_pick_tile(void **state) {
             }
 }
 
+/* The cluster path's automatic rule (marlin_dense_pick_cluster, pure): on
+ * the measured Llama layers of <= 30 MB at m <= 16 it picks 128 x 256
+ * tiles, 2 stages and the cluster size that puts the grid nearest 1.45
+ * blocks per SM; larger layers, m > 16 and shapes it cannot tile keep the
+ * stream-K tile (0 returned, *tile untouched). */
+static void test_kernels_pick_cluster(void **state) {
+    (void)state;
+    const int64_t smem = 232448; /* H100 opt-in */
+    marlin_dense_tile t, keep;
+    memset(&keep, 0x5a, sizeof keep);
+    /* Llama-2-7B o_proj, 132 SMs: 32 slices x 6 = 192 blocks (1.45/SM) */
+    t = keep;
+    assert_int_equal(marlin_dense_pick_cluster(1, 4096, 4096, 128, 132, smem, &t), 1);
+    assert_int_equal(t.m_blocks, 1);
+    assert_int_equal(t.n, 128);
+    assert_int_equal(t.k, 256);
+    assert_int_equal(t.stages, 2);
+    assert_int_equal(t.pipeline, MARLIN_DENSE_PIPE_CPASYNC2);
+    assert_int_equal(t.cluster_k, 6);
+    /* Llama-2-7B qkv (25 MB): 96 slices x 2 */
+    t = keep;
+    assert_int_equal(marlin_dense_pick_cluster(16, 12288, 4096, 128, 132, smem, &t), 1);
+    assert_int_equal(t.cluster_k, 2);
+    /* per-channel scales and group 32 take the same path */
+    assert_int_equal(marlin_dense_pick_cluster(7, 4096, 11008, -1, 132, smem, &t), 1);
+    assert_int_equal(marlin_dense_pick_cluster(7, 4096, 11008, 32, 132, smem, &t), 1);
+    /* k not a multiple of 256: 128-deep stages; the size never exceeds
+     * the k tiles (k = 384: 3) */
+    t = keep;
+    assert_int_equal(marlin_dense_pick_cluster(1, 8192, 384, 128, 132, smem, &t), 1);
+    assert_int_equal(t.k, 128);
+    assert_int_equal(t.cluster_k, 3);
+    assert_int_equal(marlin_dense_pick_cluster(1, 8192, 256, 128, 132, smem, &t), 0);
+    /* not chosen: m > 16, > 30 MB of weights (Llama-2-70B gate_up), n not a
+     * multiple of 128, too few slices for 0.6 blocks per SM, a shape
+     * outside the contract; *tile is left alone */
+    const int64_t no[][3] = {{17, 4096, 4096},   {1, 57344, 8192}, {1, 4160, 4096},
+                             {1, 128, 4096},     {0, 4096, 4096},  {1, 4096, 4000}};
+    for (int i = 0; i < 6; i++) {
+        t = keep;
+        assert_int_equal(marlin_dense_pick_cluster(no[i][0], no[i][1], no[i][2], 128, 132, smem,
+                                                   &t),
+                         0);
+        assert_memory_equal(&t, &keep, sizeof t);
+    }
+    assert_int_equal(marlin_dense_pick_cluster(1, 4096, 4096, 128, 132, smem, NULL), 0);
+}
+
 /* marlin_dense_pick_tile_pipe: each family's heuristic returns one of its
  * own shapes, dividing n and k and fitting the shared memory; CPASYNC2
  * falls back to CPASYNC where it has no tile (n not a multiple of 128). */
@@ -1169,6 +1217,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_workspace_bytes),
         cmocka_unit_test(test_kernels_pick_tile),
         cmocka_unit_test(test_kernels_pick_tile_pipe),
+        cmocka_unit_test(test_kernels_pick_cluster),
         cmocka_unit_test(test_kernels_dequant_ref_exact),
         cmocka_unit_test(test_kernels_gemm_ref),
         cmocka_unit_test(test_kernels_partition_rules),

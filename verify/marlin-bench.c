@@ -487,6 +487,19 @@ static marlin_status time_cublas(bench_ctx *c, gpu_layer *L, int64_t m, int samp
     return st;
 }
 
+/* The tile an automatic launch (no forced tile) runs under the forced
+ * pipeline family g_pipeline: the family's heuristic, and with AUTO on
+ * sm_90+ the cluster path's choice on top, as marlin_dense_gemm does. */
+static marlin_status shown_tile(const bench_ctx *c, int64_t m, int64_t n, int64_t k,
+                                int32_t group, marlin_dense_tile *t, marlin_error *err) {
+    marlin_status st = marlin_dense_pick_tile_pipe(m, n, k, group, c->info.sm_count,
+                                                   c->info.smem_optin_bytes, g_pipeline, t, err);
+    if (!st && g_pipeline == MARLIN_DENSE_PIPE_AUTO && c->info.cc_major >= 9)
+        (void)marlin_dense_pick_cluster(m, n, k, group, c->info.sm_count,
+                                        c->info.smem_optin_bytes, t);
+    return st;
+}
+
 /* Bytes the quantized GEMM must move at least: int4 weights, fp16 scales,
  * fp16 A and C. */
 static double min_bytes(int64_t m, int64_t k, int64_t n, int32_t group) {
@@ -553,10 +566,7 @@ static marlin_status run_model(bench_ctx *c, const options *o, const model_def *
             marlin_dense_tile t;
             char ts[64];
             memset(&t, 0, sizeof t);
-            if (!g_sparse)
-                st = marlin_dense_pick_tile_pipe(batch[b], ls->n, ls->k, o->group,
-                                                 c->info.sm_count, c->info.smem_optin_bytes,
-                                                 g_pipeline, &t, err);
+            if (!g_sparse) st = shown_tile(c, batch[b], ls->n, ls->k, o->group, &t, err);
             if (!st) st = time_dense(c, &L, batch[b], NULL, 0, samples, &kus, err);
             if (!st && c->pdl_ok) st = time_dense(c, &L, batch[b], NULL, 1, samples, &kpdl, err);
             if (!st) st = time_cublas(c, &L, batch[b], samples, &cus, err);
@@ -685,9 +695,7 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
         marlin_dense_tile t;
         char ts[64];
         memset(&t, 0, sizeof t);
-        if (!g_sparse)
-            st = marlin_dense_pick_tile_pipe(o->batch[b], n, k, o->group, c->info.sm_count,
-                                             c->info.smem_optin_bytes, g_pipeline, &t, err);
+        if (!g_sparse) st = shown_tile(c, o->batch[b], n, k, o->group, &t, err);
         if (!st)
             st = time_dense(c, &L, o->batch[b], NULL, c->pdl_ok, o->samples / 3 + 3, &kus[b], err);
         if (!st) st = time_cublas(c, &L, o->batch[b], o->samples / 3 + 3, &cus[b], err);
@@ -931,7 +939,7 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
     if (g_sparse) return marlin_fail(err, MARLIN_ERR_UNSUPPORTED, "trace: dense kernel only");
     if (c->csv)
         fprintf(c->csv, "model,layer,k,n,m,tile,pdl,launch,block,smid,entry_ns,wait_ns,first_ns,"
-                        "lastseg_ns,exit_ns,units\n");
+                        "lastseg_ns,exit_ns,units,tree_ns,xblock_ns,stored_ns\n");
     printf("# trace: medians over launches 2..R (us): period | lead = resident before release | "
            "gap = release after prev last exit | first stage ready | compute done | tail after "
            "last compute | exit spread\n");
@@ -947,9 +955,7 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
                 if (o->have_tile) {
                     t = o->tile;
                 } else {
-                    st = marlin_dense_pick_tile_pipe(m, ls->n, ls->k, o->group, c->info.sm_count,
-                                                     c->info.smem_optin_bytes,
-                                                     MARLIN_DENSE_PIPE_CPASYNC2, &t, err);
+                    st = shown_tile(c, m, ls->n, ls->k, o->group, &t, err);
                     if (st) break;
                 }
                 const int R = batch_for(L.R4);
@@ -976,8 +982,11 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
                 if (!st) {
                     char ts[64];
                     tile_str(&t, ts, sizeof ts);
-                    double *v[7];
+                    double *v[7], *ph[4];
+                    const size_t cap = (size_t)R * (size_t)max_blocks;
+                    int nph[4] = {0, 0, 0, 0};
                     for (int q = 0; q < 7; q++) v[q] = calloc((size_t)R, sizeof(double));
+                    for (int q = 0; q < 4; q++) ph[q] = calloc(cap, sizeof(double));
                     unsigned long long t0 = ~0ull;
                     for (size_t w = 0; w < words; w += MARLIN_DENSE_TRACE_SLOTS)
                         if (hbuf[w + 1] && hbuf[w + 1] < t0) t0 = hbuf[w + 1];
@@ -999,10 +1008,24 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
                             if (c->csv)
                                 fprintf(c->csv,
                                         "%s,%s,%lld,%lld,%lld,%s,%d,%d,%d,%llu,%.0f,%.0f,%.0f,%.0f,"
-                                        "%.0f,%llu\n",
+                                        "%.0f,%llu,%.0f,%.0f,%.0f\n",
                                         md->name, ls->name, (long long)ls->k, (long long)ls->n,
                                         (long long)m, ts, c->pdl_ok, r, (int)bl, q[0], en * 1e3,
-                                        wt * 1e3, fi * 1e3, ls4 * 1e3, ex * 1e3, q[6]);
+                                        wt * 1e3, fi * 1e3, ls4 * 1e3, ex * 1e3, q[6],
+                                        q[7] ? (double)(q[7] - t0) : 0.0,
+                                        q[8] ? (double)(q[8] - t0) : 0.0,
+                                        q[9] ? (double)(q[9] - t0) : 0.0);
+                            /* phases of the block's last segment end: tree,
+                             * cross-block step (when it happened after the
+                             * tree: a split slice or a cluster), stores and
+                             * reduction, final wait and exit */
+                            if (r > 0 && q[7] >= q[4] && q[9] >= q[7] && ph[0]) {
+                                const int xb = q[8] > q[7] && q[8] <= q[9];
+                                ph[0][nph[0]++] = (double)(q[7] - q[4]) / 1e3;
+                                if (xb) ph[1][nph[1]++] = (double)(q[8] - q[7]) / 1e3;
+                                ph[2][nph[2]++] = (double)(q[9] - (xb ? q[8] : q[7])) / 1e3;
+                                ph[3][nph[3]++] = (double)(q[5] - q[9]) / 1e3;
+                            }
                             if (en < e0) e0 = en;
                             if (wt < w0) w0 = wt;
                             if (fi > f1) f1 = fi;
@@ -1032,8 +1055,16 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
                     else
                         printf("%-10s %-8s m %4lld %-22s no trace recorded (not a v2 tile?)\n",
                                md->name, ls->name, (long long)m, ts);
+                    if (ph[3] && nph[0])
+                        printf("%-10s %-8s m %4lld   last segment end, block medians (us): tree "
+                               "%5.2f | cross-block %5.2f (%d of %d blocks) | stores/reduce %5.2f "
+                               "| final wait + exit %5.2f\n",
+                               md->name, ls->name, (long long)m, median_of(ph[0], nph[0]),
+                               median_of(ph[1], nph[1]), nph[1], nph[0], median_of(ph[2], nph[2]),
+                               median_of(ph[3], nph[3]));
                     fflush(stdout);
                     for (int q = 0; q < 7; q++) free(v[q]);
+                    for (int q = 0; q < 4; q++) free(ph[q]);
                 }
                 free(hbuf);
                 marlin_gpu_free(dbuf);
