@@ -874,20 +874,23 @@ __device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const 
                            make_float4(acc[i][j][0], acc[i][j][1], acc[i][j][2], acc[i][j][3]));
         }
         /* Every thread's partial stores precede the barrier; thread 0's
-         * release fence after it makes them all visible at GPU scope
-         * before the count (cumulativity: CUTLASS's arrive_inc pattern;
-         * acq_rel, not the SC fence of __threadfence), and its acquire
-         * fence orders the other blocks' parts before this block's reads,
-         * which the barrier hands on. Counting here, mid-loop, and not
+         * fence after it makes them all visible at GPU scope before the
+         * count (cumulativity: the pattern of cooperative_groups' grid
+         * sync), and its second fence orders the other blocks' parts
+         * before this block's reads, which the barrier hands on. (acq_rel
+         * fences instead of these SC ones measured no faster here: median
+         * +0.9% over 93 layer x m pairs, run 11; the 2:4 kernel, which
+         * fenced in all 256 threads, gained 2-4% from one acq_rel fence in
+         * thread 0.) Counting here, mid-loop, and not
          * once at the block's end matters: deferring every count to the
          * end piled all slices' reductions onto the kernel's tail (+2-3 us
          * a launch, measured in run 9, docs/perf.md). */
         __syncthreads();
         if (tid == 0) {
-            asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            __threadfence();
             const int before = atomicAdd(p.counters + slice, 1);
             const int last = (before == b_last - b_first);
-            if (last) asm volatile("fence.acq_rel.gpu;\n" ::: "memory");
+            if (last) __threadfence();
             *s_last = last;
         }
         __syncthreads();
