@@ -138,6 +138,7 @@ struct Params {
     int g_every;       /*   (kt / g_every) * g_step */
     int pdl;           /* launched as a programmatic dependent launch */
     int evict_first;   /* weights read once (one row chunk) */
+    int cluster_k;     /* cluster path (sm_90): blocks per cluster = k split */
 };
 
 /* Block b of G owns units [b*T/G, (b+1)*T/G) (the host keeps T * G below
@@ -334,7 +335,7 @@ __device__ __noinline__ void reduce_parts_call(const float4 *partials,
  *           scale per column, applied to the fp32 sums in the epilogue
  * Blocks per SM: 2 for MB == 1 (registers capped at 128), else 1.
  */
-template <int MB, int NW, int KW, int KP, bool GROUPED>
+template <int MB, int NW, int KW, int KP, bool GROUPED, bool CLUSTER>
 __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
     marlin24_kernel(const Params p) {
     static_assert(NW * KW == kThreads / 32, "8 warps");
@@ -372,8 +373,19 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
 
     const int T = p.units;
     const int nblk = (int)gridDim.x;
-    const int u_begin = unit_start(blockIdx.x, T, nblk);
-    const int u_end = unit_start(blockIdx.x + 1, T, nblk);
+    int u_begin, u_end;
+    if (CLUSTER) {
+        /* cluster path: block r of cluster (slice) c takes k tiles
+         * [r*kt/CS, (r+1)*kt/CS) of slice c; the host keeps CS <= kt */
+        const int cs = p.cluster_k;
+        const int slice = (int)(blockIdx.x / (unsigned)cs), r = (int)(blockIdx.x % (unsigned)cs);
+        u_begin = slice * p.ktiles + (r * p.ktiles) / cs;
+        u_end = slice * p.ktiles + ((r + 1) * p.ktiles) / cs;
+        cluster_arrive_relaxed(); /* phase 0, waited on in finish_cluster */
+    } else {
+        u_begin = unit_start(blockIdx.x, T, nblk);
+        u_end = unit_start(blockIdx.x + 1, T, nblk);
+    }
     const int n_units = u_end - u_begin;
     if (n_units <= 0) return; /* the host never launches such a block */
 
@@ -519,16 +531,11 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
     };
 
     /* ---- end of a segment (this block's units inside one slice) ----- */
-    auto finish = [&](int u) {
-        const int slice = u / p.ktiles;
-        const int su0 = slice * p.ktiles;
-        const int ns = slice / p.chunks;
-        const int n0 = ns * NT;
-        const int row0 = (slice - ns * p.chunks) * 16 * MB;
-        const int rows = min(16 * MB, p.m - row0);
-        /* 1. k-split warps: tree through shared memory in a fixed order,
-         *    RJ subtiles of one 16-row block at a time (4 KB per subtile:
-         *    one at a time with two blocks per SM, four otherwise) */
+    /* 1. k-split warps: tree through shared memory in a fixed order, RJ
+     *    subtiles of one 16-row block at a time (4 KB per subtile: one at a
+     *    time with two blocks per SM, four otherwise); afterwards the wk == 0
+     *    warps hold the block's sums */
+    auto tree_reduce = [&]() {
         if (KW > 1) {
 #pragma unroll
             for (int a = 0; a < MB; ++a)
@@ -568,6 +575,16 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
                         __syncthreads();
                     }
         }
+    };
+
+    auto finish = [&](int u) {
+        const int slice = u / p.ktiles;
+        const int su0 = slice * p.ktiles;
+        const int ns = slice / p.chunks;
+        const int n0 = ns * NT;
+        const int row0 = (slice - ns * p.chunks) * 16 * MB;
+        const int rows = min(16 * MB, p.m - row0);
+        tree_reduce();
         /* 2. whole slice in this block: straight to C */
         const int b_first = unit_owner(su0, T, nblk);
         const int b_last = unit_owner(su0 + p.ktiles - 1, T, nblk);
@@ -647,6 +664,76 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
         if (tid == 0) p.counters[slice] = 0;
     };
 
+    /* ---- the cluster path's end (p.cluster_k = CS > 1, sm_90): the CS
+     * blocks of a cluster hold one slice's k parts; after each block's
+     * tree, (a, h, owner) quad q (4 float4: one thread's 8 features x 2
+     * rows) goes to block q / CHQ of the cluster (CHQ = ceil(GROUPS / CS)),
+     * into its receive area after `red` at [source rank][q % CHQ]; one
+     * cluster barrier; then each block adds its quads over the sources in
+     * rank order (deterministic) and writes C. Rows >= m are neither sent
+     * nor stored. The dense kernel's finish_cluster_v2 has the why. */
+    auto finish_cluster = [&](int u) {
+        const int slice = u / p.ktiles;
+        const int ns = slice / p.chunks;
+        const int n0 = ns * NT;
+        const int row0 = (slice - ns * p.chunks) * 16 * MB;
+        const int rows = min(16 * MB, p.m - row0);
+        constexpr int RED_F4 = KW > 1 ? (KW / 2) * NW * 64 * RJ : 0;
+        float4 *const recv = red + RED_F4;
+        const int cs = p.cluster_k;
+        const int rank = (int)(blockIdx.x % (unsigned)cs);
+        const int chq = (GROUPS + cs - 1) / cs;
+        tree_reduce();
+        cluster_wait(); /* phase 0: every block of the cluster has started */
+        if (wk == 0) {
+#pragma unroll
+            for (int a = 0; a < MB; ++a)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    if (16 * a + 8 * h + 2 * t4 >= rows) continue;
+                    const int q = (a * 2 + h) * OWNERS + wn * 32 + lane;
+                    const int dst = q / chq;
+                    float4 *at = recv + (size_t)(rank * chq + (q - dst * chq)) * 4;
+#pragma unroll
+                    for (int j = 0; j < 4; ++j)
+                        st_cluster_f4(at + j, dst,
+                                      make_float4(acc[a][j][h][0], acc[a][j][h][1],
+                                                  acc[a][j][h][2], acc[a][j][h][3]));
+                }
+        }
+        cluster_sync_acq_rel(); /* phase 1: every part has landed */
+        const int q1 = min(GROUPS, (rank + 1) * chq);
+        for (int q = rank * chq + tid; q < q1; q += kThreads) {
+            const int ah = q / OWNERS, o = q % OWNERS;
+            const int r = 16 * (ah >> 1) + 8 * (ah & 1) + 2 * (o & 3);
+            if (r >= rows) continue;
+            float v[4][4];
+#pragma unroll
+            for (int j = 0; j < 4; ++j) {
+                const float4 x = recv[(size_t)(q - rank * chq) * 4 + j];
+                v[j][0] = x.x;
+                v[j][1] = x.y;
+                v[j][2] = x.z;
+                v[j][3] = x.w;
+            }
+            for (int src = 1; src < cs; ++src)
+#pragma unroll
+                for (int j = 0; j < 4; ++j) {
+                    const float4 x = recv[(size_t)(src * chq + q - rank * chq) * 4 + j];
+                    v[j][0] += x.x;
+                    v[j][1] += x.y;
+                    v[j][2] += x.z;
+                    v[j][3] += x.w;
+                }
+            float sv[8];
+            const int col = n0 + 64 * (o >> 5) + 8 * ((o & 31) >> 2);
+            col_scales<GROUPED>(p.s, col, sv);
+#pragma unroll
+            for (int y = 0; y < 2; ++y)
+                if (r + y < rows) store8(p.C, p.n, row0 + r + y, col, v, y, sv);
+        }
+    };
+
     /* ---- prologue ---------------------------------------------------- */
     /* Rows at or past m are never loaded: zero them once in every stage so
      * that no uninitialised value reaches the tensor cores (they only feed
@@ -717,7 +804,10 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
         st_read = st_read + 1 == p.stages ? 0 : st_read + 1;
         st_write = st_write + 1 == p.stages ? 0 : st_write + 1;
         if (--seg_left == 0) {
-            finish(u_begin + i);
+            if (CLUSTER)
+                finish_cluster(u_begin + i);
+            else
+                finish(u_begin + i);
             zero_acc();
             seg_left = min(n_units - 1 - i, p.ktiles);
         }
@@ -740,8 +830,13 @@ typedef void (*KernelFn)(Params);
 
 template <int MB, int NW, int KW, int KP>
 KernelFn pick_grouped(bool grouped) {
-    return grouped ? marlin24_kernel<MB, NW, KW, KP, true>
-                   : marlin24_kernel<MB, NW, KW, KP, false>;
+    return grouped ? marlin24_kernel<MB, NW, KW, KP, true, false>
+                   : marlin24_kernel<MB, NW, KW, KP, false, false>;
+}
+template <int NW, int KW, int KP>
+KernelFn pick_grouped_cluster(bool grouped) {
+    return grouped ? marlin24_kernel<1, NW, KW, KP, true, true>
+                   : marlin24_kernel<1, NW, KW, KP, false, true>;
 }
 
 /* columns x dense k per stage, by id; ids 3-5 exist for 16 rows or fewer */
@@ -789,6 +884,19 @@ KernelFn kernel_for(const Config &c, bool grouped) {
     }
     return nullptr;
 }
+
+/* The cluster path's kernels: 16-row chunks, configurations 3 (128 x 256)
+ * and 4 (128 x 512), the narrow ones that give a slice per 128 columns. */
+KernelFn cluster_kernel_for(const Config &c, bool grouped) {
+    if (c.mb != 1) return nullptr;
+    if (c.id == 3) return pick_grouped_cluster<2, 4, 2>(grouped);
+    if (c.id == 4) return pick_grouped_cluster<2, 4, 4>(grouped);
+    return nullptr;
+}
+
+/* Receive area of the cluster path: every (a, h, owner) quad of a 16-row
+ * chunk once, 4 float4 each, + one quad of rounding slack per block. */
+int cluster_recv_bytes(const Config &c) { return (2 * 32 * c.nw + 8) * 4 * 16; }
 
 int k_tile(const Config &c) { return 32 * c.kw * c.kp; }
 int n_tile(const Config &c) { return 64 * c.nw; }
@@ -865,6 +973,37 @@ int config_candidates(int64_t m, int64_t n, int64_t k, int forced,
 }
 
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+/* The automatic cluster-path choice (sm_90; the launcher checks): returns
+ * the cluster size and sets *c, or 0 for stream-K. Decode chunks (<= 16
+ * rows) of layers up to MK24_CLUSTER_MAX_BYTES of compressed weights +
+ * metadata, 128 x 256 stages (config 3), and the cluster size that puts the
+ * grid nearest 1.45 blocks per SM within [0.6, 1.6] per SM: the dense
+ * kernel's rule (marlin_dense_pick_cluster), checked for 2:4 in run 12
+ * (docs/perf.md). */
+#ifndef MK24_CLUSTER_MAX_BYTES
+#define MK24_CLUSTER_MAX_BYTES (30LL * 1000 * 1000)
+#endif
+int auto_cluster24(int64_t rows, int64_t n, int64_t k, int64_t group, int sm_count) {
+    static const int sizes[] = {2, 3, 4, 5, 6, 8};
+    if (rows > 16 || k * n * 3 / 8 > MK24_CLUSTER_MAX_BYTES) return 0;
+    const Config c3 = make_config(3, 1);
+    if (!fits(c3, n, k, group)) return 0;
+    const int64_t slices = n / n_tile(c3), kt = k / k_tile(c3);
+    double best = 1e30;
+    int pick = 0;
+    for (int i = 0; i < 6; i++) {
+        if (sizes[i] > kt) break;
+        const double per_sm = (double)(slices * sizes[i]) / sm_count;
+        if (per_sm < 0.6 || per_sm > 1.6) continue;
+        const double dd = per_sm > 1.45 ? per_sm - 1.45 : 1.45 - per_sm;
+        if (dd < best) {
+            best = dd;
+            pick = sizes[i];
+        }
+    }
+    return pick;
+}
 
 /* Dynamic shared memory limit already raised per (device, kernel): the
  * attribute call costs host time on every launch otherwise. A race only
@@ -1043,13 +1182,27 @@ extern "C" marlin_status marlin_gemm24_ex(
     int sms = d->sm_count;
     if (opts && opts->sms > 0 && opts->sms < sms) sms = opts->sms;
     const int pdl = opts && opts->pdl && d->cc_major >= 9;
+    const int cluster_opt = opts ? opts->cluster_k : 0;
+    if (cluster_opt < 0 || cluster_opt > 8 || (cluster_opt > 1 && d->cc_major < 9))
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "marlin_gemm24: cluster_k %d (2..8, sm_90+; device %d is "
+                           "sm_%d%d)",
+                           cluster_opt, dev, d->cc_major, d->cc_minor);
 
     int64_t done = 0;
     while (done < m) {
         /* one launch covers at most kMaxChunks chunks of 16*MB rows */
         const int64_t rest = m - done;
         Config cand[8];
-        const int ncand = config_candidates(rest, n, k, forced, cand);
+        /* the cluster path: forced, or the automatic choice on sm_90
+         * (configuration 3 first then) */
+        int cluster = cluster_opt > 1 ? cluster_opt : 0;
+        int first = forced;
+        if (!cluster && cluster_opt == 0 && !forced && d->cc_major >= 9) {
+            cluster = auto_cluster24(rest, n, k, group, d->sm_count);
+            if (cluster) first = 3;
+        }
+        const int ncand = config_candidates(rest, n, k, first, cand);
         /* shared memory a block may have: the opt-in limit alone, or its
          * share of the SM (1 KB per block is reserved by the system); 256
          * bytes for the static variables */
@@ -1089,12 +1242,32 @@ extern "C" marlin_status marlin_gemm24_ex(
         const int64_t chunk_rows = 16 * c.mb;
         int64_t rows = rest;
         if (rows > kMaxChunks * chunk_rows) rows = kMaxChunks * chunk_rows;
-        KernelFn fn = kernel_for(c, grouped);
+        KernelFn fn = cluster ? cluster_kernel_for(c, grouped) : kernel_for(c, grouped);
+        if (!fn && cluster)
+            return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                               "marlin_gemm24: the cluster path runs 16-row chunks with "
+                               "configuration 3 or 4 (this call: %lld rows, config %d)",
+                               (long long)rest, c.id);
         if (!fn)
             return marlin_fail(err, MARLIN_ERR_INTERNAL,
                                "marlin_gemm24: no kernel for config %d, mb=%d",
                                c.id, c.mb);
-        const int smem = stages * sb + rb;
+        if (cluster && cluster > k / k_tile(c))
+            return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                               "marlin_gemm24: cluster_k %d exceeds the %lld k tiles of a slice",
+                               cluster, (long long)(k / k_tile(c)));
+        if (cluster) {
+            /* the receive area instead of a deeper pipeline */
+            const int64_t room = (bps == 2 ? d->smem_per_sm / 2 - 1024 : d->smem_optin) - rb -
+                                 256 - cluster_recv_bytes(c);
+            if (room / sb < stages) stages = (int)(room / sb);
+            if (stages < 2)
+                return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                                   "marlin_gemm24: the cluster path's receive area leaves no "
+                                   "room for 2 stages (config %d)",
+                                   c.id);
+        }
+        const int smem = stages * sb + rb + (cluster ? cluster_recv_bytes(c) : 0);
         cudaError_t ce = ensure_smem(fn, dev, smem);
         if (ce != cudaSuccess)
             return marlin_fail(err, MARLIN_ERR_CUDA,
@@ -1119,6 +1292,7 @@ extern "C" marlin_status marlin_gemm24_ex(
         const long long units = (long long)p.chunks * nslices * p.ktiles;
         long long grid = (long long)sms * bps;
         if (grid > units) grid = units;
+        if (cluster) grid = (long long)p.chunks * nslices * cluster; /* a cluster per slice */
         if (units * grid >= INT32_MAX)
             return marlin_fail(err, MARLIN_ERR_SHAPE,
                                "marlin_gemm24: %lld units on %lld blocks "
@@ -1144,23 +1318,50 @@ extern "C" marlin_status marlin_gemm24_ex(
         }
         p.pdl = pdl;
         p.evict_first = p.chunks == 1;
-        if (pdl) {
+        p.cluster_k = cluster;
+        if (pdl || cluster) {
             /* Programmatic dependent launch: the kernel may start while
              * the previous kernel of the stream finishes; it waits for it
              * (all its writes visible) before touching A, C or the
              * workspace. */
             cudaLaunchConfig_t cfg;
-            cudaLaunchAttribute attr[1];
+            cudaLaunchAttribute attr[2];
+            unsigned na = 0;
             memset(&cfg, 0, sizeof cfg);
             memset(attr, 0, sizeof attr);
-            attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-            attr[0].val.programmaticStreamSerializationAllowed = 1;
+            if (pdl) {
+                attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+                attr[na].val.programmaticStreamSerializationAllowed = 1;
+                na++;
+            }
+            if (cluster) {
+                attr[na].id = cudaLaunchAttributeClusterDimension;
+                attr[na].val.clusterDim.x = (unsigned)cluster;
+                attr[na].val.clusterDim.y = 1;
+                attr[na].val.clusterDim.z = 1;
+                na++;
+            }
             cfg.gridDim = dim3((unsigned)grid);
             cfg.blockDim = dim3(kThreads);
             cfg.dynamicSmemBytes = (size_t)smem;
             cfg.stream = (cudaStream_t)stream;
             cfg.attrs = attr;
-            cfg.numAttrs = 1;
+            cfg.numAttrs = na;
+            if (cluster) {
+                /* a cluster that cannot be resident would fail the launch:
+                 * say so as a bad option (benchmarks skip those) */
+                int n_clusters = 0;
+                ce = cudaOccupancyMaxActiveClusters(&n_clusters, fn, &cfg);
+                if (ce != cudaSuccess)
+                    return marlin_fail(err, MARLIN_ERR_CUDA,
+                                       "cudaOccupancyMaxActiveClusters: %s",
+                                       cudaGetErrorString(ce));
+                if (n_clusters < 1)
+                    return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                                       "marlin_gemm24: a cluster of %d blocks with %d bytes of "
+                                       "shared memory each cannot be resident on device %d",
+                                       cluster, smem, dev);
+            }
             ce = cudaLaunchKernelEx(&cfg, fn, p);
         } else {
             fn<<<(unsigned)grid, kThreads, smem, (cudaStream_t)stream>>>(p);

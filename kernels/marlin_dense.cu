@@ -938,44 +938,6 @@ __device__ __forceinline__ void finish_segment_v2(float (&acc)[MB][8][4], const 
  * before it runs. After the second phase a block reads only its own shared
  * memory, so blocks may exit in any order.
  */
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-#define MK_HAVE_CLUSTER 1
-#else
-#define MK_HAVE_CLUSTER 0
-#endif
-
-__device__ __forceinline__ void cluster_arrive_relaxed() {
-#if MK_HAVE_CLUSTER
-    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void cluster_wait() {
-#if MK_HAVE_CLUSTER
-    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void cluster_sync_acq_rel() {
-#if MK_HAVE_CLUSTER
-    asm volatile("barrier.cluster.arrive.release.aligned;\n"
-                 "barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
-#endif
-}
-/* v to the shared-memory address of `local` in block `rank` of the cluster */
-__device__ __forceinline__ void st_cluster_f4(float4 *local, int rank, const float4 &v) {
-#if MK_HAVE_CLUSTER
-    const uint32_t la = (uint32_t)__cvta_generic_to_shared(local);
-    uint32_t ra;
-    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(ra) : "r"(la), "r"(rank));
-    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(ra), "f"(v.x),
-                 "f"(v.y), "f"(v.z), "f"(v.w)
-                 : "memory");
-#else
-    (void)local;
-    (void)rank;
-    (void)v;
-#endif
-}
-
 template <int MB, int NB, bool GROUPED>
 __device__ __forceinline__ void finish_cluster_v2(float (&acc)[MB][8][4], const Cursor &c,
                                                   const DenseParams &p, float4 *red,

@@ -111,6 +111,13 @@ typedef struct marlin_gemm24_opts {
     int sms;        /* 0 all; else SMs to spread the work over */
     int blocks_per_sm; /* 0 auto; 1 or 2 resident blocks per SM (2 only
                           takes effect for 16 rows or fewer) */
+    int cluster_k;  /* 0 auto; 1 never; 2..8: the cluster path (sm_90+):
+                       the blocks of a thread-block cluster of this size
+                       split each slice's k range and add their parts in
+                       distributed shared memory (no workspace partials);
+                       16-row chunks with configuration 3 or 4 only, at most
+                       k / (dense k per stage) blocks. Auto: chosen on sm_90
+                       for decode chunks of layers up to ~30 MB */
     int pdl;        /* 1: programmatic dependent launch (sm_90+; ignored
                        below): the kernel starts while the previous kernel
                        of the stream drains and prefetches its weights then,

@@ -83,4 +83,49 @@ static __device__ __forceinline__ __half2 bits_h2(uint32_t u) {
     return *reinterpret_cast<__half2 *>(&u);
 }
 
+/* Thread-block clusters (sm_90; no-ops when compiled for older GPUs, where
+ * the launchers never choose a cluster path). The dense v2 and the 2:4
+ * kernels' cluster paths: a relaxed arrival at the kernel's start, waited
+ * on before the first remote store (every block of the cluster runs), then
+ * one release/acquire barrier after the stores into the other blocks'
+ * shared memory (st.shared::cluster to the address mapa gives). */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define MK_HAVE_CLUSTER 1
+#else
+#define MK_HAVE_CLUSTER 0
+#endif
+
+static __device__ __forceinline__ void cluster_arrive_relaxed() {
+#if MK_HAVE_CLUSTER
+    asm volatile("barrier.cluster.arrive.relaxed.aligned;\n" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void cluster_wait() {
+#if MK_HAVE_CLUSTER
+    asm volatile("barrier.cluster.wait.aligned;\n" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void cluster_sync_acq_rel() {
+#if MK_HAVE_CLUSTER
+    asm volatile("barrier.cluster.arrive.release.aligned;\n"
+                 "barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
+#endif
+}
+/* v to the shared-memory address of `local` in block `rank` of the cluster */
+static __device__ __forceinline__ void st_cluster_f4(float4 *local, int rank, const float4 &v) {
+#if MK_HAVE_CLUSTER
+    const uint32_t la = (uint32_t)__cvta_generic_to_shared(local);
+    uint32_t ra;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;\n" : "=r"(ra) : "r"(la), "r"(rank));
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"r"(ra), "f"(v.x),
+                 "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
+#else
+    (void)local;
+    (void)rank;
+    (void)v;
+#endif
+}
+
+
 #endif

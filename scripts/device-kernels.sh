@@ -43,6 +43,9 @@
 #                  build and BASE) at every batch of the issue, 2:4 models,
 #                  peak; final adds sustained (SUSTAINED_SECONDS, default
 #                  30) and sanitizers.
+#                  r5 = the 2:4 cluster path: its GPU suite, a 2:4 tune with
+#                  cluster sizes at m = 1, 16, 2:4 models for this build and
+#                  BASE.
 # BUILD (pack): the build folder to take the binaries from (default build-rel).
 # Steps are individually time-limited so one call stays well under 10 min.
 set -u
@@ -109,6 +112,38 @@ if [ "$mode" = trace ]; then
   grep -E "^(FAIL|\[  (PASSED|FAILED))" "$R/smoke.log" | head
   for f in "$R"/trace_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f"; done
   for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  exit 0
+fi
+
+if [ "$mode" = r5 ]; then
+  log "tests 2:4"
+  timeout 100 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  log "tune 2:4"
+  timeout 200 ./marlin-bench --sparse --mode tune --batch 1,16 --samples 12 \
+    --csv "$R/tune24.csv" > "$R/tune24.txt" 2>&1
+  echo "tune24 rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 1,16,64 --samples 12"
+  for who in new base; do
+    bin=./marlin-bench; lp=$PWD/lib
+    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
+    log "models 2:4 $who"
+    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --sparse --mode models -v $B \
+      --csv "$R/models24_$who.csv" > "$R/models24_$who.txt" 2>&1
+    echo "models24 $who rc=$?"
+  done
+  MARLIN_K24_QUICK=1 MARLIN_K24_PDL=1 timeout 60 compute-sanitizer --tool memcheck \
+    --leak-check no ./test_kernels24 > "$R/memcheck24.log" 2>&1
+  echo "memcheck24 rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path|ERROR|Failure" "$R/test24.log" | head -20
+  grep -hE "ERROR SUMMARY" "$R"/memcheck24.log
+  grep -E "tune total|m +(1|16) " "$R/tune24.txt" | head -40
+  for f in models24_new models24_base; do
+    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
+  done
   exit 0
 fi
 

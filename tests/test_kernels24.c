@@ -706,6 +706,83 @@ static void test_kernels24_gpu_configs(void **state) {
     }
 }
 
+/* The cluster path (opts.cluster_k 2..8, sm_90+: the blocks of a cluster
+ * split a slice's k range and add their parts in distributed shared
+ * memory): configurations 3 and 4 x cluster sizes x scale modes x m up to
+ * 16, PDL on half, against the reference and run twice for determinism.
+ * Refused with MARLIN_ERR_INVALID_ARG, nothing launched, where it cannot
+ * run: before sm_90, more blocks than k tiles, other configurations, more
+ * than 16 rows. */
+static void test_kernels24_gpu_cluster(void **state) {
+    (void)state;
+    if (!gpu_ready()) skip();
+    if (quick_mode() >= 2) skip();
+    marlin24_device_info info;
+    marlin_error e2;
+    assert_int_equal(marlin_gemm24_device(&info, &e2), MARLIN_OK);
+    const uint64_t base = marlin_test_seed(SEED_DEFAULT + 500);
+    static const int sizes[] = {2, 3, 5, 8};
+    static const int64_t ms[] = {1, 7, 16};
+    const int64_t n = 1536, k = 2048;
+    int ran = 0, refused = 0;
+    for (int gi = 0; gi < 2; gi++) {
+        prob24 pr;
+        prob_init(&pr, case_seed(base, gi), n, k, gi ? 128 : -1);
+        size_t wsb = 0;
+        assert_int_equal(marlin_gemm24_workspace_size(64, n, &wsb, &e2), MARLIN_OK);
+        void *ws = NULL, *C = NULL;
+        CU(cudaMalloc(&ws, wsb));
+        CU(cudaMemset(ws, 0, wsb));
+        CU(cudaMalloc(&C, (size_t)(64 * n) * 2));
+        for (int cfg = 3; cfg <= 4; cfg++)
+            for (int si = 0; si < 4; si++) {
+                if (quick_mode() && si % 2) continue;
+                marlin_gemm24_opts o;
+                memset(&o, 0, sizeof o);
+                o.config = cfg;
+                o.cluster_k = sizes[si];
+                o.pdl = (si + cfg) % 2;
+                const int kt = cfg == 3 ? 256 : 512;
+                if (info.cc_major < 9 || sizes[si] > k / kt) {
+                    assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 1, n, k,
+                                                      pr.group, ws, wsb, NULL, &o, &e2),
+                                     MARLIN_ERR_INVALID_ARG);
+                    refused++;
+                    continue;
+                }
+                char tag[96];
+                snprintf(tag, sizeof tag, "cluster %d config %d pdl %d", o.cluster_k, cfg, o.pdl);
+                prob_run(&pr, case_seed(base, 10 + 8 * gi + 2 * si + cfg), tag, ms, 3, &o, 1);
+                ran++;
+                /* more than 16 rows: no cluster kernel */
+                o.pdl = 0;
+                assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 17, n, k,
+                                                  pr.group, ws, wsb, NULL, &o, &e2),
+                                 MARLIN_ERR_INVALID_ARG);
+            }
+        if (info.cc_major >= 9) {
+            /* configurations without a cluster kernel */
+            marlin_gemm24_opts o;
+            memset(&o, 0, sizeof o);
+            o.config = 1;
+            o.cluster_k = 2;
+            assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 1, n, k, pr.group,
+                                              ws, wsb, NULL, &o, &e2),
+                             MARLIN_ERR_INVALID_ARG);
+            o.cluster_k = 9;
+            o.config = 3;
+            assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 1, n, k, pr.group,
+                                              ws, wsb, NULL, &o, &e2),
+                             MARLIN_ERR_INVALID_ARG);
+        }
+        CU(cudaFree(ws));
+        CU(cudaFree(C));
+        prob_free(&pr);
+    }
+    printf("[ INFO     ] cluster path: %d configurations run, %d refused (sm_%d%d)\n", ran,
+           refused, info.cc_major, info.cc_minor);
+}
+
 /* Real layer shapes (k, n): Llama-2-7B qkv / o / gate+up / down, Llama-3-8B
  * gate+up / down, Llama-2-13B down, Llama-2-70B o. */
 static void test_kernels24_gpu_real_shapes(void **state) {
@@ -798,6 +875,7 @@ int main(void) {
         cmocka_unit_test(test_kernels24_gpu_small_all_m),
         cmocka_unit_test(test_kernels24_gpu_groups),
         cmocka_unit_test(test_kernels24_gpu_configs),
+        cmocka_unit_test(test_kernels24_gpu_cluster),
         cmocka_unit_test(test_kernels24_gpu_real_shapes),
 #else
         cmocka_unit_test(test_kernels24_gpu_not_built),

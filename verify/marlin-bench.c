@@ -1128,6 +1128,32 @@ static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_err
                         }
                     }
                 }
+                /* the cluster path (sm_90, <= 16 rows, configurations 3, 4) */
+                const int csz[] = {2, 3, 4, 5, 6, 8};
+                for (int cfg = 3; cfg <= 4 && !st && m <= 16 && c->info.cc_major >= 9; cfg++)
+                    for (int ci = 0; ci < 6 && !st; ci++) {
+                        marlin_gemm24_opts so;
+                        memset(&so, 0, sizeof so);
+                        so.config = cfg;
+                        so.cluster_k = csz[ci];
+                        double us = 0;
+                        char ts[64];
+                        marlin_error e2 = {0};
+                        marlin_status s2 = time_sparse(c, &L, m, &so, o->samples / 2 + 3, &us, &e2);
+                        if (s2 == MARLIN_ERR_INVALID_ARG) continue; /* does not fit */
+                        if (s2) {
+                            st = s2;
+                            *err = e2;
+                            break;
+                        }
+                        snprintf(ts, sizeof ts, "cfg%d/c%d", cfg, csz[ci]);
+                        csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
+                                c->pdl_ok, us, 0, min_bytes(m, ls->k, ls->n, o->group));
+                        if (us < best) {
+                            best = us;
+                            snprintf(best_s, sizeof best_s, "%s", ts);
+                        }
+                    }
                 if (st) break;
                 auto_sum[b] += auto_us;
                 best_sum[b] += best;
