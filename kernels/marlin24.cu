@@ -975,34 +975,41 @@ int config_candidates(int64_t m, int64_t n, int64_t k, int forced,
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
 /* The automatic cluster-path choice (sm_90; the launcher checks): returns
- * the cluster size and sets *c, or 0 for stream-K. Decode chunks (<= 16
- * rows) of layers up to MK24_CLUSTER_MAX_BYTES of compressed weights +
- * metadata, 128 x 256 stages (config 3), and the cluster size that puts the
- * grid nearest 1.45 blocks per SM within [0.6, 1.6] per SM: the dense
- * kernel's rule (marlin_dense_pick_cluster), checked for 2:4 in run 12
- * (docs/perf.md). */
-#ifndef MK24_CLUSTER_MAX_BYTES
-#define MK24_CLUSTER_MAX_BYTES (30LL * 1000 * 1000)
-#endif
-int auto_cluster24(int64_t rows, int64_t n, int64_t k, int64_t group, int sm_count) {
+ * the cluster size and sets *cfg (3 or 4), or 0 for stream-K. Fit to run
+ * 12's sweep on the H100 (docs/perf.md: configurations 3 and 4 x cluster
+ * sizes 2-6, 8 against every stream-K configuration, Llama-2-7B/13B,
+ * Llama-3-8B, Llama-2-70B at m = 1 and 16): decode chunks (<= 16 rows),
+ * 128 x 512 stages (configuration 4; 128 x 256 when k is not a multiple of
+ * 512), and the cluster size that puts the grid nearest 1.45 blocks per SM
+ * within [0.6, 2.0] per SM; the widest layers (gate_up: > 2 blocks per SM
+ * even with 2 per cluster) keep stream-K. Over the 32 measured layer x m
+ * pairs: 629 us against 657 us for the previous automatic choice (the best
+ * per pair: 619 us). */
+int auto_cluster24(int64_t rows, int64_t n, int64_t k, int64_t group, int sm_count, int *cfg) {
     static const int sizes[] = {2, 3, 4, 5, 6, 8};
-    if (rows > 16 || k * n * 3 / 8 > MK24_CLUSTER_MAX_BYTES) return 0;
-    const Config c3 = make_config(3, 1);
-    if (!fits(c3, n, k, group)) return 0;
-    const int64_t slices = n / n_tile(c3), kt = k / k_tile(c3);
-    double best = 1e30;
-    int pick = 0;
-    for (int i = 0; i < 6; i++) {
-        if (sizes[i] > kt) break;
-        const double per_sm = (double)(slices * sizes[i]) / sm_count;
-        if (per_sm < 0.6 || per_sm > 1.6) continue;
-        const double dd = per_sm > 1.45 ? per_sm - 1.45 : 1.45 - per_sm;
-        if (dd < best) {
-            best = dd;
-            pick = sizes[i];
+    if (rows > 16) return 0;
+    for (int id = 4; id >= 3; id--) {
+        const Config c = make_config(id, 1);
+        if (!fits(c, n, k, group)) continue;
+        const int64_t slices = n / n_tile(c), kt = k / k_tile(c);
+        double best = 1e30;
+        int pick = 0;
+        for (int i = 0; i < 6; i++) {
+            if (sizes[i] > kt) break;
+            const double per_sm = (double)(slices * sizes[i]) / sm_count;
+            if (per_sm < 0.6 || per_sm > 2.0) continue;
+            const double dd = per_sm > 1.45 ? per_sm - 1.45 : 1.45 - per_sm;
+            if (dd < best) {
+                best = dd;
+                pick = sizes[i];
+            }
+        }
+        if (pick) {
+            *cfg = id;
+            return pick;
         }
     }
-    return pick;
+    return 0;
 }
 
 /* Dynamic shared memory limit already raised per (device, kernel): the
@@ -1199,8 +1206,9 @@ extern "C" marlin_status marlin_gemm24_ex(
         int cluster = cluster_opt > 1 ? cluster_opt : 0;
         int first = forced;
         if (!cluster && cluster_opt == 0 && !forced && d->cc_major >= 9) {
-            cluster = auto_cluster24(rest, n, k, group, d->sm_count);
-            if (cluster) first = 3;
+            int cfg = 0;
+            cluster = auto_cluster24(rest, n, k, group, d->sm_count, &cfg);
+            if (cluster) first = cfg;
         }
         const int ncand = config_candidates(rest, n, k, first, cand);
         /* shared memory a block may have: the opt-in limit alone, or its

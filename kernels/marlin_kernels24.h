@@ -117,7 +117,8 @@ typedef struct marlin_gemm24_opts {
                        distributed shared memory (no workspace partials);
                        16-row chunks with configuration 3 or 4 only, at most
                        k / (dense k per stage) blocks. Auto: chosen on sm_90
-                       for decode chunks of layers up to ~30 MB */
+                       for decode chunks (<= 16 rows) where the grid fits
+                       2 blocks per SM (kernels/marlin24.cu has the rule) */
     int pdl;        /* 1: programmatic dependent launch (sm_90+; ignored
                        below): the kernel starts while the previous kernel
                        of the stream drains and prefetches its weights then,

@@ -171,10 +171,19 @@ if [ "$mode" = r4 ] || [ "$mode" = final ]; then
   timeout 90 ./marlin-bench --sparse --mode models -v --samples 15 --csv "$R/models24.csv" \
     --plot "$R/models24.png" > "$R/models24.txt" 2>&1
   echo "models24 rc=$?"
+  if [ -x ./base/marlin-bench ]; then
+    log "models 2:4 base"
+    LD_LIBRARY_PATH=$PWD/base/lib:$LD_LIBRARY_PATH timeout 90 ./base/marlin-bench --sparse \
+      --mode models -v --samples 15 --csv "$R/models24_base.csv" > "$R/models24_base.txt" 2>&1
+    echo "models24 base rc=$?"
+  fi
   log peak
   timeout 40 ./marlin-bench --mode peak --samples 15 --csv "$R/peak.csv" --plot "$R/peak.png" \
     > "$R/peak.txt" 2>&1
   echo "peak rc=$?"
+  timeout 40 ./marlin-bench --sparse --mode peak --samples 15 --csv "$R/peak24.csv" \
+    --plot "$R/peak24.png" > "$R/peak24.txt" 2>&1
+  echo "peak24 rc=$?"
   if [ "$mode" = final ]; then
     log sustained
     timeout $(( ${SUSTAINED_SECONDS:-30} + 40 )) ./marlin-bench --mode sustained \
@@ -188,6 +197,12 @@ if [ "$mode" = r4 ] || [ "$mode" = final ]; then
     MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 120 compute-sanitizer \
       --tool racecheck ./test_kernels > "$R/racecheck.log" 2>&1
     echo "racecheck rc=$?"
+    MARLIN_K24_QUICK=1 MARLIN_K24_PDL=1 timeout 60 compute-sanitizer --tool memcheck \
+      --leak-check no ./test_kernels24 > "$R/memcheck24.log" 2>&1
+    echo "memcheck24 rc=$?"
+    MARLIN_K24_QUICK=2 timeout 60 compute-sanitizer --tool racecheck ./test_kernels24 \
+      > "$R/racecheck24.log" 2>&1
+    echo "racecheck24 rc=$?"
   fi
   kill $smi 2>/dev/null
   log done
@@ -195,7 +210,8 @@ if [ "$mode" = r4 ] || [ "$mode" = final ]; then
   grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path" "$R/test.log" "$R/test24.log" | head -20
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log 2>/dev/null
   grep -v '^#' "$R/trace.txt"
-  for f in models_new models_base models24 peak; do
+  for f in models_new models_base models24 models24_base peak peak24; do
+    [ -f "$R/$f.txt" ] || continue
     echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
   done
   [ -f "$R/sustained.txt" ] && tail -4 "$R/sustained.txt"
