@@ -248,7 +248,9 @@ typedef struct marlin_dense_args {
                                when the immediately preceding kernel(s) on
                                the stream do not write B or s (true for
                                static weights). 0: plain stream order. */
-    void *trace;            /* diagnostics, normally NULL: a device buffer of
+    void *trace;            /* diagnostics, normally NULL; only in builds with
+                               -DMARLIN_TRACE=ON (marlin_dense_trace_built):
+                               a device buffer of
                                MARLIN_DENSE_TRACE_SLOTS 64-bit words per
                                block (2 * sm_count blocks at most; on the
                                cluster path n/tile_n * row chunks *
@@ -266,6 +268,11 @@ typedef struct marlin_dense_args {
 } marlin_dense_args;
 
 #define MARLIN_DENSE_TRACE_SLOTS 12
+
+/* 1 when the kernels were built with the timeline tracing (CMake
+ * -DMARLIN_TRACE=ON); otherwise marlin_dense_args.trace is ignored. 0
+ * without CUDA. */
+int marlin_dense_trace_built(void);
 
 /* Enqueues C = A @ dequant(B, s) on args->stream; returns after the launch
  * (asynchronous like any CUDA launch; fault reports come from a later sync).

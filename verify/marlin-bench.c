@@ -937,6 +937,11 @@ static double median_of(double *v, int n) {
 static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *err) {
     marlin_status st = MARLIN_OK;
     if (g_sparse) return marlin_fail(err, MARLIN_ERR_UNSUPPORTED, "trace: dense kernel only");
+    if (!marlin_dense_trace_built())
+        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                           "trace: this build has no kernel tracing (configure with "
+                           "-DMARLIN_TRACE=ON; it is off by default because it slows the "
+                           "kernels)");
     if (c->csv)
         fprintf(c->csv, "model,layer,k,n,m,tile,pdl,launch,block,smid,entry_ns,wait_ns,first_ns,"
                         "lastseg_ns,exit_ns,units,tree_ns,xblock_ns,stored_ns\n");
