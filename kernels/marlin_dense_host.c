@@ -226,40 +226,51 @@ marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32
 /* The cluster path's automatic choice (sm_90+). Fit to run 10's sweep on
  * the H100 (docs/perf.md: every 16-row v2 shape x cluster sizes 2-6, 8 x
  * 2-4 stages against stream-K, Llama-2-7B/13B, Llama-3-8B, Llama-2-70B at
- * m = 1 and 16): the cluster path won on most layers of <= ~30 MB of
+ * m = 1 and 16): the cluster path won on most layers of <= ~40 MB of
  * weights (no fix-up through L2 on the launch's tail) and lost or tied on
  * the 70B layers and the largest gate_up ones, where the tail is a small
  * part of the launch. The rule: 128 columns x 256-deep stages (128-deep
  * when k is not a multiple of 256), 2 stages, and the cluster size that
- * puts the grid nearest 1.45 blocks per SM within [0.6, 1.6] per SM. Over
- * the 32 measured layer x m pairs it gives 815 us against 836 us for
- * stream-K alone (the best per pair: 785 us). */
+ * puts the grid nearest 1.45 blocks per SM within [0.6, 2.0] per SM. Over
+ * the 32 measured layer x m pairs it gives 807 us against 836 us for
+ * stream-K alone (the best per pair: 785 us; a first version, <= 30 MB and
+ * <= 1.6 blocks per SM, 815 us, left Llama-2-13B qkv on stream-K).
+ * 17-32 rows (run 16's sweep at m = 24 and 32, 16-row tiles in two row
+ * chunks against the 32-row kernels): the cluster path won on the layers of
+ * <= 10 MB (Llama-2-7B and Llama-3-8B o_proj: -23%, 128 x 256, 3 stages, 2
+ * blocks per cluster, ~1 block per SM) and lost or tied above; so there it
+ * takes layers of <= 10 MB, 3 stages and the grid nearest 1.0 per SM. */
 int marlin_dense_pick_cluster(int64_t m, int64_t n, int64_t k, int32_t group_size, int sm_count,
                               int64_t smem_optin, marlin_dense_tile *tile) {
     static const int sizes[] = {2, 3, 4, 5, 6, 8};
-    if (!tile || sm_count < 1 || m < 1 || m > 16 || n % 128 != 0 || k % 128 != 0) return 0;
-    if (k * n / 2 > (int64_t)30 * 1000 * 1000) return 0;
+    if (!tile || sm_count < 1 || m < 1 || m > 32 || n % 128 != 0 || k % 128 != 0) return 0;
+    /* 17-32 rows: two 16-row chunks (the 32-row kernel re-reads nothing but
+     * issues more per byte); measured better only on the smallest layers */
+    const int64_t chunks = (m + 15) / 16;
+    const double target = chunks == 1 ? 1.45 : 1.0;
+    if (k * n / 2 > (int64_t)(chunks == 1 ? 40 : 10) * 1000 * 1000) return 0;
     if (marlin_dense_check_shape(m, n, k, group_size, NULL)) return 0;
     marlin_dense_tile t;
     memset(&t, 0, sizeof t);
     t.m_blocks = 1;
     t.n = 128;
     t.k = (k % 256 == 0) ? 256 : 128;
-    t.stages = 2;
+    t.stages = chunks == 1 ? 2 : 3;
     t.blocks_per_sm = 2;
     t.pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
     const bool grouped = marlin_pack_scales_grouped(k, group_size);
     if (stages_that_fit(&t, grouped, smem_optin, 2,
-                        MARLIN_DENSE_V2_RED_BYTES + MARLIN_DENSE_CLUSTER_RECV_BYTES(1, 8)) < 2)
+                        MARLIN_DENSE_V2_RED_BYTES + MARLIN_DENSE_CLUSTER_RECV_BYTES(1, 8)) <
+        t.stages)
         return 0;
     const int64_t slices = n / t.n, kt = k / t.k;
     double best = 1e30;
     int pick = 0;
     for (int i = 0; i < 6; i++) {
         if (sizes[i] > kt) break;
-        const double per_sm = (double)(slices * sizes[i]) / sm_count;
-        if (per_sm < 0.6 || per_sm > 1.6) continue;
-        const double d = per_sm > 1.45 ? per_sm - 1.45 : 1.45 - per_sm;
+        const double per_sm = (double)(slices * chunks * sizes[i]) / sm_count;
+        if (per_sm < 0.6 || per_sm > 2.0) continue;
+        const double d = per_sm > target ? per_sm - target : target - per_sm;
         if (d < best) {
             best = d;
             pick = sizes[i];

@@ -196,8 +196,9 @@ marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k,
 /* The automatic choice of the cluster path (tile.cluster_k) on sm_90+
  * GPUs, made by marlin_dense_gemm on top of marlin_dense_pick_tile when
  * the caller forces no tile: returns 1 and writes *tile when the cluster
- * path is chosen for this problem (decode batches, m <= 16, on layers of
- * up to ~30 MB of weights; the rule and its measurement are in
+ * path is chosen for this problem (decode batches: m <= 16 on layers of
+ * up to ~40 MB of weights, 17-32 rows on layers of up to ~10 MB; the rule
+ * and its measurement are in
  * kernels/marlin_dense_host.c and docs/perf.md), else 0 and leaves *tile
  * alone. Pure function; the caller checks the compute capability. */
 int marlin_dense_pick_cluster(int64_t m, int64_t n, int64_t k,

@@ -291,7 +291,8 @@ static void test_kernels_pick_tile(void **state) {
 }
 
 /* The cluster path's automatic rule (marlin_dense_pick_cluster, pure): on
- * the measured Llama layers of <= 30 MB at m <= 16 it picks 128 x 256
+ * the measured Llama layers of <= 40 MB at m <= 16 (<= 10 MB at 17-32
+ * rows) it picks 128 x 256
  * tiles, 2 stages and the cluster size that puts the grid nearest 1.45
  * blocks per SM; larger layers, m > 16 and shapes it cannot tile keep the
  * stream-K tile (0 returned, *tile untouched). */
@@ -323,12 +324,20 @@ static void test_kernels_pick_cluster(void **state) {
     assert_int_equal(t.k, 128);
     assert_int_equal(t.cluster_k, 3);
     assert_int_equal(marlin_dense_pick_cluster(1, 8192, 256, 128, 132, smem, &t), 0);
-    /* not chosen: m > 16, > 30 MB of weights (Llama-2-70B gate_up), n not a
+    /* not chosen: m > 32, > 40 MB of weights (Llama-2-70B gate_up), n not a
      * multiple of 128, too few slices for 0.6 blocks per SM, a shape
-     * outside the contract; *tile is left alone */
-    const int64_t no[][3] = {{17, 4096, 4096},   {1, 57344, 8192}, {1, 4160, 4096},
-                             {1, 128, 4096},     {0, 4096, 4096},  {1, 4096, 4000}};
-    for (int i = 0; i < 6; i++) {
+     * outside the contract, > 10 MB at 17-32 rows; *tile is left alone */
+    /* 17-32 rows: two row chunks, layers of <= 10 MB, 3 stages, ~1 block
+     * per SM (Llama-2-7B o_proj: 32 slices x 2 chunks x 2) */
+    t = keep;
+    assert_int_equal(marlin_dense_pick_cluster(17, 4096, 4096, 128, 132, smem, &t), 1);
+    assert_int_equal(t.stages, 3);
+    assert_int_equal(t.cluster_k, 2);
+    assert_int_equal(marlin_dense_pick_cluster(32, 4096, 4096, 128, 132, smem, &t), 1);
+    const int64_t no[][3] = {{33, 4096, 4096},   {1, 57344, 8192}, {1, 4160, 4096},
+                             {1, 128, 4096},     {0, 4096, 4096},  {1, 4096, 4000},
+                             {17, 12288, 4096}};
+    for (int i = 0; i < 7; i++) {
         t = keep;
         assert_int_equal(marlin_dense_pick_cluster(no[i][0], no[i][1], no[i][2], 128, 132, smem,
                                                    &t),

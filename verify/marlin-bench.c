@@ -871,13 +871,16 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                 csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "auto",
                         c->pdl_ok, auto_us, 0, min_bytes(m, ls->k, ls->n, o->group));
                 for (int ti = 0; ti < nt && !st; ti++) {
-                    if (tiles[ti].m_blocks != mb || ls->n % tiles[ti].n || ls->k % tiles[ti].k)
+                    /* 16-row tiles (two row chunks) are swept up to 32 rows too */
+                    const int tmb = tiles[ti].m_blocks;
+                    if ((tmb != mb && !(tmb == 1 && m <= 32)) || ls->n % tiles[ti].n ||
+                        ls->k % tiles[ti].k)
                         continue;
                     /* the forced family's shapes: CPASYNC2 ones for cpasync2,
                      * the original ones otherwise */
                     if ((tiles[ti].pipeline == MARLIN_DENSE_PIPE_CPASYNC2) != v2) continue;
                     for (int si = 0; si < 4 && !st; si++)
-                        for (int bps = 1; bps <= (mb == 1 ? 2 : 1) && !st; bps++) {
+                        for (int bps = 1; bps <= (tmb == 1 ? 2 : 1) && !st; bps++) {
                             marlin_dense_tile t = tiles[ti];
                             t.stages = v2 ? stages_v2[si] : stages[si];
                             t.blocks_per_sm = bps;
@@ -887,7 +890,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                     /* the cluster path (sm_90, 16-row v2 tiles): cluster
                      * sizes x stages; the grid is one cluster per slice */
                     const int csz[] = {2, 3, 4, 5, 6, 8};
-                    for (int ci = 0; ci < 6 && !st && v2 && mb == 1 && c->info.cc_major >= 9; ci++)
+                    for (int ci = 0; ci < 6 && !st && v2 && tmb == 1 && c->info.cc_major >= 9; ci++)
                         for (int si = 0; si < 3 && !st; si++) {
                             marlin_dense_tile t = tiles[ti];
                             t.stages = stages_v2[si];
