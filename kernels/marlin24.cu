@@ -65,6 +65,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <mutex>
+
 #include "marlin_cuda_internal.h"
 #include "marlin_ptx.cuh"
 
@@ -375,13 +377,7 @@ __global__ void __launch_bounds__(kThreads, MB == 1 ? 2 : 1)
     const int nblk = (int)gridDim.x;
     int u_begin, u_end;
     if (CLUSTER) {
-        /* cluster path: block r of cluster (slice) c takes k tiles
-         * [r*kt/CS, (r+1)*kt/CS) of slice c; the host keeps CS <= kt */
-        const int cs = p.cluster_k;
-        const int slice = (int)(blockIdx.x / (unsigned)cs), r = (int)(blockIdx.x % (unsigned)cs);
-        u_begin = slice * p.ktiles + (r * p.ktiles) / cs;
-        u_end = slice * p.ktiles + ((r + 1) * p.ktiles) / cs;
-        cluster_arrive_relaxed(); /* phase 0, waited on in finish_cluster */
+        cluster_unit_range(p.cluster_k, p.ktiles, u_begin, u_end);
     } else {
         u_begin = unit_start(blockIdx.x, T, nblk);
         u_end = unit_start(blockIdx.x + 1, T, nblk);
@@ -1043,6 +1039,32 @@ cudaError_t ensure_smem(KernelFn fn, int dev, int bytes) {
     return ce;
 }
 
+/* (kernel, device, cluster size, shared memory) combinations whose
+ * residency cudaOccupancyMaxActiveClusters confirmed: it costs host time
+ * on every launch otherwise. Guarded by a mutex (host threads may launch
+ * concurrently); when the table is full, later launches query again. */
+struct ClusterOk {
+    KernelFn fn;
+    int dev, cluster, smem;
+};
+ClusterOk g_cluster_ok[kSmemCache];
+int g_cluster_ok_n = 0;
+std::mutex g_cluster_ok_mu;
+
+bool cluster_checked(KernelFn fn, int dev, int cluster, int smem) {
+    std::lock_guard<std::mutex> lock(g_cluster_ok_mu);
+    for (int i = 0; i < g_cluster_ok_n; ++i)
+        if (g_cluster_ok[i].fn == fn && g_cluster_ok[i].dev == dev &&
+            g_cluster_ok[i].cluster == cluster && g_cluster_ok[i].smem == smem)
+            return true;
+    return false;
+}
+void cluster_checked_set(KernelFn fn, int dev, int cluster, int smem) {
+    std::lock_guard<std::mutex> lock(g_cluster_ok_mu);
+    if (g_cluster_ok_n < kSmemCache)
+        g_cluster_ok[g_cluster_ok_n++] = ClusterOk{fn, dev, cluster, smem};
+}
+
 /* Counters for kMaxChunks chunks of every n slice (n_tile >= 64). */
 size_t counter_bytes(int64_t n) {
     return align256((size_t)kMaxChunks * (size_t)(n / 64) * sizeof(int));
@@ -1334,41 +1356,13 @@ extern "C" marlin_status marlin_gemm24_ex(
              * workspace. */
             cudaLaunchConfig_t cfg;
             cudaLaunchAttribute attr[2];
-            unsigned na = 0;
-            memset(&cfg, 0, sizeof cfg);
-            memset(attr, 0, sizeof attr);
-            if (pdl) {
-                attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-                attr[na].val.programmaticStreamSerializationAllowed = 1;
-                na++;
-            }
-            if (cluster) {
-                attr[na].id = cudaLaunchAttributeClusterDimension;
-                attr[na].val.clusterDim.x = (unsigned)cluster;
-                attr[na].val.clusterDim.y = 1;
-                attr[na].val.clusterDim.z = 1;
-                na++;
-            }
-            cfg.gridDim = dim3((unsigned)grid);
-            cfg.blockDim = dim3(kThreads);
-            cfg.dynamicSmemBytes = (size_t)smem;
-            cfg.stream = (cudaStream_t)stream;
-            cfg.attrs = attr;
-            cfg.numAttrs = na;
-            if (cluster) {
-                /* a cluster that cannot be resident would fail the launch:
-                 * say so as a bad option (benchmarks skip those) */
-                int n_clusters = 0;
-                ce = cudaOccupancyMaxActiveClusters(&n_clusters, fn, &cfg);
-                if (ce != cudaSuccess)
-                    return marlin_fail(err, MARLIN_ERR_CUDA,
-                                       "cudaOccupancyMaxActiveClusters: %s",
-                                       cudaGetErrorString(ce));
-                if (n_clusters < 1)
-                    return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                                       "marlin_gemm24: a cluster of %d blocks with %d bytes of "
-                                       "shared memory each cannot be resident on device %d",
-                                       cluster, smem, dev);
+            mk_launch_config(&cfg, attr, (unsigned)grid, kThreads, (size_t)smem, stream, pdl,
+                             cluster);
+            if (cluster && !cluster_checked(fn, dev, cluster, smem)) {
+                st = mk_cluster_fits((const void *)fn, &cfg, cluster, dev, "marlin_gemm24",
+                                     err);
+                if (st != MARLIN_OK) return st;
+                cluster_checked_set(fn, dev, cluster, smem);
             }
             ce = cudaLaunchKernelEx(&cfg, fn, p);
         } else {

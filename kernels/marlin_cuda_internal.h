@@ -36,4 +36,18 @@ typedef struct mk_device {
 marlin_status mk_current_device(int *device, const mk_device **props,
                                 marlin_error *err);
 
+/* A kernel launch configuration for cudaLaunchKernelEx with programmatic
+ * dependent launch (pdl) and/or clusters of `cluster` blocks along x
+ * (cluster > 1); attr must hold 2 entries and outlive the launch. */
+void mk_launch_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *attr, unsigned grid,
+                      unsigned block, size_t smem, void *stream, int pdl, int cluster);
+
+/* Whether at least one cluster of cfg's shape can be resident
+ * (cudaOccupancyMaxActiveClusters): MARLIN_OK, MARLIN_ERR_INVALID_ARG
+ * (naming `what`, the size and the device) when none can, or the CUDA
+ * error. A launch that could never be resident would otherwise fail as a
+ * CUDA error; callers treat this as a bad option. */
+marlin_status mk_cluster_fits(const void *fn, const cudaLaunchConfig_t *cfg, int cluster,
+                              int device, const char *what, marlin_error *err);
+
 #endif

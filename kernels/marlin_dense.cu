@@ -1045,13 +1045,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     MK_TRACE(0, smid_reg());
     int u_begin, u_end;
     if (CLUSTER) {
-        /* cluster path: block r of cluster (slice) c takes k tiles
-         * [r*kt/CS, (r+1)*kt/CS) of slice c; the host keeps CS <= kt */
-        const int cs = p.cluster_k;
-        const int slice = (int)(blockIdx.x / (unsigned)cs), r = (int)(blockIdx.x % (unsigned)cs);
-        u_begin = slice * p.k_tiles + (r * p.k_tiles) / cs;
-        u_end = slice * p.k_tiles + ((r + 1) * p.k_tiles) / cs;
-        cluster_arrive_relaxed(); /* phase 0, waited on in finish_cluster_v2 */
+        cluster_unit_range(p.cluster_k, p.k_tiles, u_begin, u_end);
     } else {
         u_begin = v2_unit_begin(blockIdx.x, p);
         u_end = v2_unit_begin(blockIdx.x + 1, p);
@@ -1835,43 +1829,16 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
          * path: clusters of cluster_k consecutive blocks. */
         cudaLaunchConfig_t cfg;
         cudaLaunchAttribute attr[2];
-        int na = 0;
-        memset(&cfg, 0, sizeof cfg);
-        memset(attr, 0, sizeof attr);
-        if (p.pdl) {
-            attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-            attr[na].val.programmaticStreamSerializationAllowed = 1;
-            na++;
-        }
+        mk_launch_config(&cfg, attr, (unsigned)blocks, (unsigned)threads, (size_t)smem,
+                         a->stream, p.pdl, cluster_k);
         if (cluster_k) {
-            attr[na].id = cudaLaunchAttributeClusterDimension;
-            attr[na].val.clusterDim.x = (unsigned)cluster_k;
-            attr[na].val.clusterDim.y = 1;
-            attr[na].val.clusterDim.z = 1;
-            na++;
-        }
-        cfg.gridDim = dim3((unsigned)blocks);
-        cfg.blockDim = dim3((unsigned)threads);
-        cfg.dynamicSmemBytes = (size_t)smem;
-        cfg.stream = (cudaStream_t)a->stream;
-        cfg.attrs = attr;
-        cfg.numAttrs = (unsigned)na;
-        if (cluster_k) {
-            /* A cluster that cannot be resident at all would fail the
-             * launch; say so as a bad tile (benchmarks skip those). Checked
-             * once per (device, kernel, scale mode, size, smem). */
+            /* checked once per (device, kernel, scale mode, size, smem) */
             std::atomic<int> *ok = (dev < kMaxDev)
                                        ? &g_cluster_ok[dev][ki][grouped ? 1 : 0][cluster_k]
                                        : NULL;
             if (!ok || ok->load(std::memory_order_relaxed) != smem) {
-                int n_clusters = 0;
-                st = MK_CUDA(err, cudaOccupancyMaxActiveClusters(&n_clusters, fn, &cfg));
+                st = mk_cluster_fits((const void *)fn, &cfg, cluster_k, dev, "dense gemm", err);
                 if (st) return st;
-                if (n_clusters < 1)
-                    return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                                       "dense gemm: a cluster of %d blocks with %d bytes of "
-                                       "shared memory each cannot be resident on device %d",
-                                       cluster_k, smem, dev);
                 if (ok) ok->store(smem, std::memory_order_relaxed);
             }
         }

@@ -90,6 +90,44 @@ marlin_status mk_current_device(int *device, const mk_device **props,
     return MARLIN_OK;
 }
 
+void mk_launch_config(cudaLaunchConfig_t *cfg, cudaLaunchAttribute *attr, unsigned grid,
+                      unsigned block, size_t smem, void *stream, int pdl, int cluster) {
+    unsigned na = 0;
+    memset(cfg, 0, sizeof *cfg);
+    memset(attr, 0, 2 * sizeof *attr);
+    if (pdl) {
+        attr[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[na].val.programmaticStreamSerializationAllowed = 1;
+        na++;
+    }
+    if (cluster > 1) {
+        attr[na].id = cudaLaunchAttributeClusterDimension;
+        attr[na].val.clusterDim.x = (unsigned)cluster;
+        attr[na].val.clusterDim.y = 1;
+        attr[na].val.clusterDim.z = 1;
+        na++;
+    }
+    cfg->gridDim = dim3(grid);
+    cfg->blockDim = dim3(block);
+    cfg->dynamicSmemBytes = smem;
+    cfg->stream = (cudaStream_t)stream;
+    cfg->attrs = attr;
+    cfg->numAttrs = na;
+}
+
+marlin_status mk_cluster_fits(const void *fn, const cudaLaunchConfig_t *cfg, int cluster,
+                              int device, const char *what, marlin_error *err) {
+    int n_clusters = 0;
+    marlin_status st = MK_CUDA(err, cudaOccupancyMaxActiveClusters(&n_clusters, fn, cfg));
+    if (st) return st;
+    if (n_clusters < 1)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "%s: a cluster of %d blocks with %zu bytes of shared memory each "
+                           "cannot be resident on device %d",
+                           what, cluster, cfg->dynamicSmemBytes, device);
+    return MARLIN_OK;
+}
+
 /* ------------------------------------------------------------------- probe */
 
 extern "C" marlin_status marlin_gpu_probe(int device, marlin_gpu_info *info,

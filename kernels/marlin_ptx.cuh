@@ -111,6 +111,19 @@ static __device__ __forceinline__ void cluster_sync_acq_rel() {
                  "barrier.cluster.wait.acquire.aligned;\n" ::: "memory");
 #endif
 }
+/* The cluster path's work partition: block r of cluster c (blocks of a
+ * cluster are consecutive, `cs` of them) takes k tiles [r*kt/cs,
+ * (r+1)*kt/cs) of slice c, whose units are numbered from c*kt; the host
+ * keeps cs <= kt so every block has at least one. Arrives on the cluster
+ * barrier's phase 0, which the block waits on before its first remote
+ * store. */
+static __device__ __forceinline__ void cluster_unit_range(int cs, int kt, int &u_begin,
+                                                          int &u_end) {
+    const int slice = (int)(blockIdx.x / (unsigned)cs), r = (int)(blockIdx.x % (unsigned)cs);
+    u_begin = slice * kt + (r * kt) / cs;
+    u_end = slice * kt + ((r + 1) * kt) / cs;
+    cluster_arrive_relaxed();
+}
 /* v to the shared-memory address of `local` in block `rank` of the cluster */
 static __device__ __forceinline__ void st_cluster_f4(float4 *local, int rank, const float4 &v) {
 #if MK_HAVE_CLUSTER

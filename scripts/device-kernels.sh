@@ -30,9 +30,9 @@
 #                  marlin-bench --mode trace (per-block timelines) and
 #                  models at m = 1, 16 for the experiment knobs
 #                  MARLIN_DENSE_EARLY_TRIGGER / MARLIN_DENSE_CARVEOUT.
-#                  r2 = the fix-up round (session 2): both GPU suites,
-#                  trace, models dense and 2:4 for this build and the
-#                  BASE build (packed with BASE=tree), sanitizers.
+#                  (run 9's r2 mode, for a since reverted experiment, is
+#                  gone; the modes below pack the BASE build with BASE=tree
+#                  and time it in the same call.)
 #                  r3 = the cluster-path round: both GPU suites (cluster test
 #                  included), tune of the v2 shapes with cluster sizes on
 #                  all four models at m = 1, 16, traces of the cluster
@@ -78,6 +78,19 @@ mkdir -p "$R"
 # Re-pack after every step: a run stopped at its time limit still returns
 # what it has (only a few files come back, so one archive).
 log() { tar czf "${OUT:-/tmp/out}/results.tgz" -C "$R" . 2>/dev/null; echo "== $(date +%T) $*"; }
+# bench_build WHO NAME TIMEOUT ARGS...: marlin-bench of this build (new) or
+# of the BASE build packed beside it (base) with ARGS, into $R/NAME.csv and
+# $R/NAME.txt; skipped when there is no such build.
+bench_build() {
+  local who=$1 name=$2 t=$3 bin=./marlin-bench lp=$PWD/lib
+  shift 3
+  if [ "$who" = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
+  [ -x "$bin" ] || return 0
+  log "$name"
+  LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout "$t" "$bin" "$@" --csv "$R/$name.csv" \
+    > "$R/$name.txt" 2>&1
+  echo "$name rc=$?"
+}
 
 log probe
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,ecc.mode.current --format=csv | tee "$R/gpu.txt"
@@ -124,14 +137,7 @@ if [ "$mode" = r5 ]; then
     --csv "$R/tune24.csv" > "$R/tune24.txt" 2>&1
   echo "tune24 rc=$?"
   B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 1,16,64 --samples 12"
-  for who in new base; do
-    bin=./marlin-bench; lp=$PWD/lib
-    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
-    log "models 2:4 $who"
-    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --sparse --mode models -v $B \
-      --csv "$R/models24_$who.csv" > "$R/models24_$who.txt" 2>&1
-    echo "models24 $who rc=$?"
-  done
+  for who in new base; do bench_build $who models24_$who 60 --sparse --mode models -v $B; done
   MARLIN_K24_QUICK=1 MARLIN_K24_PDL=1 timeout 60 compute-sanitizer --tool memcheck \
     --leak-check no ./test_kernels24 > "$R/memcheck24.log" 2>&1
   echo "memcheck24 rc=$?"
@@ -159,24 +165,13 @@ if [ "$mode" = r4 ] || [ "$mode" = final ]; then
     > "$R/trace.txt" 2>&1
   echo "trace rc=$?"
   for who in new base; do
-    bin=./marlin-bench; lp=$PWD/lib
-    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
-    [ -x $bin ] || continue
-    log "models dense $who"
-    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 90 $bin --mode models -v --samples 15 \
-      --csv "$R/models_$who.csv" --plot "$R/models_$who.png" > "$R/models_$who.txt" 2>&1
-    echo "models $who rc=$?"
+    bench_build $who models_$who 90 --mode models -v --samples 15 --plot "$R/models_$who.png"
   done
   log "models 2:4"
   timeout 90 ./marlin-bench --sparse --mode models -v --samples 15 --csv "$R/models24.csv" \
     --plot "$R/models24.png" > "$R/models24.txt" 2>&1
   echo "models24 rc=$?"
-  if [ -x ./base/marlin-bench ]; then
-    log "models 2:4 base"
-    LD_LIBRARY_PATH=$PWD/base/lib:$LD_LIBRARY_PATH timeout 90 ./base/marlin-bench --sparse \
-      --mode models -v --samples 15 --csv "$R/models24_base.csv" > "$R/models24_base.txt" 2>&1
-    echo "models24 base rc=$?"
-  fi
+  bench_build base models24_base 90 --sparse --mode models -v --samples 15
   log peak
   timeout 40 ./marlin-bench --mode peak --samples 15 --csv "$R/peak.csv" --plot "$R/peak.png" \
     > "$R/peak.txt" 2>&1
@@ -237,17 +232,8 @@ if [ "$mode" = r3 ]; then
   echo "trace rc=$?"
   B="--model llama2-7b,llama2-70b --batch 1,16,64,128 --samples 12"
   for who in new base; do
-    bin=./marlin-bench; lp=$PWD/lib
-    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
-    [ -x $bin ] || continue
-    log "models dense $who"
-    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --mode models -v $B \
-      --csv "$R/models_$who.csv" > "$R/models_$who.txt" 2>&1
-    echo "models $who rc=$?"
-    log "models 2:4 $who"
-    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --sparse --mode models -v $B \
-      --csv "$R/models24_$who.csv" > "$R/models24_$who.txt" 2>&1
-    echo "models24 $who rc=$?"
+    bench_build $who models_$who 60 --mode models -v $B
+    bench_build $who models24_$who 60 --sparse --mode models -v $B
   done
   log sanitizers
   MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 60 compute-sanitizer \
@@ -265,57 +251,6 @@ if [ "$mode" = r3 ]; then
   grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path" "$R/test.log" "$R/test24.log" | head -20
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log
   grep -E "tune total|m +(1|16) " "$R/tune.txt" | head -40
-  grep -v '^#' "$R/trace.txt"
-  for f in models_new models_base models24_new models24_base; do
-    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
-  done
-  exit 0
-fi
-
-if [ "$mode" = r2 ]; then
-  log "tests (default sweep)"
-  timeout 100 ./test_kernels > "$R/test.log" 2>&1
-  echo "test_kernels rc=$?"
-  log "tests 2:4"
-  timeout 80 ./test_kernels24 > "$R/test24.log" 2>&1
-  echo "test_kernels24 rc=$?"
-  log trace
-  timeout 30 ./marlin-bench --mode trace --model llama2-7b --batch 1,16 --csv "$R/trace.csv" \
-    > "$R/trace.txt" 2>&1
-  echo "trace rc=$?"
-  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 1,16,32,64,128 --samples 12"
-  for who in new base; do
-    bin=./marlin-bench; lp=$PWD/lib
-    if [ $who = base ]; then bin=./base/marlin-bench; lp=$PWD/base/lib; fi
-    [ -x $bin ] || continue
-    log "models dense $who"
-    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --mode models -v $B \
-      --csv "$R/models_$who.csv" > "$R/models_$who.txt" 2>&1
-    echo "models $who rc=$?"
-    log "models 2:4 $who"
-    LD_LIBRARY_PATH=$lp:$LD_LIBRARY_PATH timeout 60 $bin --sparse --mode models -v $B \
-      --csv "$R/models24_$who.csv" > "$R/models24_$who.txt" 2>&1
-    echo "models24 $who rc=$?"
-  done
-  log memcheck
-  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 40 compute-sanitizer --tool memcheck \
-    --leak-check no ./test_kernels > "$R/memcheck.log" 2>&1
-  echo "memcheck rc=$?"
-  MARLIN_K24_QUICK=2 MARLIN_K24_PDL=1 timeout 40 compute-sanitizer --tool memcheck --leak-check no \
-    ./test_kernels24 > "$R/memcheck24.log" 2>&1
-  echo "memcheck24 rc=$?"
-  log racecheck
-  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 40 compute-sanitizer --tool racecheck \
-    ./test_kernels > "$R/racecheck.log" 2>&1
-  echo "racecheck rc=$?"
-  MARLIN_K24_QUICK=2 timeout 40 compute-sanitizer --tool racecheck ./test_kernels24 \
-    > "$R/racecheck24.log" 2>&1
-  echo "racecheck24 rc=$?"
-  kill $smi 2>/dev/null
-  log done
-  echo "------------------------------------------------------------ summaries"
-  grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=" "$R/test.log" "$R/test24.log" | head -20
-  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log
   grep -v '^#' "$R/trace.txt"
   for f in models_new models_base models24_new models24_base; do
     echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '

@@ -1096,6 +1096,30 @@ static marlin_status time_sparse(bench_ctx *c, gpu_layer *L, int64_t m,
     return st;
 }
 
+/* One forced 2:4 configuration of --mode tune --sparse (as tune_one): a
+ * CSV row and the best so far; one that does not fit is skipped. */
+static marlin_status tune_sparse_one(bench_ctx *c, const options *o, const model_def *md,
+                                     const layer_shape *ls, gpu_layer *L, int64_t m,
+                                     const marlin_gemm24_opts *so, const char *label,
+                                     double *best, char *best_s, size_t best_cap,
+                                     marlin_error *err) {
+    double us = 0;
+    marlin_error e2 = {0};
+    marlin_status s2 = time_sparse(c, L, m, so, o->samples / 2 + 3, &us, &e2);
+    if (s2 == MARLIN_ERR_INVALID_ARG) return MARLIN_OK; /* does not fit */
+    if (s2) {
+        *err = e2;
+        return s2;
+    }
+    csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, label, c->pdl_ok, us, 0,
+            min_bytes(m, ls->k, ls->n, o->group));
+    if (us < *best) {
+        *best = us;
+        snprintf(best_s, best_cap, "%s", label);
+    }
+    return MARLIN_OK;
+}
+
 static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_error *err) {
     marlin_status st = MARLIN_OK;
     double auto_sum[32] = {0}, best_sum[32] = {0};
@@ -1123,17 +1147,10 @@ static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_err
                         memset(&so, 0, sizeof so);
                         so.config = cfg;
                         so.blocks_per_sm = bps;
-                        double us = 0;
                         char ts[64];
-                        st = time_sparse(c, &L, m, &so, o->samples / 2 + 3, &us, err);
-                        if (st) break;
                         snprintf(ts, sizeof ts, "cfg%d/b%d", cfg, bps);
-                        csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
-                                c->pdl_ok, us, 0, min_bytes(m, ls->k, ls->n, o->group));
-                        if (us < best) {
-                            best = us;
-                            snprintf(best_s, sizeof best_s, "%s", ts);
-                        }
+                        st = tune_sparse_one(c, o, md, ls, &L, m, &so, ts, &best, best_s,
+                                             sizeof best_s, err);
                     }
                 }
                 /* the cluster path (sm_90, <= 16 rows, configurations 3, 4) */
@@ -1144,23 +1161,10 @@ static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_err
                         memset(&so, 0, sizeof so);
                         so.config = cfg;
                         so.cluster_k = csz[ci];
-                        double us = 0;
                         char ts[64];
-                        marlin_error e2 = {0};
-                        marlin_status s2 = time_sparse(c, &L, m, &so, o->samples / 2 + 3, &us, &e2);
-                        if (s2 == MARLIN_ERR_INVALID_ARG) continue; /* does not fit */
-                        if (s2) {
-                            st = s2;
-                            *err = e2;
-                            break;
-                        }
                         snprintf(ts, sizeof ts, "cfg%d/c%d", cfg, csz[ci]);
-                        csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
-                                c->pdl_ok, us, 0, min_bytes(m, ls->k, ls->n, o->group));
-                        if (us < best) {
-                            best = us;
-                            snprintf(best_s, sizeof best_s, "%s", ts);
-                        }
+                        st = tune_sparse_one(c, o, md, ls, &L, m, &so, ts, &best, best_s,
+                                             sizeof best_s, err);
                     }
                 if (st) break;
                 auto_sum[b] += auto_us;
