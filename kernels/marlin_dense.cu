@@ -696,14 +696,6 @@ __device__ __forceinline__ void v2_store_f4(const float4 &v, int idx, __half *C,
         *reinterpret_cast<__half2 *>(dst + 8 * (int64_t)n) = __floats2half2_rn(v.z * s0, v.w * s1);
 }
 
-/* float4 loads in flight per thread in v2_reduce (it runs on the kernel's
- * critical path, the last block's tail). 16 measured no better and spilled
- * the 16-row kernels' main loop (inline reducer) and the 64-row kernels
- * around the call. */
-#ifndef MK_V2_REDUCE_INFLIGHT
-#define MK_V2_REDUCE_INFLIGHT(MB) 8
-#endif
-
 /* The last block of a split slice adds the fp32 partials of blocks
  * b_first..b_last in block order (a fixed order: bitwise the same whichever
  * block arrives last) and writes C. All 256 threads, E float4 each, the
@@ -716,7 +708,7 @@ __device__ __forceinline__ void v2_reduce(const float4 *partials, __half *C, con
     constexpr int SLOT_F4 = 64 * MB * NB;
     constexpr int T = MARLIN_DENSE_THREADS;
     constexpr int E = SLOT_F4 / T;
-    constexpr int U = (E >= MK_V2_REDUCE_INFLIGHT(MB)) ? 1 : MK_V2_REDUCE_INFLIGHT(MB) / E;
+    constexpr int U = (E >= 8) ? 1 : 8 / E;
     const int tid = threadIdx.x;
     float4 sum[E];
 #pragma unroll
