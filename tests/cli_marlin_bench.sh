@@ -16,7 +16,9 @@ out=$("$bin" --version) || fail "--version exit $?"
 grep -q "^marlin-bench [0-9]" <<<"$out" || fail "--version text: $out"
 
 for args in "--mode bogus" "--batch 0" "--batch 1,x" "--model gpt2" "--group 16" \
-            "--seconds 0" "--samples 1" "--bogus" "--csv" "--pipeline tma"; do
+            "--seconds 0" "--samples 1" "--bogus" "--csv" "--pipeline tma" \
+            "--tile 16x128" "--tile 16x128x256/s2/b2/x" "--tile 8x128x256/s2/b2" \
+            "--tile 16x128x256/s2/b2/c"; do
   # shellcheck disable=SC2086
   err=$("$bin" $args 2>&1 >/dev/null); rc=$?
   [ "$rc" -eq 2 ] || fail "'$args' gave exit $rc, expected 2 ($err)"
@@ -29,5 +31,9 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then
   [ "$rc" -eq 1 ] || fail "run without GPU gave exit $rc, expected 1 ($err)"
   [ "$(wc -l <<<"$err")" -eq 1 ] || fail "expected one error line, got: $err"
   grep -q "^marlin-bench: " <<<"$err" || fail "error line: $err"
+  # a well-formed forced tile (cluster path) parses; the run then needs a GPU
+  err=$("$bin" --mode trace --tile 16x128x256/s2/b2/c6 --model llama2-7b --batch 1 2>&1 \
+        >/dev/null); rc=$?
+  [ "$rc" -eq 1 ] || fail "trace without GPU gave exit $rc, expected 1 ($err)"
 fi
 echo "ok"
