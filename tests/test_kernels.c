@@ -942,8 +942,9 @@ static void test_kernels_gpu_all_tiles(void **state) {
  * 16-row v2 shapes): every such shape x cluster sizes x stages x group
  * sizes x m (1, ragged, one full block, several row chunks) against the CPU
  * reference, PDL on half the cases (run_case). Refused with
- * MARLIN_ERR_INVALID_ARG, launching nothing, where it cannot run: on GPUs
- * before sm_90, with more blocks than k tiles, and for 32-64-row tiles. */
+ * MARLIN_ERR_INVALID_ARG by the launcher checks where it cannot run: on
+ * GPUs before sm_90, with more blocks than k tiles, and for 32-64-row
+ * tiles. */
 static void test_kernels_gpu_cluster(void **state) {
     (void)state;
     NEED_GPU();
@@ -975,7 +976,7 @@ static void test_kernels_gpu_cluster(void **state) {
                     const int fits = g_gpu.info.cc_major >= 9 && t.m_blocks == 1 &&
                                      sizes[ci] <= k / t.k;
                     if (!fits) {
-                        /* refused before any launch: C keeps its poison */
+                        /* refused by the launcher checks, before any launch */
                         marlin_dense_args a;
                         memset(&a, 0, sizeof a);
                         a.A = D.A;

@@ -710,9 +710,9 @@ static void test_kernels24_gpu_configs(void **state) {
  * split a slice's k range and add their parts in distributed shared
  * memory): configurations 3 and 4 x cluster sizes x scale modes x m up to
  * 16, PDL on half, against the reference and run twice for determinism.
- * Refused with MARLIN_ERR_INVALID_ARG, nothing launched, where it cannot
- * run: before sm_90, more blocks than k tiles, other configurations, more
- * than 16 rows. */
+ * Refused with MARLIN_ERR_INVALID_ARG by the launcher checks where it
+ * cannot run: before sm_90, more blocks than k tiles, other
+ * configurations, more than 16 rows. */
 static void test_kernels24_gpu_cluster(void **state) {
     (void)state;
     if (!gpu_ready()) skip();
