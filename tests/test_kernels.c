@@ -705,6 +705,25 @@ static void dump_case(const layer *L, const uint16_t *A, const uint16_t *C, int6
 
 /* Runs one GEMM with a poisoned output, checks guards and every element.
  * Returns 1 when the case passed. */
+/* The call of layer L's device copy D on m rows: all operands, the shared
+ * workspace and stream, automatic tile, no PDL; callers change fields. */
+static marlin_dense_args layer_args(const layer *L, const dev_layer *D, int64_t m) {
+    marlin_dense_args a;
+    memset(&a, 0, sizeof a);
+    a.A = D->A;
+    a.B = D->B;
+    a.s = D->s;
+    a.C = D->C;
+    a.m = m;
+    a.n = L->n;
+    a.k = L->k;
+    a.group_size = L->g;
+    a.workspace = g_gpu.ws;
+    a.workspace_bytes = g_gpu.ws_bytes;
+    a.stream = g_gpu.stream;
+    return a;
+}
+
 static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_tile *tile,
                     void *stream, uint64_t seed, check_stats *out) {
     marlin_error err = {0};
@@ -731,18 +750,7 @@ static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_
     MT_ASSERT(seed, !marlin_gpu_upload(D->A, A, (size_t)(m * k) * 2, &err), "%s", err.msg);
     /* Poison: 0xFFFF is an fp16 NaN, so an unwritten element can't pass. */
     MT_ASSERT(seed, !marlin_gpu_memset(D->Cbase, 0xFF, bC + 2 * GUARD, &err), "%s", err.msg);
-    marlin_dense_args a;
-    memset(&a, 0, sizeof a);
-    a.A = D->A;
-    a.B = D->B;
-    a.s = D->s;
-    a.C = D->C;
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.group_size = L->g;
-    a.workspace = g_gpu.ws;
-    a.workspace_bytes = g_gpu.ws_bytes;
+    marlin_dense_args a = layer_args(L, D, m);
     a.stream = stream;
     a.tile = tile;
     a.pdl = stream != NULL && (seed & 1); /* half the cases take the PDL path */
@@ -977,19 +985,7 @@ static void test_kernels_gpu_cluster(void **state) {
                                      sizes[ci] <= k / t.k;
                     if (!fits) {
                         /* refused by the launcher checks, before any launch */
-                        marlin_dense_args a;
-                        memset(&a, 0, sizeof a);
-                        a.A = D.A;
-                        a.B = D.B;
-                        a.s = D.s;
-                        a.C = D.C;
-                        a.m = 5;
-                        a.n = n;
-                        a.k = k;
-                        a.group_size = groups[gi];
-                        a.workspace = g_gpu.ws;
-                        a.workspace_bytes = g_gpu.ws_bytes;
-                        a.stream = g_gpu.stream;
+                        marlin_dense_args a = layer_args(&L, &D, 5);
                         a.tile = &t;
                         assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
                         refused++;
@@ -1024,19 +1020,7 @@ static void test_kernels_gpu_errors(void **state) {
     dev_layer_make(&D, &L, m);
     assert_int_equal(marlin_gpu_memset(D.Cbase, 0xFF, (size_t)(m * n) * 2 + 2 * GUARD, &err),
                      MARLIN_OK);
-    marlin_dense_args a, b;
-    memset(&a, 0, sizeof a);
-    a.A = D.A;
-    a.B = D.B;
-    a.s = D.s;
-    a.C = D.C;
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.group_size = 128;
-    a.workspace = g_gpu.ws;
-    a.workspace_bytes = g_gpu.ws_bytes;
-    a.stream = g_gpu.stream;
+    marlin_dense_args a = layer_args(&L, &D, m), b;
 
     b = a;
     b.n = 200;
@@ -1143,18 +1127,7 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     random_a(A, m * k, seed);
     assert_int_equal(marlin_gpu_upload(D.A, A, (size_t)(m * k) * 2, &err), MARLIN_OK);
     assert_int_equal(marlin_gpu_alloc(&C2dev, (size_t)(m2 * n) * 2, &err), MARLIN_OK);
-    marlin_dense_args a, a2;
-    memset(&a, 0, sizeof a);
-    a.A = D.A;
-    a.B = D.B;
-    a.s = D.s;
-    a.C = D.C;
-    a.m = m;
-    a.n = n;
-    a.k = k;
-    a.group_size = 128;
-    a.workspace = g_gpu.ws;
-    a.workspace_bytes = g_gpu.ws_bytes;
+    marlin_dense_args a = layer_args(&L, &D, m), a2;
     a2 = a;
     a2.m = m2;
     a2.C = C2dev;

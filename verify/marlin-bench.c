@@ -813,6 +813,15 @@ static marlin_status mode_sustained(bench_ctx *c, const options *o, marlin_error
  * shapes x {2, 3, 4, max} stages; otherwise the original shapes x {3, 4, 6,
  * max}) x {1, 2} blocks/SM per model
  * layer and batch; prints the winner and the automatic choice. */
+/* The last lines of both tune modes: per batch size, the automatic choice
+ * and the best configuration summed over the swept layers. */
+static void print_tune_totals(const options *o, const double *auto_sum, const double *best_sum) {
+    for (int b = 0; b < o->n_batch; b++)
+        printf("tune total m %4lld: auto %9.2f us, best %9.2f us (%.1f%% left on the table)\n",
+               (long long)o->batch[b], auto_sum[b], best_sum[b],
+               100.0 * (auto_sum[b] - best_sum[b]) / auto_sum[b]);
+}
+
 /* One forced configuration of --mode tune: timed with PDL where available,
  * a CSV row, and the best so far updated. A configuration that does not
  * fit (MARLIN_ERR_INVALID_ARG) is skipped. */
@@ -911,10 +920,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
             gpu_layer_free(&L);
         }
     }
-    for (int b = 0; b < o->n_batch && !st; b++)
-        printf("tune total m %4lld: auto %9.2f us, best %9.2f us (%.1f%% left on the table)\n",
-               (long long)o->batch[b], auto_sum[b], best_sum[b],
-               100.0 * (auto_sum[b] - best_sum[b]) / auto_sum[b]);
+    if (!st) print_tune_totals(o, auto_sum, best_sum);
     return st;
 }
 
@@ -1177,10 +1183,7 @@ static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_err
             gpu_layer_free(&L);
         }
     }
-    for (int b = 0; b < o->n_batch && !st; b++)
-        printf("tune total m %4lld: auto %9.2f us, best %9.2f us (%.1f%% left on the table)\n",
-               (long long)o->batch[b], auto_sum[b], best_sum[b],
-               100.0 * (auto_sum[b] - best_sum[b]) / auto_sum[b]);
+    if (!st) print_tune_totals(o, auto_sum, best_sum);
     return st;
 }
 
