@@ -1614,6 +1614,31 @@ std::atomic<int> g_cluster_ok[kMaxDev][kNumKernelsV2][2][9];
 
 extern "C" int marlin_dense_trace_built(void) { return MARLIN_DENSE_TRACE; }
 
+#ifdef MARLIN_HAVE_SM90A
+extern "C" int marlin_dense_wgmma_built(void) { return 1; }
+#else
+/* The build does not target sm_90 (CMAKE_CUDA_ARCHITECTURES without 90):
+ * no wgmma kernels; the pipeline says so instead of running. */
+extern "C" int marlin_dense_wgmma_built(void) { return 0; }
+extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
+                                               const marlin_dense_tile *t, int dev,
+                                               const mk_device *d, marlin_error *err) {
+    (void)a;
+    (void)t;
+    (void)d;
+    return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                       "dense gemm: the wgmma pipeline is not in this build (device %d; build "
+                       "with 90 in CMAKE_CUDA_ARCHITECTURES)",
+                       dev);
+}
+extern "C" size_t mk_dense_wgmma_smem(int nb, int grouped, int stages) {
+    (void)nb;
+    (void)grouped;
+    (void)stages;
+    return 0;
+}
+#endif
+
 extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_error *err) {
     if (!a) return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: args is NULL");
     marlin_status st = marlin_dense_check_shape(a->m, a->n, a->k, a->group_size, err);
@@ -1647,10 +1672,15 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         if (d->cc_major >= 9)
             (void)marlin_dense_pick_cluster(a->m, a->n, a->k, a->group_size, d->sm_count,
                                             d->smem_optin, &t);
+        if (d->cc_major == 9 && marlin_dense_wgmma_built())
+            (void)marlin_dense_pick_wgmma(a->m, a->n, a->k, a->group_size, d->sm_count,
+                                          d->smem_optin, &t);
     }
-    if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_CPASYNC2)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 4]",
+    if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_WGMMA)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 5]",
                            t.pipeline);
+    if (t.pipeline == MARLIN_DENSE_PIPE_WGMMA)
+        return mk_dense_wgmma_launch(a, &t, dev, d, err);
     int pipe = t.pipeline;
     if (pipe == MARLIN_DENSE_PIPE_AUTO)
         pipe = d->cc_major >= 9 ? MK_DENSE_AUTO_PIPE_SM90 : MARLIN_DENSE_PIPE_CPASYNC;

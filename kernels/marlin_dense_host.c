@@ -44,8 +44,8 @@ marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
 
 /* ------------------------------------------------------------------- tiles */
 
-#define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, 0, 0},
-#define MK_TILE2(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, MARLIN_DENSE_PIPE_CPASYNC2, 0},
+#define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, 0, 0, 0},
+#define MK_TILE2(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, MARLIN_DENSE_PIPE_CPASYNC2, 0, 0},
 static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)
                                                 MARLIN_DENSE_V2_TILE_LIST(MK_TILE2)};
 #undef MK_TILE
@@ -195,6 +195,78 @@ static int pick_v2(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
     return found;
 }
 
+/* ------------------------------------------------- Hopper (wgmma) path */
+
+/* Shared memory of one wgmma stage (marlin_dense_sm90a.cu wg_stage_bytes)
+ * and of its epilogue tile (nb rows of 264 fp16), + 1 KB alignment slack. */
+static int64_t wgmma_smem(int nb, bool grouped, int stages) {
+    const int64_t st = (int64_t)stages * (nb * 128 + 4 * 2048 + (grouped ? 1024 : 0));
+    const int64_t ep = (int64_t)nb * 264 * 2;
+    return (st > ep ? st : ep) + 1024;
+}
+
+/* The wgmma tile for m rows: the narrowest batch width that holds them
+ * (32, 64 or 128 rows: the wgmma N), 256 columns, 64-deep stages, as many
+ * stages as fit (at most 8: loads in flight are what a memory-bound batch
+ * needs). 0 when n is not a multiple of 256 or nothing fits. */
+static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t smem_optin,
+                      marlin_dense_tile *tile) {
+    (void)k;
+    if (n % 256 != 0) return 0;
+    const int nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    int stages = MARLIN_DENSE_MAX_STAGES;
+    while (stages >= 4 && wgmma_smem(nb, grouped, stages) + 64 > smem_optin) stages--;
+    if (stages < 4) return 0;
+    marlin_dense_tile t;
+    memset(&t, 0, sizeof t);
+    t.m_blocks = nb / 16;
+    t.n = 256;
+    t.k = 64;
+    t.stages = stages;
+    t.blocks_per_sm = 1;
+    t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
+    t.k_splits = 0; /* marlin_dense_wgmma_splits at launch */
+    *tile = t;
+    return 1;
+}
+
+/* k pieces per output tile: one block per SM runs (the kernel holds ~200 KB
+ * of stages), so a launch of tiles x S blocks takes ceil(tiles*S / SMs)
+ * waves of ceil(T/S) stages each (T = k/64), plus a fixed cost per block
+ * (pipeline fill, epilogue; ~3 stages) and per piece beyond the first (its
+ * fp32 partial through L2). The S of least modelled time wins, the smaller
+ * on ties; pieces need tiles x S <= 2 x SMs (the workspace's partial
+ * area). */
+int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int sm_count) {
+    if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
+    const int64_t nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
+    const int64_t T = k / 64;
+    int best_s = 1;
+    double best = 1e300;
+    for (int64_t S = 1; S <= 16 && S <= T; S++) {
+        if (S > 1 && tiles * S > 2 * (int64_t)sm_count) break;
+        const int64_t waves = (tiles * S + sm_count - 1) / sm_count;
+        const double cost = (double)waves * ((double)((T + S - 1) / S) + 3.0) +
+                            (S > 1 ? 1.0 : 0.0);
+        if (cost < best - 1e-9) {
+            best = cost;
+            best_s = (int)S;
+        }
+    }
+    return best_s;
+}
+
+/* The automatic choice of the wgmma path (sm_90, caller checks): batches
+ * of more than 32 rows on layers with n % 256 == 0. Provisional threshold
+ * pending the H100 sweep of this session (docs/perf.md). */
+int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size, int sm_count,
+                            int64_t smem_optin, marlin_dense_tile *tile) {
+    if (!tile || sm_count < 1 || m <= 32) return 0;
+    if (marlin_dense_check_shape(m, n, k, group_size, NULL)) return 0;
+    return wgmma_tile(m, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, tile);
+}
+
 marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32_t group_size,
                                           int sm_count, int64_t smem_optin, int pipeline,
                                           marlin_dense_tile *tile, marlin_error *err) {
@@ -202,10 +274,16 @@ marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32
     if (st) return st;
     if (!tile || sm_count < 1)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: bad arguments");
-    if (pipeline < MARLIN_DENSE_PIPE_AUTO || pipeline > MARLIN_DENSE_PIPE_CPASYNC2)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: pipeline %d outside [0, 4]",
+    if (pipeline < MARLIN_DENSE_PIPE_AUTO || pipeline > MARLIN_DENSE_PIPE_WGMMA)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "pick tile: pipeline %d outside [0, 5]",
                            pipeline);
     const bool grouped = marlin_pack_scales_grouped(k, group_size);
+    if (pipeline == MARLIN_DENSE_PIPE_WGMMA) {
+        /* the Hopper family at any m (benchmarks compare it where the
+         * automatic rule would not take it); v2 where it has no tile */
+        if (wgmma_tile(m, n, k, grouped, smem_optin, tile)) return MARLIN_OK;
+        pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
+    }
     if (pipeline == MARLIN_DENSE_PIPE_CPASYNC2 || pipeline == MARLIN_DENSE_PIPE_AUTO) {
         /* Automatic choice: v2 wherever it has a tile, else the original
          * kernel. H100, run 7 (docs/perf.md), same call, with PDL: summed

@@ -138,20 +138,32 @@ typedef enum marlin_dense_pipeline {
                                       cp.async.bulk (sm_90+) */
     MARLIN_DENSE_PIPE_MBAR = 3,    /* the same, all copies by cp.async
                                       (sm_90+) */
-    MARLIN_DENSE_PIPE_CPASYNC2 = 4 /* cp.async with the v2 main loop (the
+    MARLIN_DENSE_PIPE_CPASYNC2 = 4, /* cp.async with the v2 main loop (the
                                       2:4 kernel's structure: a warp's whole
                                       k range per stage unrolled, fragments
                                       double-buffered in registers, stages
                                       up to 256 deep, one-thread
                                       release/acquire fix-up; sm_80+). Its
                                       own tile shapes (marlin_dense_tiles) */
+    MARLIN_DENSE_PIPE_WGMMA = 5    /* Hopper (sm_90 exactly; kernels built
+                                      for sm_90a, see
+                                      marlin_dense_wgmma_built): C^T = W^T
+                                      A^T on wgmma with the decoded weights
+                                      as the register operand; cp.async
+                                      stages 64 deep, k split over blocks
+                                      with fixed-order fp32 partials. Tiles:
+                                      m_blocks 2, 4 or 8 (32, 64, 128 rows;
+                                      more rows run more row tiles), n 256,
+                                      k 64, stages 4..8; n % 256 == 0 */
 } marlin_dense_pipeline;
-/* Forcing an sm_90+ pipeline on an older GPU is MARLIN_ERR_INVALID_ARG. */
+/* Forcing an sm_90+ pipeline on an older GPU is MARLIN_ERR_INVALID_ARG;
+ * so is forcing WGMMA on a GPU other than sm_90. */
 
 /* One threadblock tile of the dense kernel. Only combinations with an
  * instantiated kernel are accepted (marlin_dense_tiles lists them). */
 typedef struct marlin_dense_tile {
-    int m_blocks;      /* rows per tile / 16: 1..4 (m > 64 runs 64-row chunks) */
+    int m_blocks;      /* rows per tile / 16: 1..4 (m > 64 runs 64-row chunks;
+                          WGMMA: 2, 4 or 8) */
     int n;             /* columns per tile: 64, 128 or 256 */
     int k;             /* reduction depth per pipeline stage: 128 (or 256
                           for CPASYNC2 tiles; must divide the problem k) */
@@ -164,6 +176,9 @@ typedef struct marlin_dense_tile {
                           distributed shared memory (no workspace partials,
                           no counters); needs cluster_k <= k / tile k.
                           0 or 1: stream-K (any GPU) */
+    int k_splits;      /* WGMMA only: pieces each output tile's k range is
+                          cut into (0: marlin_dense_wgmma_splits); more
+                          than one needs tiles x pieces <= 2 x SMs */
 } marlin_dense_tile;
 
 /* Instantiated tile shapes: writes up to `cap` entries (stages and
@@ -204,6 +219,22 @@ marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k,
 int marlin_dense_pick_cluster(int64_t m, int64_t n, int64_t k,
                               int32_t group_size, int sm_count,
                               int64_t smem_optin, marlin_dense_tile *tile);
+
+/* The Hopper path (MARLIN_DENSE_PIPE_WGMMA). marlin_dense_wgmma_built: 1
+ * when this build holds the sm_90a kernels (CMake builds them whenever
+ * CMAKE_CUDA_ARCHITECTURES names 90), else 0; forcing the pipeline then is
+ * MARLIN_ERR_UNSUPPORTED. marlin_dense_pick_wgmma: the automatic choice of
+ * that path, made by marlin_dense_gemm on sm_90 GPUs when the caller forces
+ * no tile: returns 1 and writes *tile when it is chosen for this problem
+ * (the rule and its measurement: kernels/marlin_dense_host.c), else 0 and
+ * leaves *tile alone. marlin_dense_wgmma_splits: the k pieces per output
+ * tile that rule uses (fill the SMs with whole waves, at most 2 blocks per
+ * SM). Pure functions. */
+int marlin_dense_wgmma_built(void);
+int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
+                            int sm_count, int64_t smem_optin,
+                            marlin_dense_tile *tile);
+int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int sm_count);
 
 /* Checks a problem against the contract above (pure function).
  * @return MARLIN_OK or MARLIN_ERR_SHAPE naming the broken rule. */

@@ -103,6 +103,7 @@ marlin_status marlin_cublas_gemm_f16(marlin_cublas *h, const void *A, const void
 }
 
 int marlin_dense_trace_built(void) { return 0; }
+int marlin_dense_wgmma_built(void) { return 0; }
 
 #else
 /* ISO C forbids an empty translation unit. */

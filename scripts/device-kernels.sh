@@ -128,6 +128,29 @@ if [ "$mode" = trace ]; then
   exit 0
 fi
 
+if [ "$mode" = wg1 ]; then
+  # session 3: the Hopper wgmma path. Correctness first (its own test, then
+  # the quick suite), then models for the automatic choice (wgmma above 32
+  # rows), the v2 family (the previous automatic choice at m > 32) and
+  # wgmma forced at every m, and a tune of wgmma on 7B/70B.
+  log "test wgmma"
+  MARLIN_KERNEL_TEST_PIPE=wgmma timeout 150 ./test_kernels > "$R/test_wg.log" 2>&1
+  echo "test_kernels (wgmma family) rc=$?"
+  grep -E "wgmma|FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -40
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 16,32,48,64,128,256 --samples 12"
+  for p in auto cpasync2 wgmma; do bench_build new models_$p 90 --mode models -v $B --pipeline $p; done
+  log "tune wgmma"
+  timeout 150 ./marlin-bench --mode tune --pipeline wgmma --model llama2-7b,llama2-70b \
+    --batch 32,64,128 --samples 8 --csv "$R/tune_wg.csv" > "$R/tune_wg.txt" 2>&1
+  echo "tune rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  grep -v '^#' "$R/tune_wg.txt" | tail -30
+  exit 0
+fi
+
 if [ "$mode" = r5 ]; then
   log "tests 2:4"
   timeout 100 ./test_kernels24 > "$R/test24.log" 2>&1

@@ -393,11 +393,69 @@ static void test_kernels_pick_tile_pipe(void **state) {
                 }
     marlin_error err = {0};
     marlin_dense_tile t;
-    assert_int_equal(marlin_dense_pick_tile_pipe(1, 4096, 4096, 128, 132, 227 * 1024, 5, &t, &err),
+    assert_int_equal(marlin_dense_pick_tile_pipe(1, 4096, 4096, 128, 132, 227 * 1024, 6, &t, &err),
                      MARLIN_ERR_INVALID_ARG);
 }
 
 /* pack/ -> marlin_dense_dequant_ref gives back (q-8)*s exactly. */
+/* The wgmma rule (pure): taken above 32 rows when n % 256 == 0 and the
+ * stages fit; batch width 32/64/128 by m; its k pieces never exceed k/64,
+ * never put more than 2 blocks per SM when above 1, and fill an H100's 132
+ * SMs on the Llama-2-7B layers at m = 128. */
+static void test_kernels_pick_wgmma(void **state) {
+    (void)state;
+    marlin_dense_tile t;
+    memset(&t, 0, sizeof t);
+    const int64_t smem = 232448; /* H100 opt-in */
+    assert_int_equal(marlin_dense_pick_wgmma(32, 4096, 4096, 128, 132, smem, &t), 0);
+    assert_int_equal(marlin_dense_pick_wgmma(64, 4096 + 128, 4096, 128, 132, smem, &t), 0);
+    assert_int_equal(marlin_dense_pick_wgmma(64, 4096, 4096, 100, 132, smem, &t), 0);
+    assert_int_equal(marlin_dense_pick_wgmma(64, 4096, 4096, 128, 132, 48 * 1024, &t), 0);
+    const int64_t ms[] = {33, 64, 65, 128, 129, 4096};
+    const int want_mb[] = {4, 4, 8, 8, 8, 8};
+    for (int i = 0; i < 6; i++) {
+        memset(&t, 0, sizeof t);
+        assert_int_equal(marlin_dense_pick_wgmma(ms[i], 12288, 4096, 128, 132, smem, &t), 1);
+        assert_int_equal(t.pipeline, MARLIN_DENSE_PIPE_WGMMA);
+        assert_int_equal(t.m_blocks, want_mb[i]);
+        assert_int_equal(t.n, 256);
+        assert_int_equal(t.k, 64);
+        assert_true(t.stages >= 4 && t.stages <= MARLIN_DENSE_MAX_STAGES);
+    }
+    /* the bench's family pick: any m, v2 where n % 256 != 0 */
+    marlin_error err = {0};
+    assert_int_equal(marlin_dense_pick_tile_pipe(1, 4096, 4096, 128, 132, smem,
+                                                 MARLIN_DENSE_PIPE_WGMMA, &t, &err),
+                     MARLIN_OK);
+    assert_int_equal(t.pipeline, MARLIN_DENSE_PIPE_WGMMA);
+    assert_int_equal(t.m_blocks, 2);
+    assert_int_equal(marlin_dense_pick_tile_pipe(1, 4096 + 128, 4096, 128, 132, smem,
+                                                 MARLIN_DENSE_PIPE_WGMMA, &t, &err),
+                     MARLIN_OK);
+    assert_int_equal(t.pipeline, MARLIN_DENSE_PIPE_CPASYNC2);
+    const int64_t kn[][2] = {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096},
+                             {64, 256},     {128, 65536}, {28672, 8192}, {8192, 57344}};
+    const int sms[] = {132, 114, 108, 1};
+    for (int i = 0; i < 8; i++)
+        for (int si = 0; si < 4; si++)
+            for (int64_t m = 1; m <= 1024; m *= 4) {
+                const int64_t k = kn[i][0], n = kn[i][1];
+                const int S = marlin_dense_wgmma_splits(m, n, k, sms[si]);
+                const int64_t nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
+                const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
+                assert_true(S >= 1 && S <= k / 64);
+                if (S > 1) assert_true(tiles * S <= 2 * sms[si]);
+            }
+    /* Llama-2-7B at m = 128 on 132 SMs: every layer gets >= 0.7 waves of
+     * blocks, and o_proj (16 tiles) is split */
+    for (int i = 0; i < 4; i++) {
+        const int S = marlin_dense_wgmma_splits(128, kn[i][1], kn[i][0], 132);
+        const int64_t blocks = (kn[i][1] / 256) * S;
+        assert_true(blocks >= 92);
+    }
+    assert_true(marlin_dense_wgmma_splits(128, 4096, 4096, 132) > 1);
+}
+
 static void test_kernels_dequant_ref_exact(void **state) {
     (void)state;
     const uint64_t base = marlin_test_seed(0x6b65726e656c31ull);
@@ -613,12 +671,17 @@ static int test_pipe(void) {
     if (!strcmp(v, "bulk")) return MARLIN_DENSE_PIPE_BULK;
     if (!strcmp(v, "mbar")) return MARLIN_DENSE_PIPE_MBAR;
     if (!strcmp(v, "cpasync2")) return MARLIN_DENSE_PIPE_CPASYNC2;
+    if (!strcmp(v, "wgmma")) return MARLIN_DENSE_PIPE_WGMMA;
     return 0;
 }
 
 /* The shared-memory pipelines this GPU runs: cp.async (both main loops)
  * everywhere, the mbarrier ones on sm_90+. Returns the count. */
-static int gpu_pipelines(int out[4]) {
+static int gpu_has_wgmma(void) {
+    return g_gpu.info.cc_major == 9 && marlin_dense_wgmma_built();
+}
+
+static int gpu_pipelines(int out[5]) {
     int n = 0;
     const int only = test_pipe();
     out[n++] = MARLIN_DENSE_PIPE_CPASYNC;
@@ -627,6 +690,7 @@ static int gpu_pipelines(int out[4]) {
         out[n++] = MARLIN_DENSE_PIPE_BULK;
         out[n++] = MARLIN_DENSE_PIPE_MBAR;
     }
+    if (gpu_has_wgmma()) out[n++] = MARLIN_DENSE_PIPE_WGMMA;
     if (only) {
         int k = 0;
         for (int i = 0; i < n; i++)
@@ -898,7 +962,7 @@ static void test_kernels_gpu_all_tiles(void **state) {
     NEED_GPU();
     marlin_dense_tile tiles[64];
     int nt = marlin_dense_tiles(tiles, 64);
-    int pipes[4];
+    int pipes[5];
     const int npipes = gpu_pipelines(pipes);
     const uint64_t base = marlin_test_seed(0x74696c6573ull);
     const int32_t groups[] = {64, -1};
@@ -923,6 +987,8 @@ static void test_kernels_gpu_all_tiles(void **state) {
                         if ((tiles[ti].pipeline == MARLIN_DENSE_PIPE_CPASYNC2) !=
                             (pipes[pi] == MARLIN_DENSE_PIPE_CPASYNC2))
                             continue;
+                        /* (the wgmma shapes: test_kernels_gpu_wgmma) */
+                        if (pipes[pi] == MARLIN_DENSE_PIPE_WGMMA) continue;
                         marlin_dense_tile t = tiles[ti];
                         t.stages = stages[sti];
                         t.blocks_per_sm = bps;
@@ -1007,6 +1073,117 @@ static void test_kernels_gpu_cluster(void **state) {
     assert_int_equal(failed, 0);
 }
 
+/* The Hopper path (pipeline WGMMA, sm_90 with the sm_90a kernels built):
+ * every batch width (32/64/128 rows) x stages 4 and max x k pieces (1, 2,
+ * 3, automatic, and as many as 2 blocks per SM allow) x grouped/per-channel
+ * scales x m (1, ragged, full, two row tiles, many) on a long-k layer (the
+ * k split's partials and fixed-order sum) and a wide one, against the CPU
+ * reference with poisoned outputs; PDL on half the cases (run_case). A
+ * second identical launch must give the same bits, and the counters end at
+ * 0. Elsewhere the forced pipeline is refused: MARLIN_ERR_INVALID_ARG on
+ * GPUs other than sm_90, MARLIN_ERR_UNSUPPORTED when the build lacks
+ * sm_90a. */
+static void test_kernels_gpu_wgmma(void **state) {
+    (void)state;
+    NEED_GPU();
+    marlin_error err = {0};
+    marlin_dense_tile t;
+    memset(&t, 0, sizeof t);
+    t.m_blocks = 4;
+    t.n = 256;
+    t.k = 64;
+    t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
+    if (!gpu_has_wgmma()) {
+        layer L;
+        dev_layer D;
+        layer_make(&L, 256, 1024, 128, 5);
+        dev_layer_make(&D, &L, 40);
+        marlin_dense_args a = layer_args(&L, &D, 40);
+        a.tile = &t;
+        const marlin_status want =
+            g_gpu.info.cc_major != 9 ? MARLIN_ERR_INVALID_ARG : MARLIN_ERR_UNSUPPORTED;
+        assert_int_equal(marlin_dense_gemm(&a, &err), want);
+        print_message("wgmma pipeline refused as expected on sm_%d%d (built: %d): %s\n",
+                      g_gpu.info.cc_major, g_gpu.info.cc_minor, marlin_dense_wgmma_built(),
+                      err.msg);
+        dev_layer_free(&D);
+        layer_free(&L);
+        return;
+    }
+    const uint64_t base = marlin_test_seed(0x7767676d6dull);
+    const int quick = env_flag("MARLIN_KERNEL_TEST_QUICK");
+    const int64_t shapes[][2] = {{8192, 256}, {1024, 1280}};
+    const int32_t groups[] = {128, 32, -1, 64};
+    const int mbs[] = {2, 4, 8};
+    const int splits[] = {1, 2, 3, 0, 7};
+    int failed = 0, ran = 0;
+    for (int si = 0; si < 2; si++)
+        for (int gi = 0; gi < 4; gi++) {
+            if (quick && gi == 3) continue;
+            const int64_t k = shapes[si][0], n = shapes[si][1];
+            layer L;
+            dev_layer D;
+            const uint64_t seed = case_seed(base, n, k, groups[gi], 13);
+            layer_make(&L, n, k, groups[gi], seed);
+            dev_layer_make(&D, &L, 300);
+            for (int mi = 0; mi < 3; mi++)
+                for (int sti = 0; sti < 2; sti++)
+                    for (int spi = 0; spi < 5; spi++) {
+                        if (quick && (sti || spi == 1 || spi == 2)) continue;
+                        t.m_blocks = mbs[mi];
+                        t.stages = sti ? 0 : 4;
+                        t.k_splits = splits[spi];
+                        const int64_t nb = 16 * t.m_blocks;
+                        const int64_t ms[] = {1, nb - 3, nb, nb + 5, 300};
+                        for (int mj = 0; mj < 5; mj++) {
+                            /* more pieces than 2 blocks per SM hold is
+                             * refused (workspace bound): skip those */
+                            const int64_t tiles = ((ms[mj] + nb - 1) / nb) * (n / 256);
+                            if (splits[spi] > 1 && tiles * splits[spi] > 2 * g_gpu.info.sm_count)
+                                continue;
+                            failed += !run_case(&L, &D, ms[mj], &t, g_gpu.stream,
+                                                case_seed(seed, mi, sti * 8 + spi, ms[mj], 0),
+                                                NULL);
+                            ran++;
+                        }
+                    }
+            dev_layer_free(&D);
+            layer_free(&L);
+        }
+    print_message("wgmma path: %d of %d runs ok\n", ran - failed, ran);
+    assert_int_equal(failed, 0);
+
+    /* Refused shapes: n not a multiple of 256, a width without a kernel,
+     * too many pieces for the workspace. */
+    layer L;
+    dev_layer D;
+    layer_make(&L, 384, 1024, 128, 9);
+    dev_layer_make(&D, &L, 64);
+    marlin_dense_args a = layer_args(&L, &D, 64);
+    t.m_blocks = 4;
+    t.stages = 0;
+    t.k_splits = 0;
+    a.tile = &t;
+    assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
+    dev_layer_free(&D);
+    layer_free(&L);
+    layer_make(&L, 256, 1024, 128, 9);
+    dev_layer_make(&D, &L, 64);
+    a = layer_args(&L, &D, 64);
+    a.tile = &t;
+    t.m_blocks = 3;
+    assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
+    t.m_blocks = 4;
+    t.stages = 3;
+    assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
+    t.stages = 0;
+    t.k_splits = 2 * g_gpu.info.sm_count + 1; /* capped at k/64 = 16 pieces: runs */
+    assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_OK);
+    assert_int_equal(marlin_gpu_sync(&err), MARLIN_OK);
+    dev_layer_free(&D);
+    layer_free(&L);
+}
+
 /* Bad calls return the specific status and launch nothing. */
 static void test_kernels_gpu_errors(void **state) {
     (void)state;
@@ -1046,42 +1223,42 @@ static void test_kernels_gpu_errors(void **state) {
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "workspace"));
     assert_int_equal(marlin_dense_gemm(NULL, &err), MARLIN_ERR_INVALID_ARG);
-    marlin_dense_tile t = {5, 128, 128, 4, 1, 0, 0};
+    marlin_dense_tile t = {5, 128, 128, 4, 1, 0, 0, 0};
     b = a;
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "no instantiated kernel"));
-    t = (marlin_dense_tile){1, 512, 128, 4, 1, 0, 0};
+    t = (marlin_dense_tile){1, 512, 128, 4, 1, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 1, 1, 0, 0};
+    t = (marlin_dense_tile){1, 128, 128, 1, 1, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 20, 1, 0, 0};
+    t = (marlin_dense_tile){1, 128, 128, 20, 1, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 3, 0, 0};
+    t = (marlin_dense_tile){1, 128, 128, 4, 3, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 1, 5, 0}; /* no such pipeline */
+    t = (marlin_dense_tile){1, 128, 128, 4, 1, 6, 0, 0}; /* no such pipeline */
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "pipeline"));
     if (g_gpu.info.cc_major < 9) { /* the mbarrier pipelines need sm_90 */
-        t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK, 0};
+        t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK, 0, 0};
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
         assert_non_null(strstr(err.msg, "sm_90"));
         t.pipeline = MARLIN_DENSE_PIPE_MBAR;
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     }
     /* a CPASYNC2 shape with another pipeline, a v1 shape... */
-    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC, 0};
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "no instantiated kernel"));
     /* ... and a stage deeper than k: k = 512 is fine for 256, not for a
      * k that 256 does not divide */
     b.k = 640;
-    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2, 0};
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "does not divide"));
     b = a;
     b.n = 192; /* valid shape, but a forced 256-wide tile does not divide it */
-    t = (marlin_dense_tile){1, 256, 64, 4, 1, 0, 0};
+    t = (marlin_dense_tile){1, 256, 64, 4, 1, 0, 0, 0};
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     b = a;
@@ -1132,7 +1309,7 @@ static void test_kernels_gpu_workspace_and_determinism(void **state) {
     a2.m = m2;
     a2.C = C2dev;
     /* Each pipeline the GPU runs, with the automatic tile otherwise. */
-    int pipes[4];
+    int pipes[5];
     const int npipes = gpu_pipelines(pipes);
     for (int pi = 0; pi < npipes; pi++) {
         marlin_dense_tile t1, t2;
@@ -1201,6 +1378,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_pick_tile),
         cmocka_unit_test(test_kernels_pick_tile_pipe),
         cmocka_unit_test(test_kernels_pick_cluster),
+        cmocka_unit_test(test_kernels_pick_wgmma),
         cmocka_unit_test(test_kernels_dequant_ref_exact),
         cmocka_unit_test(test_kernels_gemm_ref),
         cmocka_unit_test(test_kernels_partition_rules),
@@ -1211,6 +1389,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_gpu_dense_small),
         cmocka_unit_test(test_kernels_gpu_all_tiles),
         cmocka_unit_test(test_kernels_gpu_cluster),
+        cmocka_unit_test(test_kernels_gpu_wgmma),
         cmocka_unit_test(test_kernels_gpu_workspace_and_determinism),
         cmocka_unit_test(test_kernels_gpu_dense_models),
     };

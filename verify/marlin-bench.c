@@ -114,9 +114,10 @@ static void usage(FILE *f) {
             "  --device N        CUDA device (default 0)\n"
             "  --no-pdl          never use programmatic dependent launch (sm_90+: by\n"
             "                    default models mode times both, other modes use it)\n"
-            "  --pipeline P      auto (default), cpasync, bulk, mbar or cpasync2: the\n"
-            "                    dense kernel family (bulk, mbar: sm_90+; cpasync2: the\n"
-            "                    v2 main loop), each with its own tile heuristic\n"
+            "  --pipeline P      auto (default), cpasync, bulk, mbar, cpasync2 or wgmma:\n"
+            "                    the dense kernel family (bulk, mbar: sm_90+; cpasync2:\n"
+            "                    the v2 main loop; wgmma: the Hopper path, sm_90 only),\n"
+            "                    each with its own tile heuristic\n"
             "  --tile T          trace mode: force tile MxNxK/sS/bB[/cC] (v2 shapes, e.g.\n"
             "                    16x128x256/s4/b1; /cC: the cluster path, C blocks)\n"
             "  -v, --verbose     per-layer lines\n"
@@ -255,9 +256,11 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
                 o->pipeline = MARLIN_DENSE_PIPE_MBAR;
             else if (!strcmp(v, "cpasync2"))
                 o->pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
+            else if (!strcmp(v, "wgmma"))
+                o->pipeline = MARLIN_DENSE_PIPE_WGMMA;
             else {
                 *exit_code = usage_error(
-                    "unknown pipeline '%s' (auto, cpasync, bulk, mbar, cpasync2)", v);
+                    "unknown pipeline '%s' (auto, cpasync, bulk, mbar, cpasync2, wgmma)", v);
                 return 1;
             }
             i++;
@@ -497,6 +500,10 @@ static marlin_status shown_tile(const bench_ctx *c, int64_t m, int64_t n, int64_
     if (!st && g_pipeline == MARLIN_DENSE_PIPE_AUTO && c->info.cc_major >= 9)
         (void)marlin_dense_pick_cluster(m, n, k, group, c->info.sm_count,
                                         c->info.smem_optin_bytes, t);
+    if (!st && g_pipeline == MARLIN_DENSE_PIPE_AUTO && c->info.cc_major == 9 &&
+        marlin_dense_wgmma_built())
+        (void)marlin_dense_pick_wgmma(m, n, k, group, c->info.sm_count,
+                                      c->info.smem_optin_bytes, t);
     return st;
 }
 
@@ -537,12 +544,15 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
     const int pipe = t->pipeline ? t->pipeline : g_pipeline;
     char cl[16] = "";
     if (t->cluster_k > 1) snprintf(cl, sizeof cl, "/c%d", t->cluster_k);
+    if (pipe == MARLIN_DENSE_PIPE_WGMMA && t->k_splits > 0)
+        snprintf(cl, sizeof cl, "/k%d", t->k_splits);
     snprintf(buf, cap, "%dx%dx%d/s%d/b%d%s/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
              t->blocks_per_sm, cl,
              pipe == MARLIN_DENSE_PIPE_BULK       ? "bulk"
              : pipe == MARLIN_DENSE_PIPE_MBAR     ? "mbar"
              : pipe == MARLIN_DENSE_PIPE_CPASYNC  ? "cpasync"
              : pipe == MARLIN_DENSE_PIPE_CPASYNC2 ? "cpasync2"
+             : pipe == MARLIN_DENSE_PIPE_WGMMA    ? "wgmma"
                                                   : "auto");
 }
 
@@ -856,9 +866,11 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
      * decode blocks per SM */
     const int stages_v2[] = {2, 3, 4, 0};
     const int v2 = (g_pipeline == MARLIN_DENSE_PIPE_CPASYNC2);
+    const int wg = (g_pipeline == MARLIN_DENSE_PIPE_WGMMA);
     marlin_status st = MARLIN_OK;
     double auto_sum[32] = {0}, best_sum[32] = {0};
-    printf("# tune: group %d, %s tiles\n", o->group, v2 ? "cpasync2" : "original");
+    printf("# tune: group %d, %s tiles\n", o->group,
+           wg ? "wgmma" : v2 ? "cpasync2" : "original");
     for (int mi = 0; mi < o->n_models && !st; mi++) {
         const model_def *md = &k_models[o->models[mi]];
         for (int li = 0; li < 4 && !st; li++) {
@@ -879,7 +891,28 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                 tile_str(&at, auto_s, sizeof auto_s);
                 csv_row(c, "tune", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "auto",
                         c->pdl_ok, auto_us, 0, min_bytes(m, ls->k, ls->n, o->group));
-                for (int ti = 0; ti < nt && !st; ti++) {
+                /* wgmma: batch widths of at most two row tiles x stages x
+                 * k pieces (0 = its rule) */
+                const int wnb[] = {32, 64, 128}, wst[] = {4, 6, 8},
+                          wsp[] = {0, 1, 2, 3, 4, 6, 8, 12, 16};
+                for (int ni = 0; ni < 3 && wg && !st; ni++) {
+                    if (2 * wnb[ni] < m && wnb[ni] != 128) continue;
+                    for (int si = 0; si < 3 && !st; si++)
+                        for (int ki = 0; ki < 9 && !st; ki++) {
+                            marlin_dense_tile t;
+                            memset(&t, 0, sizeof t);
+                            t.m_blocks = wnb[ni] / 16;
+                            t.n = 256;
+                            t.k = 64;
+                            t.stages = wst[si];
+                            t.blocks_per_sm = 1;
+                            t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
+                            t.k_splits = wsp[ki];
+                            st = tune_one(c, o, md, ls, &L, m, &t, &best, best_s, sizeof best_s,
+                                          err);
+                        }
+                }
+                for (int ti = 0; ti < nt && !st && !wg; ti++) {
                     /* 16-row tiles (two row chunks) are swept up to 32 rows too */
                     const int tmb = tiles[ti].m_blocks;
                     if ((tmb != mb && !(tmb == 1 && m <= 32)) || ls->n % tiles[ti].n ||

@@ -1,0 +1,509 @@
+/*
+ * marlin_dense_sm90a.cu - the Hopper path of the dense Marlin GEMM
+ * (pipeline MARLIN_DENSE_PIPE_WGMMA): the same contract as marlin_dense.cu
+ * (marlin_kernels.h section 2), computed with wgmma.mma_async instead of
+ * mma.sync. Built for sm_90a only (CMake compiles this file by itself with
+ * -gencode arch=compute_90a,code=sm_90a when the build targets sm_90): wgmma
+ * exists on sm_90 parts only, not on older GPUs and not on later ones.
+ *
+ * Why a second kernel for the same contract. At 32+ rows the mma.sync
+ * kernels are bound by issue and latency, not by memory (docs/perf.md: 0.71x
+ * of cuBLAS FP16 at m = 128 on Llama-2-7B): every weight tile is decoded
+ * once per 64-row chunk, and 64 rows of accumulators fill 255 registers.
+ * One wgmma m64nNk16 does the work of 8*N/8 mma.m16n8k16 per warpgroup
+ * asynchronously, so the warps only decode weights and feed it.
+ *
+ * The trick that makes it cheap: compute C^T = W^T A^T. The weights become
+ * wgmma's A operand, which may come from REGISTERS: a warp's rows of the
+ * 64 x 16 A tile are an mma.m16n8k16 A fragment, and the Marlin layout gives
+ * each lane, per 32-bit word, exactly the B fragments of two n8 tiles of a
+ * 16-column group (marlin-format.md 1.4/1.5), i.e. word j of a lane's int4
+ * in a 16 x 64 slab decodes to the A fragment of output columns
+ * 16j..16j+15 of that slab (rows g, g+8 = the two n8 tiles; k lo/hi pairs).
+ * No shared-memory round trip for decoded weights, no layout change of the
+ * packed checkpoint. The activations (A, row-major, k contiguous) are
+ * wgmma's B operand as they are: K-major, in shared memory with the 128-byte
+ * swizzle the descriptor names.
+ *
+ * Block: 256 threads = 2 warpgroups, 256 output columns (4 slabs of 64), NB
+ * batch rows (32, 64 or 128; more rows run more row tiles). Warp w of
+ * warpgroup g reads the int4 of slab 2g + (w & 1) and decodes its words
+ * 2*(w >> 1) and 2*(w >> 1) + 1 into two wgmma A tiles, so each k16 step is
+ * two m64nNk16 per warpgroup and each int4 is read by two warps (64 bits
+ * each).
+ * Pipeline: every thread issues 16-byte cp.async for A, B and the grouped
+ * scales of a 64-deep stage; stages - 2 stages are in flight while one is
+ * computed, because the stage computed two steps ago may still be read by
+ * the one wgmma group left in flight (wait_group 1 after every k16 step:
+ * decode of step j+1 overlaps the tensor cores on step j).
+ * k split: the k range of a tile may be cut into `splits` pieces (host rule:
+ * fill the SMs); pieces write fp32 partials, the last to arrive at the
+ * tile's counter adds all pieces in split order (deterministic) and writes
+ * C, and leaves the counter at 0 (the workspace's zeroing rule).
+ * Epilogue: fp32 sums (x per-channel scale) -> fp16 in shared memory, then
+ * coalesced 16-byte rows of C.
+ */
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <stdint.h>
+
+#include <atomic>
+
+#include "marlin_cuda_internal.h"
+#include "marlin_dense_tiles.h"
+#include "marlin_kernels.h"
+#include "marlin_pack.h"
+#include "marlin_ptx.cuh"
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define MK_HAVE_WGMMA 1
+#include "marlin_wgmma.cuh"
+#else
+#define MK_HAVE_WGMMA 0
+#endif
+
+namespace {
+
+constexpr int WG_THREADS = 256;
+constexpr int WG_TILE_N = 256; /* output columns per block */
+constexpr int WG_STAGE_K = 64; /* reduction depth per stage: 128 bytes of A per row */
+
+/* Shared memory of one stage: A (nb rows x 128 bytes, 1024-aligned for the
+ * swizzle atoms), B (4 k16 rows x 256 columns x 4 bits), grouped scales
+ * (up to 2 rows of 256 fp16: group 32 spans 2 per stage). */
+__host__ __device__ constexpr int wg_stage_bytes(int nb, bool grouped) {
+    return nb * 128 + 4 * 2048 + (grouped ? 1024 : 0);
+}
+/* The epilogue's fp16 staging tile: nb rows of 256 + 8 halves (the pad
+ * spreads the 4 batch columns a warp writes at once over distinct banks). */
+constexpr int WG_CROW = WG_TILE_N + 8;
+
+struct WgParams {
+    const int4 *A;     /* fp16 [m][k]      as int4 [m][k/8] */
+    const int4 *B;     /* int32 [k/16][2n] as int4 [k/16][n/2] */
+    const __half *s;   /* fp16 [G][n] */
+    __half *C;         /* fp16 [m][n] */
+    int *counters;     /* [n_tiles * m_tiles], zero between launches */
+    float4 *partials;  /* [blocks][nb/4][256] float4, splits > 1 only */
+    int m, n, k;
+    int n_tiles, m_tiles;
+    int k_stages;      /* k / 64 */
+    int splits;        /* pieces of each tile's k range (1: no partials) */
+    int group_size;    /* grouped: rows per group; else k */
+    int stages;        /* pipeline depth, 4..8 */
+    int pdl;
+    int evict_first;   /* B read once (one row tile): L2 evict_first */
+};
+
+__device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, bool valid) {
+    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
+#if MK_HAVE_WGMMA
+/* Decodes one word of B into the wgmma A fragment of its 16 output columns
+ * (rows) x 16 k: a0/a1 = column g, k pair lo; a2/a3 = column g+8, k lo;
+ * a4/a5 = column g, k hi; a6/a7 = column g+8, k hi. Nibbles 0,4 / 1,5 are
+ * column g (k lo / hi), 2,6 / 3,7 column g+8; the magic-number decode is the
+ * one of marlin_dense.cu's dequant_word (v - 8 exactly). */
+__device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
+    const uint32_t LO = 0x000f000f, HI = 0x00f000f0, EXP = 0x64006400;
+    const __half2 SUB = bits_h2(0x64086408u); /* 1032 */
+    const __half2 MUL = bits_h2(0x2c002c00u); /* 1/16 */
+    const __half2 ADD = bits_h2(0xd480d480u); /* -72 */
+    const uint32_t lo0 = lop3_and_or(q, LO, EXP);
+    const uint32_t hi0 = lop3_and_or(q, HI, EXP);
+    q >>= 8;
+    const uint32_t lo1 = lop3_and_or(q, LO, EXP);
+    const uint32_t hi1 = lop3_and_or(q, HI, EXP);
+    a[0] = h2_bits(__hsub2(bits_h2(lo0), SUB));
+    a[1] = h2_bits(__hsub2(bits_h2(lo1), SUB));
+    a[2] = h2_bits(__hfma2(bits_h2(hi0), MUL, ADD));
+    a[3] = h2_bits(__hfma2(bits_h2(hi1), MUL, ADD));
+}
+
+__device__ __forceinline__ void wg_fence() {
+    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+__device__ __forceinline__ void wg_commit() {
+    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void wg_wait() {
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+/* Keeps the compiler from moving accumulator reads/writes across the
+ * asynchronous wgmma (the register stays "in use" at this point). */
+__device__ __forceinline__ void wg_fence_reg(float &r) { asm volatile("" : "+f"(r)::"memory"); }
+
+/* Matrix descriptor of a K-major operand in 128-byte-swizzled shared memory:
+ * start address >> 4, leading offset 1 (unused when swizzled), stride 1024
+ * bytes between 8-row core-matrix groups, swizzle mode 1 (128 B). */
+__device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
+    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+#endif
+
+template <int NB, bool GROUPED>
+__global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
+#if MK_HAVE_WGMMA
+    extern __shared__ uint8_t smem_raw[];
+    __shared__ int s_last;
+    /* The swizzle atoms need 1024-byte alignment (the host adds the slack). */
+    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    constexpr int SB = wg_stage_bytes(NB, GROUPED);
+    constexpr int A_OFF = 0, B_OFF = NB * 128, S_OFF = NB * 128 + 4 * 2048;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wg = warp >> 2, w = warp & 3;
+    const int split = (int)(blockIdx.x % (unsigned)p.splits);
+    const int tile = (int)(blockIdx.x / (unsigned)p.splits);
+    /* row tiles of one column tile are neighbours: they share its weights
+     * through L2 */
+    const int mt = tile % p.m_tiles, nt = tile / p.m_tiles;
+    const int st_begin = (int)(((long long)split * p.k_stages) / p.splits);
+    const int st_end = (int)(((long long)(split + 1) * p.k_stages) / p.splits);
+    const int n_st = st_end - st_begin;
+    const int row0 = mt * NB;
+    const int a_row_i4 = p.k / 8, b_row_i4 = p.n / 2;
+    const uint64_t pol = make_policy(p.evict_first != 0);
+
+    auto load_b = [&](int st, int buf) {
+        uint8_t *sb = smem + buf * SB;
+        const int4 *src = p.B + (size_t)(4 * st) * b_row_i4 + 128 * nt;
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const int idx = tid + i * WG_THREADS; /* 512 int4: 4 rows x 128 */
+            cp_async16_policy(sb + B_OFF + idx * 16, src + (idx >> 7) * b_row_i4 + (idx & 127),
+                              pol);
+        }
+        if (GROUPED) {
+            const int gs = p.group_size;
+            const int rows = gs < WG_STAGE_K ? WG_STAGE_K / gs : 1;
+            const int g0 = (st * WG_STAGE_K) / gs;
+            if (tid < rows * 32) {
+                const int r = tid >> 5, c = tid & 31;
+                cp_async16_policy(sb + S_OFF + r * 512 + c * 16,
+                                  p.s + (size_t)(g0 + r) * p.n + WG_TILE_N * nt + 8 * c, pol);
+            }
+        }
+    };
+    auto load_a = [&](int st, int buf) {
+        uint8_t *sa = smem + buf * SB + A_OFF;
+#pragma unroll
+        for (int i = 0; i < NB * 8 / WG_THREADS; i++) {
+            const int idx = tid + i * WG_THREADS, r = idx >> 3, c = idx & 7;
+            const int row = row0 + r;
+            const bool ok = row < p.m;
+            cp_async16_zfill(sa + r * 128 + ((c ^ (r & 7)) << 4),
+                             p.A + (size_t)(ok ? row : 0) * a_row_i4 + st * 8 + c, ok);
+        }
+    };
+
+    /* Prologue: stages - 2 stages in flight; with PDL the weights stream in
+     * before griddepcontrol.wait, A (written by the previous kernel) after. */
+    const int pro = p.stages - 2;
+    for (int s = 0; s < pro; s++)
+        if (s < n_st) load_b(st_begin + s, s);
+    if (p.pdl) {
+        asm volatile("griddepcontrol.wait;\n" ::: "memory");
+        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+    }
+    for (int s = 0; s < pro; s++) {
+        if (s < n_st) load_a(st_begin + s, s);
+        cp_async_commit();
+    }
+
+    /* This warp's slab and words; its output columns (wgmma rows) are
+     * col0[i] + g and col0[i] + 8 + g within the block's 256. */
+    const int slab = 2 * wg + (w & 1);
+    const int word0 = 2 * (w >> 1);
+    const int g = lane >> 2, q4 = lane & 3;
+    int col0[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) col0[i] = 64 * slab + 16 * (word0 + i);
+    /* grouped: where this lane's 4 scales sit in a stored scale row
+     * (marlin_pack_dense_scale_col, the 8x8 transpose per 64 columns) */
+    int soff[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            soff[i][h] = (int)marlin_pack_dense_scale_col(col0[i] + 8 * h + g, true);
+
+    float acc[2][NB / 2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int r = 0; r < NB / 2; r++) acc[i][r] = 0.0f;
+
+    const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem);
+    int buf = 0, wbuf = pro;
+#pragma unroll 1
+    for (int it = 0; it < n_st; it++) {
+        cp_async_wait(pro - 1);
+        /* cp.async wrote through the generic proxy; wgmma reads through the
+         * async proxy */
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        __syncthreads();
+        /* Refill the buffer computed two stages ago: every wgmma that read it
+         * completed at the previous stage's first wait_group 1. */
+        if (it + pro < n_st) {
+            load_b(st_begin + it + pro, wbuf);
+            load_a(st_begin + it + pro, wbuf);
+        }
+        cp_async_commit();
+        if (++wbuf == p.stages) wbuf = 0;
+
+        const uint8_t *sb = smem + buf * SB;
+        uint2 bw[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
+        const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            uint32_t a[2][4];
+            wg_decode(bw[j].x, a[0]);
+            wg_decode(bw[j].y, a[1]);
+            if (GROUPED) {
+                const int gs = p.group_size;
+                const int r = gs < WG_STAGE_K ? (16 * j) / gs : 0;
+                const __half *srow = (const __half *)(sb + S_OFF + r * 512);
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    const __half2 s0 = __half2half2(srow[soff[i][0]]);
+                    const __half2 s1 = __half2half2(srow[soff[i][1]]);
+                    a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), s0));
+                    a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), s1));
+                    a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), s0));
+                    a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
+                }
+            }
+            wg_fence();
+            /* k16 step j is bytes 32j..32j+31 of every 128-byte A row:
+             * the descriptor's start address moves by 32 bytes (>> 4 = 2) */
+            mk_wgmma_rs<NB>(acc[0], a[0], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[1], a[1], desc0 + 2 * j);
+            wg_commit();
+            wg_wait<1>();
+        }
+        if (++buf == p.stages) buf = 0;
+    }
+    wg_wait<0>();
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int r = 0; r < NB / 2; r++) wg_fence_reg(acc[i][r]);
+
+    /* ---- k split: partials, counter, fixed-order sum by the last piece */
+    if (p.splits > 1) {
+        float4 *mine = p.partials + (size_t)blockIdx.x * (NB / 4) * WG_THREADS;
+#pragma unroll
+        for (int i = 0; i < 2; i++)
+#pragma unroll
+            for (int r = 0; r < NB / 2; r += 4)
+                __stcg(mine + (i * (NB / 8) + r / 4) * WG_THREADS + tid,
+                       make_float4(acc[i][r], acc[i][r + 1], acc[i][r + 2], acc[i][r + 3]));
+        __syncthreads();
+        if (tid == 0) {
+            /* release our partials, count; the last piece resets the
+             * counter (nothing else touches it in this launch) */
+            __threadfence();
+            const int old = atomicAdd(&p.counters[tile], 1);
+            s_last = (old == p.splits - 1);
+            if (s_last) {
+                p.counters[tile] = 0;
+                __threadfence();
+            }
+        }
+        __syncthreads();
+        if (!s_last) return;
+        /* Every piece, this one included, is in the workspace: add them in
+         * split order into acc (one register set; our own partial comes
+         * back from L2, where we just wrote it). */
+        const float4 *base = p.partials + (size_t)tile * p.splits * (NB / 4) * WG_THREADS;
+        for (int sp = 0; sp < p.splits; sp++) {
+            const float4 *src = base + (size_t)sp * (NB / 4) * WG_THREADS;
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int r = 0; r < NB / 2; r += 4) {
+                    const float4 v = __ldcg(src + (i * (NB / 8) + r / 4) * WG_THREADS + tid);
+                    if (sp == 0) {
+                        acc[i][r] = v.x;
+                        acc[i][r + 1] = v.y;
+                        acc[i][r + 2] = v.z;
+                        acc[i][r + 3] = v.w;
+                    } else {
+                        acc[i][r] += v.x;
+                        acc[i][r + 1] += v.y;
+                        acc[i][r + 2] += v.z;
+                        acc[i][r + 3] += v.w;
+                    }
+                }
+        }
+    }
+
+    /* ---- epilogue: per-channel scales in fp32, fp16 tile in shared memory
+     * (the stage buffers are free once every cp.async landed), rows of C */
+    cp_async_wait(0);
+    __syncthreads();
+    __half *cs = (__half *)smem;
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float sc[2] = {1.0f, 1.0f};
+        if (!GROUPED) {
+#pragma unroll
+            for (int h = 0; h < 2; h++)
+                sc[h] = __half2float(p.s[WG_TILE_N * nt +
+                                         marlin_pack_dense_scale_col(col0[i] + 8 * h + g, false)]);
+        }
+#pragma unroll
+        for (int t = 0; t < NB / 8; t++) {
+            const int b = 8 * t + 2 * q4;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int h = e >> 1, bb = b + (e & 1);
+                cs[bb * WG_CROW + col0[i] + 8 * h + g] = __float2half_rn(acc[i][4 * t + e] * sc[h]);
+            }
+        }
+    }
+    __syncthreads();
+    const int rows = min(NB, p.m - row0);
+    for (int idx = tid; idx < rows * (WG_TILE_N / 8); idx += WG_THREADS) {
+        const int b = idx >> 5, c = idx & 31;
+        *(int4 *)(p.C + (size_t)(row0 + b) * p.n + WG_TILE_N * nt + 8 * c) =
+            *(const int4 *)(cs + b * WG_CROW + 8 * c);
+    }
+#else
+    (void)p;
+#endif
+}
+
+typedef void (*wg_fn)(WgParams);
+struct WgEntry {
+    int nb;
+    wg_fn fn[2]; /* [grouped] */
+};
+const WgEntry kWg[] = {
+    {32, {dense_wg_kernel<32, false>, dense_wg_kernel<32, true>}},
+    {64, {dense_wg_kernel<64, false>, dense_wg_kernel<64, true>}},
+    {128, {dense_wg_kernel<128, false>, dense_wg_kernel<128, true>}},
+};
+constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
+constexpr int kMaxDev = 16;
+std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2];
+
+} // namespace
+
+extern "C" size_t mk_dense_wgmma_smem(int nb, int grouped, int stages) {
+    const int st = wg_stage_bytes(nb, grouped != 0) * stages;
+    const int ep = nb * WG_CROW * 2;
+    return (size_t)(st > ep ? st : ep) + 1024; /* + alignment slack */
+}
+
+extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
+                                               const marlin_dense_tile *t, int dev,
+                                               const mk_device *d, marlin_error *err) {
+    if (d->cc_major != 9)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: the wgmma pipeline runs on sm_90 only (device %d is "
+                           "sm_%d%d)",
+                           dev, d->cc_major, d->cc_minor);
+    int ki = -1;
+    for (int i = 0; i < kNumWg; i++)
+        if (kWg[i].nb == 16 * t->m_blocks) ki = i;
+    if (ki < 0 || t->n != WG_TILE_N || t->k != WG_STAGE_K)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: no wgmma kernel for tile m_blocks=%d n=%d k=%d (m_blocks "
+                           "2, 4 or 8, n 256, k 64)",
+                           t->m_blocks, t->n, t->k);
+    if (a->n % WG_TILE_N != 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: the wgmma pipeline needs n %% 256 == 0 (n = %lld)",
+                           (long long)a->n);
+    const int nb = kWg[ki].nb;
+    const bool grouped = marlin_pack_scales_grouped(a->k, a->group_size);
+    int stages = t->stages;
+    if (stages == 0) stages = 4;
+    if (stages < 4 || stages > MARLIN_DENSE_MAX_STAGES)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: the wgmma pipeline takes 4..%d stages, not %d",
+                           MARLIN_DENSE_MAX_STAGES, stages);
+    const size_t smem = mk_dense_wgmma_smem(nb, grouped, stages);
+    if ((int64_t)smem + 64 > d->smem_optin)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: %d wgmma stages need %zu bytes of shared memory, device "
+                           "%d allows %lld",
+                           stages, smem, dev, (long long)d->smem_optin);
+
+    const int64_t m_tiles = (a->m + nb - 1) / nb;
+    const int64_t n_tiles = a->n / WG_TILE_N;
+    const int k_stages = (int)(a->k / WG_STAGE_K);
+    const int64_t tiles = m_tiles * n_tiles;
+    int splits = t->k_splits > 0 ? t->k_splits
+                                 : marlin_dense_wgmma_splits(a->m, a->n, a->k, d->sm_count);
+    if (splits > k_stages) splits = k_stages;
+    if (splits < 1) splits = 1;
+    if (tiles * splits > INT32_MAX)
+        return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld tiles)",
+                           (long long)tiles);
+    const int blocks = (int)(tiles * splits);
+    /* Split pieces keep their fp32 partials in the workspace's partial area,
+     * which marlin_dense_workspace_bytes sizes for 2 blocks per SM of up to
+     * 2 x 64 x 256 floats: at most 2 * sm_count pieces of nb x 256. */
+    const size_t counters_bytes = (size_t)tiles * 4;
+    const size_t partial_bytes =
+        splits > 1 ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float) : 0;
+    if (splits > 1 && blocks > 2 * d->sm_count)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: %d k splits x %lld tiles exceed 2 blocks per SM",
+                           splits, (long long)tiles);
+    if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: workspace of %zu bytes, this call needs %zu (use "
+                           "marlin_dense_workspace_bytes)",
+                           a->workspace_bytes, counters_bytes + partial_bytes + 256);
+    const size_t partial_off = (a->workspace_bytes - partial_bytes) & ~(size_t)255;
+
+    WgParams p;
+    p.A = (const int4 *)a->A;
+    p.B = (const int4 *)a->B;
+    p.s = (const __half *)a->s;
+    p.C = (__half *)a->C;
+    p.counters = (int *)a->workspace;
+    p.partials = (float4 *)((char *)a->workspace + partial_off);
+    p.m = (int)a->m;
+    p.n = (int)a->n;
+    p.k = (int)a->k;
+    p.n_tiles = (int)n_tiles;
+    p.m_tiles = (int)m_tiles;
+    p.k_stages = k_stages;
+    p.splits = splits;
+    p.group_size = grouped ? a->group_size : (int)a->k;
+    p.stages = stages;
+    p.pdl = a->pdl ? 1 : 0;
+    p.evict_first = (m_tiles == 1);
+
+    wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
+    std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
+    marlin_status st;
+    if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
+        st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+        if (st) return st;
+        if (set) set->store((int)smem, std::memory_order_relaxed);
+    }
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[2];
+    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream, p.pdl, 0);
+    st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
+    if (st) return st;
+    return MK_CUDA(err, cudaGetLastError());
+}
