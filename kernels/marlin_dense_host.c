@@ -230,23 +230,25 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     return 1;
 }
 
-/* k pieces per output tile: one block per SM runs (the kernel holds ~200 KB
- * of stages), so a launch of tiles x S blocks takes ceil(tiles*S / SMs)
+/* k pieces per output tile: one block per SM runs (two of the 32-row
+ * kernel), so a launch of tiles x S blocks takes ceil(tiles*S / slots)
  * waves of ceil(T/S) stages each (T = k/64), plus a fixed cost per block
  * (pipeline fill, epilogue; ~3 stages) and per piece beyond the first (its
  * fp32 partial through L2). The S of least modelled time wins, the smaller
  * on ties; pieces need tiles x S <= 2 x SMs (the workspace's partial
  * area). */
-int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int sm_count) {
+int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count) {
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
-    const int64_t nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
     const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
     const int64_t T = k / 64;
+    /* resident blocks per SM: two of the 32-row kernel, one of the others */
+    const int64_t slots = (int64_t)sm_count * (nb <= 32 ? 2 : 1);
     int best_s = 1;
     double best = 1e300;
     for (int64_t S = 1; S <= 16 && S <= T; S++) {
         if (S > 1 && tiles * S > 2 * (int64_t)sm_count) break;
-        const int64_t waves = (tiles * S + sm_count - 1) / sm_count;
+        const int64_t waves = (tiles * S + slots - 1) / slots;
         const double cost = (double)waves * ((double)((T + S - 1) / S) + 3.0) +
                             (S > 1 ? 1.0 : 0.0);
         if (cost < best - 1e-9) {

@@ -93,7 +93,6 @@ struct WgParams {
     int group_size;    /* grouped: rows per group; else k */
     int stages;        /* pipeline depth, 4..8 */
     int pdl;
-    int evict_first;   /* B read once (one row tile): L2 evict_first */
 };
 
 __device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, bool valid) {
@@ -125,8 +124,16 @@ __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
     a[3] = h2_bits(__hfma2(bits_h2(hi1), MUL, ADD));
 }
 
-__device__ __forceinline__ void wg_fence() {
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+/* wgmma.fence, with the A fragments of the two wgmma that follow as
+ * operands: the compiler may not sink their decode past the fence (a
+ * register defined between fence and wgmma makes ptxas serialize every
+ * wgmma of the kernel, warning C7513). */
+__device__ __forceinline__ void wg_fence(uint32_t (&a)[2][4]) {
+    asm volatile("wgmma.fence.sync.aligned;\n"
+                 : "+r"(a[0][0]), "+r"(a[0][1]), "+r"(a[0][2]), "+r"(a[0][3]), "+r"(a[1][0]),
+                   "+r"(a[1][1]), "+r"(a[1][2]), "+r"(a[1][3])
+                 :
+                 : "memory");
 }
 __device__ __forceinline__ void wg_commit() {
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
@@ -149,7 +156,9 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 #endif
 
 template <int NB, bool GROUPED>
-__global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
+/* 32-row tiles need ~110 registers and ~105 KB of shared memory: two
+ * blocks per SM; the wider ones one. */
+__global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
@@ -170,7 +179,6 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
     const int n_st = st_end - st_begin;
     const int row0 = mt * NB;
     const int a_row_i4 = p.k / 8, b_row_i4 = p.n / 2;
-    const uint64_t pol = make_policy(p.evict_first != 0);
 
     auto load_b = [&](int st, int buf) {
         uint8_t *sb = smem + buf * SB;
@@ -178,8 +186,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
 #pragma unroll
         for (int i = 0; i < 2; i++) {
             const int idx = tid + i * WG_THREADS; /* 512 int4: 4 rows x 128 */
-            cp_async16_policy(sb + B_OFF + idx * 16, src + (idx >> 7) * b_row_i4 + (idx & 127),
-                              pol);
+            cp_async16(sb + B_OFF + idx * 16, src + (idx >> 7) * b_row_i4 + (idx & 127));
         }
         if (GROUPED) {
             const int gs = p.group_size;
@@ -187,8 +194,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
             const int g0 = (st * WG_STAGE_K) / gs;
             if (tid < rows * 32) {
                 const int r = tid >> 5, c = tid & 31;
-                cp_async16_policy(sb + S_OFF + r * 512 + c * 16,
-                                  p.s + (size_t)(g0 + r) * p.n + WG_TILE_N * nt + 8 * c, pol);
+                cp_async16(sb + S_OFF + r * 512 + c * 16,
+                           p.s + (size_t)(g0 + r) * p.n + WG_TILE_N * nt + 8 * c);
             }
         }
     };
@@ -209,10 +216,7 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
     const int pro = p.stages - 2;
     for (int s = 0; s < pro; s++)
         if (s < n_st) load_b(st_begin + s, s);
-    if (p.pdl) {
-        asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-    }
+    if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
     for (int s = 0; s < pro; s++) {
         if (s < n_st) load_a(st_begin + s, s);
         cp_async_commit();
@@ -250,8 +254,8 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
          * async proxy */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
-        /* Refill the buffer computed two stages ago: every wgmma that read it
-         * completed at the previous stage's first wait_group 1. */
+        /* Refill the buffer computed two stages ago: at most 3 k16 groups
+         * (steps 1-3 of the previous stage) are still in flight here. */
         if (it + pro < n_st) {
             load_b(st_begin + it + pro, wbuf);
             load_a(st_begin + it + pro, wbuf);
@@ -265,11 +269,15 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
         for (int j = 0; j < 4; j++)
             bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
         const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
+        /* The whole stage's A fragments first, then its 4 k16 groups: a
+         * decode (grouped: decode and scale) between the wgmma of one
+         * stage made ptxas serialize every wgmma of the grouped kernels
+         * once more than one group was in flight (C7513). */
+        uint32_t af[4][2][4];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            uint32_t a[2][4];
-            wg_decode(bw[j].x, a[0]);
-            wg_decode(bw[j].y, a[1]);
+            wg_decode(bw[j].x, af[j][0]);
+            wg_decode(bw[j].y, af[j][1]);
             if (GROUPED) {
                 const int gs = p.group_size;
                 const int r = gs < WG_STAGE_K ? (16 * j) / gs : 0;
@@ -278,19 +286,25 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
                 for (int i = 0; i < 2; i++) {
                     const __half2 s0 = __half2half2(srow[soff[i][0]]);
                     const __half2 s1 = __half2half2(srow[soff[i][1]]);
-                    a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), s0));
-                    a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), s1));
-                    a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), s0));
-                    a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
+                    af[j][i][0] = h2_bits(__hmul2(bits_h2(af[j][i][0]), s0));
+                    af[j][i][1] = h2_bits(__hmul2(bits_h2(af[j][i][1]), s1));
+                    af[j][i][2] = h2_bits(__hmul2(bits_h2(af[j][i][2]), s0));
+                    af[j][i][3] = h2_bits(__hmul2(bits_h2(af[j][i][3]), s1));
                 }
             }
-            wg_fence();
+        }
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            wg_fence(af[j]);
             /* k16 step j is bytes 32j..32j+31 of every 128-byte A row:
              * the descriptor's start address moves by 32 bytes (>> 4 = 2) */
-            mk_wgmma_rs<NB>(acc[0], a[0], desc0 + 2 * j);
-            mk_wgmma_rs<NB>(acc[1], a[1], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[0], af[j][0], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[1], af[j][1], desc0 + 2 * j);
             wg_commit();
-            wg_wait<1>();
+            /* up to 3 k16 groups (6 wgmma) stay in flight per warpgroup;
+             * with 1 (run 3), each step waited out the previous one's
+             * wgmma latency: 1.1 TB/s at 32 rows */
+            wg_wait<3>();
         }
         if (++buf == p.stages) buf = 0;
     }
@@ -299,6 +313,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1) dense_wg_kernel(WgParams p) {
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int r = 0; r < NB / 2; r++) wg_fence_reg(acc[i][r]);
+    /* PDL: release the next kernel only now. Triggered at the start, its
+     * blocks took SMs that the second wave of a multi-wave launch needed
+     * (run 3: Llama-2-70B at m = 128, 552 us with PDL vs 515 without). */
+    if (p.pdl) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
     /* ---- k split: partials, counter, fixed-order sum by the last piece */
     if (p.splits > 1) {
@@ -446,8 +464,9 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     const int64_t n_tiles = a->n / WG_TILE_N;
     const int k_stages = (int)(a->k / WG_STAGE_K);
     const int64_t tiles = m_tiles * n_tiles;
-    int splits = t->k_splits > 0 ? t->k_splits
-                                 : marlin_dense_wgmma_splits(a->m, a->n, a->k, d->sm_count);
+    int splits = t->k_splits > 0
+                     ? t->k_splits
+                     : marlin_dense_wgmma_splits(a->m, a->n, a->k, t->m_blocks, d->sm_count);
     if (splits > k_stages) splits = k_stages;
     if (splits < 1) splits = 1;
     if (tiles * splits > INT32_MAX)
@@ -488,7 +507,6 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     p.group_size = grouped ? a->group_size : (int)a->k;
     p.stages = stages;
     p.pdl = a->pdl ? 1 : 0;
-    p.evict_first = (m_tiles == 1);
 
     wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
     std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;

@@ -228,13 +228,14 @@ int marlin_dense_pick_cluster(int64_t m, int64_t n, int64_t k,
  * no tile: returns 1 and writes *tile when it is chosen for this problem
  * (the rule and its measurement: kernels/marlin_dense_host.c), else 0 and
  * leaves *tile alone. marlin_dense_wgmma_splits: the k pieces per output
- * tile that rule uses (fill the SMs with whole waves, at most 2 blocks per
- * SM). Pure functions. */
+ * tile that rule uses for tiles of m_blocks x 16 rows (0: the rule's width
+ * for m): fill the SMs with whole waves, at most 2 blocks per SM. Pure
+ * functions. */
 int marlin_dense_wgmma_built(void);
 int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
                             int sm_count, int64_t smem_optin,
                             marlin_dense_tile *tile);
-int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int sm_count);
+int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count);
 
 /* Checks a problem against the contract above (pure function).
  * @return MARLIN_OK or MARLIN_ERR_SHAPE naming the broken rule. */

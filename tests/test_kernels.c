@@ -440,7 +440,7 @@ static void test_kernels_pick_wgmma(void **state) {
         for (int si = 0; si < 4; si++)
             for (int64_t m = 1; m <= 1024; m *= 4) {
                 const int64_t k = kn[i][0], n = kn[i][1];
-                const int S = marlin_dense_wgmma_splits(m, n, k, sms[si]);
+                const int S = marlin_dense_wgmma_splits(m, n, k, 0, sms[si]);
                 const int64_t nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
                 const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
                 assert_true(S >= 1 && S <= k / 64);
@@ -449,11 +449,15 @@ static void test_kernels_pick_wgmma(void **state) {
     /* Llama-2-7B at m = 128 on 132 SMs: every layer gets >= 0.7 waves of
      * blocks, and o_proj (16 tiles) is split */
     for (int i = 0; i < 4; i++) {
-        const int S = marlin_dense_wgmma_splits(128, kn[i][1], kn[i][0], 132);
+        const int S = marlin_dense_wgmma_splits(128, kn[i][1], kn[i][0], 0, 132);
         const int64_t blocks = (kn[i][1] / 256) * S;
         assert_true(blocks >= 92);
     }
-    assert_true(marlin_dense_wgmma_splits(128, 4096, 4096, 132) > 1);
+    assert_true(marlin_dense_wgmma_splits(128, 4096, 4096, 0, 132) > 1);
+    /* a forced narrower tile: its own tile count (m = 300 in 32-row tiles:
+     * 10 x 5 tiles, at most 2 x 132 blocks) */
+    const int S300 = marlin_dense_wgmma_splits(300, 1280, 1024, 2, 132);
+    assert_true(S300 == 1 || 50 * S300 <= 264);
 }
 
 static void test_kernels_dequant_ref_exact(void **state) {
