@@ -128,6 +128,30 @@ __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
  * operands: the compiler may not sink their decode past the fence (a
  * register defined between fence and wgmma makes ptxas serialize every
  * wgmma of the kernel, warning C7513). */
+/* The A fragments of k16 step j of a stage (its two words in w): decode,
+ * and in grouped mode times the fp16 scales of this lane's 4 columns
+ * (scale row (16 j) / group of the stage's rows at srows; soff: the
+ * columns' places in a stored row). */
+template <bool GROUPED>
+__device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4], const uint8_t *srows,
+                                               int group_size, int j, const int (&soff)[2][2]) {
+    wg_decode(w.x, a[0]);
+    wg_decode(w.y, a[1]);
+    if (GROUPED) {
+        const int r = group_size < 64 ? (16 * j) / group_size : 0;
+        const __half *srow = (const __half *)(srows + r * 512);
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const __half2 s0 = __half2half2(srow[soff[i][0]]);
+            const __half2 s1 = __half2half2(srow[soff[i][1]]);
+            a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), s0));
+            a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), s1));
+            a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), s0));
+            a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
+        }
+    }
+}
+
 __device__ __forceinline__ void wg_fence(uint32_t (&a)[2][4]) {
     asm volatile("wgmma.fence.sync.aligned;\n"
                  : "+r"(a[0][0]), "+r"(a[0][1]), "+r"(a[0][2]), "+r"(a[0][3]), "+r"(a[1][0]),
@@ -269,42 +293,38 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
         for (int j = 0; j < 4; j++)
             bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
         const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
-        /* The whole stage's A fragments first, then its 4 k16 groups: a
-         * decode (grouped: decode and scale) between the wgmma of one
-         * stage made ptxas serialize every wgmma of the grouped kernels
-         * once more than one group was in flight (C7513). */
-        uint32_t af[4][2][4];
+        /* NB <= 64: the whole stage's A fragments first, then its 4 k16
+         * groups, up to 3 groups (6 wgmma) in flight per warpgroup: with
+         * one (run 3) each step waited out the previous one's latency (1.1
+         * TB/s at 32 rows), and a decode between the wgmma of a stage made
+         * ptxas serialize every wgmma of the grouped kernels (C7513).
+         * NB = 128 (128 accumulators a thread): one step at a time, one
+         * group in flight; the first form needed 255 registers with spills
+         * there and computed a quarter of the per-channel columns wrong
+         * (run 4). A k16 group is 4x the tensor work at this width. */
+        constexpr bool PRE = NB <= 64;
+        uint32_t af[PRE ? 4 : 1][2][4];
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            wg_decode(bw[j].x, af[j][0]);
-            wg_decode(bw[j].y, af[j][1]);
-            if (GROUPED) {
-                const int gs = p.group_size;
-                const int r = gs < WG_STAGE_K ? (16 * j) / gs : 0;
-                const __half *srow = (const __half *)(sb + S_OFF + r * 512);
+            uint32_t(&a)[2][4] = af[PRE ? j : 0];
+            if (PRE || j == 0) {
 #pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    const __half2 s0 = __half2half2(srow[soff[i][0]]);
-                    const __half2 s1 = __half2half2(srow[soff[i][1]]);
-                    af[j][i][0] = h2_bits(__hmul2(bits_h2(af[j][i][0]), s0));
-                    af[j][i][1] = h2_bits(__hmul2(bits_h2(af[j][i][1]), s1));
-                    af[j][i][2] = h2_bits(__hmul2(bits_h2(af[j][i][2]), s0));
-                    af[j][i][3] = h2_bits(__hmul2(bits_h2(af[j][i][3]), s1));
-                }
+                for (int jj = j; jj < (PRE ? 4 : j + 1); jj++)
+                    wg_decode_step<GROUPED>(bw[jj], af[PRE ? jj : 0], sb + S_OFF, p.group_size,
+                                            jj, soff);
+            } else {
+                wg_decode_step<GROUPED>(bw[j], a, sb + S_OFF, p.group_size, j, soff);
             }
-        }
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            wg_fence(af[j]);
+            wg_fence(a);
             /* k16 step j is bytes 32j..32j+31 of every 128-byte A row:
              * the descriptor's start address moves by 32 bytes (>> 4 = 2) */
-            mk_wgmma_rs<NB>(acc[0], af[j][0], desc0 + 2 * j);
-            mk_wgmma_rs<NB>(acc[1], af[j][1], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[0], a[0], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[1], a[1], desc0 + 2 * j);
             wg_commit();
-            /* up to 3 k16 groups (6 wgmma) stay in flight per warpgroup;
-             * with 1 (run 3), each step waited out the previous one's
-             * wgmma latency: 1.1 TB/s at 32 rows */
-            wg_wait<3>();
+            if (PRE)
+                wg_wait<3>();
+            else
+                wg_wait<1>();
         }
         if (++buf == p.stages) buf = 0;
     }
@@ -345,10 +365,15 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
          * split order into acc (one register set; our own partial comes
          * back from L2, where we just wrote it). */
         const float4 *base = p.partials + (size_t)tile * p.splits * (NB / 4) * WG_THREADS;
-        for (int sp = 0; sp < p.splits; sp++) {
-            const float4 *src = base + (size_t)sp * (NB / 4) * WG_THREADS;
+        /* Loads are issued 8 float4 at a time (the compiler barrier): hoisting
+         * all NB/2 of a piece at once needed more registers than the 128
+         * accumulators leave, and ptxas then spilled accumulators that the
+         * main loop's asynchronous wgmma still wrote (run 4: wrong columns
+         * with 128 rows). */
 #pragma unroll
-            for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2; i++)
+            for (int sp = 0; sp < p.splits; sp++) {
+                const float4 *src = base + (size_t)sp * (NB / 4) * WG_THREADS;
 #pragma unroll
                 for (int r = 0; r < NB / 2; r += 4) {
                     const float4 v = __ldcg(src + (i * (NB / 8) + r / 4) * WG_THREADS + tid);
@@ -363,8 +388,9 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
                         acc[i][r + 2] += v.z;
                         acc[i][r + 3] += v.w;
                     }
+                    if ((r / 4) % 8 == 7) asm volatile("" ::: "memory");
                 }
-        }
+            }
     }
 
     /* ---- epilogue: per-channel scales in fp32, fp16 tile in shared memory

@@ -801,10 +801,10 @@ static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_
     if (tile)
         snprintf(what, sizeof what,
                  "m %lld n %lld k %lld g %d tile %dx%dx%d st %d bps %d pipe %d cluster %d "
-                 "(seed %llu)",
+                 "splits %d (seed %llu)",
                  (long long)m, (long long)n, (long long)k, L->g, tile->m_blocks, tile->n, tile->k,
                  tile->stages, tile->blocks_per_sm, tile->pipeline, tile->cluster_k,
-                 (unsigned long long)seed);
+                 tile->k_splits, (unsigned long long)seed);
     else
         snprintf(what, sizeof what, "m %lld n %lld k %lld g %d auto (seed %llu)", (long long)m,
                  (long long)n, (long long)k, L->g, (unsigned long long)seed);
