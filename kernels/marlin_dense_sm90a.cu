@@ -47,6 +47,7 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 
 #include <atomic>
 
@@ -93,6 +94,8 @@ struct WgParams {
     int group_size;    /* grouped: rows per group; else k */
     int stages;        /* pipeline depth, 4..8 */
     int pdl;
+    int experiment;    /* MARLIN_WG_EXPERIMENT (diagnostics, normally 0): bit 0
+                          skips the cross-proxy fence of each stage */
 };
 
 __device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, bool valid) {
@@ -124,34 +127,39 @@ __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
     a[3] = h2_bits(__hfma2(bits_h2(hi1), MUL, ADD));
 }
 
-/* wgmma.fence, with the A fragments of the two wgmma that follow as
- * operands: the compiler may not sink their decode past the fence (a
- * register defined between fence and wgmma makes ptxas serialize every
- * wgmma of the kernel, warning C7513). */
-/* The A fragments of k16 step j of a stage (its two words in w): decode,
- * and in grouped mode times the fp16 scales of this lane's 4 columns
- * (scale row (16 j) / group of the stage's rows at srows; soff: the
- * columns' places in a stored row). */
+/* The A fragments of one k16 step (its two words in w): decode, and in
+ * grouped mode times the fp16 scales of this lane's 4 columns (s2[i][h]:
+ * the scale of columns col0[i] + 8h + g, duplicated into both halves). */
 template <bool GROUPED>
-__device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4], const uint8_t *srows,
-                                               int group_size, int j, const int (&soff)[2][2]) {
+__device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4],
+                                               const uint32_t (&s2)[2][2]) {
     wg_decode(w.x, a[0]);
     wg_decode(w.y, a[1]);
     if (GROUPED) {
-        const int r = group_size < 64 ? (16 * j) / group_size : 0;
-        const __half *srow = (const __half *)(srows + r * 512);
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            const __half2 s0 = __half2half2(srow[soff[i][0]]);
-            const __half2 s1 = __half2half2(srow[soff[i][1]]);
-            a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), s0));
-            a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), s1));
-            a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), s0));
-            a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
+            a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), bits_h2(s2[i][0])));
+            a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), bits_h2(s2[i][1])));
+            a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), bits_h2(s2[i][0])));
+            a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), bits_h2(s2[i][1])));
         }
     }
 }
 
+/* This lane's 4 scales from a stored scale row in shared memory. */
+__device__ __forceinline__ void wg_load_scales(const uint8_t *row, const int (&soff)[2][2],
+                                               uint32_t (&s2)[2][2]) {
+    const __half *r = (const __half *)row;
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) s2[i][h] = h2_bits(__half2half2(r[soff[i][h]]));
+}
+
+/* wgmma.fence, with the A fragments of the two wgmma that follow as
+ * operands: the compiler may not sink their decode past the fence (a
+ * register defined between fence and wgmma makes ptxas serialize every
+ * wgmma of the kernel, warning C7513). */
 __device__ __forceinline__ void wg_fence(uint32_t (&a)[2][4]) {
     asm volatile("wgmma.fence.sync.aligned;\n"
                  : "+r"(a[0][0]), "+r"(a[0][1]), "+r"(a[0][2]), "+r"(a[0][3]), "+r"(a[1][0]),
@@ -276,7 +284,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
         cp_async_wait(pro - 1);
         /* cp.async wrote through the generic proxy; wgmma reads through the
          * async proxy */
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        if (!(p.experiment & 1)) asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
         /* Refill the buffer computed two stages ago: at most 3 k16 groups
          * (steps 1-3 of the previous stage) are still in flight here. */
@@ -293,38 +301,37 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
         for (int j = 0; j < 4; j++)
             bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
         const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
-        /* NB <= 64: the whole stage's A fragments first, then its 4 k16
-         * groups, up to 3 groups (6 wgmma) in flight per warpgroup: with
-         * one (run 3) each step waited out the previous one's latency (1.1
-         * TB/s at 32 rows), and a decode between the wgmma of a stage made
-         * ptxas serialize every wgmma of the grouped kernels (C7513).
-         * NB = 128 (128 accumulators a thread): one step at a time, one
-         * group in flight; the first form needed 255 registers with spills
-         * there and computed a quarter of the per-channel columns wrong
-         * (run 4). A k16 group is 4x the tensor work at this width. */
-        constexpr bool PRE = NB <= 64;
-        uint32_t af[PRE ? 4 : 1][2][4];
+        /* The whole stage's A fragments first, then its 4 k16 groups, up to
+         * 3 groups (6 wgmma) in flight per warpgroup: with one (run 3) each
+         * step waited out the previous one's latency (1.1 TB/s at 32 rows),
+         * and a decode between the wgmma of a stage made ptxas serialize
+         * every wgmma of the grouped kernels (C7513). grouped: the stage's
+         * scales once (a 64-deep stage spans one scale row, two with group
+         * 32: steps 2-3 take the second). */
+        uint32_t sA[2][2] = {{0, 0}, {0, 0}}, sB[2][2] = {{0, 0}, {0, 0}};
+        if (GROUPED) {
+            wg_load_scales(sb + S_OFF, soff, sA);
+            if (p.group_size < WG_STAGE_K) {
+                wg_load_scales(sb + S_OFF + 512, soff, sB);
+            } else {
+#pragma unroll
+                for (int i = 0; i < 2; i++)
+#pragma unroll
+                    for (int h = 0; h < 2; h++) sB[i][h] = sA[i][h];
+            }
+        }
+        uint32_t af[4][2][4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) wg_decode_step<GROUPED>(bw[j], af[j], j < 2 ? sA : sB);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            uint32_t(&a)[2][4] = af[PRE ? j : 0];
-            if (PRE || j == 0) {
-#pragma unroll
-                for (int jj = j; jj < (PRE ? 4 : j + 1); jj++)
-                    wg_decode_step<GROUPED>(bw[jj], af[PRE ? jj : 0], sb + S_OFF, p.group_size,
-                                            jj, soff);
-            } else {
-                wg_decode_step<GROUPED>(bw[j], a, sb + S_OFF, p.group_size, j, soff);
-            }
-            wg_fence(a);
+            wg_fence(af[j]);
             /* k16 step j is bytes 32j..32j+31 of every 128-byte A row:
              * the descriptor's start address moves by 32 bytes (>> 4 = 2) */
-            mk_wgmma_rs<NB>(acc[0], a[0], desc0 + 2 * j);
-            mk_wgmma_rs<NB>(acc[1], a[1], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[0], af[j][0], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[1], af[j][1], desc0 + 2 * j);
             wg_commit();
-            if (PRE)
-                wg_wait<3>();
-            else
-                wg_wait<1>();
+            wg_wait<3>();
         }
         if (++buf == p.stages) buf = 0;
     }
@@ -533,6 +540,10 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     p.group_size = grouped ? a->group_size : (int)a->k;
     p.stages = stages;
     p.pdl = a->pdl ? 1 : 0;
+    {
+        const char *e = getenv("MARLIN_WG_EXPERIMENT");
+        p.experiment = e ? atoi(e) : 0;
+    }
 
     wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
     std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;

@@ -128,6 +128,24 @@ if [ "$mode" = trace ]; then
   exit 0
 fi
 
+if [ "$mode" = wg2 ]; then
+  # the cross-proxy fence experiment: models 7B/70B with and without it
+  log "test wgmma"
+  MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_KERNEL_TEST_QUICK=1 timeout 100 ./test_kernels > "$R/test_wg.log" 2>&1
+  echo "test rc=$?"
+  B="--model llama2-7b,llama2-70b --batch 32,64,128 --samples 12"
+  bench_build new models_auto 60 --mode models -v $B
+  MARLIN_WG_EXPERIMENT=1 bench_build new models_nofence 60 --mode models -v $B
+  bench_build new models_cpasync2 60 --mode models -v $B --pipeline cpasync2
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  grep -E "wgmma path|^FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -20
+  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep '^  ' "$f" | head -30; done
+  exit 0
+fi
+
 if [ "$mode" = wg1 ]; then
   # session 3: the Hopper wgmma path. Correctness first (its own test, then
   # the quick suite), then models for the automatic choice (wgmma above 32
@@ -138,16 +156,27 @@ if [ "$mode" = wg1 ]; then
   echo "test_kernels (wgmma family) rc=$?"
   grep -E "wgmma|FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -40
   B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 16,32,48,64,128,256 --samples 12"
-  for p in auto cpasync2 wgmma; do bench_build new models_$p 90 --mode models -v $B --pipeline $p; done
+  for p in ${WG_PIPES:-auto cpasync2 wgmma}; do bench_build new models_$p 90 --mode models -v $B --pipeline $p; done
   log "tune wgmma"
   timeout 150 ./marlin-bench --mode tune --pipeline wgmma --model llama2-7b,llama2-70b \
     --batch 32,64,128 --samples 8 --csv "$R/tune_wg.csv" > "$R/tune_wg.txt" 2>&1
   echo "tune rc=$?"
+  if [ -n "${NCU_WG:-}" ]; then
+    log "ncu wgmma"
+    timeout 120 ncu --kernel-name regex:dense_wg --launch-skip 20 --launch-count 2 \
+      --section SpeedOfLight --section WarpStateStats --section SchedulerStats \
+      --section MemoryWorkloadAnalysis --section Occupancy --section LaunchStats \
+      ./marlin-bench --mode models --model llama2-7b --batch $NCU_WG --samples 3 --no-pdl \
+      > "$R/ncu_wg.txt" 2>&1
+    echo "ncu rc=$?"
+  fi
   kill $smi 2>/dev/null
   log done
   echo "------------------------------------------------------------ summaries"
+  grep -E "wgmma path|^FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -20
   for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
   grep -v '^#' "$R/tune_wg.txt" | tail -30
+  [ -f "$R/ncu_wg.txt" ] && grep -E "dense_wg|Duration|Throughput|Issued Ipc|No Eligible|Stall|Registers|Achieved Occ|Warp Cycles|One or More" "$R/ncu_wg.txt" | head -60
   exit 0
 fi
 
