@@ -54,13 +54,12 @@ marlin_status mk_cluster_fits(const void *fn, const cudaLaunchConfig_t *cfg, int
  * for sm_90a only, and only when the build targets sm_90; marlin_dense.cu
  * has the stand-ins otherwise). launch: validates the forced or chosen tile
  * *t against args *a (already shape- and pointer-checked) and enqueues the
- * kernel. smem: dynamic shared memory of one launch. */
+ * kernel. */
 #ifdef __cplusplus
 extern "C" {
 #endif
 marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a, const marlin_dense_tile *t,
                                     int dev, const mk_device *d, marlin_error *err);
-size_t mk_dense_wgmma_smem(int nb, int grouped, int stages);
 #ifdef __cplusplus
 }
 #endif

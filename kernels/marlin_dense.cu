@@ -1631,12 +1631,6 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                        "with 90 in CMAKE_CUDA_ARCHITECTURES)",
                        dev);
 }
-extern "C" size_t mk_dense_wgmma_smem(int nb, int grouped, int stages) {
-    (void)nb;
-    (void)grouped;
-    (void)stages;
-    return 0;
-}
 #endif
 
 extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_error *err) {

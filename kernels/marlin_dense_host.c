@@ -233,10 +233,12 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
 /* k pieces per output tile: one block per SM runs (two of the 32-row
  * kernel), so a launch of tiles x S blocks takes ceil(tiles*S / slots)
  * waves of ceil(T/S) stages each (T = k/64), plus a fixed cost per block
- * (pipeline fill, epilogue; ~3 stages) and per piece beyond the first (its
- * fp32 partial through L2). The S of least modelled time wins, the smaller
- * on ties; pieces need tiles x S <= 2 x SMs (the workspace's partial
- * area). */
+ * (pipeline fill, epilogue: ~E stages) and per piece beyond the first. The
+ * S of least modelled time wins, the smaller on ties. S is kept to what
+ * one thread-block cluster can add in distributed shared memory (at most 8
+ * and at most rows/8 pieces: the kernel's cluster path; tiles x S <= 2 x
+ * SMs for its workspace fallback); E = 6 from run 4's
+ * sweep of pieces on Llama-2-7B/70B (docs/perf.md). */
 int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count) {
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
     const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
@@ -244,12 +246,15 @@ int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int
     const int64_t T = k / 64;
     /* resident blocks per SM: two of the 32-row kernel, one of the others */
     const int64_t slots = (int64_t)sm_count * (nb <= 32 ? 2 : 1);
+    const int64_t smax = nb / 8 < 8 ? nb / 8 : 8;
     int best_s = 1;
     double best = 1e300;
-    for (int64_t S = 1; S <= 16 && S <= T; S++) {
+    for (int64_t S = 1; S <= smax && S <= T; S++) {
+        /* (and the workspace path, where a cluster cannot be resident,
+         * holds partials of at most 2 blocks per SM) */
         if (S > 1 && tiles * S > 2 * (int64_t)sm_count) break;
         const int64_t waves = (tiles * S + slots - 1) / slots;
-        const double cost = (double)waves * ((double)((T + S - 1) / S) + 3.0) +
+        const double cost = (double)waves * ((double)((T + S - 1) / S) + 6.0) +
                             (S > 1 ? 1.0 : 0.0);
         if (cost < best - 1e-9) {
             best = cost;

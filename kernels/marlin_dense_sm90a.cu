@@ -94,6 +94,9 @@ struct WgParams {
     int group_size;    /* grouped: rows per group; else k */
     int stages;        /* pipeline depth, 4..8 */
     int pdl;
+    int cluster;       /* 1: the splits pieces of a tile are one thread-block
+                          cluster and add their parts in distributed shared
+                          memory (no partials, no counter) */
     int experiment;    /* MARLIN_WG_EXPERIMENT (diagnostics, normally 0): bit 0
                           skips the cross-proxy fence of each stage */
 };
@@ -345,8 +348,57 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
      * (run 3: Llama-2-70B at m = 128, 552 us with PDL vs 515 without). */
     if (p.pdl) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
-    /* ---- k split: partials, counter, fixed-order sum by the last piece */
-    if (p.splits > 1) {
+    /* ---- k split, cluster path: reduce-scatter in distributed shared
+     * memory. Piece q of the cluster owns the 8-row groups [t0(q), t0(q+1))
+     * of the tile (t0(q) = q*T8/S): every piece sends its fp32 values of
+     * those rows into q's receive area (slot = sender's rank), then q adds
+     * the S slots in rank order (deterministic) and stores its rows of C.
+     * Two cluster barriers: the first lets nobody write into a piece still
+     * reading its stage buffers, the second publishes the parts. */
+    int t_lo = 0, t_hi = NB / 8;
+    if (p.cluster) {
+        constexpr int T8 = NB / 8;
+        const int S = p.splits, me = split;
+        const int CH = (T8 + S - 1) / S;
+        float4 *recv = (float4 *)smem;
+        cluster_sync_acq_rel();
+#pragma unroll
+        for (int t = 0; t < T8; t++) {
+            const int q = ((t + 1) * S - 1) / T8;
+            const int tq = (q * T8) / S;
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+                st_cluster_f4(recv + ((me * CH + (t - tq)) * 2 + i) * WG_THREADS + tid, q,
+                              make_float4(acc[i][4 * t], acc[i][4 * t + 1], acc[i][4 * t + 2],
+                                          acc[i][4 * t + 3]));
+        }
+        cluster_sync_acq_rel();
+        t_lo = (me * T8) / S;
+        t_hi = ((me + 1) * T8) / S;
+#pragma unroll
+        for (int t = 0; t < T8; t++) {
+            if (t < t_lo || t >= t_hi) continue;
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                float4 sum = recv[((t - t_lo) * 2 + i) * WG_THREADS + tid];
+                for (int r = 1; r < S; r++) {
+                    const float4 v = recv[((r * CH + (t - t_lo)) * 2 + i) * WG_THREADS + tid];
+                    sum.x += v.x;
+                    sum.y += v.y;
+                    sum.z += v.z;
+                    sum.w += v.w;
+                }
+                acc[i][4 * t] = sum.x;
+                acc[i][4 * t + 1] = sum.y;
+                acc[i][4 * t + 2] = sum.z;
+                acc[i][4 * t + 3] = sum.w;
+            }
+        }
+    }
+
+    /* ---- k split, workspace path: partials, counter, fixed-order sum by
+     * the last piece */
+    if (p.splits > 1 && !p.cluster) {
         float4 *mine = p.partials + (size_t)blockIdx.x * (NB / 4) * WG_THREADS;
 #pragma unroll
         for (int i = 0; i < 2; i++)
@@ -401,7 +453,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
     }
 
     /* ---- epilogue: per-channel scales in fp32, fp16 tile in shared memory
-     * (the stage buffers are free once every cp.async landed), rows of C */
+     * (the stage buffers, and the cluster path's receive area once read,
+     * are free), rows of C */
     cp_async_wait(0);
     __syncthreads();
     __half *cs = (__half *)smem;
@@ -425,8 +478,10 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
         }
     }
     __syncthreads();
-    const int rows = min(NB, p.m - row0);
-    for (int idx = tid; idx < rows * (WG_TILE_N / 8); idx += WG_THREADS) {
+    /* this block's rows: all of the tile, or its share on the cluster path */
+    const int r_lo = 8 * t_lo, r_hi = min(8 * t_hi, p.m - row0);
+    for (int idx = tid + r_lo * (WG_TILE_N / 8); idx < r_hi * (WG_TILE_N / 8);
+         idx += WG_THREADS) {
         const int b = idx >> 5, c = idx & 31;
         *(int4 *)(p.C + (size_t)(row0 + b) * p.n + WG_TILE_N * nt + 8 * c) =
             *(const int4 *)(cs + b * WG_CROW + 8 * c);
@@ -449,13 +504,26 @@ const WgEntry kWg[] = {
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
 std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2];
+/* per (device, kernel, scale mode, cluster size): the shared-memory size
+ * for which cudaOccupancyMaxActiveClusters found the cluster resident */
+std::atomic<int> g_wg_cluster_ok[kMaxDev][kNumWg][2][9];
 
 } // namespace
 
-extern "C" size_t mk_dense_wgmma_smem(int nb, int grouped, int stages) {
-    const int st = wg_stage_bytes(nb, grouped != 0) * stages;
-    const int ep = nb * WG_CROW * 2;
-    return (size_t)(st > ep ? st : ep) + 1024; /* + alignment slack */
+/* Dynamic shared memory of one launch: the stages, the epilogue's fp16
+ * tile, the cluster path's receive area (S slots of ceil(T8/S) 8-row
+ * groups x 2 x 256 threads x 16 bytes), whichever is largest, + 1 KB of
+ * alignment slack. */
+static size_t wg_smem(int nb, bool grouped, int stages, int cluster_s) {
+    size_t b = (size_t)wg_stage_bytes(nb, grouped) * stages;
+    const size_t ep = (size_t)nb * WG_CROW * 2;
+    if (ep > b) b = ep;
+    if (cluster_s > 1) {
+        const int t8 = nb / 8, ch = (t8 + cluster_s - 1) / cluster_s;
+        const size_t rv = (size_t)cluster_s * ch * 2 * WG_THREADS * 16;
+        if (rv > b) b = rv;
+    }
+    return b + 1024;
 }
 
 extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
@@ -486,13 +554,6 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: the wgmma pipeline takes 4..%d stages, not %d",
                            MARLIN_DENSE_MAX_STAGES, stages);
-    const size_t smem = mk_dense_wgmma_smem(nb, grouped, stages);
-    if ((int64_t)smem + 64 > d->smem_optin)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: %d wgmma stages need %zu bytes of shared memory, device "
-                           "%d allows %lld",
-                           stages, smem, dev, (long long)d->smem_optin);
-
     const int64_t m_tiles = (a->m + nb - 1) / nb;
     const int64_t n_tiles = a->n / WG_TILE_N;
     const int k_stages = (int)(a->k / WG_STAGE_K);
@@ -506,13 +567,63 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld tiles)",
                            (long long)tiles);
     const int blocks = (int)(tiles * splits);
-    /* Split pieces keep their fp32 partials in the workspace's partial area,
-     * which marlin_dense_workspace_bytes sizes for 2 blocks per SM of up to
-     * 2 x 64 x 256 floats: at most 2 * sm_count pieces of nb x 256. */
+    /* The cluster path whenever the pieces can form one (at most 8, at
+     * most one per 8-row group) and tile.cluster_k is not 1; else the
+     * workspace path. */
+    int cluster = (splits > 1 && splits <= 8 && splits <= nb / 8 && t->cluster_k != 1) ? 1 : 0;
+    size_t smem = wg_smem(nb, grouped, stages, cluster ? splits : 0);
+    if ((int64_t)smem + 64 > d->smem_optin) {
+        if (!cluster)
+            return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                               "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
+                               "device %d allows %lld",
+                               stages, smem, dev, (long long)d->smem_optin);
+        cluster = 0;
+        smem = wg_smem(nb, grouped, stages, 0);
+    }
+    wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
+    std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
+    marlin_status st;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[2];
+    if (cluster) {
+        /* residency of a cluster of this size and shared memory, checked
+         * once per (device, kernel, scale mode, size, smem); a cluster that
+         * cannot be resident falls back to the workspace path */
+        std::atomic<int> *ok =
+            dev < kMaxDev ? &g_wg_cluster_ok[dev][ki][grouped ? 1 : 0][splits] : NULL;
+        if (!ok || ok->load(std::memory_order_relaxed) != (int)smem) {
+            if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
+                st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
+                                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                       (int)smem));
+                if (st) return st;
+                if (set) set->store((int)smem, std::memory_order_relaxed);
+            }
+            mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream,
+                             a->pdl ? 1 : 0, splits);
+            marlin_error e2{};
+            st = mk_cluster_fits((const void *)fn, &cfg, splits, dev, "dense gemm (wgmma)", &e2);
+            if (st == MARLIN_ERR_INVALID_ARG) {
+                cluster = 0;
+                smem = wg_smem(nb, grouped, stages, 0);
+            } else if (st) {
+                *err = e2;
+                return st;
+            } else if (ok) {
+                ok->store((int)smem, std::memory_order_relaxed);
+            }
+        }
+    }
+    /* Workspace path: the pieces keep fp32 partials in the workspace's
+     * partial area, which marlin_dense_workspace_bytes sizes for 2 blocks
+     * per SM of up to 2 x 64 x 256 floats: at most 2 * sm_count pieces of
+     * nb x 256. */
     const size_t counters_bytes = (size_t)tiles * 4;
-    const size_t partial_bytes =
-        splits > 1 ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float) : 0;
-    if (splits > 1 && blocks > 2 * d->sm_count)
+    const size_t partial_bytes = (splits > 1 && !cluster)
+                                     ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float)
+                                     : 0;
+    if (splits > 1 && !cluster && blocks > 2 * d->sm_count)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d k splits x %lld tiles exceed 2 blocks per SM",
                            splits, (long long)tiles);
@@ -540,14 +651,12 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     p.group_size = grouped ? a->group_size : (int)a->k;
     p.stages = stages;
     p.pdl = a->pdl ? 1 : 0;
+    p.cluster = cluster;
     {
         const char *e = getenv("MARLIN_WG_EXPERIMENT");
         p.experiment = e ? atoi(e) : 0;
     }
 
-    wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
-    std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
-    marlin_status st;
     if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
                                                cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -555,9 +664,8 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
         if (st) return st;
         if (set) set->store((int)smem, std::memory_order_relaxed);
     }
-    cudaLaunchConfig_t cfg;
-    cudaLaunchAttribute attr[2];
-    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream, p.pdl, 0);
+    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream, p.pdl,
+                     cluster ? splits : 0);
     st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
     if (st) return st;
     return MK_CUDA(err, cudaGetLastError());

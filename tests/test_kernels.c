@@ -443,7 +443,7 @@ static void test_kernels_pick_wgmma(void **state) {
                 const int S = marlin_dense_wgmma_splits(m, n, k, 0, sms[si]);
                 const int64_t nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
                 const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-                assert_true(S >= 1 && S <= k / 64);
+                assert_true(S >= 1 && S <= k / 64 && S <= 8 && S <= nb / 8);
                 if (S > 1) assert_true(tiles * S <= 2 * sms[si]);
             }
     /* Llama-2-7B at m = 128 on 132 SMs: every layer gets >= 0.7 waves of
@@ -1119,7 +1119,7 @@ static void test_kernels_gpu_wgmma(void **state) {
     const int64_t shapes[][2] = {{8192, 256}, {1024, 1280}};
     const int32_t groups[] = {128, 32, -1, 64};
     const int mbs[] = {2, 4, 8};
-    const int splits[] = {1, 2, 3, 0, 7};
+    const int splits[] = {1, 2, 3, 0, 7, 2, 3};
     int failed = 0, ran = 0;
     for (int si = 0; si < 2; si++)
         for (int gi = 0; gi < 4; gi++) {
@@ -1132,11 +1132,15 @@ static void test_kernels_gpu_wgmma(void **state) {
             dev_layer_make(&D, &L, 300);
             for (int mi = 0; mi < 3; mi++)
                 for (int sti = 0; sti < 2; sti++)
-                    for (int spi = 0; spi < 5; spi++) {
-                        if (quick && (sti || spi == 1 || spi == 2)) continue;
+                    for (int spi = 0; spi < 7; spi++) {
+                        if (quick && (sti || spi == 1 || spi == 2 || spi == 6)) continue;
                         t.m_blocks = mbs[mi];
                         t.stages = sti ? 0 : 4;
                         t.k_splits = splits[spi];
+                        /* pieces as one cluster (distributed shared memory)
+                         * where they fit one, or forced through the
+                         * workspace (cluster_k 1) */
+                        t.cluster_k = spi >= 5 ? 1 : 0;
                         const int64_t nb = 16 * t.m_blocks;
                         const int64_t ms[] = {1, nb - 3, nb, nb + 5, 300};
                         for (int mj = 0; mj < 5; mj++) {
@@ -1148,6 +1152,29 @@ static void test_kernels_gpu_wgmma(void **state) {
                             failed += !run_case(&L, &D, ms[mj], &t, g_gpu.stream,
                                                 case_seed(seed, mi, sti * 8 + spi, ms[mj], 0),
                                                 NULL);
+                            /* the same call again: identical bits (fixed-order
+                             * sums on both split paths) */
+                            if (splits[spi] != 1 && mj == 4) {
+                                marlin_dense_args a2 = layer_args(&L, &D, ms[mj]);
+                                uint16_t *c1 = malloc((size_t)(ms[mj] * n) * 2);
+                                uint16_t *c2 = malloc((size_t)(ms[mj] * n) * 2);
+                                assert_non_null(c1);
+                                assert_non_null(c2);
+                                a2.tile = &t;
+                                MT_ASSERT(seed, !marlin_gpu_download(c1, D.C, (size_t)(ms[mj] * n) * 2, &err),
+                                          "%s", err.msg);
+                                MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
+                                MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
+                                MT_ASSERT(seed, !marlin_gpu_download(c2, D.C, (size_t)(ms[mj] * n) * 2, &err),
+                                          "%s", err.msg);
+                                if (memcmp(c1, c2, (size_t)(ms[mj] * n) * 2)) {
+                                    print_error("FAIL wgmma rerun differs: m %lld splits %d cluster_k %d\n",
+                                                (long long)ms[mj], t.k_splits, t.cluster_k);
+                                    failed++;
+                                }
+                                free(c1);
+                                free(c2);
+                            }
                             ran++;
                         }
                     }
