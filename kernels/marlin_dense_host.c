@@ -230,46 +230,37 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     return 1;
 }
 
-/* k pieces per output tile: one block per SM runs (two of the 32-row
- * kernel), so a launch of tiles x S blocks takes ceil(tiles*S / slots)
- * waves of ceil(T/S) stages each (T = k/64), plus a fixed cost per block
- * (pipeline fill, epilogue: ~E stages) and per piece beyond the first. The
- * S of least modelled time wins, the smaller on ties. S is kept to what
- * one thread-block cluster can add in distributed shared memory (at most 8
- * and at most rows/8 pieces: the kernel's cluster path; tiles x S <= 2 x
- * SMs for its workspace fallback); E = 6 from run 4's
- * sweep of pieces on Llama-2-7B/70B (docs/perf.md). */
+/* k pieces per output tile: as many as keep the launch to one wave of
+ * resident blocks (one per SM, two of the 32-row kernel) and every piece at
+ * least 8 stages (512 of k) deep, at most 16. Fit to run 7's sweep of
+ * pieces on the Llama-2-7B/70B layers at m = 32, 64, 128 (docs/perf.md):
+ * it picks the best measured count, or one within 3%, on 22 of the 24
+ * (layer, m) pairs; the exceptions are Llama-2-7B gate_up at m = 64 (1
+ * piece, 54.9 us, where 3 pieces in 1.95 waves took 50.1) and o_proj at 128
+ * rows (8 pieces, 25.2 us against 24.8 with 6). A second wave cost more
+ * than the stages it saved: run 4 had modelled a fixed cost per block and
+ * split 7B qkv into 240 pieces of 128 rows (1.8 waves), 15-25% slower. */
 int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count) {
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
     const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
     const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-    const int64_t T = k / 64;
-    /* resident blocks per SM: two of the 32-row kernel, one of the others */
     const int64_t slots = (int64_t)sm_count * (nb <= 32 ? 2 : 1);
-    const int64_t smax = nb / 8 < 8 ? nb / 8 : 8;
-    int best_s = 1;
-    double best = 1e300;
-    for (int64_t S = 1; S <= smax && S <= T; S++) {
-        /* (and the workspace path, where a cluster cannot be resident,
-         * holds partials of at most 2 blocks per SM) */
-        if (S > 1 && tiles * S > 2 * (int64_t)sm_count) break;
-        const int64_t waves = (tiles * S + slots - 1) / slots;
-        const double cost = (double)waves * ((double)((T + S - 1) / S) + 6.0) +
-                            (S > 1 ? 1.0 : 0.0);
-        if (cost < best - 1e-9) {
-            best = cost;
-            best_s = (int)S;
-        }
-    }
-    return best_s;
+    int64_t S = slots / tiles;
+    if (S > k / 512) S = k / 512;
+    if (S > 16) S = 16;
+    if (S < 1) S = 1;
+    return (int)S;
 }
 
 /* The automatic choice of the wgmma path (sm_90, caller checks): batches
- * of more than 32 rows on layers with n % 256 == 0. Provisional threshold
- * pending the H100 sweep of this session (docs/perf.md). */
+ * of more than 48 rows on layers with n % 256 == 0. Run 7 (H100, one call):
+ * at m = 64 and 128 it beat the v2 kernels on every Llama-2-7B/70B layer
+ * (summed over a model's layers by 8-50%); at m = 48 its 64-row tiles
+ * lost to v2's 48-row ones (Llama-2-7B 134 vs 117 us, 70B 398 vs 346 us),
+ * and at 17-32 rows v2 and the cluster path stream faster. */
 int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size, int sm_count,
                             int64_t smem_optin, marlin_dense_tile *tile) {
-    if (!tile || sm_count < 1 || m <= 32) return 0;
+    if (!tile || sm_count < 1 || m <= 48) return 0;
     if (marlin_dense_check_shape(m, n, k, group_size, NULL)) return 0;
     return wgmma_tile(m, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, tile);
 }

@@ -348,8 +348,9 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
      * (run 3: Llama-2-70B at m = 128, 552 us with PDL vs 515 without). */
     if (p.pdl) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
-    /* ---- k split, cluster path: reduce-scatter in distributed shared
-     * memory. Piece q of the cluster owns the 8-row groups [t0(q), t0(q+1))
+    /* ---- k split, cluster path (tile.cluster_k > 1; never automatic:
+     * measured no faster than the workspace path): reduce-scatter in
+     * distributed shared memory. Piece q of the cluster owns the 8-row groups [t0(q), t0(q+1))
      * of the tile (t0(q) = q*T8/S): every piece sends its fp32 values of
      * those rows into q's receive area (slot = sender's rank), then q adds
      * the S slots in rank order (deterministic) and stores its rows of C.
@@ -558,29 +559,33 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     const int64_t n_tiles = a->n / WG_TILE_N;
     const int k_stages = (int)(a->k / WG_STAGE_K);
     const int64_t tiles = m_tiles * n_tiles;
-    int splits = t->k_splits > 0
-                     ? t->k_splits
-                     : marlin_dense_wgmma_splits(a->m, a->n, a->k, t->m_blocks, d->sm_count);
+    /* tile.cluster_k > 1: that many pieces, as one cluster; else
+     * tile.k_splits pieces (0: the rule) through the workspace */
+    int splits = t->cluster_k > 1   ? t->cluster_k
+                 : t->k_splits > 0 ? t->k_splits
+                                   : marlin_dense_wgmma_splits(a->m, a->n, a->k, t->m_blocks,
+                                                               d->sm_count);
     if (splits > k_stages) splits = k_stages;
     if (splits < 1) splits = 1;
     if (tiles * splits > INT32_MAX)
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld tiles)",
                            (long long)tiles);
     const int blocks = (int)(tiles * splits);
-    /* The cluster path whenever the pieces can form one (at most 8, at
-     * most one per 8-row group) and tile.cluster_k is not 1; else the
-     * workspace path. */
-    int cluster = (splits > 1 && splits <= 8 && splits <= nb / 8 && t->cluster_k != 1) ? 1 : 0;
-    size_t smem = wg_smem(nb, grouped, stages, cluster ? splits : 0);
-    if ((int64_t)smem + 64 > d->smem_optin) {
-        if (!cluster)
-            return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                               "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
-                               "device %d allows %lld",
-                               stages, smem, dev, (long long)d->smem_optin);
-        cluster = 0;
-        smem = wg_smem(nb, grouped, stages, 0);
-    }
+    /* The cluster path only when asked for (measured no faster than the
+     * workspace, and much slower where fewer clusters than pieces/size
+     * could be resident: run 7, docs/perf.md). */
+    const int cluster = (t->cluster_k > 1) ? 1 : 0;
+    if (cluster && (splits != t->cluster_k || splits > 8 || splits > nb / 8))
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: a wgmma cluster of %d pieces needs 2..8 pieces, at most "
+                           "rows/8 = %d, and at most k/64 = %d",
+                           t->cluster_k, nb / 8 < 8 ? nb / 8 : 8, k_stages);
+    const size_t smem = wg_smem(nb, grouped, stages, cluster ? splits : 0);
+    if ((int64_t)smem + 64 > d->smem_optin)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
+                           "device %d allows %lld",
+                           stages, smem, dev, (long long)d->smem_optin);
     wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
     std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
     marlin_status st;
@@ -588,8 +593,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     cudaLaunchAttribute attr[2];
     if (cluster) {
         /* residency of a cluster of this size and shared memory, checked
-         * once per (device, kernel, scale mode, size, smem); a cluster that
-         * cannot be resident falls back to the workspace path */
+         * once per (device, kernel, scale mode, size, smem) */
         std::atomic<int> *ok =
             dev < kMaxDev ? &g_wg_cluster_ok[dev][ki][grouped ? 1 : 0][splits] : NULL;
         if (!ok || ok->load(std::memory_order_relaxed) != (int)smem) {
@@ -602,17 +606,9 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
             }
             mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream,
                              a->pdl ? 1 : 0, splits);
-            marlin_error e2{};
-            st = mk_cluster_fits((const void *)fn, &cfg, splits, dev, "dense gemm (wgmma)", &e2);
-            if (st == MARLIN_ERR_INVALID_ARG) {
-                cluster = 0;
-                smem = wg_smem(nb, grouped, stages, 0);
-            } else if (st) {
-                *err = e2;
-                return st;
-            } else if (ok) {
-                ok->store((int)smem, std::memory_order_relaxed);
-            }
+            st = mk_cluster_fits((const void *)fn, &cfg, splits, dev, "dense gemm (wgmma)", err);
+            if (st) return st;
+            if (ok) ok->store((int)smem, std::memory_order_relaxed);
         }
     }
     /* Workspace path: the pieces keep fp32 partials in the workspace's

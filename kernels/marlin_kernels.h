@@ -177,8 +177,13 @@ typedef struct marlin_dense_tile {
                           no counters); needs cluster_k <= k / tile k.
                           0 or 1: stream-K (any GPU) */
     int k_splits;      /* WGMMA only: pieces each output tile's k range is
-                          cut into (0: marlin_dense_wgmma_splits); more
-                          than one needs tiles x pieces <= 2 x SMs */
+                          cut into (0: marlin_dense_wgmma_splits), adding
+                          their fp32 partials through the workspace; more
+                          than one needs tiles x pieces <= 2 x SMs. For
+                          WGMMA, cluster_k 2..8 (at most rows/8) instead
+                          makes that many pieces one thread-block cluster
+                          that adds in distributed shared memory (opt-in:
+                          measured no faster, docs/perf.md) */
 } marlin_dense_tile;
 
 /* Instantiated tile shapes: writes up to `cap` entries (stages and

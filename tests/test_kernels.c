@@ -397,21 +397,21 @@ static void test_kernels_pick_tile_pipe(void **state) {
                      MARLIN_ERR_INVALID_ARG);
 }
 
-/* pack/ -> marlin_dense_dequant_ref gives back (q-8)*s exactly. */
-/* The wgmma rule (pure): taken above 32 rows when n % 256 == 0 and the
- * stages fit; batch width 32/64/128 by m; its k pieces never exceed k/64,
- * never put more than 2 blocks per SM when above 1, and fill an H100's 132
- * SMs on the Llama-2-7B layers at m = 128. */
+/* The wgmma rule (pure): taken above 48 rows when n % 256 == 0 and the
+ * stages fit; batch width 32/64/128 by m; its k pieces: one wave of
+ * resident blocks, each piece >= 512 deep, at most 16, the most that
+ * allows (run 7's choices on the Llama-2-7B layers at m = 128). */
 static void test_kernels_pick_wgmma(void **state) {
     (void)state;
     marlin_dense_tile t;
     memset(&t, 0, sizeof t);
     const int64_t smem = 232448; /* H100 opt-in */
     assert_int_equal(marlin_dense_pick_wgmma(32, 4096, 4096, 128, 132, smem, &t), 0);
+    assert_int_equal(marlin_dense_pick_wgmma(48, 4096, 4096, 128, 132, smem, &t), 0);
     assert_int_equal(marlin_dense_pick_wgmma(64, 4096 + 128, 4096, 128, 132, smem, &t), 0);
     assert_int_equal(marlin_dense_pick_wgmma(64, 4096, 4096, 100, 132, smem, &t), 0);
     assert_int_equal(marlin_dense_pick_wgmma(64, 4096, 4096, 128, 132, 48 * 1024, &t), 0);
-    const int64_t ms[] = {33, 64, 65, 128, 129, 4096};
+    const int64_t ms[] = {49, 64, 65, 128, 129, 4096};
     const int want_mb[] = {4, 4, 8, 8, 8, 8};
     for (int i = 0; i < 6; i++) {
         memset(&t, 0, sizeof t);
@@ -443,23 +443,26 @@ static void test_kernels_pick_wgmma(void **state) {
                 const int S = marlin_dense_wgmma_splits(m, n, k, 0, sms[si]);
                 const int64_t nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
                 const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-                assert_true(S >= 1 && S <= k / 64 && S <= 8 && S <= nb / 8);
-                if (S > 1) assert_true(tiles * S <= 2 * sms[si]);
+                const int64_t slots = (int64_t)sms[si] * (nb == 32 ? 2 : 1);
+                /* one wave, pieces >= 512 deep, <= 16 of them */
+                assert_true(S >= 1 && S <= 16);
+                if (S > 1) {
+                    assert_true(tiles * S <= slots && tiles * S <= 2 * sms[si]);
+                    assert_true(64 * 8 * (int64_t)S <= k);
+                    assert_true(S == 16 || 8 * (S + 1) * 64 > k || tiles * (S + 1) > slots);
+                }
             }
-    /* Llama-2-7B at m = 128 on 132 SMs: every layer gets >= 0.7 waves of
-     * blocks, and o_proj (16 tiles) is split */
-    for (int i = 0; i < 4; i++) {
-        const int S = marlin_dense_wgmma_splits(128, kn[i][1], kn[i][0], 0, 132);
-        const int64_t blocks = (kn[i][1] / 256) * S;
-        assert_true(blocks >= 92);
-    }
-    assert_true(marlin_dense_wgmma_splits(128, 4096, 4096, 0, 132) > 1);
+    /* Llama-2-7B at m = 128 on 132 SMs (run 7's choices): qkv 2 pieces,
+     * o_proj 8, gate_up 1, down 8 */
+    const int want7b[] = {2, 8, 1, 8};
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(marlin_dense_wgmma_splits(128, kn[i][1], kn[i][0], 0, 132), want7b[i]);
     /* a forced narrower tile: its own tile count (m = 300 in 32-row tiles:
-     * 10 x 5 tiles, at most 2 x 132 blocks) */
-    const int S300 = marlin_dense_wgmma_splits(300, 1280, 1024, 2, 132);
-    assert_true(S300 == 1 || 50 * S300 <= 264);
+     * 10 x 5 tiles, 264 slots: 5 pieces) */
+    assert_int_equal(marlin_dense_wgmma_splits(300, 1280, 4096, 2, 132), 5);
 }
 
+/* pack/ -> marlin_dense_dequant_ref gives back (q-8)*s exactly. */
 static void test_kernels_dequant_ref_exact(void **state) {
     (void)state;
     const uint64_t base = marlin_test_seed(0x6b65726e656c31ull);
@@ -1137,10 +1140,9 @@ static void test_kernels_gpu_wgmma(void **state) {
                         t.m_blocks = mbs[mi];
                         t.stages = sti ? 0 : 4;
                         t.k_splits = splits[spi];
-                        /* pieces as one cluster (distributed shared memory)
-                         * where they fit one, or forced through the
-                         * workspace (cluster_k 1) */
-                        t.cluster_k = spi >= 5 ? 1 : 0;
+                        /* the last two: the pieces as one cluster (adding in
+                         * distributed shared memory) */
+                        t.cluster_k = spi >= 5 ? splits[spi] : 0;
                         const int64_t nb = 16 * t.m_blocks;
                         const int64_t ms[] = {1, nb - 3, nb, nb + 5, 300};
                         for (int mj = 0; mj < 5; mj++) {
@@ -1207,6 +1209,15 @@ static void test_kernels_gpu_wgmma(void **state) {
     t.m_blocks = 4;
     t.stages = 3;
     assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
+    t.stages = 0;
+    t.m_blocks = 2; /* a cluster of more pieces than 8-row groups */
+    t.cluster_k = 5;
+    assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
+    t.m_blocks = 8; /* or than 8 */
+    t.cluster_k = 9;
+    assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
+    t.m_blocks = 4;
+    t.cluster_k = 0;
     t.stages = 0;
     t.k_splits = 2 * g_gpu.info.sm_count + 1; /* capped at k/64 = 16 pieces: runs */
     assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_OK);

@@ -545,7 +545,7 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
     char cl[16] = "";
     if (t->cluster_k > 1) snprintf(cl, sizeof cl, "/c%d", t->cluster_k);
     if (pipe == MARLIN_DENSE_PIPE_WGMMA && t->k_splits > 0)
-        snprintf(cl, sizeof cl, "/k%d%s", t->k_splits, t->cluster_k == 1 ? "w" : "");
+        snprintf(cl, sizeof cl, "/k%d%s", t->k_splits, t->cluster_k > 1 ? "c" : "");
     snprintf(buf, cap, "%dx%dx%d/s%d/b%d%s/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
              t->blocks_per_sm, cl,
              pipe == MARLIN_DENSE_PIPE_BULK       ? "bulk"
@@ -899,8 +899,8 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                     if (2 * wnb[ni] < m && wnb[ni] != 128) continue;
                     for (int si = 0; si < 3 && !st; si++)
                         for (int ki = 0; ki < 18 && !st; ki++) {
-                            /* second half: the same pieces through the
-                             * workspace instead of a cluster (cluster_k 1) */
+                            /* second half: the same pieces as one cluster
+                             * (cluster_k; refused where it cannot be one) */
                             if (ki >= 9 && wsp[ki - 9] < 2) continue;
                             marlin_dense_tile t;
                             memset(&t, 0, sizeof t);
@@ -911,7 +911,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                             t.blocks_per_sm = 1;
                             t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
                             t.k_splits = wsp[ki % 9];
-                            t.cluster_k = ki >= 9 ? 1 : 0;
+                            t.cluster_k = ki >= 9 ? wsp[ki - 9] : 0;
                             st = tune_one(c, o, md, ls, &L, m, &t, &best, best_s, sizeof best_s,
                                           err);
                         }
