@@ -155,7 +155,7 @@ if [ "$mode" = wg1 ]; then
   MARLIN_KERNEL_TEST_PIPE=wgmma timeout 150 ./test_kernels > "$R/test_wg.log" 2>&1
   echo "test_kernels (wgmma family) rc=$?"
   grep -E "wgmma|FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -40
-  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 16,32,48,64,128,256 --samples 12"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch ${WG_BATCH:-16,32,48,64,128,256} --samples 12"
   for p in ${WG_PIPES:-auto cpasync2 wgmma}; do bench_build new models_$p 90 --mode models -v $B --pipeline $p; done
   log "tune wgmma"
   timeout 150 ./marlin-bench --mode tune --pipeline wgmma --model llama2-7b,llama2-70b \
