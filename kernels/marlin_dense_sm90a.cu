@@ -441,31 +441,41 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
     if (p.splits > 1 && !p.cluster) {
         /* The last piece: every piece, this one included, is in the
          * workspace; add them in split order straight into the fp16 tile.
-         * A run-time loop over this thread's float4 (the accumulators are
-         * dead here), pieces unrolled: many independent L2 loads in flight
-         * (run 7: the former register-bound sum took ~1.9 us per 128-row
-         * piece, 15 us of Llama-2-7B o_proj's 25 at 8 pieces). */
+         * The accumulators are dead here, so 16 float4 of one piece are in
+         * flight per thread: run 7's sum into the live accumulators, 8
+         * loads at a time, took ~1.9 us per 128-row piece (15 us of
+         * Llama-2-7B o_proj's 25 at 8 pieces), and run 9's one float4 at a
+         * time was slower still. */
         const float4 *base = p.partials + (size_t)tile * p.splits * (NB / 4) * WG_THREADS + tid;
         const size_t piece = (size_t)(NB / 4) * WG_THREADS;
-#pragma unroll 2
-        for (int f = 0; f < NB / 4; f++) {
-            const float4 *src = base + (size_t)f * WG_THREADS;
-            float4 sum = __ldcg(src);
-#pragma unroll 4
+        constexpr int FC = NB / 4 < 16 ? NB / 4 : 16;
+#pragma unroll
+        for (int f0 = 0; f0 < NB / 4; f0 += FC) {
+            float4 sum[FC];
+#pragma unroll
+            for (int j = 0; j < FC; j++) sum[j] = __ldcg(base + (f0 + j) * WG_THREADS);
+#pragma unroll 1
             for (int sp = 1; sp < p.splits; sp++) {
-                const float4 v = __ldcg(src + sp * piece);
-                sum.x += v.x;
-                sum.y += v.y;
-                sum.z += v.z;
-                sum.w += v.w;
+                float4 v[FC];
+#pragma unroll
+                for (int j = 0; j < FC; j++) v[j] = __ldcg(base + sp * piece + (f0 + j) * WG_THREADS);
+#pragma unroll
+                for (int j = 0; j < FC; j++) {
+                    sum[j].x += v[j].x;
+                    sum[j].y += v[j].y;
+                    sum[j].z += v[j].z;
+                    sum[j].w += v[j].w;
+                }
             }
-            const int i = f / (NB / 8), t = f % (NB / 8);
-            const int b = 8 * t + 2 * q4, c = (i ? col0[1] : col0[0]) + g;
-            const float s0 = i ? sc[1][0] : sc[0][0], s1 = i ? sc[1][1] : sc[0][1];
-            cs[b * WG_CROW + c] = __float2half_rn(sum.x * s0);
-            cs[(b + 1) * WG_CROW + c] = __float2half_rn(sum.y * s0);
-            cs[b * WG_CROW + c + 8] = __float2half_rn(sum.z * s1);
-            cs[(b + 1) * WG_CROW + c + 8] = __float2half_rn(sum.w * s1);
+#pragma unroll
+            for (int j = 0; j < FC; j++) {
+                const int f = f0 + j, i = f / (NB / 8), t = f % (NB / 8);
+                const int b = 8 * t + 2 * q4, c = col0[i] + g;
+                cs[b * WG_CROW + c] = __float2half_rn(sum[j].x * sc[i][0]);
+                cs[(b + 1) * WG_CROW + c] = __float2half_rn(sum[j].y * sc[i][0]);
+                cs[b * WG_CROW + c + 8] = __float2half_rn(sum[j].z * sc[i][1]);
+                cs[(b + 1) * WG_CROW + c + 8] = __float2half_rn(sum[j].w * sc[i][1]);
+            }
         }
     } else {
 #pragma unroll
