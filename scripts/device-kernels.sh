@@ -128,21 +128,19 @@ if [ "$mode" = trace ]; then
   exit 0
 fi
 
-if [ "$mode" = wg2 ]; then
-  # the cross-proxy fence experiment: models 7B/70B with and without it
-  log "test wgmma"
-  MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_KERNEL_TEST_QUICK=1 timeout 100 ./test_kernels > "$R/test_wg.log" 2>&1
-  echo "test rc=$?"
-  B="--model llama2-7b,llama2-70b --batch 32,64,128 --samples 12"
-  bench_build new models_auto 60 --mode models -v $B
-  MARLIN_WG_EXPERIMENT=1 bench_build new models_nofence 60 --mode models -v $B
-  bench_build new models_cpasync2 60 --mode models -v $B --pipeline cpasync2
+if [ "$mode" = wgncu ]; then
+  # session 3: where the wgmma kernel's cycles go (Llama-2-7B at m = NCU_M)
+  log "ncu wgmma"
+  timeout 300 ncu --kernel-name regex:dense_wg --launch-skip 8 --launch-count 1 \
+    --section ComputeWorkloadAnalysis --section WarpStateStats --section SourceCounters \
+    --section InstructionStats --section SchedulerStats --section SpeedOfLight \
+    ./marlin-bench --mode models --model llama2-7b --batch ${NCU_M:-64} --samples 3 --no-pdl \
+    > "$R/ncu_wg.txt" 2>&1
+  echo "ncu rc=$?"
+  cuobjdump -sass lib/libmarlinq.so 2>/dev/null | awk '/Function : .*dense_wg_kernelILi64ELb1/{p=1} p{print} /EXIT/{if(p) c++} c>=4{exit}' > "$R/sass64.txt"
   kill $smi 2>/dev/null
   log done
-  echo "------------------------------------------------------------ summaries"
-  grep -E "wgmma path|^FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -20
-  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
-  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep '^  ' "$f" | head -30; done
+  grep -vE "^\s*$|----" "$R/ncu_wg.txt" | grep -vE "^==PROF==" | sed -n 1,200p
   exit 0
 fi
 
