@@ -231,7 +231,8 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
 }
 
 /* k pieces per output tile: as many as keep the launch to one wave of
- * resident blocks (one per SM, two of the 32-row kernel) and every piece at
+ * resident blocks (two per SM of the 32- and 64-row kernels, one of the
+ * 128-row one) and every piece at
  * least 8 stages (512 of k) deep, at most 16. Fit to run 7's sweep of
  * pieces on the Llama-2-7B/70B layers at m = 32, 64, 128 (docs/perf.md):
  * it picks the best measured count, or one within 3%, on 22 of the 24
@@ -244,7 +245,7 @@ int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
     const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
     const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-    const int64_t slots = (int64_t)sm_count * (nb <= 32 ? 2 : 1);
+    const int64_t slots = (int64_t)sm_count * (nb <= 64 ? 2 : 1);
     int64_t S = slots / tiles;
     if (S > k / 512) S = k / 512;
     if (S > 16) S = 16;

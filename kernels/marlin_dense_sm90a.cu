@@ -90,7 +90,7 @@ struct WgParams {
     int n_tiles, m_tiles;
     int k_stages;      /* k / 64 */
     int splits;        /* pieces of each tile's k range (1: no partials) */
-    int group_size;    /* grouped: rows per group; else k */
+    int group_shift;   /* grouped: log2(rows per group) */
     int stages;        /* pipeline depth, 4..8 */
     int pdl;
     int cluster;       /* 1: the splits pieces of a tile are one thread-block
@@ -187,15 +187,18 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 }
 #endif
 
+/* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
+ * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
 template <int NB, bool GROUPED>
-/* 32-row tiles need ~110 registers and ~105 KB of shared memory: two
- * blocks per SM; the wider ones one. */
-__global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(WgParams p) {
+__global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
-    /* The swizzle atoms need 1024-byte alignment (the host adds the slack). */
-    uint8_t *smem = (uint8_t *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    /* The swizzle atoms need 1024-byte alignment (the host adds the slack);
+     * offset from smem_raw, so the compiler still knows the pointer is
+     * shared memory (LDS, not generic loads: run 11's SASS). */
+    const uint32_t raw_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
+    uint8_t *smem = smem_raw + (((raw_s + 1023u) & ~1023u) - raw_s);
     constexpr int SB = wg_stage_bytes(NB, GROUPED);
     constexpr int A_OFF = 0, B_OFF = NB * 128, S_OFF = NB * 128 + 4 * 2048;
 
@@ -212,35 +215,50 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
     const int row0 = mt * NB;
     const int a_row_i4 = p.k / 8, b_row_i4 = p.n / 2;
 
+    /* Per-thread copy sources and destinations, advanced per stage (run
+     * 11's SASS spent ~60% of a stage's instructions on address math and
+     * a division by the group size). */
+    constexpr int AN = NB * 8 / WG_THREADS; /* 16-byte A chunks per thread and stage */
+    /* (32-bit offsets where they fit: registers decide whether the 64-row
+     * kernel runs two blocks per SM) */
+    unsigned b_off[2];
+    int b_dst[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const int idx = tid + i * WG_THREADS; /* 512 int4: 4 rows x 128 */
+        b_off[i] = (unsigned)((idx >> 7) * b_row_i4 + 128 * nt + (idx & 127));
+        b_dst[i] = B_OFF + idx * 16;
+    }
+    const int4 *a_src[AN];
+    int a_dst[AN];
+    bool a_ok[AN];
+#pragma unroll
+    for (int i = 0; i < AN; i++) {
+        const int idx = tid + i * WG_THREADS, r = idx >> 3, c = idx & 7;
+        const int row = row0 + r;
+        a_ok[i] = row < p.m;
+        a_src[i] = p.A + (size_t)(a_ok[i] ? row : 0) * a_row_i4 + c;
+        a_dst[i] = A_OFF + r * 128 + ((c ^ (r & 7)) << 4);
+    }
+    /* grouped: scale rows per stage (2 for group 32) and this thread's row
+     * and 16 bytes of it */
+    const int s_rows = p.group_shift < 6 ? 1 << (6 - p.group_shift) : 1;
+    const bool s_on = GROUPED && tid < s_rows * 32;
+    const unsigned s_off = (unsigned)((tid >> 5) * p.n + WG_TILE_N * nt + 8 * (tid & 31));
+    const int s_dst = S_OFF + (tid >> 5) * 512 + (tid & 31) * 16;
+
     auto load_b = [&](int st, int buf) {
         uint8_t *sb = smem + buf * SB;
-        const int4 *src = p.B + (size_t)(4 * st) * b_row_i4 + 128 * nt;
+        const int4 *bs = p.B + (size_t)(4 * st) * b_row_i4;
 #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const int idx = tid + i * WG_THREADS; /* 512 int4: 4 rows x 128 */
-            cp_async16(sb + B_OFF + idx * 16, src + (idx >> 7) * b_row_i4 + (idx & 127));
-        }
-        if (GROUPED) {
-            const int gs = p.group_size;
-            const int rows = gs < WG_STAGE_K ? WG_STAGE_K / gs : 1;
-            const int g0 = (st * WG_STAGE_K) / gs;
-            if (tid < rows * 32) {
-                const int r = tid >> 5, c = tid & 31;
-                cp_async16(sb + S_OFF + r * 512 + c * 16,
-                           p.s + (size_t)(g0 + r) * p.n + WG_TILE_N * nt + 8 * c);
-            }
-        }
+        for (int i = 0; i < 2; i++) cp_async16(sb + b_dst[i], bs + b_off[i]);
+        if (s_on)
+            cp_async16(sb + s_dst, p.s + (size_t)((st << 6) >> p.group_shift) * p.n + s_off);
     };
     auto load_a = [&](int st, int buf) {
-        uint8_t *sa = smem + buf * SB + A_OFF;
+        uint8_t *sb = smem + buf * SB;
 #pragma unroll
-        for (int i = 0; i < NB * 8 / WG_THREADS; i++) {
-            const int idx = tid + i * WG_THREADS, r = idx >> 3, c = idx & 7;
-            const int row = row0 + r;
-            const bool ok = row < p.m;
-            cp_async16_zfill(sa + r * 128 + ((c ^ (r & 7)) << 4),
-                             p.A + (size_t)(ok ? row : 0) * a_row_i4 + st * 8 + c, ok);
-        }
+        for (int i = 0; i < AN; i++) cp_async16_zfill(sb + a_dst[i], a_src[i] + st * 8, a_ok[i]);
     };
 
     /* Prologue: stages - 2 stages in flight; with PDL the weights stream in
@@ -312,7 +330,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 32 ? 2 : 1) dense_wg_kernel(
         uint32_t sA[2][2] = {{0, 0}, {0, 0}}, sB[2][2] = {{0, 0}, {0, 0}};
         if (GROUPED) {
             wg_load_scales(sb + S_OFF, soff, sA);
-            if (p.group_size < WG_STAGE_K) {
+            if (s_rows > 1) {
                 wg_load_scales(sb + S_OFF + 512, soff, sB);
             } else {
 #pragma unroll
@@ -655,7 +673,8 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     p.m_tiles = (int)m_tiles;
     p.k_stages = k_stages;
     p.splits = splits;
-    p.group_size = grouped ? a->group_size : (int)a->k;
+    p.group_shift = 0;
+    while (grouped && (1 << p.group_shift) < a->group_size) p.group_shift++;
     p.stages = stages;
     p.pdl = a->pdl ? 1 : 0;
     p.cluster = cluster;

@@ -157,7 +157,7 @@ if [ "$mode" = wg1 ]; then
   for p in ${WG_PIPES:-auto cpasync2 wgmma}; do bench_build new models_$p 90 --mode models -v $B --pipeline $p; done
   log "tune wgmma"
   timeout 150 ./marlin-bench --mode tune --pipeline wgmma --model llama2-7b,llama2-70b \
-    --batch 32,64,128 --samples 8 --csv "$R/tune_wg.csv" > "$R/tune_wg.txt" 2>&1
+    --batch ${WG_TUNE_BATCH:-32,64,128} --samples 8 --csv "$R/tune_wg.csv" > "$R/tune_wg.txt" 2>&1
   echo "tune rc=$?"
   if [ -n "${NCU_WG:-}" ]; then
     log "ncu wgmma"

@@ -443,7 +443,7 @@ static void test_kernels_pick_wgmma(void **state) {
                 const int S = marlin_dense_wgmma_splits(m, n, k, 0, sms[si]);
                 const int64_t nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
                 const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-                const int64_t slots = (int64_t)sms[si] * (nb == 32 ? 2 : 1);
+                const int64_t slots = (int64_t)sms[si] * (nb <= 64 ? 2 : 1);
                 /* one wave, pieces >= 512 deep, <= 16 of them */
                 assert_true(S >= 1 && S <= 16);
                 if (S > 1) {
