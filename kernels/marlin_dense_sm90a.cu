@@ -174,6 +174,22 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
+/* wgmma.wait_group 0 with a stage's A fragments as operands: they stay
+ * live, in place, until every wgmma that reads them has completed (inputs
+ * only: an asm output would be a new definition of wgmma input registers,
+ * which makes ptxas serialize the wgmma, C7513). */
+__device__ __forceinline__ void wg_wait0_pin(uint32_t (&a)[4][2][4]) {
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::"r"(a[0][0][0]), "r"(a[0][0][1]), "r"(a[0][0][2]), "r"(a[0][0][3]),
+                   "r"(a[0][1][0]), "r"(a[0][1][1]), "r"(a[0][1][2]), "r"(a[0][1][3]),
+                   "r"(a[1][0][0]), "r"(a[1][0][1]), "r"(a[1][0][2]), "r"(a[1][0][3]),
+                   "r"(a[1][1][0]), "r"(a[1][1][1]), "r"(a[1][1][2]), "r"(a[1][1][3]),
+                   "r"(a[2][0][0]), "r"(a[2][0][1]), "r"(a[2][0][2]), "r"(a[2][0][3]),
+                   "r"(a[2][1][0]), "r"(a[2][1][1]), "r"(a[2][1][2]), "r"(a[2][1][3]),
+                   "r"(a[3][0][0]), "r"(a[3][0][1]), "r"(a[3][0][2]), "r"(a[3][0][3]),
+                   "r"(a[3][1][0]), "r"(a[3][1][1]), "r"(a[3][1][2]), "r"(a[3][1][3])
+                 : "memory");
+}
+
 /* Keeps the compiler from moving accumulator reads/writes across the
  * asynchronous wgmma (the register stays "in use" at this point). */
 __device__ __forceinline__ void wg_fence_reg(float &r) { asm volatile("" : "+f"(r)::"memory"); }
@@ -297,16 +313,26 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 
     const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem);
     int buf = 0, wbuf = pro;
-#pragma unroll 1
-    for (int it = 0; it < n_st; it++) {
+    /* One stage: decode all its A fragments (a decode between the wgmma of
+     * one stage made ptxas serialize every wgmma, C7513), issue its 4 k16
+     * groups, all in flight, then wait for them. wgmma reads its register
+     * operand asynchronously and the compiler does not know it, so a
+     * fragment must stay live, its register untouched, until the wait that
+     * retires its group: the wait takes the fragments as operands. Run 12's
+     * SASS, with 3 groups left in flight per stage, had reused their
+     * registers for the next stage's loads across the loop's back edge
+     * (wrong sums; ptxas did not guard it), and keeping the previous
+     * stage's fragments live instead (a second register set) made ptxas
+     * serialize every wgmma. The drain at each stage end is hidden by the
+     * second block per SM at 32-64 rows. */
+    auto stage = [&](int it, uint32_t (&cur)[4][2][4]) {
         cp_async_wait(pro - 1);
         /* cp.async wrote through the generic proxy; wgmma reads through the
-         * async proxy */
-        /* (measured free: run 6 timed it removed, the same to 1-2%) */
+         * async proxy (measured free: run 6 timed it removed, within 1-2%) */
         asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         __syncthreads();
-        /* Refill the buffer computed two stages ago: at most 3 k16 groups
-         * (steps 1-3 of the previous stage) are still in flight here. */
+        /* Refill the buffer computed two stages ago (its groups retired at
+         * that stage's end). */
         if (it + pro < n_st) {
             load_b(st_begin + it + pro, wbuf);
             load_a(st_begin + it + pro, wbuf);
@@ -320,13 +346,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         for (int j = 0; j < 4; j++)
             bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
         const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
-        /* The whole stage's A fragments first, then its 4 k16 groups, up to
-         * 3 groups (6 wgmma) in flight per warpgroup: with one (run 3) each
-         * step waited out the previous one's latency (1.1 TB/s at 32 rows),
-         * and a decode between the wgmma of a stage made ptxas serialize
-         * every wgmma of the grouped kernels (C7513). grouped: the stage's
-         * scales once (a 64-deep stage spans one scale row, two with group
-         * 32: steps 2-3 take the second). */
+        /* grouped: the stage's scales once (a 64-deep stage spans one scale
+         * row, two with group 32: steps 2-3 take the second) */
         uint32_t sA[2][2] = {{0, 0}, {0, 0}}, sB[2][2] = {{0, 0}, {0, 0}};
         if (GROUPED) {
             wg_load_scales(sb + S_OFF, soff, sA);
@@ -339,20 +360,24 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
                     for (int h = 0; h < 2; h++) sB[i][h] = sA[i][h];
             }
         }
-        uint32_t af[4][2][4];
 #pragma unroll
-        for (int j = 0; j < 4; j++) wg_decode_step<GROUPED>(bw[j], af[j], j < 2 ? sA : sB);
+        for (int j = 0; j < 4; j++) wg_decode_step<GROUPED>(bw[j], cur[j], j < 2 ? sA : sB);
 #pragma unroll
         for (int j = 0; j < 4; j++) {
-            wg_fence(af[j]);
+            wg_fence(cur[j]);
             /* k16 step j is bytes 32j..32j+31 of every 128-byte A row:
              * the descriptor's start address moves by 32 bytes (>> 4 = 2) */
-            mk_wgmma_rs<NB>(acc[0], af[j][0], desc0 + 2 * j);
-            mk_wgmma_rs<NB>(acc[1], af[j][1], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[0], cur[j][0], desc0 + 2 * j);
+            mk_wgmma_rs<NB>(acc[1], cur[j][1], desc0 + 2 * j);
             wg_commit();
-            wg_wait<3>();
         }
+        wg_wait0_pin(cur);
         if (++buf == p.stages) buf = 0;
+    };
+#pragma unroll 1
+    for (int it = 0; it < n_st; it++) {
+        uint32_t af[4][2][4];
+        stage(it, af);
     }
     wg_wait<0>();
 #pragma unroll
