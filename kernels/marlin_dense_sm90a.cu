@@ -67,13 +67,14 @@ namespace {
 
 constexpr int WG_THREADS = 256;
 constexpr int WG_TILE_N = 256; /* output columns per block */
-constexpr int WG_STAGE_K = 64; /* reduction depth per stage: 128 bytes of A per row */
+/* reduction depth per stage: KS k16 steps, 64 (KS 4) or 128 (KS 8): an A
+ * row of a stage is one or two 128-byte swizzle atoms */
 
 /* Shared memory of one stage: A (nb rows x 128 bytes, 1024-aligned for the
  * swizzle atoms), B (4 k16 rows x 256 columns x 4 bits), grouped scales
  * (up to 2 rows of 256 fp16: group 32 spans 2 per stage). */
-__host__ __device__ constexpr int wg_stage_bytes(int nb, bool grouped) {
-    return nb * 128 + 4 * 2048 + (grouped ? 1024 : 0);
+__host__ __device__ constexpr int wg_stage_bytes(int nb, int ks, bool grouped) {
+    return nb * 32 * ks + ks * 2048 + (grouped ? ks * 256 : 0);
 }
 /* The epilogue's fp16 staging tile: nb rows of 256 + 8 halves (the pad
  * spreads the 4 batch columns a warp writes at once over distinct banks). */
@@ -174,19 +175,34 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* wgmma.wait_group 0 with a stage's A fragments as operands: they stay
+/* wgmma.wait_group 0 with 4 k16 steps' A fragments as operands: they stay
  * live, in place, until every wgmma that reads them has completed (inputs
  * only: an asm output would be a new definition of wgmma input registers,
- * which makes ptxas serialize the wgmma, C7513). */
-__device__ __forceinline__ void wg_wait0_pin(uint32_t (&a)[4][2][4]) {
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::"r"(a[0][0][0]), "r"(a[0][0][1]), "r"(a[0][0][2]), "r"(a[0][0][3]),
-                   "r"(a[0][1][0]), "r"(a[0][1][1]), "r"(a[0][1][2]), "r"(a[0][1][3]),
-                   "r"(a[1][0][0]), "r"(a[1][0][1]), "r"(a[1][0][2]), "r"(a[1][0][3]),
-                   "r"(a[1][1][0]), "r"(a[1][1][1]), "r"(a[1][1][2]), "r"(a[1][1][3]),
-                   "r"(a[2][0][0]), "r"(a[2][0][1]), "r"(a[2][0][2]), "r"(a[2][0][3]),
-                   "r"(a[2][1][0]), "r"(a[2][1][1]), "r"(a[2][1][2]), "r"(a[2][1][3]),
-                   "r"(a[3][0][0]), "r"(a[3][0][1]), "r"(a[3][0][2]), "r"(a[3][0][3]),
-                   "r"(a[3][1][0]), "r"(a[3][1][1]), "r"(a[3][1][2]), "r"(a[3][1][3])
+ * which makes ptxas serialize the wgmma, C7513). wg_pin: the same for 4
+ * more steps, right after the wait (an empty asm that reads them). */
+__device__ __forceinline__ void wg_wait0_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
+                                             const uint32_t (&c)[2][4],
+                                             const uint32_t (&d)[2][4]) {
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
+                   "r"(a[1][0]), "r"(a[1][1]), "r"(a[1][2]), "r"(a[1][3]),
+                   "r"(b[0][0]), "r"(b[0][1]), "r"(b[0][2]), "r"(b[0][3]),
+                   "r"(b[1][0]), "r"(b[1][1]), "r"(b[1][2]), "r"(b[1][3]),
+                   "r"(c[0][0]), "r"(c[0][1]), "r"(c[0][2]), "r"(c[0][3]),
+                   "r"(c[1][0]), "r"(c[1][1]), "r"(c[1][2]), "r"(c[1][3]),
+                   "r"(d[0][0]), "r"(d[0][1]), "r"(d[0][2]), "r"(d[0][3]),
+                   "r"(d[1][0]), "r"(d[1][1]), "r"(d[1][2]), "r"(d[1][3])
+                 : "memory");
+}
+__device__ __forceinline__ void wg_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
+                                       const uint32_t (&c)[2][4], const uint32_t (&d)[2][4]) {
+    asm volatile("" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
+                   "r"(a[1][0]), "r"(a[1][1]), "r"(a[1][2]), "r"(a[1][3]),
+                   "r"(b[0][0]), "r"(b[0][1]), "r"(b[0][2]), "r"(b[0][3]),
+                   "r"(b[1][0]), "r"(b[1][1]), "r"(b[1][2]), "r"(b[1][3]),
+                   "r"(c[0][0]), "r"(c[0][1]), "r"(c[0][2]), "r"(c[0][3]),
+                   "r"(c[1][0]), "r"(c[1][1]), "r"(c[1][2]), "r"(c[1][3]),
+                   "r"(d[0][0]), "r"(d[0][1]), "r"(d[0][2]), "r"(d[0][3]),
+                   "r"(d[1][0]), "r"(d[1][1]), "r"(d[1][2]), "r"(d[1][3])
                  : "memory");
 }
 
@@ -205,7 +221,7 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-template <int NB, bool GROUPED>
+template <int NB, int KS, bool GROUPED>
 __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
@@ -215,8 +231,9 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * shared memory (LDS, not generic loads: run 11's SASS). */
     const uint32_t raw_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((raw_s + 1023u) & ~1023u) - raw_s);
-    constexpr int SB = wg_stage_bytes(NB, GROUPED);
-    constexpr int A_OFF = 0, B_OFF = NB * 128, S_OFF = NB * 128 + 4 * 2048;
+    constexpr int SB = wg_stage_bytes(NB, KS, GROUPED);
+    constexpr int KB = KS / 4; /* 64-deep A sub-tiles (swizzle atoms per row) */
+    constexpr int A_OFF = 0, B_OFF = NB * 128 * KB, S_OFF = B_OFF + KS * 2048;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wg = warp >> 2, w = warp & 3;
@@ -234,14 +251,15 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     /* Per-thread copy sources and destinations, advanced per stage (run
      * 11's SASS spent ~60% of a stage's instructions on address math and
      * a division by the group size). */
-    constexpr int AN = NB * 8 / WG_THREADS; /* 16-byte A chunks per thread and stage */
+    constexpr int AN = NB * 8 * KB / WG_THREADS; /* 16-byte A chunks per thread and stage */
+    constexpr int BN = KS * 128 / WG_THREADS;    /* int4 of B per thread and stage */
     /* (32-bit offsets where they fit: registers decide whether the 64-row
      * kernel runs two blocks per SM) */
-    unsigned b_off[2];
-    int b_dst[2];
+    unsigned b_off[BN];
+    int b_dst[BN];
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const int idx = tid + i * WG_THREADS; /* 512 int4: 4 rows x 128 */
+    for (int i = 0; i < BN; i++) {
+        const int idx = tid + i * WG_THREADS; /* KS rows x 128 int4 */
         b_off[i] = (unsigned)((idx >> 7) * b_row_i4 + 128 * nt + (idx & 127));
         b_dst[i] = B_OFF + idx * 16;
     }
@@ -250,31 +268,34 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     bool a_ok[AN];
 #pragma unroll
     for (int i = 0; i < AN; i++) {
-        const int idx = tid + i * WG_THREADS, r = idx >> 3, c = idx & 7;
+        /* chunk c of row r: atom c / 8, its 16-byte column c % 8 */
+        const int idx = tid + i * WG_THREADS, r = idx / (8 * KB), c = idx % (8 * KB);
         const int row = row0 + r;
         a_ok[i] = row < p.m;
         a_src[i] = p.A + (size_t)(a_ok[i] ? row : 0) * a_row_i4 + c;
-        a_dst[i] = A_OFF + r * 128 + ((c ^ (r & 7)) << 4);
+        a_dst[i] = A_OFF + (c >> 3) * NB * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4);
     }
     /* grouped: scale rows per stage (2 for group 32) and this thread's row
      * and 16 bytes of it */
-    const int s_rows = p.group_shift < 6 ? 1 << (6 - p.group_shift) : 1;
+    constexpr int LOG_SK = KS == 8 ? 7 : 6; /* log2 of the stage depth */
+    const int s_rows = p.group_shift < LOG_SK ? 1 << (LOG_SK - p.group_shift) : 1;
     const bool s_on = GROUPED && tid < s_rows * 32;
     const unsigned s_off = (unsigned)((tid >> 5) * p.n + WG_TILE_N * nt + 8 * (tid & 31));
     const int s_dst = S_OFF + (tid >> 5) * 512 + (tid & 31) * 16;
 
     auto load_b = [&](int st, int buf) {
         uint8_t *sb = smem + buf * SB;
-        const int4 *bs = p.B + (size_t)(4 * st) * b_row_i4;
+        const int4 *bs = p.B + (size_t)(KS * st) * b_row_i4;
 #pragma unroll
-        for (int i = 0; i < 2; i++) cp_async16(sb + b_dst[i], bs + b_off[i]);
+        for (int i = 0; i < BN; i++) cp_async16(sb + b_dst[i], bs + b_off[i]);
         if (s_on)
-            cp_async16(sb + s_dst, p.s + (size_t)((st << 6) >> p.group_shift) * p.n + s_off);
+            cp_async16(sb + s_dst, p.s + (size_t)((st << LOG_SK) >> p.group_shift) * p.n + s_off);
     };
     auto load_a = [&](int st, int buf) {
         uint8_t *sb = smem + buf * SB;
 #pragma unroll
-        for (int i = 0; i < AN; i++) cp_async16_zfill(sb + a_dst[i], a_src[i] + st * 8, a_ok[i]);
+        for (int i = 0; i < AN; i++)
+            cp_async16_zfill(sb + a_dst[i], a_src[i] + st * 8 * KB, a_ok[i]);
     };
 
     /* Prologue: stages - 2 stages in flight; with PDL the weights stream in
@@ -325,7 +346,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * stage's fragments live instead (a second register set) made ptxas
      * serialize every wgmma. The drain at each stage end is hidden by the
      * second block per SM at 32-64 rows. */
-    auto stage = [&](int it, uint32_t (&cur)[4][2][4]) {
+    auto stage = [&](int it, uint32_t (&cur)[KS][2][4]) {
         cp_async_wait(pro - 1);
         /* cp.async wrote through the generic proxy; wgmma reads through the
          * async proxy (measured free: run 6 timed it removed, within 1-2%) */
@@ -341,42 +362,70 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         if (++wbuf == p.stages) wbuf = 0;
 
         const uint8_t *sb = smem + buf * SB;
-        uint2 bw[4];
+        uint2 bw[KS];
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < KS; j++)
             bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
         const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
-        /* grouped: the stage's scales once (a 64-deep stage spans one scale
-         * row, two with group 32: steps 2-3 take the second) */
-        uint32_t sA[2][2] = {{0, 0}, {0, 0}}, sB[2][2] = {{0, 0}, {0, 0}};
+        /* grouped: the scales of the stage's rows (k16 step j is in row
+         * (16 j) >> log2(group); one row when the group spans the stage),
+         * loaded once per row */
+        uint32_t sc2[KS / 2][2][2];
+#pragma unroll
+        for (int r = 0; r < KS / 2; r++)
+#pragma unroll
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) sc2[r][i][h] = 0;
         if (GROUPED) {
-            wg_load_scales(sb + S_OFF, soff, sA);
-            if (s_rows > 1) {
-                wg_load_scales(sb + S_OFF + 512, soff, sB);
-            } else {
+            wg_load_scales(sb + S_OFF, soff, sc2[0]);
 #pragma unroll
-                for (int i = 0; i < 2; i++)
+            for (int r = 1; r < KS / 2; r++) {
+                if (r < s_rows) {
+                    wg_load_scales(sb + S_OFF + 512 * r, soff, sc2[r]);
+                } else {
 #pragma unroll
-                    for (int h = 0; h < 2; h++) sB[i][h] = sA[i][h];
+                    for (int i = 0; i < 2; i++)
+#pragma unroll
+                        for (int h = 0; h < 2; h++) sc2[r][i][h] = sc2[r - 1][i][h];
+                }
             }
         }
+        /* step j's row: j * s_rows / KS (rows split the stage evenly) */
 #pragma unroll
-        for (int j = 0; j < 4; j++) wg_decode_step<GROUPED>(bw[j], cur[j], j < 2 ? sA : sB);
+        for (int j = 0; j < KS; j++) {
+            uint32_t s2[2][2];
+            const int r = (j * s_rows) / KS;
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
+            for (int i = 0; i < 2; i++)
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    uint32_t v = sc2[0][i][h];
+#pragma unroll
+                    for (int rr = 1; rr < KS / 2; rr++)
+                        if (r == rr) v = sc2[rr][i][h];
+                    s2[i][h] = v;
+                }
+            wg_decode_step<GROUPED>(bw[j], cur[j], s2);
+        }
+#pragma unroll
+        for (int j = 0; j < KS; j++) {
             wg_fence(cur[j]);
-            /* k16 step j is bytes 32j..32j+31 of every 128-byte A row:
-             * the descriptor's start address moves by 32 bytes (>> 4 = 2) */
-            mk_wgmma_rs<NB>(acc[0], cur[j][0], desc0 + 2 * j);
-            mk_wgmma_rs<NB>(acc[1], cur[j][1], desc0 + 2 * j);
+            /* k16 step j: atom j / 4, bytes 32 (j % 4) .. +31 of each of its
+             * 128-byte rows: the descriptor's start address (>> 4) moves by
+             * the atom (NB * 128 bytes) and by 2 per step */
+            const uint64_t d = desc0 + (uint64_t)((j / 4) * NB * 8 + 2 * (j % 4));
+            mk_wgmma_rs<NB>(acc[0], cur[j][0], d);
+            mk_wgmma_rs<NB>(acc[1], cur[j][1], d);
             wg_commit();
         }
-        wg_wait0_pin(cur);
+        wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
+        if (KS == 8) wg_pin(cur[KS / 2], cur[KS / 2 + 1], cur[KS - 2], cur[KS - 1]);
         if (++buf == p.stages) buf = 0;
     };
 #pragma unroll 1
     for (int it = 0; it < n_st; it++) {
-        uint32_t af[4][2][4];
+        uint32_t af[KS][2][4];
         stage(it, af);
     }
     wg_wait<0>();
@@ -548,13 +597,14 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 
 typedef void (*wg_fn)(WgParams);
 struct WgEntry {
-    int nb;
+    int nb, ks;
     wg_fn fn[2]; /* [grouped] */
 };
 const WgEntry kWg[] = {
-    {32, {dense_wg_kernel<32, false>, dense_wg_kernel<32, true>}},
-    {64, {dense_wg_kernel<64, false>, dense_wg_kernel<64, true>}},
-    {128, {dense_wg_kernel<128, false>, dense_wg_kernel<128, true>}},
+    {32, 4, {dense_wg_kernel<32, 4, false>, dense_wg_kernel<32, 4, true>}},
+    {64, 4, {dense_wg_kernel<64, 4, false>, dense_wg_kernel<64, 4, true>}},
+    {128, 4, {dense_wg_kernel<128, 4, false>, dense_wg_kernel<128, 4, true>}},
+    {128, 8, {dense_wg_kernel<128, 8, false>, dense_wg_kernel<128, 8, true>}},
 };
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
@@ -569,8 +619,8 @@ std::atomic<int> g_wg_cluster_ok[kMaxDev][kNumWg][2][9];
  * tile, the cluster path's receive area (S slots of ceil(T8/S) 8-row
  * groups x 2 x 256 threads x 16 bytes), whichever is largest, + 1 KB of
  * alignment slack. */
-static size_t wg_smem(int nb, bool grouped, int stages, int cluster_s) {
-    size_t b = (size_t)wg_stage_bytes(nb, grouped) * stages;
+static size_t wg_smem(int nb, int ks, bool grouped, int stages, int cluster_s) {
+    size_t b = (size_t)wg_stage_bytes(nb, ks, grouped) * stages;
     const size_t ep = (size_t)nb * WG_CROW * 2;
     if (ep > b) b = ep;
     if (cluster_s > 1) {
@@ -591,11 +641,11 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            dev, d->cc_major, d->cc_minor);
     int ki = -1;
     for (int i = 0; i < kNumWg; i++)
-        if (kWg[i].nb == 16 * t->m_blocks) ki = i;
-    if (ki < 0 || t->n != WG_TILE_N || t->k != WG_STAGE_K)
+        if (kWg[i].nb == 16 * t->m_blocks && 16 * kWg[i].ks == t->k) ki = i;
+    if (ki < 0 || t->n != WG_TILE_N)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: no wgmma kernel for tile m_blocks=%d n=%d k=%d (m_blocks "
-                           "2, 4 or 8, n 256, k 64)",
+                           "dense gemm: no wgmma kernel for tile m_blocks=%d n=%d k=%d (n 256; "
+                           "m_blocks 2 or 4 with k 64, 8 with k 64 or 128)",
                            t->m_blocks, t->n, t->k);
     if (a->n % WG_TILE_N != 0)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
@@ -611,7 +661,8 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            MARLIN_DENSE_MAX_STAGES, stages);
     const int64_t m_tiles = (a->m + nb - 1) / nb;
     const int64_t n_tiles = a->n / WG_TILE_N;
-    const int k_stages = (int)(a->k / WG_STAGE_K);
+    const int ks = kWg[ki].ks;
+    const int k_stages = (int)(a->k / (16 * ks));
     const int64_t tiles = m_tiles * n_tiles;
     /* tile.cluster_k > 1: that many pieces, as one cluster; else
      * tile.k_splits pieces (0: the rule) through the workspace */
@@ -634,7 +685,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            "dense gemm: a wgmma cluster of %d pieces needs 2..8 pieces, at most "
                            "rows/8 = %d, and at most k/64 = %d",
                            t->cluster_k, nb / 8 < 8 ? nb / 8 : 8, k_stages);
-    const size_t smem = wg_smem(nb, grouped, stages, cluster ? splits : 0);
+    const size_t smem = wg_smem(nb, ks, grouped, stages, cluster ? splits : 0);
     if ((int64_t)smem + 64 > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
