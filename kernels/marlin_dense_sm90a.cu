@@ -32,14 +32,19 @@
  * two m64nNk16 per warpgroup and each int4 is read by two warps (64 bits
  * each).
  * Pipeline: every thread issues 16-byte cp.async for A, B and the grouped
- * scales of a 64-deep stage; stages - 2 stages are in flight while one is
- * computed, because the stage computed two steps ago may still be read by
- * the one wgmma group left in flight (wait_group 1 after every k16 step:
- * decode of step j+1 overlaps the tensor cores on step j).
+ * scales of a stage (64 deep; 128-deep stages exist for 128-row tiles and
+ * measured 10-15% slower, run 15); stages - 2 stages are in flight while one
+ * is computed. A stage's A fragments are all decoded first, its 4 k16
+ * groups issued, and retired by one wait at its end that takes the
+ * fragments as operands (why: the comment at the stage loop). 32- and
+ * 64-row tiles run two blocks per SM (128 registers), which hides that
+ * drain; 128-row tiles one.
  * k split: the k range of a tile may be cut into `splits` pieces (host rule:
- * fill the SMs); pieces write fp32 partials, the last to arrive at the
- * tile's counter adds all pieces in split order (deterministic) and writes
- * C, and leaves the counter at 0 (the workspace's zeroing rule).
+ * one wave of resident blocks); pieces write fp32 partials, the last to
+ * arrive at the tile's counter adds all pieces in split order
+ * (deterministic) and writes C, and leaves the counter at 0 (the
+ * workspace's zeroing rule). Opt-in (tile.cluster_k): the pieces as one
+ * thread-block cluster adding in distributed shared memory instead.
  * Epilogue: fp32 sums (x per-channel scale) -> fp16 in shared memory, then
  * coalesced 16-byte rows of C.
  */

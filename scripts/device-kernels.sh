@@ -128,6 +128,40 @@ if [ "$mode" = trace ]; then
   exit 0
 fi
 
+if [ "$mode" = s3final ]; then
+  # session 3's confirmation: the whole dense GPU suite (every pipeline,
+  # the wgmma tests in full), compute-sanitizer on the wgmma family, models
+  # for the automatic choice at the issue's batch sizes (+ plot) and the v2
+  # family at 64/128 (the previous automatic choice there), peak.
+  log "tests (default sweep)"
+  timeout 150 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log memcheck
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma timeout 80 compute-sanitizer \
+    --tool memcheck --leak-check no ./test_kernels > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  log racecheck
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma timeout 80 compute-sanitizer \
+    --tool racecheck ./test_kernels > "$R/racecheck.log" 2>&1
+  echo "racecheck rc=$?"
+  bench_build new models_auto 60 --mode models -v --samples 15 --plot "$R/models_auto.png"
+  bench_build new models_v2 40 --mode models -v --samples 15 --batch 64,128 --pipeline cpasync2
+  log peak
+  timeout 40 ./marlin-bench --mode peak --samples 15 --csv "$R/peak.csv" --plot "$R/peak.png" \
+    > "$R/peak.txt" 2>&1
+  echo "peak rc=$?"
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+  grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|wgmma path|cluster path" "$R/test.log" | head -20
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|wgmma path" "$R"/memcheck.log "$R"/racecheck.log 2>/dev/null
+  for f in models_auto models_v2 peak; do
+    [ -f "$R/$f.txt" ] || continue
+    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
+  done
+  exit 0
+fi
+
 if [ "$mode" = wgncu ]; then
   # session 3: where the wgmma kernel's cycles go (Llama-2-7B at m = NCU_M)
   log "ncu wgmma"
