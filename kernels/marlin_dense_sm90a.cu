@@ -457,6 +457,10 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         const int S = p.splits, me = split;
         const int CH = (T8 + S - 1) / S;
         float4 *recv = (float4 *)smem;
+        /* every copy into our stage buffers has landed (the trailing groups
+         * are empty, but the receive area overlaps those buffers; run 16's
+         * racecheck flagged cp.async writes against the remote stores) */
+        cp_async_wait(0);
         cluster_sync_acq_rel();
 #pragma unroll
         for (int t = 0; t < T8; t++) {
