@@ -154,7 +154,9 @@ typedef enum marlin_dense_pipeline {
                                       with fixed-order fp32 partials. Tiles:
                                       m_blocks 2, 4 or 8 (32, 64, 128 rows;
                                       more rows run more row tiles), n 256,
-                                      k 64, stages 4..8; n % 256 == 0 */
+                                      k 64 (or 128 with m_blocks 8), stages
+                                      4..8; n % 256 == 0. Automatic above
+                                      48 rows (marlin_dense_pick_wgmma) */
 } marlin_dense_pipeline;
 /* Forcing an sm_90+ pipeline on an older GPU is MARLIN_ERR_INVALID_ARG;
  * so is forcing WGMMA on a GPU other than sm_90. */
@@ -166,7 +168,8 @@ typedef struct marlin_dense_tile {
                           WGMMA: 2, 4 or 8) */
     int n;             /* columns per tile: 64, 128 or 256 */
     int k;             /* reduction depth per pipeline stage: 128 (or 256
-                          for CPASYNC2 tiles; must divide the problem k) */
+                          for CPASYNC2 tiles, 64/128 for WGMMA; must divide
+                          the problem k) */
     int stages;        /* pipeline depth: 2..8 (0: largest that fits) */
     int blocks_per_sm; /* resident blocks per SM wanted: 1 or 2 (0: auto) */
     int pipeline;      /* marlin_dense_pipeline (0: automatic) */
@@ -234,8 +237,8 @@ int marlin_dense_pick_cluster(int64_t m, int64_t n, int64_t k,
  * (the rule and its measurement: kernels/marlin_dense_host.c), else 0 and
  * leaves *tile alone. marlin_dense_wgmma_splits: the k pieces per output
  * tile that rule uses for tiles of m_blocks x 16 rows (0: the rule's width
- * for m): fill the SMs with whole waves, at most 2 blocks per SM. Pure
- * functions. */
+ * for m): as many as keep the launch to one wave of resident blocks, each
+ * piece at least 512 deep, at most 16. Pure functions. */
 int marlin_dense_wgmma_built(void);
 int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
                             int sm_count, int64_t smem_optin,

@@ -39,7 +39,7 @@ $m3 << EOD
 128 1.2628 1.2491 0.3153
 EOD
 set terminal pngcairo size 900,560 font ',11'
-set output '/root/out/r/models_auto.png'
+set output 'speedup.png'
 set title "Marlin INT4 (ours) vs cuBLAS FP16, layer time summed per model, group 128\nNVIDIA H100 80GB HBM3"
 set xlabel 'batch size m'
 set ylabel 'speedup over cuBLAS FP16'

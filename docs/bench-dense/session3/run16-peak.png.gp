@@ -9,7 +9,7 @@ $d << EOD
 128 1.3650 0.3344
 EOD
 set terminal pngcairo size 900,560 font ',11'
-set output '/root/out/r/peak.png'
+set output 'peak.png'
 set title "Peak: k 135168 x n 33792, group 128\nNVIDIA H100 80GB HBM3"
 set xlabel 'batch size m'
 set ylabel 'speedup over cuBLAS FP16'
