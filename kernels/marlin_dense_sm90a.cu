@@ -72,12 +72,10 @@ namespace {
 
 constexpr int WG_THREADS = 256;
 constexpr int WG_TILE_N = 256; /* output columns per block */
-/* reduction depth per stage: KS k16 steps, 64 (KS 4) or 128 (KS 8): an A
- * row of a stage is one or two 128-byte swizzle atoms */
-
-/* Shared memory of one stage: A (nb rows x 128 bytes, 1024-aligned for the
- * swizzle atoms), B (4 k16 rows x 256 columns x 4 bits), grouped scales
- * (up to 2 rows of 256 fp16: group 32 spans 2 per stage). */
+/* Shared memory of one stage of KS k16 steps (64 deep for KS 4, 128 for
+ * KS 8): A (nb rows x KS/4 swizzle atoms of 128 bytes, 1024-aligned), B (KS
+ * k16 rows x 256 columns x 4 bits), grouped scales (up to KS/2 rows of 256
+ * fp16: group 32 spans 2 rows of a 64-deep stage). */
 __host__ __device__ constexpr int wg_stage_bytes(int nb, int ks, bool grouped) {
     return nb * 32 * ks + ks * 2048 + (grouped ? ks * 256 : 0);
 }
@@ -94,7 +92,7 @@ struct WgParams {
     float4 *partials;  /* [blocks][nb/4][256] float4, splits > 1 only */
     int m, n, k;
     int n_tiles, m_tiles;
-    int k_stages;      /* k / 64 */
+    int k_stages;      /* k / (16 KS) */
     int splits;        /* pieces of each tile's k range (1: no partials) */
     int group_shift;   /* grouped: log2(rows per group) */
     int stages;        /* pipeline depth, 4..8 */
