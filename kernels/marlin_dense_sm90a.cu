@@ -112,23 +112,10 @@ __device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, boo
 #if MK_HAVE_WGMMA
 /* Decodes one word of B into the wgmma A fragment of its 16 output columns
  * (rows) x 16 k: a0/a1 = column g, k pair lo; a2/a3 = column g+8, k lo;
- * a4/a5 = column g, k hi; a6/a7 = column g+8, k hi. Nibbles 0,4 / 1,5 are
- * column g (k lo / hi), 2,6 / 3,7 column g+8; the magic-number decode is the
- * one of marlin_dense.cu's dequant_word (v - 8 exactly). */
+ * a4/a5 = column g, k hi; a6/a7 = column g+8, k hi - the mma B fragments of
+ * the word's two n8 tiles (dequant_word), interleaved. */
 __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
-    const uint32_t LO = 0x000f000f, HI = 0x00f000f0, EXP = 0x64006400;
-    const __half2 SUB = bits_h2(0x64086408u); /* 1032 */
-    const __half2 MUL = bits_h2(0x2c002c00u); /* 1/16 */
-    const __half2 ADD = bits_h2(0xd480d480u); /* -72 */
-    const uint32_t lo0 = lop3_and_or(q, LO, EXP);
-    const uint32_t hi0 = lop3_and_or(q, HI, EXP);
-    q >>= 8;
-    const uint32_t lo1 = lop3_and_or(q, LO, EXP);
-    const uint32_t hi1 = lop3_and_or(q, HI, EXP);
-    a[0] = h2_bits(__hsub2(bits_h2(lo0), SUB));
-    a[1] = h2_bits(__hsub2(bits_h2(lo1), SUB));
-    a[2] = h2_bits(__hfma2(bits_h2(hi0), MUL, ADD));
-    a[3] = h2_bits(__hfma2(bits_h2(hi1), MUL, ADD));
+    dequant_word(q, a[0], a[2], a[1], a[3]);
 }
 
 /* The A fragments of one k16 step (its two words in w): decode, and in

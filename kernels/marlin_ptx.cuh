@@ -83,6 +83,30 @@ static __device__ __forceinline__ __half2 bits_h2(uint32_t u) {
     return *reinterpret_cast<__half2 *>(&u);
 }
 
+/* Decodes one 32-bit word of B into the B fragments of two n8 tiles
+ * (marlin-format.md 1.4/1.5), used by both dense kernels. Nibbles 0,4 hold rows r0, r0+1 and nibbles
+ * 1,5 rows r0+8, r0+9 of column c0; nibbles 2,6 / 3,7 the same rows of
+ * column c0+8. OR-ing a nibble v into the mantissa of fp16 1024 (0x6400)
+ * gives exactly 1024+v (low position) or 1024+16v (bits 4..7); subtracting
+ * 1032, resp. multiplying by 1/16 and adding -72, leaves v - 8 exactly:
+ * the symmetric zero point is folded into the constants. */
+static __device__ __forceinline__ void dequant_word(uint32_t q, uint32_t &t0b0, uint32_t &t0b1,
+                                             uint32_t &t1b0, uint32_t &t1b1) {
+    const uint32_t LO = 0x000f000f, HI = 0x00f000f0, EXP = 0x64006400;
+    const __half2 SUB = bits_h2(0x64086408u); /* 1032 */
+    const __half2 MUL = bits_h2(0x2c002c00u); /* 1/16 */
+    const __half2 ADD = bits_h2(0xd480d480u); /* -72 */
+    uint32_t lo0 = lop3_and_or(q, LO, EXP);
+    uint32_t hi0 = lop3_and_or(q, HI, EXP);
+    q >>= 8;
+    uint32_t lo1 = lop3_and_or(q, LO, EXP);
+    uint32_t hi1 = lop3_and_or(q, HI, EXP);
+    t0b0 = h2_bits(__hsub2(bits_h2(lo0), SUB));
+    t0b1 = h2_bits(__hfma2(bits_h2(hi0), MUL, ADD));
+    t1b0 = h2_bits(__hsub2(bits_h2(lo1), SUB));
+    t1b1 = h2_bits(__hfma2(bits_h2(hi1), MUL, ADD));
+}
+
 /* Thread-block clusters (sm_90; no-ops when compiled for older GPUs, where
  * the launchers never choose a cluster path). The dense v2 and the 2:4
  * kernels' cluster paths: a relaxed arrival at the kernel's start, waited
