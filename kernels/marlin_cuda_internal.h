@@ -60,6 +60,15 @@ extern "C" {
 #endif
 marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a, const marlin_dense_tile *t,
                                     int dev, const mk_device *d, marlin_error *err);
+/* The dense kernels' workspace layout (marlin_kernels.h): a call's tile
+ * counters at the start, its fp32 partials at the end of the buffer, so
+ * that a buffer sized for (max_m, n) keeps every call's partials clear of
+ * the counters of any later call (the zeroing rule). Checks the size and
+ * gives the partials' 256-aligned offset, or MARLIN_ERR_INVALID_ARG with
+ * the sizes. */
+marlin_status mk_dense_workspace_split(const marlin_dense_args *a, size_t counters_bytes,
+                                       size_t partial_bytes, size_t *partial_off,
+                                       marlin_error *err);
 #ifdef __cplusplus
 }
 #endif

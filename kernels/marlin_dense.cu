@@ -1590,6 +1590,18 @@ std::atomic<int> g_cluster_ok[kMaxDev][kNumKernelsV2][2][9];
 
 extern "C" int marlin_dense_trace_built(void) { return MARLIN_DENSE_TRACE; }
 
+extern "C" marlin_status mk_dense_workspace_split(const marlin_dense_args *a,
+                                                  size_t counters_bytes, size_t partial_bytes,
+                                                  size_t *partial_off, marlin_error *err) {
+    if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: workspace of %zu bytes, this call needs %zu (use "
+                           "marlin_dense_workspace_bytes)",
+                           a->workspace_bytes, counters_bytes + partial_bytes + 256);
+    *partial_off = (a->workspace_bytes - partial_bytes) & ~(size_t)255;
+    return MARLIN_OK;
+}
+
 #ifdef MARLIN_HAVE_SM90A
 extern "C" int marlin_dense_wgmma_built(void) { return 1; }
 #else
@@ -1757,19 +1769,12 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
         blocks = n_slices * m_chunks * cluster_k; /* one cluster per slice */
     }
 
-    /* Counters at the start, partial tiles at the end of the buffer: a
-     * buffer sized for (max_m, n) keeps every call's partials clear of the
-     * counters of any later call with a larger m <= max_m, so the counters
-     * stay zero between calls (the zeroing rule). */
     const size_t counters_bytes = (size_t)n_slices * m_chunks * 4;
     /* (the cluster path adds its parts in shared memory: no partials) */
     const size_t partial_bytes = cluster_k ? 0 : (size_t)blocks * 2 * 64 * kmb * knb * 16;
-    if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: workspace of %zu bytes, this call needs %zu (use "
-                           "marlin_dense_workspace_bytes)",
-                           a->workspace_bytes, counters_bytes + partial_bytes + 256);
-    const size_t partial_off = (a->workspace_bytes - partial_bytes) & ~(size_t)255;
+    size_t partial_off = 0;
+    st = mk_dense_workspace_split(a, counters_bytes, partial_bytes, &partial_off, err);
+    if (st) return st;
 
     DenseParams p;
     p.A = (const int4 *)a->A;

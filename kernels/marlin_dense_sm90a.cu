@@ -165,24 +165,10 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* wgmma.wait_group 0 with 4 k16 steps' A fragments as operands: they stay
- * live, in place, until every wgmma that reads them has completed (inputs
- * only: an asm output would be a new definition of wgmma input registers,
- * which makes ptxas serialize the wgmma, C7513). wg_pin: the same for 4
- * more steps, right after the wait (an empty asm that reads them). */
-__device__ __forceinline__ void wg_wait0_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
-                                             const uint32_t (&c)[2][4],
-                                             const uint32_t (&d)[2][4]) {
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
-                   "r"(a[1][0]), "r"(a[1][1]), "r"(a[1][2]), "r"(a[1][3]),
-                   "r"(b[0][0]), "r"(b[0][1]), "r"(b[0][2]), "r"(b[0][3]),
-                   "r"(b[1][0]), "r"(b[1][1]), "r"(b[1][2]), "r"(b[1][3]),
-                   "r"(c[0][0]), "r"(c[0][1]), "r"(c[0][2]), "r"(c[0][3]),
-                   "r"(c[1][0]), "r"(c[1][1]), "r"(c[1][2]), "r"(c[1][3]),
-                   "r"(d[0][0]), "r"(d[0][1]), "r"(d[0][2]), "r"(d[0][3]),
-                   "r"(d[1][0]), "r"(d[1][1]), "r"(d[1][2]), "r"(d[1][3])
-                 : "memory");
-}
+/* The A fragments of 4 k16 steps as operands of an (empty) asm: placed right
+ * after a wait, they stay live, in place, until every wgmma that reads them
+ * has completed (inputs only: an asm output would be a new definition of
+ * wgmma input registers, which makes ptxas serialize the wgmma, C7513). */
 __device__ __forceinline__ void wg_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
                                        const uint32_t (&c)[2][4], const uint32_t (&d)[2][4]) {
     asm volatile("" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
@@ -409,7 +395,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             mk_wgmma_rs<NB>(acc[1], cur[j][1], d);
             wg_commit();
         }
-        wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
+        wg_wait<0>();
+        wg_pin(cur[0], cur[1], cur[2], cur[3]);
         if (KS == 8) wg_pin(cur[KS / 2], cur[KS / 2 + 1], cur[KS - 2], cur[KS - 1]);
         if (++buf == p.stages) buf = 0;
     };
@@ -688,23 +675,25 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
     std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
     marlin_status st;
+    /* the dynamic shared memory limit, raised once per (device, kernel,
+     * scale mode) to the largest size asked for */
+    if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
+        st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+        if (st) return st;
+        if (set) set->store((int)smem, std::memory_order_relaxed);
+    }
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
+    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream, a->pdl ? 1 : 0,
+                     cluster ? splits : 0);
     if (cluster) {
         /* residency of a cluster of this size and shared memory, checked
          * once per (device, kernel, scale mode, size, smem) */
         std::atomic<int> *ok =
             dev < kMaxDev ? &g_wg_cluster_ok[dev][ki][grouped ? 1 : 0][splits] : NULL;
         if (!ok || ok->load(std::memory_order_relaxed) != (int)smem) {
-            if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
-                st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
-                                                       cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                       (int)smem));
-                if (st) return st;
-                if (set) set->store((int)smem, std::memory_order_relaxed);
-            }
-            mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream,
-                             a->pdl ? 1 : 0, splits);
             st = mk_cluster_fits((const void *)fn, &cfg, splits, dev, "dense gemm (wgmma)", err);
             if (st) return st;
             if (ok) ok->store((int)smem, std::memory_order_relaxed);
@@ -722,12 +711,9 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d k splits x %lld tiles exceed 2 blocks per SM",
                            splits, (long long)tiles);
-    if (a->workspace_bytes < counters_bytes + partial_bytes + 256)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: workspace of %zu bytes, this call needs %zu (use "
-                           "marlin_dense_workspace_bytes)",
-                           a->workspace_bytes, counters_bytes + partial_bytes + 256);
-    const size_t partial_off = (a->workspace_bytes - partial_bytes) & ~(size_t)255;
+    size_t partial_off = 0;
+    st = mk_dense_workspace_split(a, counters_bytes, partial_bytes, &partial_off, err);
+    if (st) return st;
 
     WgParams p;
     p.A = (const int4 *)a->A;
@@ -748,16 +734,6 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     p.stages = stages;
     p.pdl = a->pdl ? 1 : 0;
     p.cluster = cluster;
-
-    if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
-        st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)smem));
-        if (st) return st;
-        if (set) set->store((int)smem, std::memory_order_relaxed);
-    }
-    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream, p.pdl,
-                     cluster ? splits : 0);
     st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
     if (st) return st;
     return MK_CUDA(err, cudaGetLastError());
