@@ -606,6 +606,8 @@ static void test_kernels_without_cuda(void **state) {
     marlin_cublas *h = (marlin_cublas *)1;
     assert_int_equal(marlin_cublas_create(&h, NULL, &err), MARLIN_ERR_UNSUPPORTED);
     assert_null(h);
+    assert_int_equal(marlin_dense_wgmma_built(), 0);
+    assert_int_equal(marlin_dense_trace_built(), 0);
 #endif
 }
 
