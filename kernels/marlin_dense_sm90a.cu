@@ -35,8 +35,8 @@
  * scales of a stage (64 deep; 128-deep stages exist for 128-row tiles and
  * measured 10-15% slower, run 15); stages - 2 stages are in flight while one
  * is computed. A stage's A fragments are all decoded first, its 4 k16
- * groups issued, and retired by one wait at its end that takes the
- * fragments as operands (why: the comment at the stage loop). 32- and
+ * groups issued, and all retired by one wait_group 0 at its end (why: the
+ * comment at the stage loop). 32- and
  * 64-row tiles run two blocks per SM (128 registers), which hides that
  * drain; 128-row tiles one.
  * k split: the k range of a tile may be cut into `splits` pieces (host rule:
@@ -112,10 +112,26 @@ __device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, boo
 #if MK_HAVE_WGMMA
 /* Decodes one word of B into the wgmma A fragment of its 16 output columns
  * (rows) x 16 k: a0/a1 = column g, k pair lo; a2/a3 = column g+8, k lo;
- * a4/a5 = column g, k hi; a6/a7 = column g+8, k hi - the mma B fragments of
- * the word's two n8 tiles (dequant_word), interleaved. */
+ * a4/a5 = column g, k hi; a6/a7 = column g+8, k hi. Nibbles 0,4 / 1,5 are
+ * column g (k lo / hi), 2,6 / 3,7 column g+8; the magic-number decode is the
+ * one of dequant_word (marlin_ptx.cuh; v - 8 exactly), written out here in
+ * the wgmma fragment order: this instruction order is the one the GPU runs
+ * 14-17 validated (a call of dequant_word reorders the generated code, and
+ * this session had no device time left to re-validate that). */
 __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
-    dequant_word(q, a[0], a[2], a[1], a[3]);
+    const uint32_t LO = 0x000f000f, HI = 0x00f000f0, EXP = 0x64006400;
+    const __half2 SUB = bits_h2(0x64086408u); /* 1032 */
+    const __half2 MUL = bits_h2(0x2c002c00u); /* 1/16 */
+    const __half2 ADD = bits_h2(0xd480d480u); /* -72 */
+    const uint32_t lo0 = lop3_and_or(q, LO, EXP);
+    const uint32_t hi0 = lop3_and_or(q, HI, EXP);
+    q >>= 8;
+    const uint32_t lo1 = lop3_and_or(q, LO, EXP);
+    const uint32_t hi1 = lop3_and_or(q, HI, EXP);
+    a[0] = h2_bits(__hsub2(bits_h2(lo0), SUB));
+    a[1] = h2_bits(__hsub2(bits_h2(lo1), SUB));
+    a[2] = h2_bits(__hfma2(bits_h2(hi0), MUL, ADD));
+    a[3] = h2_bits(__hfma2(bits_h2(hi1), MUL, ADD));
 }
 
 /* The A fragments of one k16 step (its two words in w): decode, and in
@@ -165,10 +181,27 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* The A fragments of 4 k16 steps as operands of an (empty) asm: placed right
- * after a wait, they stay live, in place, until every wgmma that reads them
- * has completed (inputs only: an asm output would be a new definition of
- * wgmma input registers, which makes ptxas serialize the wgmma, C7513). */
+/* wgmma.wait_group 0, with 4 k16 steps' A fragments as asm inputs; wg_pin:
+ * 4 more steps' fragments as inputs of an empty asm right after the wait.
+ * What makes a stage safe is the wait itself (no wgmma in flight when the
+ * next stage writes registers); the operands only keep the fragments live
+ * in the front end up to that point - the template does not name them, so
+ * ptxas sees no use. Kept because this exact code is what the GPU runs
+ * 14-17 validated. (Inputs only: an asm output would be a new definition of
+ * wgmma input registers, which makes ptxas serialize the wgmma, C7513.) */
+__device__ __forceinline__ void wg_wait0_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
+                                             const uint32_t (&c)[2][4],
+                                             const uint32_t (&d)[2][4]) {
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
+                   "r"(a[1][0]), "r"(a[1][1]), "r"(a[1][2]), "r"(a[1][3]),
+                   "r"(b[0][0]), "r"(b[0][1]), "r"(b[0][2]), "r"(b[0][3]),
+                   "r"(b[1][0]), "r"(b[1][1]), "r"(b[1][2]), "r"(b[1][3]),
+                   "r"(c[0][0]), "r"(c[0][1]), "r"(c[0][2]), "r"(c[0][3]),
+                   "r"(c[1][0]), "r"(c[1][1]), "r"(c[1][2]), "r"(c[1][3]),
+                   "r"(d[0][0]), "r"(d[0][1]), "r"(d[0][2]), "r"(d[0][3]),
+                   "r"(d[1][0]), "r"(d[1][1]), "r"(d[1][2]), "r"(d[1][3])
+                 : "memory");
+}
 __device__ __forceinline__ void wg_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
                                        const uint32_t (&c)[2][4], const uint32_t (&d)[2][4]) {
     asm volatile("" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
@@ -312,16 +345,16 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     int buf = 0, wbuf = pro;
     /* One stage: decode all its A fragments (a decode between the wgmma of
      * one stage made ptxas serialize every wgmma, C7513), issue its 4 k16
-     * groups, all in flight, then wait for them. wgmma reads its register
-     * operand asynchronously and the compiler does not know it, so a
-     * fragment must stay live, its register untouched, until the wait that
-     * retires its group: the wait takes the fragments as operands. Run 12's
-     * SASS, with 3 groups left in flight per stage, had reused their
-     * registers for the next stage's loads across the loop's back edge
-     * (wrong sums; ptxas did not guard it), and keeping the previous
-     * stage's fragments live instead (a second register set) made ptxas
-     * serialize every wgmma. The drain at each stage end is hidden by the
-     * second block per SM at 32-64 rows. */
+     * groups, all in flight, then wait_group 0. wgmma reads its register
+     * operand asynchronously; a fragment's register must not be rewritten
+     * before the wait that retires its group. With 3 groups left in flight
+     * per stage, run 12's SASS reused their registers for the next stage's
+     * loads across the loop's back edge (wrong sums: ptxas does not guard
+     * registers of in-flight wgmma across iterations), and keeping the
+     * previous stage's fragments in a second register set made ptxas
+     * serialize every wgmma; so no wgmma is in flight when a stage ends.
+     * The drain this costs is hidden by the second block per SM at 32-64
+     * rows. */
     auto stage = [&](int it, uint32_t (&cur)[KS][2][4]) {
         cp_async_wait(pro - 1);
         /* cp.async wrote through the generic proxy; wgmma reads through the
@@ -395,8 +428,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             mk_wgmma_rs<NB>(acc[1], cur[j][1], d);
             wg_commit();
         }
-        wg_wait<0>();
-        wg_pin(cur[0], cur[1], cur[2], cur[3]);
+        wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
         if (KS == 8) wg_pin(cur[KS / 2], cur[KS / 2 + 1], cur[KS - 2], cur[KS - 1]);
         if (++buf == p.stages) buf = 0;
     };
