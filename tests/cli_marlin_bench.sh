@@ -35,5 +35,10 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then
   err=$("$bin" --mode trace --tile 16x128x256/s2/b2/c6 --model llama2-7b --batch 1 2>&1 \
         >/dev/null); rc=$?
   [ "$rc" -eq 1 ] || fail "trace without GPU gave exit $rc, expected 1 ($err)"
+  # every pipeline family name parses (wgmma: the Hopper path)
+  for p in auto cpasync bulk mbar cpasync2 wgmma; do
+    err=$("$bin" --mode tune --pipeline $p --model llama2-7b --batch 1 2>&1 >/dev/null); rc=$?
+    [ "$rc" -eq 1 ] || fail "--pipeline $p without GPU gave exit $rc, expected 1 ($err)"
+  done
 fi
 echo "ok"
