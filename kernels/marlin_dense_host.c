@@ -223,7 +223,7 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     t.n = 256;
     t.k = 64;
     t.stages = stages;
-    t.blocks_per_sm = 1;
+    t.blocks_per_sm = nb <= 64 ? 2 : 1; /* what the kernel runs (informative) */
     t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
     t.k_splits = 0; /* marlin_dense_wgmma_splits at launch */
     *tile = t;
@@ -232,15 +232,15 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
 
 /* k pieces per output tile: as many as keep the launch to one wave of
  * resident blocks (two per SM of the 32- and 64-row kernels, one of the
- * 128-row one) and every piece at
- * least 8 stages (512 of k) deep, at most 16. Fit to run 7's sweep of
- * pieces on the Llama-2-7B/70B layers at m = 32, 64, 128 (docs/perf.md):
- * it picks the best measured count, or one within 3%, on 22 of the 24
- * (layer, m) pairs; the exceptions are Llama-2-7B gate_up at m = 64 (1
- * piece, 54.9 us, where 3 pieces in 1.95 waves took 50.1) and o_proj at 128
- * rows (8 pieces, 25.2 us against 24.8 with 6). A second wave cost more
- * than the stages it saved: run 4 had modelled a fixed cost per block and
- * split 7B qkv into 240 pieces of 128 rows (1.8 waves), 15-25% slower. */
+ * 128-row one) and every piece at least 8 stages (512 of k) deep, at most
+ * 16. Fit to session 3's run 7 (sweep of pieces on the Llama-2-7B/70B
+ * layers at m = 32, 64, 128, one block per SM then: the best count or one
+ * within 3% on 22 of the 24 pairs; a second wave cost more than the stages
+ * it saved - run 4 had split 7B qkv into 240 pieces of 128 rows, 1.8
+ * waves, 15-25% slower). Re-checked after the kernel changes (run 15, m =
+ * 128): within 2.0% of the best swept configuration summed over the 8
+ * layers; the outlier is Llama-2-7B o_proj, 16% slower than 64-row tiles
+ * in two row chunks (docs/perf.md). */
 int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count) {
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
     const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
@@ -254,11 +254,14 @@ int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int
 }
 
 /* The automatic choice of the wgmma path (sm_90, caller checks): batches
- * of more than 48 rows on layers with n % 256 == 0. Run 7 (H100, one call):
- * at m = 64 and 128 it beat the v2 kernels on every Llama-2-7B/70B layer
- * (summed over a model's layers by 8-50%); at m = 48 its 64-row tiles
- * lost to v2's 48-row ones (Llama-2-7B 134 vs 117 us, 70B 398 vs 346 us),
- * and at 17-32 rows v2 and the cluster path stream faster. */
+ * of more than 48 rows on layers with n % 256 == 0. At m = 64 and 128 it
+ * beats the v2 kernels on every model (run 16, same call: 1.46x vs 1.13x
+ * and 0.97x vs 0.71x on Llama-2-7B). At m = 48 (64-row tiles, a quarter
+ * idle) session 3's run 7 put it at ~134 us summed over Llama-2-7B's
+ * layers against 117 us for v2's 48-row tiles (70B ~398 vs 346); the
+ * kernel got faster afterwards (runs 11-14) and 48 was not re-measured, so
+ * this threshold may move down. At 32 rows it only ties v2 and the cluster
+ * path (run 10's tune). */
 int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size, int sm_count,
                             int64_t smem_optin, marlin_dense_tile *tile) {
     if (!tile || sm_count < 1 || m <= 48) return 0;

@@ -171,7 +171,9 @@ typedef struct marlin_dense_tile {
                           for CPASYNC2 tiles, 64/128 for WGMMA; must divide
                           the problem k) */
     int stages;        /* pipeline depth: 2..8 (0: largest that fits) */
-    int blocks_per_sm; /* resident blocks per SM wanted: 1 or 2 (0: auto) */
+    int blocks_per_sm; /* resident blocks per SM wanted: 1 or 2 (0: auto;
+                          WGMMA ignores it: its 32/64-row kernels run 2,
+                          the 128-row one 1) */
     int pipeline;      /* marlin_dense_pipeline (0: automatic) */
     int cluster_k;     /* CPASYNC2 on sm_90+ only: 2..8 = the blocks of a
                           thread-block cluster of this size split each

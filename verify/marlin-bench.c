@@ -910,7 +910,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                             t.n = 256;
                             t.k = ni < 3 ? 64 : 128;
                             t.stages = wst[si];
-                            t.blocks_per_sm = 1;
+                            t.blocks_per_sm = nbi <= 64 ? 2 : 1; /* (the kernel's) */
                             t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
                             t.k_splits = wsp[ki % 9];
                             t.cluster_k = ki >= 9 ? wsp[ki - 9] : 0;
