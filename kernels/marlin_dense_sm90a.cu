@@ -192,7 +192,8 @@ __device__ __forceinline__ void wg_wait() {
 __device__ __forceinline__ void wg_wait0_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
                                              const uint32_t (&c)[2][4],
                                              const uint32_t (&d)[2][4]) {
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n"
+                 ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
                    "r"(a[1][0]), "r"(a[1][1]), "r"(a[1][2]), "r"(a[1][3]),
                    "r"(b[0][0]), "r"(b[0][1]), "r"(b[0][2]), "r"(b[0][3]),
                    "r"(b[1][0]), "r"(b[1][1]), "r"(b[1][2]), "r"(b[1][3]),
@@ -561,7 +562,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             for (int sp = 1; sp < p.splits; sp++) {
                 float4 v[FC];
 #pragma unroll
-                for (int j = 0; j < FC; j++) v[j] = __ldcg(base + sp * piece + (f0 + j) * WG_THREADS);
+                for (int j = 0; j < FC; j++)
+                    v[j] = __ldcg(base + sp * piece + (f0 + j) * WG_THREADS);
 #pragma unroll
                 for (int j = 0; j < FC; j++) {
                     sum[j].x += v[j].x;

@@ -1160,20 +1160,23 @@ static void test_kernels_gpu_wgmma(void **state) {
                             /* the same call again: identical bits (fixed-order
                              * sums on both split paths) */
                             if (splits[spi] != 1 && mj == 4) {
+                                const size_t bc = (size_t)(ms[mj] * n) * 2;
                                 marlin_dense_args a2 = layer_args(&L, &D, ms[mj]);
-                                uint16_t *c1 = malloc((size_t)(ms[mj] * n) * 2);
-                                uint16_t *c2 = malloc((size_t)(ms[mj] * n) * 2);
+                                uint16_t *c1 = malloc(bc), *c2 = malloc(bc);
                                 assert_non_null(c1);
                                 assert_non_null(c2);
                                 a2.tile = &t;
-                                MT_ASSERT(seed, !marlin_gpu_download(c1, D.C, (size_t)(ms[mj] * n) * 2, &err),
-                                          "%s", err.msg);
-                                MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
-                                MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
-                                MT_ASSERT(seed, !marlin_gpu_download(c2, D.C, (size_t)(ms[mj] * n) * 2, &err),
-                                          "%s", err.msg);
-                                if (memcmp(c1, c2, (size_t)(ms[mj] * n) * 2)) {
-                                    print_error("FAIL wgmma rerun differs: m %lld splits %d cluster_k %d\n",
+                                MT_ASSERT(seed, !marlin_gpu_download(c1, D.C, bc, &err), "%s",
+                                          err.msg);
+                                MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s",
+                                          err.msg);
+                                MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s",
+                                          err.msg);
+                                MT_ASSERT(seed, !marlin_gpu_download(c2, D.C, bc, &err), "%s",
+                                          err.msg);
+                                if (memcmp(c1, c2, bc)) {
+                                    print_error("FAIL wgmma rerun differs: m %lld splits %d "
+                                                "cluster_k %d\n",
                                                 (long long)ms[mj], t.k_splits, t.cluster_k);
                                     failed++;
                                 }
@@ -1189,8 +1192,9 @@ static void test_kernels_gpu_wgmma(void **state) {
     print_message("wgmma path: %d of %d runs ok\n", ran - failed, ran);
     assert_int_equal(failed, 0);
 
-    /* Refused shapes: n not a multiple of 256, a width without a kernel,
-     * too many pieces for the workspace. */
+    /* Refused: n not a multiple of 256, a width without a kernel, fewer
+     * than 4 stages, clusters larger than 8 or than the 8-row groups,
+     * 128-deep stages below 128 rows; more pieces than k/64 are capped. */
     layer L;
     dev_layer D;
     layer_make(&L, 384, 1024, 128, 9);
