@@ -32,8 +32,9 @@
  * two m64nNk16 per warpgroup and each int4 is read by two warps (64 bits
  * each).
  * Pipeline: every thread issues 16-byte cp.async for A, B and the grouped
- * scales of a stage (64 deep; 128-deep stages exist for 128-row tiles and
- * measured 10-15% slower, run 15); stages - 2 stages are in flight while one
+ * scales of a stage (64 deep: 128-deep stages for 128-row tiles measured
+ * 10-15% slower on every Llama-2-7B/70B layer, run 15, and were removed);
+ * stages - 2 stages are in flight while one
  * is computed. A stage's A fragments are all decoded first, its 4 k16
  * groups issued, and all retired by one wait_group 0 at its end (why: the
  * comment at the stage loop). 32- and
@@ -72,12 +73,15 @@ namespace {
 
 constexpr int WG_THREADS = 256;
 constexpr int WG_TILE_N = 256; /* output columns per block */
-/* Shared memory of one stage of KS k16 steps (64 deep for KS 4, 128 for
- * KS 8): A (nb rows x KS/4 swizzle atoms of 128 bytes, 1024-aligned), B (KS
- * k16 rows x 256 columns x 4 bits), grouped scales (up to KS/2 rows of 256
- * fp16: group 32 spans 2 rows of a 64-deep stage). */
-__host__ __device__ constexpr int wg_stage_bytes(int nb, int ks, bool grouped) {
-    return nb * 32 * ks + ks * 2048 + (grouped ? ks * 256 : 0);
+/* k16 steps per stage: 64 deep, one 128-byte swizzle atom per A row. The
+ * kernel is written for KS steps (the run-15 build also had KS = 8); the
+ * code below is kept as the GPU validated it (runs 14-17). */
+constexpr int KS = 4;
+/* Shared memory of one stage: A (nb rows x KS/4 swizzle atoms of 128 bytes,
+ * 1024-aligned), B (KS k16 rows x 256 columns x 4 bits), grouped scales (up
+ * to KS/2 rows of 256 fp16: group 32 spans 2 rows of a stage). */
+__host__ __device__ constexpr int wg_stage_bytes(int nb, bool grouped) {
+    return nb * 32 * KS + KS * 2048 + (grouped ? KS * 256 : 0);
 }
 /* The epilogue's fp16 staging tile: nb rows of 256 + 8 halves (the pad
  * spreads the 4 batch columns a warp writes at once over distinct banks). */
@@ -181,9 +185,8 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
     asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-/* wgmma.wait_group 0, with 4 k16 steps' A fragments as asm inputs; wg_pin:
- * 4 more steps' fragments as inputs of an empty asm right after the wait.
- * What makes a stage safe is the wait itself (no wgmma in flight when the
+/* wgmma.wait_group 0, with the stage's 4 k16 steps' A fragments as asm
+ * inputs. What makes a stage safe is the wait itself (no wgmma in flight when the
  * next stage writes registers); the operands only keep the fragments live
  * in the front end up to that point - the template does not name them, so
  * ptxas sees no use. Kept because this exact code is what the GPU runs
@@ -203,19 +206,6 @@ __device__ __forceinline__ void wg_wait0_pin(const uint32_t (&a)[2][4], const ui
                    "r"(d[1][0]), "r"(d[1][1]), "r"(d[1][2]), "r"(d[1][3])
                  : "memory");
 }
-__device__ __forceinline__ void wg_pin(const uint32_t (&a)[2][4], const uint32_t (&b)[2][4],
-                                       const uint32_t (&c)[2][4], const uint32_t (&d)[2][4]) {
-    asm volatile("" ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
-                   "r"(a[1][0]), "r"(a[1][1]), "r"(a[1][2]), "r"(a[1][3]),
-                   "r"(b[0][0]), "r"(b[0][1]), "r"(b[0][2]), "r"(b[0][3]),
-                   "r"(b[1][0]), "r"(b[1][1]), "r"(b[1][2]), "r"(b[1][3]),
-                   "r"(c[0][0]), "r"(c[0][1]), "r"(c[0][2]), "r"(c[0][3]),
-                   "r"(c[1][0]), "r"(c[1][1]), "r"(c[1][2]), "r"(c[1][3]),
-                   "r"(d[0][0]), "r"(d[0][1]), "r"(d[0][2]), "r"(d[0][3]),
-                   "r"(d[1][0]), "r"(d[1][1]), "r"(d[1][2]), "r"(d[1][3])
-                 : "memory");
-}
-
 /* Keeps the compiler from moving accumulator reads/writes across the
  * asynchronous wgmma (the register stays "in use" at this point). */
 __device__ __forceinline__ void wg_fence_reg(float &r) { asm volatile("" : "+f"(r)::"memory"); }
@@ -231,7 +221,7 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-template <int NB, int KS, bool GROUPED>
+template <int NB, bool GROUPED>
 __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
@@ -241,7 +231,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * shared memory (LDS, not generic loads: run 11's SASS). */
     const uint32_t raw_s = (uint32_t)__cvta_generic_to_shared(smem_raw);
     uint8_t *smem = smem_raw + (((raw_s + 1023u) & ~1023u) - raw_s);
-    constexpr int SB = wg_stage_bytes(NB, KS, GROUPED);
+    constexpr int SB = wg_stage_bytes(NB, GROUPED);
     constexpr int KB = KS / 4; /* 64-deep A sub-tiles (swizzle atoms per row) */
     constexpr int A_OFF = 0, B_OFF = NB * 128 * KB, S_OFF = B_OFF + KS * 2048;
 
@@ -430,7 +420,6 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             wg_commit();
         }
         wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
-        if (KS == 8) wg_pin(cur[KS / 2], cur[KS / 2 + 1], cur[KS - 2], cur[KS - 1]);
         if (++buf == p.stages) buf = 0;
     };
 #pragma unroll 1
@@ -612,14 +601,13 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 
 typedef void (*wg_fn)(WgParams);
 struct WgEntry {
-    int nb, ks;
+    int nb;
     wg_fn fn[2]; /* [grouped] */
 };
 const WgEntry kWg[] = {
-    {32, 4, {dense_wg_kernel<32, 4, false>, dense_wg_kernel<32, 4, true>}},
-    {64, 4, {dense_wg_kernel<64, 4, false>, dense_wg_kernel<64, 4, true>}},
-    {128, 4, {dense_wg_kernel<128, 4, false>, dense_wg_kernel<128, 4, true>}},
-    {128, 8, {dense_wg_kernel<128, 8, false>, dense_wg_kernel<128, 8, true>}},
+    {32, {dense_wg_kernel<32, false>, dense_wg_kernel<32, true>}},
+    {64, {dense_wg_kernel<64, false>, dense_wg_kernel<64, true>}},
+    {128, {dense_wg_kernel<128, false>, dense_wg_kernel<128, true>}},
 };
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
@@ -634,8 +622,8 @@ std::atomic<int> g_wg_cluster_ok[kMaxDev][kNumWg][2][9];
  * tile, the cluster path's receive area (S slots of ceil(T8/S) 8-row
  * groups x 2 x 256 threads x 16 bytes), whichever is largest, + 1 KB of
  * alignment slack. */
-static size_t wg_smem(int nb, int ks, bool grouped, int stages, int cluster_s) {
-    size_t b = (size_t)wg_stage_bytes(nb, ks, grouped) * stages;
+static size_t wg_smem(int nb, bool grouped, int stages, int cluster_s) {
+    size_t b = (size_t)wg_stage_bytes(nb, grouped) * stages;
     const size_t ep = (size_t)nb * WG_CROW * 2;
     if (ep > b) b = ep;
     if (cluster_s > 1) {
@@ -656,11 +644,11 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            dev, d->cc_major, d->cc_minor);
     int ki = -1;
     for (int i = 0; i < kNumWg; i++)
-        if (kWg[i].nb == 16 * t->m_blocks && 16 * kWg[i].ks == t->k) ki = i;
-    if (ki < 0 || t->n != WG_TILE_N)
+        if (kWg[i].nb == 16 * t->m_blocks) ki = i;
+    if (ki < 0 || t->n != WG_TILE_N || t->k != 16 * KS)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: no wgmma kernel for tile m_blocks=%d n=%d k=%d (n 256; "
-                           "m_blocks 2 or 4 with k 64, 8 with k 64 or 128)",
+                           "dense gemm: no wgmma kernel for tile m_blocks=%d n=%d k=%d (m_blocks "
+                           "2, 4 or 8, n 256, k 64)",
                            t->m_blocks, t->n, t->k);
     if (a->n % WG_TILE_N != 0)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
@@ -676,8 +664,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            MARLIN_DENSE_MAX_STAGES, stages);
     const int64_t m_tiles = (a->m + nb - 1) / nb;
     const int64_t n_tiles = a->n / WG_TILE_N;
-    const int ks = kWg[ki].ks;
-    const int k_stages = (int)(a->k / (16 * ks));
+    const int k_stages = (int)(a->k / (16 * KS));
     const int64_t tiles = m_tiles * n_tiles;
     /* tile.cluster_k > 1: that many pieces, as one cluster; else
      * tile.k_splits pieces (0: the rule) through the workspace */
@@ -700,7 +687,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            "dense gemm: a wgmma cluster of %d pieces needs 2..8 pieces, at most "
                            "rows/8 = %d, and at most k/64 = %d",
                            t->cluster_k, nb / 8 < 8 ? nb / 8 : 8, k_stages);
-    const size_t smem = wg_smem(nb, ks, grouped, stages, cluster ? splits : 0);
+    const size_t smem = wg_smem(nb, grouped, stages, cluster ? splits : 0);
     if ((int64_t)smem + 64 > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d wgmma stages need %zu bytes of shared memory, "

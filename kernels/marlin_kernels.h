@@ -154,8 +154,8 @@ typedef enum marlin_dense_pipeline {
                                       with fixed-order fp32 partials. Tiles:
                                       m_blocks 2, 4 or 8 (32, 64, 128 rows;
                                       more rows run more row tiles), n 256,
-                                      k 64 (or 128 with m_blocks 8), stages
-                                      4..8; n % 256 == 0. Automatic above
+                                      k 64, stages 4..8; n % 256 == 0.
+                                      Automatic above
                                       48 rows (marlin_dense_pick_wgmma) */
 } marlin_dense_pipeline;
 /* Forcing an sm_90+ pipeline on an older GPU is MARLIN_ERR_INVALID_ARG;
@@ -168,8 +168,8 @@ typedef struct marlin_dense_tile {
                           WGMMA: 2, 4 or 8) */
     int n;             /* columns per tile: 64, 128 or 256 */
     int k;             /* reduction depth per pipeline stage: 128 (or 256
-                          for CPASYNC2 tiles, 64/128 for WGMMA; must divide
-                          the problem k) */
+                          for CPASYNC2 tiles, 64 for WGMMA; must divide the
+                          problem k) */
     int stages;        /* pipeline depth: 2..8 (0: largest that fits) */
     int blocks_per_sm; /* resident blocks per SM wanted: 1 or 2 (0: auto;
                           WGMMA ignores it: its 32/64-row kernels run 2,

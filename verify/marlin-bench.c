@@ -895,9 +895,8 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                  * k pieces (0 = its rule) */
                 const int wnb[] = {32, 64, 128}, wst[] = {4, 6, 8},
                           wsp[] = {0, 1, 2, 3, 4, 6, 8, 12, 16};
-                for (int ni = 0; ni < 4 && wg && !st; ni++) {
-                    /* (the 4th: 128 rows with 128-deep stages) */
-                    const int nbi = ni < 3 ? wnb[ni] : 128;
+                for (int ni = 0; ni < 3 && wg && !st; ni++) {
+                    const int nbi = wnb[ni];
                     if (2 * nbi < m && nbi != 128) continue;
                     for (int si = 0; si < 3 && !st; si++)
                         for (int ki = 0; ki < 18 && !st; ki++) {
@@ -908,7 +907,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                             memset(&t, 0, sizeof t);
                             t.m_blocks = nbi / 16;
                             t.n = 256;
-                            t.k = ni < 3 ? 64 : 128;
+                            t.k = 64;
                             t.stages = wst[si];
                             t.blocks_per_sm = nbi <= 64 ? 2 : 1; /* (the kernel's) */
                             t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
