@@ -96,6 +96,20 @@ log probe
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,ecc.mode.current --format=csv | tee "$R/gpu.txt"
 nvidia-smi --query-gpu=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu --format=csv -lms 500 > "$R/clocks.csv" 2>&1 &
 smi=$!
+# The end of every mode: stop the clock sampler, pack, then the summaries.
+finish() {
+  kill $smi 2>/dev/null
+  log done
+  echo "------------------------------------------------------------ summaries"
+}
+# model_summaries NAME...: the model totals of $R/NAME.txt (not the per-layer lines)
+model_summaries() {
+  local f
+  for f in "$@"; do
+    [ -f "$R/$f.txt" ] || continue
+    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
+  done
+}
 
 if [ "$mode" = trace ]; then
   log "smoke (quick subset)"
@@ -119,12 +133,10 @@ if [ "$mode" = trace ]; then
       --csv "$R/models_$tag.csv" > "$R/models_$tag.txt" 2>&1
     echo "models $tag rc=$?"
   done
-  kill $smi 2>/dev/null
-  log done
-  echo "------------------------------------------------------------ summaries"
+  finish
   grep -E "^(FAIL|\[  (PASSED|FAILED))" "$R/smoke.log" | head
   for f in "$R"/trace_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f"; done
-  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  model_summaries $(cd "$R" && ls models_*.txt | sed 's/\.txt$//')
   exit 0
 fi
 
@@ -150,15 +162,10 @@ if [ "$mode" = s3final ]; then
   timeout 40 ./marlin-bench --mode peak --samples 15 --csv "$R/peak.csv" --plot "$R/peak.png" \
     > "$R/peak.txt" 2>&1
   echo "peak rc=$?"
-  kill $smi 2>/dev/null
-  log done
-  echo "------------------------------------------------------------ summaries"
+  finish
   grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|wgmma path|cluster path" "$R/test.log" | head -20
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY|wgmma path" "$R"/memcheck.log "$R"/racecheck.log 2>/dev/null
-  for f in models_auto models_v2 peak; do
-    [ -f "$R/$f.txt" ] || continue
-    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
-  done
+  model_summaries models_auto models_v2 peak
   exit 0
 fi
 
@@ -202,11 +209,9 @@ if [ "$mode" = wg1 ]; then
       > "$R/ncu_wg.txt" 2>&1
     echo "ncu rc=$?"
   fi
-  kill $smi 2>/dev/null
-  log done
-  echo "------------------------------------------------------------ summaries"
+  finish
   grep -E "wgmma path|^FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -20
-  for f in "$R"/models_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f" | grep -v '^  '; done
+  model_summaries $(cd "$R" && ls models_*.txt | sed 's/\.txt$//')
   grep -v '^#' "$R/tune_wg.txt" | tail -30
   [ -f "$R/ncu_wg.txt" ] && grep -E "dense_wg|Duration|Throughput|Issued Ipc|No Eligible|Stall|Registers|Achieved Occ|Warp Cycles|One or More" "$R/ncu_wg.txt" | head -60
   exit 0
@@ -225,9 +230,7 @@ if [ "$mode" = r5 ]; then
   MARLIN_K24_QUICK=1 MARLIN_K24_PDL=1 timeout 60 compute-sanitizer --tool memcheck \
     --leak-check no ./test_kernels24 > "$R/memcheck24.log" 2>&1
   echo "memcheck24 rc=$?"
-  kill $smi 2>/dev/null
-  log done
-  echo "------------------------------------------------------------ summaries"
+  finish
   grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path|ERROR|Failure" "$R/test24.log" | head -20
   grep -hE "ERROR SUMMARY" "$R"/memcheck24.log
   grep -E "tune total|m +(1|16) " "$R/tune24.txt" | head -40
@@ -283,16 +286,11 @@ if [ "$mode" = r4 ] || [ "$mode" = final ]; then
       > "$R/racecheck24.log" 2>&1
     echo "racecheck24 rc=$?"
   fi
-  kill $smi 2>/dev/null
-  log done
-  echo "------------------------------------------------------------ summaries"
+  finish
   grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path" "$R/test.log" "$R/test24.log" | head -20
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log 2>/dev/null
   grep -v '^#' "$R/trace.txt"
-  for f in models_new models_base models24 models24_base peak peak24; do
-    [ -f "$R/$f.txt" ] || continue
-    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
-  done
+  model_summaries models_new models_base models24 models24_base peak peak24
   [ -f "$R/sustained.txt" ] && tail -4 "$R/sustained.txt"
   exit 0
 fi
@@ -329,16 +327,12 @@ if [ "$mode" = r3 ]; then
   MARLIN_K24_QUICK=2 MARLIN_K24_PDL=1 timeout 40 compute-sanitizer --tool memcheck --leak-check no \
     ./test_kernels24 > "$R/memcheck24.log" 2>&1
   echo "memcheck24 rc=$?"
-  kill $smi 2>/dev/null
-  log done
-  echo "------------------------------------------------------------ summaries"
+  finish
   grep -E "^(FAIL|\[  (PASSED|FAILED))|seed=|cluster path" "$R/test.log" "$R/test24.log" | head -20
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck*.log "$R"/racecheck*.log
   grep -E "tune total|m +(1|16) " "$R/tune.txt" | head -40
   grep -v '^#' "$R/trace.txt"
-  for f in models_new models_base models24_new models24_base; do
-    echo "## $f"; grep -v '^#' "$R/$f.txt" | grep -v '^  '
-  done
+  model_summaries models_new models_base models24_new models24_base
   exit 0
 fi
 
