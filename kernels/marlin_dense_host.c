@@ -197,14 +197,6 @@ static int pick_v2(int64_t m, int64_t n, int64_t k, bool grouped, int sm_count,
 
 /* ------------------------------------------------- Hopper (wgmma) path */
 
-/* Shared memory of one wgmma stage (marlin_dense_sm90a.cu wg_stage_bytes)
- * and of its epilogue tile (nb rows of 264 fp16), + 1 KB alignment slack. */
-static int64_t wgmma_smem(int nb, bool grouped, int stages) {
-    const int64_t st = (int64_t)stages * (nb * 128 + 4 * 2048 + (grouped ? 1024 : 0));
-    const int64_t ep = (int64_t)nb * 264 * 2;
-    return (st > ep ? st : ep) + 1024;
-}
-
 /* The wgmma tile for m rows: the narrowest batch width that holds them
  * (32, 64 or 128 rows: the wgmma N), 256 columns, 64-deep stages, 4
  * stages. 0 when n is not a multiple of 256 or they do not fit. */
@@ -216,7 +208,7 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     /* 4 stages (2 in flight): best or within 3% on 20 of the 24 Llama-2-7B
      * and 70B layer x m pairs of run 4's tune; 8 lost up to 30% */
     int stages = 4;
-    if (wgmma_smem(nb, grouped, stages) + 64 > smem_optin) return 0;
+    if ((int64_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages) + 64 > smem_optin) return 0;
     marlin_dense_tile t;
     memset(&t, 0, sizeof t);
     t.m_blocks = nb / 16;

@@ -81,8 +81,10 @@ constexpr int KS = 4;
  * 1024-aligned), B (KS k16 rows x 256 columns x 4 bits), grouped scales (up
  * to KS/2 rows of 256 fp16: group 32 spans 2 rows of a stage). */
 __host__ __device__ constexpr int wg_stage_bytes(int nb, bool grouped) {
-    return nb * 32 * KS + KS * 2048 + (grouped ? KS * 256 : 0);
+    return MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped);
 }
+static_assert(wg_stage_bytes(64, true) == 64 * 32 * KS + KS * 2048 + KS * 256,
+              "marlin_dense_tiles.h's stage size is for 64-deep stages");
 /* The epilogue's fp16 staging tile: nb rows of 256 + 8 halves (the pad
  * spreads the 4 batch columns a warp writes at once over distinct banks). */
 constexpr int WG_CROW = WG_TILE_N + 8;
@@ -623,15 +625,14 @@ std::atomic<int> g_wg_cluster_ok[kMaxDev][kNumWg][2][9];
  * groups x 2 x 256 threads x 16 bytes), whichever is largest, + 1 KB of
  * alignment slack. */
 static size_t wg_smem(int nb, bool grouped, int stages, int cluster_s) {
-    size_t b = (size_t)wg_stage_bytes(nb, grouped) * stages;
-    const size_t ep = (size_t)nb * WG_CROW * 2;
-    if (ep > b) b = ep;
+    static_assert(WG_CROW == 264, "marlin_dense_tiles.h's epilogue tile");
+    size_t b = (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
     if (cluster_s > 1) {
         const int t8 = nb / 8, ch = (t8 + cluster_s - 1) / cluster_s;
-        const size_t rv = (size_t)cluster_s * ch * 2 * WG_THREADS * 16;
+        const size_t rv = (size_t)cluster_s * ch * 2 * WG_THREADS * 16 + 1024;
         if (rv > b) b = rv;
     }
-    return b + 1024;
+    return b;
 }
 
 extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,

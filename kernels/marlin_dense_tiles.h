@@ -62,6 +62,19 @@
     ((16 * (mb) * 16 * (kb) * 2) + ((kb) * (nb) * 128) +                     \
      ((grouped) ? ((kb) / 2) * (nb) * 32 : 0))
 
+/* The Hopper (wgmma) kernel, marlin_dense_sm90a.cu: shared memory of one
+ * 64-deep stage for nb batch rows (A: nb rows of 128 bytes; B: 4 k16 rows
+ * of 256 columns; grouped: up to 2 scale rows of 256 fp16), and of a whole
+ * launch without the cluster path: the stages or the epilogue's fp16 tile
+ * (nb rows of 256 + 8 halves), whichever is larger, + 1 KB of alignment
+ * slack. One definition for the launcher and the host-side rule. */
+#define MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)                             \
+    ((nb) * 128 + 4 * 2048 + ((grouped) ? 1024 : 0))
+#define MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages)                      \
+    (((stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped) > (nb) * 264 * 2   \
+          ? (stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)              \
+          : (nb) * 264 * 2) + 1024)
+
 /* ------------------------------------------------------------------------
  * Work partition (stream-K). The T work units of a launch, numbered down k
  * inside a column slice and then slice by slice, are split over B blocks in

@@ -211,7 +211,9 @@ marlin_status marlin_dense_pick_tile(int64_t m, int64_t n, int64_t k,
  * compare families with it): CPASYNC, BULK or MBAR give the original
  * kernel's heuristic with that pipeline set, CPASYNC2 the v2 kernel's
  * (falling back to CPASYNC for shapes it has no tile for: n not a multiple
- * of 128), AUTO the same as marlin_dense_pick_tile. */
+ * of 128), WGMMA the Hopper path's tile at any m (the returned pipeline is
+ * CPASYNC2's or CPASYNC's where n is not a multiple of 256: callers see
+ * which in tile->pipeline), AUTO the same as marlin_dense_pick_tile. */
 marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k,
                                           int32_t group_size, int sm_count,
                                           int64_t smem_optin, int pipeline,
