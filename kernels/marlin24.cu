@@ -1086,9 +1086,41 @@ size_t partial_bytes(int64_t m, int sms) {
     return best;
 }
 
+/* The wgmma path's fp32 partial sums (kernels/marlin_dense_sm90a.cu): at
+ * most one wave of resident blocks, 2 per SM of up to 64 x 256 floats or 1
+ * per SM of 128 x 256, whatever tile width is forced. Only for more than
+ * 16 rows (the automatic choice never takes it below; a forced call with
+ * fewer rows uses a workspace sized for more). */
+size_t wg_partial_bytes(int64_t m, int sms, int cc_major) {
+#ifdef MARLIN_HAVE_SM90A
+    if (cc_major == 9 && m > 16) return (size_t)2 * (size_t)sms * 64 * 256 * sizeof(float);
+#else
+    (void)m;
+    (void)sms;
+    (void)cc_major;
+#endif
+    return 0;
+}
+
 } /* namespace */
 
 /* ================================================================ API */
+
+#ifdef MARLIN_HAVE_SM90A
+extern "C" int marlin_gemm24_wgmma_built(void) { return 1; }
+#else
+/* The build does not target sm_90: no wgmma kernels (the option says so). */
+extern "C" int marlin_gemm24_wgmma_built(void) { return 0; }
+extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int dev,
+                                                const mk_device *d, marlin_error *err) {
+    (void)a;
+    (void)d;
+    return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                       "marlin_gemm24: the wgmma path is not in this build (device %d; build "
+                       "with 90 in CMAKE_CUDA_ARCHITECTURES)",
+                       dev);
+}
+#endif
 
 extern "C" marlin_status marlin_gemm24_device(marlin24_device_info *info,
                                               marlin_error *err) {
@@ -1136,7 +1168,10 @@ extern "C" marlin_status marlin_gemm24_workspace_size(int64_t m, int64_t n,
     const mk_device *d = NULL;
     marlin_status st = mk_current_device(&dev, &d, err);
     if (st != MARLIN_OK) return st;
-    *bytes = counter_bytes(n) + partial_bytes(m > 1024 ? 1024 : m, d->sm_count);
+    size_t parts = partial_bytes(m > 1024 ? 1024 : m, d->sm_count);
+    const size_t wg = wg_partial_bytes(m, d->sm_count, d->cc_major);
+    if (wg > parts) parts = wg;
+    *bytes = counter_bytes(n) + parts;
     return MARLIN_OK;
 }
 
@@ -1217,6 +1252,64 @@ extern "C" marlin_status marlin_gemm24_ex(
                            "marlin_gemm24: cluster_k %d (2..8, sm_90+; device %d is "
                            "sm_%d%d)",
                            cluster_opt, dev, d->cc_major, d->cc_minor);
+
+    /* The Hopper path (wgmma.mma_async.sp): forced, or the automatic rule */
+    const int wg_opt = opts ? opts->wgmma : 0;
+    const int wg_rows = opts ? opts->wg_rows : 0;
+    const int wg_splits = opts ? opts->wg_splits : 0;
+    if (wg_opt < 0 || wg_opt > 2 ||
+        (wg_rows != 0 && wg_rows != 32 && wg_rows != 64 && wg_rows != 128) || wg_splits < 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "marlin_gemm24: wgmma %d (0 auto, 1 never, 2 always), wg_rows %d "
+                           "(0, 32, 64, 128), wg_splits %d (>= 0)",
+                           wg_opt, wg_rows, wg_splits);
+    bool use_wg = false;
+    if (wg_opt == 2) {
+        if (!marlin_gemm24_wgmma_built() || d->cc_major != 9)
+            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                               "marlin_gemm24: the wgmma path %s (device %d is sm_%d%d)",
+                               marlin_gemm24_wgmma_built() ? "runs on sm_90 only"
+                                                           : "is not in this build (build with "
+                                                             "90 in CMAKE_CUDA_ARCHITECTURES)",
+                               dev, d->cc_major, d->cc_minor);
+        if (!marlin_gemm24_pick_wgmma(65, n, k, group, 9, 0))
+            return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                               "marlin_gemm24: the wgmma path needs n %% 256 == 0 and a group "
+                               "of -1 or a power of two (n = %lld, group %lld)",
+                               (long long)n, (long long)group);
+        use_wg = true;
+    } else if (wg_opt == 0) {
+        /* a caller who tunes the mma.sp kernels (configuration, occupancy,
+         * depth, SMs, cluster) gets them */
+        const bool mma_knobs = opts && (opts->config || opts->blocks_per_sm || opts->max_stages ||
+                                        opts->sms || opts->cluster_k > 1);
+        use_wg = !mma_knobs && marlin_gemm24_wgmma_built() &&
+                 marlin_gemm24_pick_wgmma(m, n, k, group, d->cc_major, d->cc_minor);
+    }
+    if (use_wg) {
+        mk_sparse_wg_args wa;
+        memset(&wa, 0, sizeof wa);
+        wa.A = A;
+        wa.B = B;
+        wa.meta = meta;
+        wa.s = s;
+        wa.C = C;
+        wa.m = m;
+        wa.n = n;
+        wa.k = k;
+        wa.group = group;
+        /* the same counter area as the mma.sp kernels (zero at rest in
+         * both), the partials after it */
+        wa.counters = (int *)workspace;
+        wa.counters_cap = counter_bytes(n) / sizeof(int);
+        wa.partials = (char *)workspace + counter_bytes(n);
+        wa.partials_cap = workspace_bytes - counter_bytes(n);
+        wa.stream = stream;
+        wa.pdl = pdl;
+        wa.rows = wg_rows;
+        wa.splits = wg_splits;
+        return mk_sparse_wgmma_launch(&wa, dev, d, err);
+    }
 
     int64_t done = 0;
     while (done < m) {

@@ -98,8 +98,19 @@ out:
     return st;
 }
 
+int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int cc_major,
+                             int cc_minor) {
+    if (cc_major != 9 || cc_minor != 0 || m <= MARLIN_GEMM24_WGMMA_MIN_ROWS) return 0;
+    if (n <= 0 || n % 256 != 0 || k <= 0 || k % 128 != 0) return 0;
+    const bool grouped = group != -1 && group < k;
+    if (grouped && (group < 32 || (group & (group - 1)) != 0)) return 0;
+    return 1;
+}
+
 #ifndef MARLIN_HAVE_CUDA
 /* Built without CUDA: the GPU half of the API is a disabled feature. */
+int marlin_gemm24_wgmma_built(void) { return 0; }
+
 marlin_status marlin_gemm24_device(marlin24_device_info *info,
                                    marlin_error *err) {
     if (info) memset(info, 0, sizeof *info);

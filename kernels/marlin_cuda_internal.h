@@ -69,6 +69,28 @@ marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a, const marlin_den
 marlin_status mk_dense_workspace_split(const marlin_dense_args *a, size_t counters_bytes,
                                        size_t partial_bytes, size_t *partial_off,
                                        marlin_error *err);
+
+/* The same kernel for 2:4 sparse weights (wgmma.mma_async.sp), reached
+ * through marlin_gemm24_ex on sm_90 (marlin24.cu has the stand-in for
+ * builds without sm_90a). The 2:4 launcher has checked shapes, pointers
+ * and the workspace size; it hands over its workspace areas. */
+typedef struct mk_sparse_wg_args {
+    const void *A, *B, *meta, *s; /* as marlin_gemm24 */
+    void *C;
+    int64_t m, n, k, group;
+    int *counters;       /* zero at rest (the 2:4 workspace's counter area) */
+    size_t counters_cap; /* ints in it: tiles of one launch; more rows run
+                            as further launches */
+    void *partials;      /* fp32 partial sums, 16-byte aligned */
+    size_t partials_cap; /* bytes */
+    void *stream;
+    int pdl;
+    int rows;            /* tile rows 32, 64 or 128; 0: the narrowest that
+                            holds m (128 above 64 rows) */
+    int splits;          /* k pieces per tile; 0: marlin_dense_wgmma_splits */
+} mk_sparse_wg_args;
+marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int dev, const mk_device *d,
+                                     marlin_error *err);
 #ifdef __cplusplus
 }
 #endif

@@ -106,6 +106,11 @@ struct WgParams {
     int cluster;       /* 1: the splits pieces of a tile are one thread-block
                           cluster and add their parts in distributed shared
                           memory (no partials, no counter) */
+    /* 2:4 sparse kernels only (last, so that the dense kernels' parameter
+     * offsets stay as validated): B is then I32 [k/32][2n] (compressed
+     * values, MF 4.4) and this the metadata, I16 [k/32][2n] as int4
+     * [k/32][n/4] (MF 4.5) */
+    const int4 *meta;
 };
 
 __device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, bool valid) {
@@ -180,6 +185,16 @@ __device__ __forceinline__ void wg_fence(uint32_t (&a)[2][4]) {
                  :
                  : "memory");
 }
+/* The same for the sparse form: the metadata register is an operand of the
+ * wgmma too (PTX: registers wgmma reads must be fenced like the A
+ * fragments). */
+__device__ __forceinline__ void wg_fence_sp(uint32_t (&a)[2][4], uint32_t &e) {
+    asm volatile("wgmma.fence.sync.aligned;\n"
+                 : "+r"(a[0][0]), "+r"(a[0][1]), "+r"(a[0][2]), "+r"(a[0][3]), "+r"(a[1][0]),
+                   "+r"(a[1][1]), "+r"(a[1][2]), "+r"(a[1][3]), "+r"(e)
+                 :
+                 : "memory");
+}
 __device__ __forceinline__ void wg_commit() {
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
 }
@@ -208,6 +223,18 @@ __device__ __forceinline__ void wg_wait0_pin(const uint32_t (&a)[2][4], const ui
                    "r"(d[1][0]), "r"(d[1][1]), "r"(d[1][2]), "r"(d[1][3])
                  : "memory");
 }
+/* The sparse stage's wait_group 0: its 2 k32 steps' fragments and metadata
+ * kept live up to the wait, as wg_wait0_pin does for the dense stage. */
+__device__ __forceinline__ void wg_wait0_pin_sp(const uint32_t (&a)[2][4],
+                                                const uint32_t (&b)[2][4], uint32_t ea,
+                                                uint32_t eb) {
+    asm volatile("wgmma.wait_group.sync.aligned 0;\n"
+                 ::"r"(a[0][0]), "r"(a[0][1]), "r"(a[0][2]), "r"(a[0][3]),
+                   "r"(a[1][0]), "r"(a[1][1]), "r"(a[1][2]), "r"(a[1][3]),
+                   "r"(b[0][0]), "r"(b[0][1]), "r"(b[0][2]), "r"(b[0][3]),
+                   "r"(b[1][0]), "r"(b[1][1]), "r"(b[1][2]), "r"(b[1][3]), "r"(ea), "r"(eb)
+                 : "memory");
+}
 /* Keeps the compiler from moving accumulator reads/writes across the
  * asynchronous wgmma (the register stays "in use" at this point). */
 __device__ __forceinline__ void wg_fence_reg(float &r) { asm volatile("" : "+f"(r)::"memory"); }
@@ -223,7 +250,7 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-template <int NB, bool GROUPED>
+template <int NB, bool GROUPED, bool SPARSE>
 __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
@@ -236,6 +263,13 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     constexpr int SB = wg_stage_bytes(NB, GROUPED);
     constexpr int KB = KS / 4; /* 64-deep A sub-tiles (swizzle atoms per row) */
     constexpr int A_OFF = 0, B_OFF = NB * 128 * KB, S_OFF = B_OFF + KS * 2048;
+    /* MMA steps per stage: k16 dense, k32 sparse (wgmma.sp is m64nNk32).
+     * A sparse stage's B is NSTEP k32 rows of 256 columns (2 KB each, half
+     * the dense stage's bytes), its metadata NSTEP rows of 1 KB after them;
+     * the dense stage layout and size are kept (the offsets above). */
+    constexpr int NSTEP = SPARSE ? KS / 2 : KS;
+    constexpr int M_OFF = B_OFF + NSTEP * 2048;
+    static_assert(!SPARSE || M_OFF + NSTEP * 1024 <= S_OFF, "sparse stage layout");
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wg = warp >> 2, w = warp & 3;
@@ -254,14 +288,14 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * 11's SASS spent ~60% of a stage's instructions on address math and
      * a division by the group size). */
     constexpr int AN = NB * 8 * KB / WG_THREADS; /* 16-byte A chunks per thread and stage */
-    constexpr int BN = KS * 128 / WG_THREADS;    /* int4 of B per thread and stage */
+    constexpr int BN = NSTEP * 128 / WG_THREADS; /* int4 of B per thread and stage */
     /* (32-bit offsets where they fit: registers decide whether the 64-row
      * kernel runs two blocks per SM) */
     unsigned b_off[BN];
     int b_dst[BN];
 #pragma unroll
     for (int i = 0; i < BN; i++) {
-        const int idx = tid + i * WG_THREADS; /* KS rows x 128 int4 */
+        const int idx = tid + i * WG_THREADS; /* NSTEP rows x 128 int4 */
         b_off[i] = (unsigned)((idx >> 7) * b_row_i4 + 128 * nt + (idx & 127));
         b_dst[i] = B_OFF + idx * 16;
     }
@@ -284,12 +318,18 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     const bool s_on = GROUPED && tid < s_rows * 32;
     const unsigned s_off = (unsigned)((tid >> 5) * p.n + WG_TILE_N * nt + 8 * (tid & 31));
     const int s_dst = S_OFF + (tid >> 5) * 512 + (tid & 31) * 16;
+    /* sparse: threads 0..127 copy the stage's metadata, NSTEP rows of the
+     * block's 256 columns (64 int4 each) */
+    const unsigned m_row_i4 = (unsigned)(p.n / 4);
+    const unsigned m_off = (unsigned)((tid >> 6) * m_row_i4 + 64 * nt + (tid & 63));
 
     auto load_b = [&](int st, int buf) {
         uint8_t *sb = smem + buf * SB;
-        const int4 *bs = p.B + (size_t)(KS * st) * b_row_i4;
+        const int4 *bs = p.B + (size_t)(NSTEP * st) * b_row_i4;
 #pragma unroll
         for (int i = 0; i < BN; i++) cp_async16(sb + b_dst[i], bs + b_off[i]);
+        if (SPARSE && tid < NSTEP * 64)
+            cp_async16(sb + M_OFF + tid * 16, p.meta + (size_t)(NSTEP * st) * m_row_i4 + m_off);
         if (s_on)
             cp_async16(sb + s_dst, p.s + (size_t)((st << LOG_SK) >> p.group_shift) * p.n + s_off);
     };
@@ -319,14 +359,26 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     int col0[2];
 #pragma unroll
     for (int i = 0; i < 2; i++) col0[i] = 64 * slab + 16 * (word0 + i);
+    /* The output column (within the block's 256) of fragment i's rows g
+     * (h = 0) and g + 8 (h = 1). Dense: word j of a lane holds columns
+     * 16j + g and 16j + 8 + g of its slab; sparse (MF 4.4, the 2:4 kernel's
+     * "subtile j"): columns 8g + j and 8g + j + 4. */
+    int fcol[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++)
+            fcol[i][h] = SPARSE ? 64 * slab + 8 * g + word0 + i + 4 * h : col0[i] + 8 * h + g;
     /* grouped: where this lane's 4 scales sit in a stored scale row
-     * (marlin_pack_dense_scale_col, the 8x8 transpose per 64 columns) */
+     * (dense: marlin_pack_dense_scale_col, the 8x8 transpose per 64
+     * columns; sparse: marlin_pack_24_scale_col, the 8-wide permutation) */
     int soff[2][2];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int h = 0; h < 2; h++)
-            soff[i][h] = (int)marlin_pack_dense_scale_col(col0[i] + 8 * h + g, true);
+            soff[i][h] = SPARSE ? (int)marlin_pack_24_scale_col(fcol[i][h], true)
+                                : (int)marlin_pack_dense_scale_col(fcol[i][h], true);
 
     float acc[2][NB / 2];
 #pragma unroll
@@ -348,7 +400,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * serialize every wgmma; so no wgmma is in flight when a stage ends.
      * The drain this costs is hidden by the second block per SM at 32-64
      * rows. */
-    auto stage = [&](int it, uint32_t (&cur)[KS][2][4]) {
+    auto stage = [&](int it, uint32_t (&cur)[NSTEP][2][4]) {
         cp_async_wait(pro - 1);
         /* cp.async wrote through the generic proxy; wgmma reads through the
          * async proxy (measured free: run 6 timed it removed, within 1-2%) */
@@ -364,10 +416,20 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         if (++wbuf == p.stages) wbuf = 0;
 
         const uint8_t *sb = smem + buf * SB;
-        uint2 bw[KS];
+        uint2 bw[NSTEP];
 #pragma unroll
-        for (int j = 0; j < KS; j++)
+        for (int j = 0; j < NSTEP; j++)
             bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
+        /* sparse: the metadata word of this lane for its two subtiles (MF
+         * 4.5; the 2:4 kernel's meta0/meta1): words 0..31 of a 64-column
+         * block's k32 row cover subtiles 0 and 1, words 32..63 subtiles 2
+         * and 3; the sparsity selector is the subtile's parity, i */
+        uint32_t mw[NSTEP];
+#pragma unroll
+        for (int j = 0; j < NSTEP; j++)
+            mw[j] = SPARSE ? *(const uint32_t *)(sb + M_OFF + j * 1024 + slab * 256 +
+                                                 ((w >> 1) * 32 + lane) * 4)
+                           : 0u;
         const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
         /* grouped: the scales of the stage's rows (k16 step j is in row
          * (16 j) >> log2(group); one row when the group spans the stage),
@@ -393,11 +455,11 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
                 }
             }
         }
-        /* step j's row: j * s_rows / KS (rows split the stage evenly) */
+        /* step j's row: j * s_rows / NSTEP (rows split the stage evenly) */
 #pragma unroll
-        for (int j = 0; j < KS; j++) {
+        for (int j = 0; j < NSTEP; j++) {
             uint32_t s2[2][2];
-            const int r = (j * s_rows) / KS;
+            const int r = (j * s_rows) / NSTEP;
 #pragma unroll
             for (int i = 0; i < 2; i++)
 #pragma unroll
@@ -410,23 +472,36 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
                 }
             wg_decode_step<GROUPED>(bw[j], cur[j], s2);
         }
+        if constexpr (SPARSE) {
 #pragma unroll
-        for (int j = 0; j < KS; j++) {
-            wg_fence(cur[j]);
-            /* k16 step j: atom j / 4, bytes 32 (j % 4) .. +31 of each of its
-             * 128-byte rows: the descriptor's start address (>> 4) moves by
-             * the atom (NB * 128 bytes) and by 2 per step */
-            const uint64_t d = desc0 + (uint64_t)((j / 4) * NB * 8 + 2 * (j % 4));
-            mk_wgmma_rs<NB>(acc[0], cur[j][0], d);
-            mk_wgmma_rs<NB>(acc[1], cur[j][1], d);
-            wg_commit();
+            for (int j = 0; j < NSTEP; j++) {
+                wg_fence_sp(cur[j], mw[j]);
+                /* k32 step j: bytes 64 j .. +63 of each 128-byte A row */
+                const uint64_t d = desc0 + (uint64_t)(4 * j);
+                mk_wgmma_sp_rs<NB, 0>(acc[0], cur[j][0], d, mw[j]);
+                mk_wgmma_sp_rs<NB, 1>(acc[1], cur[j][1], d, mw[j]);
+                wg_commit();
+            }
+            wg_wait0_pin_sp(cur[0], cur[1], mw[0], mw[1]);
+        } else {
+#pragma unroll
+            for (int j = 0; j < KS; j++) {
+                wg_fence(cur[j]);
+                /* k16 step j: atom j / 4, bytes 32 (j % 4) .. +31 of each of
+                 * its 128-byte rows: the descriptor's start address (>> 4)
+                 * moves by the atom (NB * 128 bytes) and by 2 per step */
+                const uint64_t d = desc0 + (uint64_t)((j / 4) * NB * 8 + 2 * (j % 4));
+                mk_wgmma_rs<NB>(acc[0], cur[j][0], d);
+                mk_wgmma_rs<NB>(acc[1], cur[j][1], d);
+                wg_commit();
+            }
+            wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
         }
-        wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
         if (++buf == p.stages) buf = 0;
     };
 #pragma unroll 1
     for (int it = 0; it < n_st; it++) {
-        uint32_t af[KS][2][4];
+        uint32_t af[NSTEP][2][4];
         stage(it, af);
     }
     wg_wait<0>();
@@ -531,7 +606,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 #pragma unroll
             for (int h = 0; h < 2; h++)
                 sc[i][h] = __half2float(
-                    p.s[WG_TILE_N * nt + marlin_pack_dense_scale_col(col0[i] + 8 * h + g, false)]);
+                    p.s[WG_TILE_N * nt +
+                        (SPARSE ? fcol[i][h] : marlin_pack_dense_scale_col(fcol[i][h], false))]);
     }
     if (p.splits > 1 && !p.cluster) {
         /* The last piece: every piece, this one included, is in the
@@ -566,11 +642,11 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 #pragma unroll
             for (int j = 0; j < FC; j++) {
                 const int f = f0 + j, i = f / (NB / 8), t = f % (NB / 8);
-                const int b = 8 * t + 2 * q4, c = col0[i] + g;
-                cs[b * WG_CROW + c] = __float2half_rn(sum[j].x * sc[i][0]);
-                cs[(b + 1) * WG_CROW + c] = __float2half_rn(sum[j].y * sc[i][0]);
-                cs[b * WG_CROW + c + 8] = __float2half_rn(sum[j].z * sc[i][1]);
-                cs[(b + 1) * WG_CROW + c + 8] = __float2half_rn(sum[j].w * sc[i][1]);
+                const int b = 8 * t + 2 * q4, c0 = fcol[i][0], c1 = fcol[i][1];
+                cs[b * WG_CROW + c0] = __float2half_rn(sum[j].x * sc[i][0]);
+                cs[(b + 1) * WG_CROW + c0] = __float2half_rn(sum[j].y * sc[i][0]);
+                cs[b * WG_CROW + c1] = __float2half_rn(sum[j].z * sc[i][1]);
+                cs[(b + 1) * WG_CROW + c1] = __float2half_rn(sum[j].w * sc[i][1]);
             }
         }
     } else {
@@ -582,7 +658,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int h = e >> 1, bb = b + (e & 1);
-                    cs[bb * WG_CROW + col0[i] + 8 * h + g] =
+                    cs[bb * WG_CROW + fcol[i][h]] =
                         __float2half_rn(acc[i][4 * t + e] * sc[i][h]);
                 }
             }
@@ -604,19 +680,31 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 typedef void (*wg_fn)(WgParams);
 struct WgEntry {
     int nb;
-    wg_fn fn[2]; /* [grouped] */
+    wg_fn fn[2][2]; /* [sparse][grouped] */
 };
 const WgEntry kWg[] = {
-    {32, {dense_wg_kernel<32, false>, dense_wg_kernel<32, true>}},
-    {64, {dense_wg_kernel<64, false>, dense_wg_kernel<64, true>}},
-    {128, {dense_wg_kernel<128, false>, dense_wg_kernel<128, true>}},
+    {32,
+     {{dense_wg_kernel<32, false, false>, dense_wg_kernel<32, true, false>},
+      {dense_wg_kernel<32, false, true>, dense_wg_kernel<32, true, true>}}},
+    {64,
+     {{dense_wg_kernel<64, false, false>, dense_wg_kernel<64, true, false>},
+      {dense_wg_kernel<64, false, true>, dense_wg_kernel<64, true, true>}}},
+    {128,
+     {{dense_wg_kernel<128, false, false>, dense_wg_kernel<128, true, false>},
+      {dense_wg_kernel<128, false, true>, dense_wg_kernel<128, true, true>}}},
 };
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
-std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2];
+std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2];
 /* per (device, kernel, scale mode, cluster size): the shared-memory size
  * for which cudaOccupancyMaxActiveClusters found the cluster resident */
 std::atomic<int> g_wg_cluster_ok[kMaxDev][kNumWg][2][9];
+
+int wg_kernel_index(int nb) {
+    for (int i = 0; i < kNumWg; i++)
+        if (kWg[i].nb == nb) return i;
+    return -1;
+}
 
 } // namespace
 
@@ -635,6 +723,51 @@ static size_t wg_smem(int nb, bool grouped, int stages, int cluster_s) {
     return b;
 }
 
+/* What both launchers share once the parameters are set: the dynamic
+ * shared memory limit (raised once per device, kernel and scale mode to the
+ * largest size asked for), the launch configuration (PDL, cluster), the
+ * cluster residency check and the launch. `what` names the caller in
+ * messages. */
+static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool grouped, int blocks,
+                                size_t smem, void *stream, int dev, const char *what,
+                                marlin_error *err) {
+    wg_fn fn = kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
+    std::atomic<int> *set =
+        dev < kMaxDev ? &g_wg_smem_set[dev][ki][sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
+    marlin_status st;
+    if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
+        st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               (int)smem));
+        if (st) return st;
+        if (set) set->store((int)smem, std::memory_order_relaxed);
+    }
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute attr[2];
+    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, stream, p.pdl,
+                     p.cluster ? p.splits : 0);
+    if (p.cluster) {
+        /* residency of a cluster of this size and shared memory, checked
+         * once per (device, kernel, scale mode, size, smem); dense only */
+        std::atomic<int> *ok =
+            dev < kMaxDev ? &g_wg_cluster_ok[dev][ki][grouped ? 1 : 0][p.splits] : NULL;
+        if (!ok || ok->load(std::memory_order_relaxed) != (int)smem) {
+            st = mk_cluster_fits((const void *)fn, &cfg, p.splits, dev, what, err);
+            if (st) return st;
+            if (ok) ok->store((int)smem, std::memory_order_relaxed);
+        }
+    }
+    st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
+    if (st) return st;
+    return MK_CUDA(err, cudaGetLastError());
+}
+
+static int wg_group_shift(bool grouped, int64_t group_size) {
+    int sh = 0;
+    while (grouped && ((int64_t)1 << sh) < group_size) sh++;
+    return sh;
+}
+
 extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                                                const marlin_dense_tile *t, int dev,
                                                const mk_device *d, marlin_error *err) {
@@ -643,9 +776,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            "dense gemm: the wgmma pipeline runs on sm_90 only (device %d is "
                            "sm_%d%d)",
                            dev, d->cc_major, d->cc_minor);
-    int ki = -1;
-    for (int i = 0; i < kNumWg; i++)
-        if (kWg[i].nb == 16 * t->m_blocks) ki = i;
+    const int ki = wg_kernel_index(16 * t->m_blocks);
     if (ki < 0 || t->n != WG_TILE_N || t->k != 16 * KS)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: no wgmma kernel for tile m_blocks=%d n=%d k=%d (m_blocks "
@@ -694,33 +825,6 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
                            "device %d allows %lld",
                            stages, smem, dev, (long long)d->smem_optin);
-    wg_fn fn = kWg[ki].fn[grouped ? 1 : 0];
-    std::atomic<int> *set = dev < kMaxDev ? &g_wg_smem_set[dev][ki][grouped ? 1 : 0] : NULL;
-    marlin_status st;
-    /* the dynamic shared memory limit, raised once per (device, kernel,
-     * scale mode) to the largest size asked for */
-    if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
-        st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
-                                               cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               (int)smem));
-        if (st) return st;
-        if (set) set->store((int)smem, std::memory_order_relaxed);
-    }
-    cudaLaunchConfig_t cfg;
-    cudaLaunchAttribute attr[2];
-    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, a->stream, a->pdl ? 1 : 0,
-                     cluster ? splits : 0);
-    if (cluster) {
-        /* residency of a cluster of this size and shared memory, checked
-         * once per (device, kernel, scale mode, size, smem) */
-        std::atomic<int> *ok =
-            dev < kMaxDev ? &g_wg_cluster_ok[dev][ki][grouped ? 1 : 0][splits] : NULL;
-        if (!ok || ok->load(std::memory_order_relaxed) != (int)smem) {
-            st = mk_cluster_fits((const void *)fn, &cfg, splits, dev, "dense gemm (wgmma)", err);
-            if (st) return st;
-            if (ok) ok->store((int)smem, std::memory_order_relaxed);
-        }
-    }
     /* Workspace path: the pieces keep fp32 partials in the workspace's
      * partial area, which marlin_dense_workspace_bytes sizes for 2 blocks
      * per SM of up to 2 x 64 x 256 floats: at most 2 * sm_count pieces of
@@ -734,7 +838,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            "dense gemm: %d k splits x %lld tiles exceed 2 blocks per SM",
                            splits, (long long)tiles);
     size_t partial_off = 0;
-    st = mk_dense_workspace_split(a, counters_bytes, partial_bytes, &partial_off, err);
+    marlin_status st = mk_dense_workspace_split(a, counters_bytes, partial_bytes, &partial_off, err);
     if (st) return st;
 
     WgParams p;
@@ -751,12 +855,98 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     p.m_tiles = (int)m_tiles;
     p.k_stages = k_stages;
     p.splits = splits;
-    p.group_shift = 0;
-    while (grouped && (1 << p.group_shift) < a->group_size) p.group_shift++;
+    p.group_shift = wg_group_shift(grouped, a->group_size);
     p.stages = stages;
     p.pdl = a->pdl ? 1 : 0;
     p.cluster = cluster;
-    st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
-    if (st) return st;
-    return MK_CUDA(err, cudaGetLastError());
+    p.meta = NULL;
+    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, "dense gemm (wgmma)",
+                      err);
+}
+
+/* The 2:4 sparse form (marlin_gemm24 on sm_90): the same kernel with
+ * wgmma.mma_async.sp, the workspace path only. Rows beyond what the
+ * counter area holds run as further launches of whole row tiles. */
+extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int dev,
+                                                const mk_device *d, marlin_error *err) {
+    if (d->cc_major != 9)
+        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                           "marlin_gemm24: the wgmma path runs on sm_90 only (device %d is "
+                           "sm_%d%d)",
+                           dev, d->cc_major, d->cc_minor);
+    const int nb = a->rows > 0 ? a->rows : a->m <= 32 ? 32 : a->m <= 64 ? 64 : 128;
+    const int ki = wg_kernel_index(nb);
+    if (ki < 0)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "marlin_gemm24: no wgmma kernel for %d-row tiles (32, 64 or 128)", nb);
+    const bool grouped = a->group != -1 && a->group < a->k;
+    if (a->n % WG_TILE_N != 0 || a->k % 64 != 0 ||
+        (grouped && (a->group < 32 || (a->group & (a->group - 1)) != 0)))
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "marlin_gemm24: the wgmma path needs n %% 256 == 0 and a power-of-two "
+                           "group (n = %lld, group %lld)",
+                           (long long)a->n, (long long)a->group);
+    const int stages = 4;
+    const size_t smem = wg_smem(nb, grouped, stages, 0);
+    if ((int64_t)smem + 64 > d->smem_optin)
+        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
+                           "marlin_gemm24: the wgmma path needs %zu bytes of shared memory, "
+                           "device %d allows %lld",
+                           smem, dev, (long long)d->smem_optin);
+    const int64_t n_tiles = a->n / WG_TILE_N;
+    const int k_stages = (int)(a->k / (16 * KS));
+    const int64_t chunk_tiles = (int64_t)(a->counters_cap / (size_t)n_tiles);
+    if (chunk_tiles < 1)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "marlin_gemm24: the workspace's %zu counters hold less than one row "
+                           "of %lld wgmma tiles",
+                           a->counters_cap, (long long)n_tiles);
+    int64_t done = 0;
+    while (done < a->m) {
+        int64_t rows = a->m - done;
+        if (rows > chunk_tiles * nb) rows = chunk_tiles * nb;
+        const int64_t m_tiles = (rows + nb - 1) / nb;
+        const int64_t tiles = m_tiles * n_tiles;
+        int splits = a->splits > 0 ? a->splits
+                                   : marlin_dense_wgmma_splits(rows, a->n, a->k, nb / 16,
+                                                               d->sm_count);
+        if (splits > k_stages) splits = k_stages;
+        if (splits < 1) splits = 1;
+        if (tiles * splits > INT32_MAX)
+            return marlin_fail(err, MARLIN_ERR_SHAPE,
+                               "marlin_gemm24: problem too large (%lld tiles)", (long long)tiles);
+        const int blocks = (int)(tiles * splits);
+        const size_t partial_bytes =
+            splits > 1 ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float) : 0;
+        if (partial_bytes > a->partials_cap)
+            return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                               "marlin_gemm24: %d k pieces of %lld %d-row wgmma tiles need %zu "
+                               "bytes of partial sums, the workspace has %zu "
+                               "(marlin_gemm24_workspace_size for more rows)",
+                               splits, (long long)tiles, nb, partial_bytes, a->partials_cap);
+        WgParams p;
+        p.A = (const int4 *)a->A + (size_t)done * (size_t)(a->k / 8);
+        p.B = (const int4 *)a->B;
+        p.s = (const __half *)a->s;
+        p.C = (__half *)a->C + (size_t)done * (size_t)a->n;
+        p.counters = a->counters;
+        p.partials = (float4 *)a->partials;
+        p.m = (int)rows;
+        p.n = (int)a->n;
+        p.k = (int)a->k;
+        p.n_tiles = (int)n_tiles;
+        p.m_tiles = (int)m_tiles;
+        p.k_stages = k_stages;
+        p.splits = splits;
+        p.group_shift = wg_group_shift(grouped, a->group);
+        p.stages = stages;
+        p.pdl = a->pdl ? 1 : 0;
+        p.cluster = 0;
+        p.meta = (const int4 *)a->meta;
+        marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev,
+                                      "marlin_gemm24 (wgmma)", err);
+        if (st) return st;
+        done += rows;
+    }
+    return MARLIN_OK;
 }

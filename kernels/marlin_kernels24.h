@@ -124,14 +124,44 @@ typedef struct marlin_gemm24_opts {
                        of the stream drains and prefetches its weights then,
                        so that kernel must not write B, meta or s. It waits
                        for it before reading A or touching C/workspace. */
+    int wgmma;      /* the Hopper path (sm_90 only, builds that target
+                       sm_90: marlin_gemm24_wgmma_built): the same GEMM on
+                       wgmma.mma_async.sp with the decoded weights as its
+                       register operand (kernels/marlin_dense_sm90a.cu).
+                       0 auto (marlin_gemm24_pick_wgmma), 1 never, 2 always
+                       (MARLIN_ERR_UNSUPPORTED where it cannot run: other
+                       GPUs, not built, n % 256 != 0 or a group size that is
+                       not a power of two). config, blocks_per_sm,
+                       max_stages, sms and cluster_k > 1 tune the mma.sp
+                       kernels only; with any of them set, auto means the
+                       mma.sp kernels. */
+    int wg_rows;    /* wgmma path: batch rows per tile, 32, 64 or 128; 0:
+                       the narrowest that holds m (128 above 64 rows) */
+    int wg_splits;  /* wgmma path: pieces each tile's k range is cut into,
+                       adding fp32 partials through the workspace in a fixed
+                       order; 0: one wave of resident blocks
+                       (marlin_dense_wgmma_splits) */
 } marlin_gemm24_opts;
+
+/* 1 when this build has the wgmma kernels (CMAKE_CUDA_ARCHITECTURES names
+ * 90), else 0. */
+int marlin_gemm24_wgmma_built(void);
+
+/* The automatic choice of the wgmma path for a call (pure rule, CPU-only;
+ * the launcher also needs the kernels built): 1 on compute capability 9.0
+ * for more than MARLIN_GEMM24_WGMMA_MIN_ROWS rows when n % 256 == 0 and the
+ * group is -1, k, or a power of two. */
+#define MARLIN_GEMM24_WGMMA_MIN_ROWS 48
+int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int cc_major,
+                             int cc_minor);
 
 /* C = A @ W on the GPU (all pointers device memory, see the top comment).
  * `stream` is a cudaStream_t (NULL = the default stream). The call is
  * asynchronous; errors of the launch itself are reported (CUDA error string
  * in err), errors during execution surface at the next synchronisation.
  * Errors: MARLIN_ERR_SHAPE (n, k, group), MARLIN_ERR_INVALID_ARG (NULL or
- * misaligned pointer, workspace too small, blocks_per_sm outside 0..2),
+ * misaligned pointer, workspace too small, blocks_per_sm outside 0..2,
+ * wgmma outside 0..2, wg_rows not 0/32/64/128, wg_splits < 0),
  * MARLIN_ERR_UNSUPPORTED (arch, loader 2, or no configuration fits the
  * device's shared memory), MARLIN_ERR_CUDA. */
 marlin_status marlin_gemm24(const void *A, const void *B, const void *meta,

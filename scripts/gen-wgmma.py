@@ -14,6 +14,14 @@ out.append("""/*
  * of the warpgroup holds 16 rows, in the mma.m16n8k16 A-fragment layout), B
  * (16 x N fp16, K-major) from shared memory through the matrix descriptor
  * desc_b. sm_90a only (the including file guards it).
+ *
+ * mk_wgmma_sp_rs<N, SEL>(d, a, desc_b, e): the 2:4 sparse form,
+ * wgmma.mma_async.sp m64nNk32: A is 64 x 32 with two non-zeros in every 4
+ * consecutive k, its 64 x 16 non-zeros in registers a[4] (per warp the
+ * mma.m16n8k16 A-fragment layout of the compressed tile), e the metadata
+ * register (per warp the layout of mma.sp.m16n8k32's, PTX ISA "Matrix
+ * Fragments for sparse wgmma.mma_async.m64nNk32"), SEL the sparsity
+ * selector (which thread pair of each quad supplies it).
  */
 #ifndef MARLIN_WGMMA_CUH
 #define MARLIN_WGMMA_CUH
@@ -22,6 +30,9 @@ out.append("""/*
 
 template <int N>
 __device__ __forceinline__ void mk_wgmma_rs(float *d, const uint32_t (&a)[4], uint64_t desc_b);
+template <int N, int SEL>
+__device__ __forceinline__ void mk_wgmma_sp_rs(float *d, const uint32_t (&a)[4], uint64_t desc_b,
+                                               uint32_t e);
 """)
 for n in WIDTHS:
     nd = n // 2
@@ -35,6 +46,30 @@ __device__ __forceinline__ void mk_wgmma_rs<{n}>(float *d, const uint32_t (&a)[4
         "{{%{nd}, %{nd+1}, %{nd+2}, %{nd+3}}}, %{nd+4}, 1, 1, 1, 0;\\n"
         : {outs}
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b)
+        : "memory");
+}}
+""")
+    out.append(f"""template <>
+__device__ __forceinline__ void mk_wgmma_sp_rs<{n}, 0>(float *d, const uint32_t (&a)[4],
+                                                     uint64_t desc_b, uint32_t e) {{
+    asm volatile(
+        "wgmma.mma_async.sp.sync.aligned.m64n{n}k32.f32.f16.f16 "
+        "{{{regs}}}, "
+        "{{%{nd}, %{nd+1}, %{nd+2}, %{nd+3}}}, %{nd+4}, %{nd+5}, 0, 1, 1, 1, 0;\\n"
+        : {outs}
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(e)
+        : "memory");
+}}
+
+template <>
+__device__ __forceinline__ void mk_wgmma_sp_rs<{n}, 1>(float *d, const uint32_t (&a)[4],
+                                                     uint64_t desc_b, uint32_t e) {{
+    asm volatile(
+        "wgmma.mma_async.sp.sync.aligned.m64n{n}k32.f32.f16.f16 "
+        "{{{regs}}}, "
+        "{{%{nd}, %{nd+1}, %{nd+2}, %{nd+3}}}, %{nd+4}, %{nd+5}, 1, 1, 1, 1, 0;\\n"
+        : {outs}
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(e)
         : "memory");
 }}
 """)

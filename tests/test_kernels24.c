@@ -380,6 +380,26 @@ static void test_kernels24_warp_emulation(void **state) {
     }
 }
 
+/* The automatic choice of the wgmma path (pure rule): sm_90 only, more
+ * than MARLIN_GEMM24_WGMMA_MIN_ROWS rows, n % 256, power-of-two groups. */
+static void test_kernels24_pick_wgmma(void **state) {
+    (void)state;
+    const int T = MARLIN_GEMM24_WGMMA_MIN_ROWS;
+    assert_int_equal(marlin_gemm24_pick_wgmma(T + 1, 4096, 4096, 128, 9, 0), 1);
+    assert_int_equal(marlin_gemm24_pick_wgmma(T, 4096, 4096, 128, 9, 0), 0);
+    assert_int_equal(marlin_gemm24_pick_wgmma(4096, 4096, 4096, -1, 9, 0), 1);
+    assert_int_equal(marlin_gemm24_pick_wgmma(128, 4096, 4096, 4096, 9, 0), 1); /* g == k */
+    assert_int_equal(marlin_gemm24_pick_wgmma(128, 4096, 4096, 32, 9, 0), 1);
+    assert_int_equal(marlin_gemm24_pick_wgmma(128, 4096, 4608, 384, 9, 0), 0); /* 384 */
+    assert_int_equal(marlin_gemm24_pick_wgmma(128, 4224, 4096, 128, 9, 0), 0); /* n % 256 */
+    assert_int_equal(marlin_gemm24_pick_wgmma(128, 4096, 4096, 128, 8, 0), 0);
+    assert_int_equal(marlin_gemm24_pick_wgmma(128, 4096, 4096, 128, 8, 9), 0);
+    assert_int_equal(marlin_gemm24_pick_wgmma(128, 4096, 4096, 128, 10, 0), 0);
+#ifndef MARLIN_HAVE_CUDA
+    assert_int_equal(marlin_gemm24_wgmma_built(), 0);
+#endif
+}
+
 /* ------------------------------------------------------------ GPU tests */
 
 #ifdef MARLIN_HAVE_CUDA
@@ -816,6 +836,133 @@ static void test_kernels24_gpu_real_shapes(void **state) {
     prob_free(&pr);
 }
 
+/* The Hopper path (opts.wgmma, wgmma.mma_async.sp; kernels built for
+ * sm_90a): every tile width x scale mode (-1, 32, 64, 128) x k pieces
+ * (the rule, 1, 3, 16) x m around the width and across several row tiles,
+ * PDL on half, each run twice for identical bits (fixed-order sums; the
+ * counters left zeroed). Then what it refuses. Elsewhere: that forcing it
+ * is MARLIN_ERR_UNSUPPORTED with a reason. */
+static void test_kernels24_gpu_wgmma(void **state) {
+    (void)state;
+    if (!gpu_ready()) skip();
+    marlin24_device_info info;
+    marlin_error e2;
+    assert_int_equal(marlin_gemm24_device(&info, &e2), MARLIN_OK);
+    const int runs_here = info.cc_major == 9 && info.cc_minor == 0 && marlin_gemm24_wgmma_built();
+    const uint64_t base = marlin_test_seed(SEED_DEFAULT + 700);
+    printf("[ INFO     ] base seed %llu\n", (unsigned long long)base);
+    const int64_t n = 512, k = 2048;
+    static const int64_t groups[] = {-1, 32, 64, 128};
+    static const int rows[] = {32, 64, 128};
+    static const int pieces[] = {0, 1, 3, 16};
+    int ran = 0;
+    for (int gi = 0; gi < 4 && runs_here; gi++) {
+        if (quick_mode() && gi % 2) continue;
+        prob24 pr;
+        prob_init(&pr, case_seed(base, gi), n, k, groups[gi]);
+        for (int ri = 0; ri < 3; ri++)
+            for (int pi = 0; pi < 4; pi++) {
+                if (quick_mode() && pi % 2) continue;
+                const int64_t nb = rows[ri];
+                const int64_t ms[] = {1, nb - 3, nb, nb + 5, 300};
+                marlin_gemm24_opts o;
+                memset(&o, 0, sizeof o);
+                o.wgmma = 2;
+                o.wg_rows = rows[ri];
+                o.wg_splits = pieces[pi];
+                o.pdl = (ri + pi) % 2;
+                char tag[96];
+                snprintf(tag, sizeof tag, "wgmma rows %d pieces %d group %lld pdl %d",
+                         rows[ri], pieces[pi], (long long)groups[gi], o.pdl);
+                prob_run(&pr, case_seed(base, 100 + 16 * gi + 4 * ri + pi), tag, ms,
+                         quick_mode() ? 3 : 5, &o, 1);
+                ran++;
+            }
+        prob_free(&pr);
+    }
+    /* refusals (checked before anything runs) */
+    {
+        prob24 pr;
+        prob_init(&pr, case_seed(base, 900), 384, 1536, 384);
+        size_t wsb = 0;
+        assert_int_equal(marlin_gemm24_workspace_size(128, pr.n, &wsb, &e2), MARLIN_OK);
+        void *ws = NULL, *C = NULL;
+        CU(cudaMalloc(&ws, wsb));
+        CU(cudaMemset(ws, 0, wsb));
+        CU(cudaMalloc(&C, (size_t)(128 * pr.n) * 2));
+        marlin_gemm24_opts o;
+        memset(&o, 0, sizeof o);
+        o.wgmma = 2;
+        /* n % 256 != 0 (and group 384 is no power of two) */
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
+                                          pr.group, ws, wsb, NULL, &o, &e2),
+                         MARLIN_ERR_UNSUPPORTED);
+        assert_non_null(strstr(e2.msg, "wgmma"));
+        /* bad option values */
+        o.wgmma = 3;
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
+                                          pr.group, ws, wsb, NULL, &o, &e2),
+                         MARLIN_ERR_INVALID_ARG);
+        o.wgmma = 2;
+        o.wg_rows = 48;
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
+                                          pr.group, ws, wsb, NULL, &o, &e2),
+                         MARLIN_ERR_INVALID_ARG);
+        o.wg_rows = 0;
+        o.wg_splits = -1;
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
+                                          pr.group, ws, wsb, NULL, &o, &e2),
+                         MARLIN_ERR_INVALID_ARG);
+        CU(cudaFree(ws));
+        CU(cudaFree(C));
+        prob_free(&pr);
+    }
+    if (runs_here) {
+        /* k pieces need partial sums: a workspace sized for 16 rows has
+         * none for them (sized for more rows, as above, it does) */
+        prob24 pr;
+        prob_init(&pr, case_seed(base, 901), 512, 2048, 128);
+        size_t wsb = 0;
+        assert_int_equal(marlin_gemm24_workspace_size(16, pr.n, &wsb, &e2), MARLIN_OK);
+        void *ws = NULL, *C = NULL;
+        CU(cudaMalloc(&ws, wsb));
+        CU(cudaMemset(ws, 0, wsb));
+        CU(cudaMalloc(&C, (size_t)(16 * pr.n) * 2));
+        marlin_gemm24_opts o;
+        memset(&o, 0, sizeof o);
+        o.wgmma = 2;
+        o.wg_splits = 4;
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 16, pr.n, pr.k,
+                                          pr.group, ws, wsb, NULL, &o, &e2),
+                         MARLIN_ERR_INVALID_ARG);
+        assert_non_null(strstr(e2.msg, "partial sums"));
+        CU(cudaFree(ws));
+        CU(cudaFree(C));
+        prob_free(&pr);
+    } else {
+        prob24 pr;
+        prob_init(&pr, case_seed(base, 902), 512, 1024, 128);
+        size_t wsb = 0;
+        assert_int_equal(marlin_gemm24_workspace_size(64, pr.n, &wsb, &e2), MARLIN_OK);
+        void *ws = NULL, *C = NULL;
+        CU(cudaMalloc(&ws, wsb));
+        CU(cudaMemset(ws, 0, wsb));
+        CU(cudaMalloc(&C, (size_t)(64 * pr.n) * 2));
+        marlin_gemm24_opts o;
+        memset(&o, 0, sizeof o);
+        o.wgmma = 2;
+        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 64, pr.n, pr.k,
+                                          pr.group, ws, wsb, NULL, &o, &e2),
+                         MARLIN_ERR_UNSUPPORTED);
+        assert_non_null(strstr(e2.msg, "wgmma path"));
+        CU(cudaFree(ws));
+        CU(cudaFree(C));
+        prob_free(&pr);
+    }
+    printf("[ INFO     ] wgmma path: %d configurations run (sm_%d%d, %s)\n", ran, info.cc_major,
+           info.cc_minor, marlin_gemm24_wgmma_built() ? "built" : "not built");
+}
+
 static void test_kernels24_gpu_errors(void **state) {
     (void)state;
     if (!gpu_ready()) skip();
@@ -870,6 +1017,7 @@ int main(void) {
         cmocka_unit_test(test_kernels24_check_shape),
         cmocka_unit_test(test_kernels24_ref_matches_direct),
         cmocka_unit_test(test_kernels24_warp_emulation),
+        cmocka_unit_test(test_kernels24_pick_wgmma),
 #ifdef MARLIN_HAVE_CUDA
         cmocka_unit_test(test_kernels24_gpu_errors),
         cmocka_unit_test(test_kernels24_gpu_small_all_m),
@@ -877,6 +1025,7 @@ int main(void) {
         cmocka_unit_test(test_kernels24_gpu_configs),
         cmocka_unit_test(test_kernels24_gpu_cluster),
         cmocka_unit_test(test_kernels24_gpu_real_shapes),
+        cmocka_unit_test(test_kernels24_gpu_wgmma),
 #else
         cmocka_unit_test(test_kernels24_gpu_not_built),
 #endif

@@ -40,6 +40,9 @@ static const char *TOOL = "marlin-bench";
 
 /* --sparse: every layer, launch and byte count below is the 2:4 kernel's. */
 static int g_sparse;
+/* --sparse: marlin_gemm24_opts.wgmma of the untuned launches (--pipeline
+ * auto 0, mma 1, wgmma 2). */
+static int g_wg24;
 /* --pipeline: forced on every dense launch (0: the library's choice). */
 static int g_pipeline;
 
@@ -89,6 +92,7 @@ typedef struct options {
     int verbose;
     int no_pdl;
     int pipeline; /* marlin_dense_pipeline forced on every dense launch */
+    int pipeline_mma; /* --pipeline mma (--sparse only: the mma.sp kernels) */
     int have_tile; /* --tile given (trace mode) */
     marlin_dense_tile tile;
 } options;
@@ -117,7 +121,8 @@ static void usage(FILE *f) {
             "  --pipeline P      auto (default), cpasync, bulk, mbar, cpasync2 or wgmma:\n"
             "                    the dense kernel family (bulk, mbar: sm_90+; cpasync2:\n"
             "                    the v2 main loop; wgmma: the Hopper path, sm_90 only),\n"
-            "                    each with its own tile heuristic\n"
+            "                    each with its own tile heuristic; with --sparse: auto,\n"
+            "                    mma (the mma.sp kernels) or wgmma (sm_90 only)\n"
             "  --tile T          trace mode: force tile MxNxK/sS/bB[/cC] (v2 shapes, e.g.\n"
             "                    16x128x256/s4/b1; /cC: the cluster path, C blocks)\n"
             "  -v, --verbose     per-layer lines\n"
@@ -258,9 +263,11 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
                 o->pipeline = MARLIN_DENSE_PIPE_CPASYNC2;
             else if (!strcmp(v, "wgmma"))
                 o->pipeline = MARLIN_DENSE_PIPE_WGMMA;
+            else if (!strcmp(v, "mma"))
+                o->pipeline_mma = 1;
             else {
                 *exit_code = usage_error(
-                    "unknown pipeline '%s' (auto, cpasync, bulk, mbar, cpasync2, wgmma)", v);
+                    "unknown pipeline '%s' (auto, cpasync, bulk, mbar, cpasync2, wgmma, mma)", v);
                 return 1;
             }
             i++;
@@ -420,7 +427,10 @@ static marlin_status dense_fn(void *user, int64_t iter, void *stream, marlin_err
     if (g_sparse) {
         marlin_gemm24_opts o;
         memset(&o, 0, sizeof o);
-        if (d->sopts) o = *d->sopts;
+        if (d->sopts)
+            o = *d->sopts;
+        else
+            o.wgmma = g_wg24;
         o.pdl = d->pdl;
         return marlin_gemm24_ex(d->c->A, d->L->B[r], d->L->meta[r], d->L->s[r], d->c->C, d->m,
                                 d->L->n, d->L->k, d->L->group, d->c->ws, d->c->ws_bytes, stream,
@@ -536,11 +546,17 @@ static void csv_row(bench_ctx *c, const char *mode, double elapsed, const char *
             c->info.name);
 }
 
+/* --sparse: which 2:4 kernel family the (untuned) launches of m rows run;
+ * the launcher picks the configuration itself */
+static void sparse_tile_str(const bench_ctx *c, int64_t m, int64_t n, int64_t k, int32_t group,
+                            char *buf, size_t cap) {
+    const int wg = g_wg24 == 2 || (g_wg24 == 0 && marlin_gemm24_wgmma_built() &&
+                                    marlin_gemm24_pick_wgmma(m, n, k, group, c->info.cc_major,
+                                                             c->info.cc_minor));
+    snprintf(buf, cap, "2:4-%s", wg ? "wgmma" : "mma");
+}
+
 static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
-    if (g_sparse) { /* the 2:4 launcher picks its own configuration */
-        snprintf(buf, cap, "2:4-auto");
-        return;
-    }
     const int pipe = t->pipeline ? t->pipeline : g_pipeline;
     char cl[16] = "";
     if (t->cluster_k > 1) snprintf(cl, sizeof cl, "/c%d", t->cluster_k);
@@ -583,7 +599,10 @@ static marlin_status run_model(bench_ctx *c, const options *o, const model_def *
             if (st) break;
             if (!c->pdl_ok) kpdl = kus;
             const double bytes = min_bytes(batch[b], ls->k, ls->n, o->group);
-            tile_str(&t, ts, sizeof ts);
+            if (g_sparse)
+                sparse_tile_str(c, batch[b], ls->n, ls->k, o->group, ts, sizeof ts);
+            else
+                tile_str(&t, ts, sizeof ts);
             csv_row(c, mode, elapsed, md->name, ls->name, ls->k, ls->n, batch[b], o->group, ts, 0,
                     kus, cus, bytes);
             if (c->pdl_ok)
@@ -711,7 +730,10 @@ static marlin_status mode_peak(bench_ctx *c, const options *o, marlin_error *err
         if (!st) st = time_cublas(c, &L, o->batch[b], o->samples / 3 + 3, &cus[b], err);
         if (st) break;
         bytes[b] = min_bytes(o->batch[b], k, n, o->group);
-        tile_str(&t, ts, sizeof ts);
+        if (g_sparse)
+            sparse_tile_str(c, o->batch[b], n, k, o->group, ts, sizeof ts);
+        else
+            tile_str(&t, ts, sizeof ts);
         printf("peak m %4lld  marlin %10.2f us  cublas %10.2f us  speedup %5.2fx  bw limit %5.1f%%  "
                "%s\n",
                (long long)o->batch[b], kus[b], cus[b], cus[b] / kus[b],
@@ -1197,6 +1219,25 @@ static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_err
                                              sizeof best_s, err);
                     }
                 }
+                /* the wgmma path (sm_90, built): tile widths that hold
+                 * m or fewer rows x k pieces (0: the rule) */
+                const int wrows[] = {32, 64, 128}, wpieces[] = {0, 1, 2, 4, 8};
+                for (int ri = 0; ri < 3 && !st && m > 16 && marlin_gemm24_wgmma_built() &&
+                                 c->info.cc_major == 9;
+                     ri++) {
+                    if (ri > 0 && wrows[ri - 1] >= m) break;
+                    for (int pi = 0; pi < 5 && !st; pi++) {
+                        marlin_gemm24_opts so;
+                        memset(&so, 0, sizeof so);
+                        so.wgmma = 2;
+                        so.wg_rows = wrows[ri];
+                        so.wg_splits = wpieces[pi];
+                        char ts[64];
+                        snprintf(ts, sizeof ts, "wg%d/k%d", wrows[ri], wpieces[pi]);
+                        st = tune_sparse_one(c, o, md, ls, &L, m, &so, ts, &best, best_s,
+                                             sizeof best_s, err);
+                    }
+                }
                 /* the cluster path (sm_90, <= 16 rows, configurations 3, 4) */
                 const int csz[] = {2, 3, 4, 5, 6, 8};
                 for (int cfg = 3; cfg <= 4 && !st && m <= 16 && c->info.cc_major >= 9; cfg++)
@@ -1233,6 +1274,19 @@ int main(int argc, char **argv) {
     if (parse_args(argc, argv, &o, &code)) return code;
     g_sparse = o.sparse;
     g_pipeline = o.pipeline;
+    if (g_sparse) {
+        /* the 2:4 launcher: auto, or one of its two kernel families */
+        if (o.pipeline != MARLIN_DENSE_PIPE_AUTO && o.pipeline != MARLIN_DENSE_PIPE_WGMMA) {
+            fprintf(stderr, "%s: --sparse takes --pipeline auto, mma or wgmma\n", TOOL);
+            return MARLIN_EXIT_USAGE;
+        }
+        g_wg24 = o.pipeline == MARLIN_DENSE_PIPE_WGMMA ? 2 : o.pipeline_mma ? 1 : 0;
+        g_pipeline = MARLIN_DENSE_PIPE_AUTO;
+    } else if (o.pipeline_mma) {
+        fprintf(stderr, "%s: --pipeline mma is for --sparse (the dense families are cpasync, "
+                        "bulk, mbar, cpasync2, wgmma)\n", TOOL);
+        return MARLIN_EXIT_USAGE;
+    }
     marlin_error err = {0};
     bench_ctx c;
     memset(&c, 0, sizeof c);
@@ -1257,7 +1311,10 @@ int main(int argc, char **argv) {
     c.C_bytes = (size_t)(c.max_m * c.max_n * 2);
     c.ws_bytes = marlin_dense_workspace_bytes(c.max_m, c.max_n, c.info.sm_count);
     if (g_sparse) {
-        st = marlin_gemm24_workspace_size(c.max_m, c.max_n, &c.ws_bytes, &err);
+        /* sized for at least 17 rows: the wgmma path's partial sums, which
+         * forced (--pipeline wgmma, tune) runs of fewer rows use too */
+        st = marlin_gemm24_workspace_size(c.max_m < 17 ? 17 : c.max_m, c.max_n, &c.ws_bytes,
+                                          &err);
         if (st) {
             fprintf(stderr, "%s: %s\n", TOOL, err.msg);
             return MARLIN_EXIT_RUNTIME;
