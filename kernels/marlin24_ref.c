@@ -107,6 +107,46 @@ int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int
     return 1;
 }
 
+/* Pieces of one tile's k range: as many as fill one wave of resident
+ * blocks (two per SM of the 32- and 64-row kernels, one of the 128-row
+ * one), each at least 1024 deep, at most 16. Deeper than the dense path's
+ * 512 (marlin_dense_wgmma_splits): a 2:4 stage carries about half the
+ * weight bytes, so a piece's fixed costs (pipeline fill, the fp32 partial
+ * tile) weigh twice as much; session 4's run 1 tune on Llama-2-7B: o_proj
+ * at m = 128 17.3 us with 4 pieces of 64-row tiles against 21.2 us with 8,
+ * down_proj at m = 64 23.8 us with 8 pieces against 28.7 with 16. */
+static int wg24_splits(int64_t m, int64_t n, int64_t k, int rows, int sm_count) {
+    const int64_t tiles = ((m + rows - 1) / rows) * (n / 256);
+    const int64_t slots = (int64_t)sm_count * (rows <= 64 ? 2 : 1);
+    int64_t S = tiles > 0 ? slots / tiles : 1;
+    if (S > k / 1024) S = k / 1024;
+    if (S > 16) S = 16;
+    if (S < 1) S = 1;
+    return (int)S;
+}
+
+void marlin_gemm24_wgmma_tile(int64_t m, int64_t n, int64_t k, int sm_count, int *rows,
+                              int *splits) {
+    if (sm_count < 1) sm_count = 1;
+    int r = *rows;
+    if (r <= 0) {
+        r = m <= 32 ? 32 : m <= 64 ? 64 : 128;
+        /* A layer too small to fill the SMs with the wider tile's blocks
+         * (fewer than 0.6 of its resident slots) takes the next narrower
+         * tile in twice the row tiles: Llama-2-7B o_proj at m = 128 ran
+         * 17.3 us in 64-row tiles against 21.5 us in 128-row ones, at m = 64
+         * 13.1 us in 32-row tiles against 14.9 us (run 1's tune); its qkv,
+         * gate_up and down_proj fill the SMs and keep the wider tile. */
+        if (r > 32) {
+            const int64_t slots = (int64_t)sm_count * (r <= 64 ? 2 : 1);
+            const int64_t tiles = ((m + r - 1) / r) * (n / 256);
+            if (10 * tiles * wg24_splits(m, n, k, r, sm_count) < 6 * slots) r /= 2;
+        }
+    }
+    *rows = r;
+    *splits = wg24_splits(m, n, k, r, sm_count);
+}
+
 #ifndef MARLIN_HAVE_CUDA
 /* Built without CUDA: the GPU half of the API is a disabled feature. */
 int marlin_gemm24_wgmma_built(void) { return 0; }

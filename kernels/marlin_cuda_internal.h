@@ -85,9 +85,8 @@ typedef struct mk_sparse_wg_args {
     size_t partials_cap; /* bytes */
     void *stream;
     int pdl;
-    int rows;            /* tile rows 32, 64 or 128; 0: the narrowest that
-                            holds m (128 above 64 rows) */
-    int splits;          /* k pieces per tile; 0: marlin_dense_wgmma_splits */
+    int rows;            /* tile rows 32, 64 or 128; 0: marlin_gemm24_wgmma_tile */
+    int splits;          /* k pieces per tile; 0: marlin_gemm24_wgmma_tile */
 } mk_sparse_wg_args;
 marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int dev, const mk_device *d,
                                      marlin_error *err);

@@ -59,6 +59,7 @@
 #include "marlin_cuda_internal.h"
 #include "marlin_dense_tiles.h"
 #include "marlin_kernels.h"
+#include "marlin_kernels24.h"
 #include "marlin_pack.h"
 #include "marlin_ptx.cuh"
 
@@ -874,7 +875,9 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
                            "marlin_gemm24: the wgmma path runs on sm_90 only (device %d is "
                            "sm_%d%d)",
                            dev, d->cc_major, d->cc_minor);
-    const int nb = a->rows > 0 ? a->rows : a->m <= 32 ? 32 : a->m <= 64 ? 64 : 128;
+    /* the tile width for the whole call; the pieces per row chunk below */
+    int nb = a->rows, splits_all = 1;
+    marlin_gemm24_wgmma_tile(a->m, a->n, a->k, d->sm_count, &nb, &splits_all);
     const int ki = wg_kernel_index(nb);
     if (ki < 0)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
@@ -907,9 +910,11 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
         if (rows > chunk_tiles * nb) rows = chunk_tiles * nb;
         const int64_t m_tiles = (rows + nb - 1) / nb;
         const int64_t tiles = m_tiles * n_tiles;
-        int splits = a->splits > 0 ? a->splits
-                                   : marlin_dense_wgmma_splits(rows, a->n, a->k, nb / 16,
-                                                               d->sm_count);
+        int splits = a->splits;
+        if (splits <= 0) {
+            int r = nb;
+            marlin_gemm24_wgmma_tile(rows, a->n, a->k, d->sm_count, &r, &splits);
+        }
         if (splits > k_stages) splits = k_stages;
         if (splits < 1) splits = 1;
         if (tiles * splits > INT32_MAX)

@@ -136,11 +136,10 @@ typedef struct marlin_gemm24_opts {
                        kernels only; with any of them set, auto means the
                        mma.sp kernels. */
     int wg_rows;    /* wgmma path: batch rows per tile, 32, 64 or 128; 0:
-                       the narrowest that holds m (128 above 64 rows) */
+                       marlin_gemm24_wgmma_tile */
     int wg_splits;  /* wgmma path: pieces each tile's k range is cut into,
                        adding fp32 partials through the workspace in a fixed
-                       order; 0: one wave of resident blocks
-                       (marlin_dense_wgmma_splits) */
+                       order; 0: marlin_gemm24_wgmma_tile */
 } marlin_gemm24_opts;
 
 /* 1 when this build has the wgmma kernels (CMAKE_CUDA_ARCHITECTURES names
@@ -154,6 +153,14 @@ int marlin_gemm24_wgmma_built(void);
 #define MARLIN_GEMM24_WGMMA_MIN_ROWS 48
 int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int cc_major,
                              int cc_minor);
+
+/* The wgmma path's tile for m rows on sm_count SMs (pure rule, CPU-only):
+ * *rows (32, 64 or 128: the narrowest that holds m, or half of it when the
+ * wider tile's launch would leave most SMs idle) and *splits (k pieces per
+ * tile: one wave of resident blocks, each piece at least 1024 deep, at
+ * most 16). A forced rows (> 0 on entry) is kept and only splits chosen. */
+void marlin_gemm24_wgmma_tile(int64_t m, int64_t n, int64_t k, int sm_count, int *rows,
+                              int *splits);
 
 /* C = A @ W on the GPU (all pointers device memory, see the top comment).
  * `stream` is a cudaStream_t (NULL = the default stream). The call is

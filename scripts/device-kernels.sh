@@ -217,6 +217,40 @@ if [ "$mode" = wg1 ]; then
   exit 0
 fi
 
+if [ "$mode" = s4sp ]; then
+  # session 4: 2:4 on the wgmma kernel (wgmma.mma_async.sp). The 2:4 GPU
+  # suite (its wgmma test, and the automatic choice = wgmma above 48 rows
+  # on n % 256 layers), models for both 2:4 families at the batches around
+  # the switch-over, a tune of the wgmma widths x pieces, memcheck.
+  log "tests 2:4"
+  timeout ${T24:-200} ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  grep -E "wgmma|FAIL|ERROR|^\[  (PASSED|FAILED)" "$R/test24.log" | head -30
+  if [ -n "${DENSE_WG:-}" ]; then
+    log "test dense wgmma"
+    MARLIN_KERNEL_TEST_PIPE=wgmma timeout 150 ./test_kernels > "$R/test_wg.log" 2>&1
+    echo "test_kernels (wgmma family) rc=$?"
+    grep -E "wgmma|FAIL|^\[  (PASSED|FAILED)" "$R/test_wg.log" | head -20
+  fi
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch ${SP_BATCH:-32,48,64,128} --samples 12"
+  for p in ${SP_PIPES:-mma wgmma}; do bench_build new models24_$p 100 --sparse --mode models -v $B --pipeline $p; done
+  log "tune 2:4 wgmma"
+  timeout ${TTUNE:-120} ./marlin-bench --sparse --mode tune --model ${SP_TUNE_MODELS:-llama2-7b} \
+    --batch ${SP_TUNE_BATCH:-64,128} --samples 8 --csv "$R/tune24.csv" > "$R/tune24.txt" 2>&1
+  echo "tune24 rc=$?"
+  if [ -n "${MEMCHECK:-}" ]; then
+    MARLIN_K24_QUICK=1 MARLIN_K24_PDL=1 timeout 90 compute-sanitizer --tool memcheck \
+      --leak-check no ./test_kernels24 > "$R/memcheck24.log" 2>&1
+    echo "memcheck24 rc=$?"
+  fi
+  finish
+  grep -E "wgmma path|FAIL|^\[  (PASSED|FAILED)" "$R/test24.log" | head -20
+  model_summaries $(cd "$R" && ls models24_*.txt | sed 's/\.txt$//')
+  grep -v '^#' "$R/tune24.txt" | tail -20
+  [ -f "$R/memcheck24.log" ] && tail -3 "$R/memcheck24.log"
+  exit 0
+fi
+
 if [ "$mode" = r5 ]; then
   log "tests 2:4"
   timeout 100 ./test_kernels24 > "$R/test24.log" 2>&1

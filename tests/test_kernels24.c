@@ -398,6 +398,35 @@ static void test_kernels24_pick_wgmma(void **state) {
 #ifndef MARLIN_HAVE_CUDA
     assert_int_equal(marlin_gemm24_wgmma_built(), 0);
 #endif
+    /* the tile rule on 132 SMs: Llama-2-7B layers (k, n) */
+    int rows = 0, splits = 0;
+    marlin_gemm24_wgmma_tile(128, 4096, 4096, 132, &rows, &splits); /* o_proj */
+    assert_int_equal(rows, 64);
+    assert_int_equal(splits, 4);
+    rows = 0;
+    marlin_gemm24_wgmma_tile(64, 4096, 4096, 132, &rows, &splits);
+    assert_int_equal(rows, 32);
+    assert_int_equal(splits, 4);
+    rows = 0;
+    marlin_gemm24_wgmma_tile(128, 12288, 4096, 132, &rows, &splits); /* qkv */
+    assert_int_equal(rows, 128);
+    assert_int_equal(splits, 2);
+    rows = 0;
+    marlin_gemm24_wgmma_tile(64, 4096, 11008, 132, &rows, &splits); /* down */
+    assert_int_equal(rows, 64);
+    assert_int_equal(splits, 10);
+    rows = 0;
+    marlin_gemm24_wgmma_tile(20, 4096, 4096, 132, &rows, &splits); /* narrowest */
+    assert_int_equal(rows, 32);
+    assert_int_equal(splits, 4);
+    rows = 128; /* forced width kept */
+    marlin_gemm24_wgmma_tile(20, 4096, 4096, 132, &rows, &splits);
+    assert_int_equal(rows, 128);
+    assert_int_equal(splits, 4);
+    rows = 0;
+    marlin_gemm24_wgmma_tile(4096, 22016, 4096, 132, &rows, &splits); /* many tiles */
+    assert_int_equal(rows, 128);
+    assert_int_equal(splits, 1);
 }
 
 /* ------------------------------------------------------------ GPU tests */
@@ -921,7 +950,7 @@ static void test_kernels24_gpu_wgmma(void **state) {
         /* k pieces need partial sums: a workspace sized for 16 rows has
          * none for them (sized for more rows, as above, it does) */
         prob24 pr;
-        prob_init(&pr, case_seed(base, 901), 512, 2048, 128);
+        prob_init(&pr, case_seed(base, 901), 2048, 2048, 128);
         size_t wsb = 0;
         assert_int_equal(marlin_gemm24_workspace_size(16, pr.n, &wsb, &e2), MARLIN_OK);
         void *ws = NULL, *C = NULL;
@@ -931,7 +960,11 @@ static void test_kernels24_gpu_wgmma(void **state) {
         marlin_gemm24_opts o;
         memset(&o, 0, sizeof o);
         o.wgmma = 2;
-        o.wg_splits = 4;
+        /* 8 tiles x 16 pieces of 128 x 256 fp32 = 16 MB, more than the
+         * mma.sp kernels' partial area for 16 rows (run 1: 4 pieces of
+         * 32-row tiles still fitted it) */
+        o.wg_rows = 128;
+        o.wg_splits = 16;
         assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 16, pr.n, pr.k,
                                           pr.group, ws, wsb, NULL, &o, &e2),
                          MARLIN_ERR_INVALID_ARG);
