@@ -222,24 +222,54 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     return 1;
 }
 
-/* k pieces per output tile: as many as keep the launch to one wave of
- * resident blocks (two per SM of the 32- and 64-row kernels, one of the
- * 128-row one) and every piece at least 8 stages (512 of k) deep, at most
- * 16. Fit to session 3's run 7 (sweep of pieces on the Llama-2-7B/70B
+/* k pieces per output tile. Base rule: as many as keep the launch to one
+ * wave of resident blocks (two per SM of the 32- and 64-row kernels, one
+ * of the 128-row one) and every piece at least 8 stages (512 of k) deep, at
+ * most 16. Fit to session 3's run 7 (sweep of pieces on the Llama-2-7B/70B
  * layers at m = 32, 64, 128, one block per SM then: the best count or one
  * within 3% on 22 of the 24 pairs; a second wave cost more than the stages
  * it saved - run 4 had split 7B qkv into 240 pieces of 128 rows, 1.8
- * waves, 15-25% slower). Re-checked after the kernel changes (run 15, m =
- * 128): within 2.0% of the best swept configuration summed over the 8
- * layers; the outlier is Llama-2-7B o_proj, 16% slower than 64-row tiles
- * in two row chunks (docs/perf.md). */
+ * waves, 15-25% slower). Two refinements from the session-3 tunes (runs 12
+ * and 15, docs/perf.md session 4):
+ *  - 64-row tiles take one piece per SM, not two, when that is still >= 3
+ *    pieces and fills 70% of the SMs: the 64-row kernel's blocks are
+ *    latency-bound and a second block per SM mostly lengthens the tile's
+ *    serial partial sum (run 12,
+ *    m = 64: Llama-2-7B down_proj 23.6 us in 8 pieces against >= 26.4 us
+ *    in 16, Llama-2-70B o_proj 28.9 vs 31.1 us in 4 vs 8 pieces, qkv 36.1
+ *    vs 36.9 us in 3 vs 6);
+ *  - a single piece that leaves more than 30% of the SMs idle (fewer tiles
+ *    than SMs, no room for two pieces in one wave) takes the 2-4 pieces
+ *    that fill the most of whole waves, if that is >= 90% (run 15, m =
+ *    128: Llama-2-7B gate_up, 86 tiles, 65.8 us in 3 pieces = 1.95 waves
+ *    against 70.0 us in 1). */
 int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count) {
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
     const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
     const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-    const int64_t slots = (int64_t)sm_count * (nb <= 64 ? 2 : 1);
+    const int64_t per_sm = nb <= 64 ? 2 : 1;
+    const int64_t slots = (int64_t)sm_count * per_sm;
+    const int64_t deep = k / 512;
     int64_t S = slots / tiles;
-    if (S > k / 512) S = k / 512;
+    if (S > deep) S = deep;
+    if (nb == 64) {
+        int64_t S1 = sm_count / tiles;
+        if (S1 > deep) S1 = deep;
+        if (S1 >= 3 && 10 * tiles * S1 >= 7 * (int64_t)sm_count) S = S1;
+    }
+    if (S <= 1 && 10 * tiles < 7 * slots) {
+        /* whole waves filled by 2..4 pieces */
+        int64_t best = 1, best_fill = 0;
+        for (int64_t c = 2; c <= 4 && c <= deep; c++) {
+            const int64_t b = tiles * c, waves = (b + slots - 1) / slots;
+            const int64_t fill = 1000 * b / (waves * slots);
+            if (fill >= 900 && fill > best_fill) {
+                best = c;
+                best_fill = fill;
+            }
+        }
+        S = best;
+    }
     if (S > 16) S = 16;
     if (S < 1) S = 1;
     return (int)S;
@@ -258,7 +288,27 @@ int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
                             int64_t smem_optin, marlin_dense_tile *tile) {
     if (!tile || sm_count < 1 || m <= 48) return 0;
     if (marlin_dense_check_shape(m, n, k, group_size, NULL)) return 0;
-    return wgmma_tile(m, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, tile);
+    marlin_dense_tile t;
+    if (!wgmma_tile(m, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, &t))
+        return 0;
+    /* 128-row tiles cut into pieces of the minimum depth (a small layer:
+     * few tiles, many pieces) run as 64-row tiles in twice the row tiles
+     * instead: Llama-2-7B o_proj at m = 128 20.1 us in 64-row tiles x 4
+     * pieces against 23.1 us in 128-row tiles x 8 of 512 (run 15); the 2:4
+     * path measured the same (session 4, run 1: 17.3 vs 21.5 us), while
+     * pieces of 819-853 (Llama-3-8B qkv, Llama-2-13B o_proj) kept the
+     * 128-row tile ahead there */
+    if (t.m_blocks == 8) {
+        const int S = marlin_dense_wgmma_splits(m, n, k, 8, sm_count);
+        if (S > 1 && k / S < 768) {
+            marlin_dense_tile t64;
+            if (wgmma_tile(64, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin,
+                           &t64))
+                t = t64;
+        }
+    }
+    *tile = t;
+    return 1;
 }
 
 marlin_status marlin_dense_pick_tile_pipe(int64_t m, int64_t n, int64_t k, int32_t group_size,

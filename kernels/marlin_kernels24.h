@@ -149,8 +149,10 @@ int marlin_gemm24_wgmma_built(void);
 /* The automatic choice of the wgmma path for a call (pure rule, CPU-only;
  * the launcher also needs the kernels built): 1 on compute capability 9.0
  * for more than MARLIN_GEMM24_WGMMA_MIN_ROWS rows when n % 256 == 0 and the
- * group is -1, k, or a power of two. */
-#define MARLIN_GEMM24_WGMMA_MIN_ROWS 48
+ * group is -1, k, or a power of two. 16: from 24 rows up it ties or beats
+ * the mma.sp kernels on every Llama model of marlin-bench, at 16 and below
+ * they are 1.4-1.6x faster (session 4, run 2, H100; docs/perf.md). */
+#define MARLIN_GEMM24_WGMMA_MIN_ROWS 16
 int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int cc_major,
                              int cc_minor);
 
