@@ -229,34 +229,20 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
  * layers at m = 32, 64, 128, one block per SM then: the best count or one
  * within 3% on 22 of the 24 pairs; a second wave cost more than the stages
  * it saved - run 4 had split 7B qkv into 240 pieces of 128 rows, 1.8
- * waves, 15-25% slower). Two refinements from the session-3 tunes (runs 12
- * and 15, docs/perf.md session 4):
- *  - 64-row tiles take one piece per SM, not two, when that is still >= 3
- *    pieces and fills 70% of the SMs: the 64-row kernel's blocks are
- *    latency-bound and a second block per SM mostly lengthens the tile's
- *    serial partial sum (run 12,
- *    m = 64: Llama-2-7B down_proj 23.6 us in 8 pieces against >= 26.4 us
- *    in 16, Llama-2-70B o_proj 28.9 vs 31.1 us in 4 vs 8 pieces, qkv 36.1
- *    vs 36.9 us in 3 vs 6);
- *  - a single piece that leaves more than 30% of the SMs idle (fewer tiles
- *    than SMs, no room for two pieces in one wave) takes the 2-4 pieces
- *    that fill the most of whole waves, if that is >= 90% (run 15, m =
- *    128: Llama-2-7B gate_up, 86 tiles, 65.8 us in 3 pieces = 1.95 waves
- *    against 70.0 us in 1). */
+ * waves, 15-25% slower). One refinement: a single piece that leaves more
+ * than 30% of the SMs idle (fewer tiles than SMs, no room for two pieces in
+ * one wave) takes the 2-4 pieces that fill the most of whole waves, if that
+ * is >= 90% (m = 128, Llama-2-7B gate_up, 86 tiles: 65.8 us in 3 pieces =
+ * 1.95 waves against 69.9-70.0 us in 1; session 3 run 15 and session 4
+ * run 3). */
 int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count) {
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
     const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
     const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-    const int64_t per_sm = nb <= 64 ? 2 : 1;
-    const int64_t slots = (int64_t)sm_count * per_sm;
+    const int64_t slots = (int64_t)sm_count * (nb <= 64 ? 2 : 1);
     const int64_t deep = k / 512;
     int64_t S = slots / tiles;
     if (S > deep) S = deep;
-    if (nb == 64) {
-        int64_t S1 = sm_count / tiles;
-        if (S1 > deep) S1 = deep;
-        if (S1 >= 3 && 10 * tiles * S1 >= 7 * (int64_t)sm_count) S = S1;
-    }
     if (S <= 1 && 10 * tiles < 7 * slots) {
         /* whole waves filled by 2..4 pieces */
         int64_t best = 1, best_fill = 0;
@@ -292,19 +278,29 @@ int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
     if (!wgmma_tile(m, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, &t))
         return 0;
     /* 128-row tiles cut into pieces of the minimum depth (a small layer:
-     * few tiles, many pieces) run as 64-row tiles in twice the row tiles
-     * instead: Llama-2-7B o_proj at m = 128 20.1 us in 64-row tiles x 4
-     * pieces against 23.1 us in 128-row tiles x 8 of 512 (run 15); the 2:4
-     * path measured the same (session 4, run 1: 17.3 vs 21.5 us), while
-     * pieces of 819-853 (Llama-3-8B qkv, Llama-2-13B o_proj) kept the
-     * 128-row tile ahead there */
+     * few tiles, many pieces) run as 64-row tiles in twice the row tiles,
+     * one piece per SM (k_splits set here): Llama-2-7B and Llama-3-8B
+     * o_proj at m = 128 20.0 us in 64-row tiles x 4 pieces against 23.1 us
+     * in 128-row tiles x 8 pieces of 512 and 22.6 us in 64-row tiles x 8
+     * (session 4 run 3, with PDL; session 3 run 15 alike); the 2:4 path
+     * measured the same (run 1: 17.3 vs 21.5 us), while pieces of 819-853
+     * (Llama-3-8B qkv, Llama-2-13B o_proj) kept the 128-row tile ahead
+     * there. (One piece per SM as a general rule for 64-row tiles was
+     * tried in run 3 and dropped: with PDL the next launch's blocks take
+     * the free second slots unevenly, Llama-2-70B qkv at m = 64 54.5 us
+     * against 42.3 us without PDL.) */
     if (t.m_blocks == 8) {
         const int S = marlin_dense_wgmma_splits(m, n, k, 8, sm_count);
-        if (S > 1 && k / S < 768) {
-            marlin_dense_tile t64;
-            if (wgmma_tile(64, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin,
-                           &t64))
+        marlin_dense_tile t64;
+        if (S > 1 && k / S < 768 &&
+            wgmma_tile(64, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, &t64)) {
+            const int64_t tiles64 = ((m + 63) / 64) * (n / 256);
+            int64_t S64 = sm_count / tiles64;
+            if (S64 > k / 512) S64 = k / 512;
+            if (S64 >= 1) {
+                t64.k_splits = (int)(S64 > 16 ? 16 : S64);
                 t = t64;
+            }
         }
     }
     *tile = t;

@@ -251,6 +251,34 @@ if [ "$mode" = s4sp ]; then
   exit 0
 fi
 
+if [ "$mode" = s4b ]; then
+  # session 4, round 2: the 2:4 suite (wgmma now from 17 rows), both
+  # families' models at the issues' batch sizes (automatic choice), a dense
+  # wgmma tune at 64/128 rows (the new piece rules beside the old choices,
+  # same call), peak layers, memcheck of the 2:4 wgmma path.
+  log "tests 2:4"
+  timeout 200 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 1,2,4,8,16,32,64,128 --samples 15"
+  bench_build new models 120 --mode models -v $B --plot "$R/models.png"
+  bench_build new models24 120 --sparse --mode models -v $B --plot "$R/models24.png"
+  bench_build new peak 90 --mode peak --batch 1,16,32,64,128 --samples 12
+  bench_build new peak24 90 --sparse --mode peak --batch 1,16,32,64,128 --samples 12
+  log "tune dense wgmma"
+  timeout ${TTUNE:-170} ./marlin-bench --mode tune --pipeline wgmma --model ${TUNE_MODELS:-llama2-7b,llama3-8b} \
+    --batch 64,128 --samples 8 --csv "$R/tune_wg.csv" > "$R/tune_wg.txt" 2>&1
+  echo "tune rc=$?"
+  MARLIN_K24_QUICK=1 MARLIN_K24_PDL=1 timeout 100 compute-sanitizer --tool memcheck \
+    --leak-check no ./test_kernels24 > "$R/memcheck24.log" 2>&1
+  echo "memcheck24 rc=$?"
+  finish
+  grep -E "wgmma path|FAIL|^\[  (PASSED|FAILED)" "$R/test24.log" | head -20
+  model_summaries models models24 peak peak24
+  grep -v '^#' "$R/tune_wg.txt" | grep -E 'heuristic|total' | head -30
+  tail -3 "$R/memcheck24.log"
+  exit 0
+fi
+
 if [ "$mode" = r5 ]; then
   log "tests 2:4"
   timeout 100 ./test_kernels24 > "$R/test24.log" 2>&1

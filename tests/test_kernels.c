@@ -398,11 +398,11 @@ static void test_kernels_pick_tile_pipe(void **state) {
 }
 
 /* The wgmma rule (pure): taken above 48 rows when n % 256 == 0 and the
- * stages fit; batch width 32/64/128 by m (64 for a small layer at m > 64);
- * its k pieces: each >= 512 deep, at most 16, one wave of resident blocks
- * (one per SM for the 64-row tiles of small layers) or, where one piece
- * would leave SMs idle, up to 4 that fill whole waves (the measured
- * choices on the Llama-2-7B layers, kernels/marlin_dense_host.c). */
+ * stages fit; batch width 32/64/128 by m (64 for a small layer at m > 64,
+ * one piece per SM); its k pieces: each >= 512 deep, at most 16, one wave
+ * of resident blocks or, where one piece would leave SMs idle, up to 4 that
+ * fill whole waves (the measured choices on the Llama-2-7B layers,
+ * kernels/marlin_dense_host.c). */
 static void test_kernels_pick_wgmma(void **state) {
     (void)state;
     marlin_dense_tile t;
@@ -459,13 +459,19 @@ static void test_kernels_pick_wgmma(void **state) {
     const int want7b[] = {2, 8, 3, 8};
     for (int i = 0; i < 4; i++)
         assert_int_equal(marlin_dense_wgmma_splits(128, kn[i][1], kn[i][0], 0, 132), want7b[i]);
-    /* ... but o_proj's pieces would be 512 deep: 64-row tiles x 4 pieces */
+    /* ... but o_proj's pieces would be 512 deep: 64-row tiles x 4 pieces
+     * (one per SM, set in the tile) */
     memset(&t, 0, sizeof t);
     assert_int_equal(marlin_dense_pick_wgmma(128, 4096, 4096, 128, 132, smem, &t), 1);
     assert_int_equal(t.m_blocks, 4);
-    assert_int_equal(marlin_dense_wgmma_splits(128, 4096, 4096, 4, 132), 4);
-    /* m = 64: down_proj one piece per SM (8), qkv (48 tiles) two (5) */
-    assert_int_equal(marlin_dense_wgmma_splits(64, 4096, 11008, 0, 132), 8);
+    assert_int_equal(t.k_splits, 4);
+    /* qkv keeps its 128-row tile and the rule's pieces */
+    memset(&t, 0, sizeof t);
+    assert_int_equal(marlin_dense_pick_wgmma(128, 12288, 4096, 128, 132, smem, &t), 1);
+    assert_int_equal(t.m_blocks, 8);
+    assert_int_equal(t.k_splits, 0);
+    /* m = 64: two pieces per SM (down_proj 16, qkv 5) */
+    assert_int_equal(marlin_dense_wgmma_splits(64, 4096, 11008, 0, 132), 16);
     assert_int_equal(marlin_dense_wgmma_splits(64, 12288, 4096, 0, 132), 5);
     /* a forced narrower tile: its own tile count (m = 300 in 32-row tiles:
      * 10 x 5 tiles, 264 slots: 5 pieces) */
