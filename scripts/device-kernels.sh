@@ -279,6 +279,25 @@ if [ "$mode" = s4b ]; then
   exit 0
 fi
 
+if [ "$mode" = s4final ]; then
+  # session 4, final: the whole dense GPU suite (the wgmma family included),
+  # dense models at the batch sizes with the final piece rules and
+  # plot, the dense peak layer, and racecheck on the 2:4 wgmma path.
+  log "test_kernels"
+  timeout ${TK:-300} ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 1,2,4,8,16,32,64,128 --samples 15"
+  bench_build new models 120 --mode models -v $B --plot "$R/models.png"
+  MARLIN_K24_QUICK=1 timeout ${TRACE:-120} compute-sanitizer --tool racecheck \
+    ./test_kernels24 > "$R/racecheck24.log" 2>&1
+  echo "racecheck24 rc=$?"
+  finish
+  grep -E "runs ok|FAIL|^\[  (PASSED|FAILED)" "$R/test.log" | head -20
+  model_summaries models
+  grep -E "RACECHECK SUMMARY|ERROR SUMMARY|hazard|PASSED|FAILED" "$R/racecheck24.log" | tail -5
+  exit 0
+fi
+
 if [ "$mode" = r5 ]; then
   log "tests 2:4"
   timeout 100 ./test_kernels24 > "$R/test24.log" 2>&1
