@@ -56,6 +56,11 @@
  * evict-first policy (read exactly once); activations use the default policy
  * (re-read by every n slice). Launches of several row chunks keep the
  * weights in L2 for the next chunk.
+ *
+ * On sm_90, above MARLIN_GEMM24_WGMMA_MIN_ROWS rows, marlin_gemm24_ex hands
+ * the call to the Hopper wgmma.sp kernel instead (marlin_dense_sm90a.cu,
+ * mk_sparse_wgmma_launch), sharing this workspace: its tile counters in the
+ * counter area (zero at rest in both), its fp32 partials after it.
  */
 #include "marlin_kernels24.h"
 

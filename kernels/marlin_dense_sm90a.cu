@@ -48,6 +48,18 @@
  * thread-block cluster adding in distributed shared memory instead.
  * Epilogue: fp32 sums (x per-channel scale) -> fp16 in shared memory, then
  * coalesced 16-byte rows of C.
+ *
+ * The 2:4 form (SPARSE, marlin_gemm24 on sm_90): the same kernel on the
+ * Sparse-Marlin layout with wgmma.mma_async.sp m64nNk32. Per 32-bit word a
+ * lane holds the compressed 16 x 16 A fragment of a 16-feature subtile
+ * (features 8g + j and 8g + j + 4 of its 64-column block, MF 4.4), which
+ * per warp is the sparse wgmma's register A operand (PTX ISA: fragments
+ * and metadata of the sparse wgmma are per warp those of mma.sp.m16n8k32).
+ * A stage is 2 k32 steps: B = 2 rows of compressed words (half the dense
+ * bytes) and their metadata (MF 4.5: a lane's word holds subtiles 0-1 or
+ * 2-3; the sparsity selector is the subtile's parity). Decode, pieces and
+ * epilogue are shared; only the columns a fragment row maps to (fcol) and
+ * the scale permutation differ. No cluster path for it.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>

@@ -33,7 +33,8 @@
  * group -1, 32, 64 or a multiple of 128 dividing k (g == k counts as
  * per-channel, as in pack/), any m >= 0 (m == 0 is a no-op); the GPU kernel
  * also needs k <= 2^24. All pointers 16-byte aligned.
- * Architecture: compute capability 8.0 or newer (mma.sp, cp.async).
+ * Architecture: compute capability 8.0 or newer (mma.sp, cp.async); on 9.0
+ * builds that target sm_90 also a wgmma.mma_async.sp path (opts.wgmma).
  */
 #ifndef MARLIN_KERNELS24_H
 #define MARLIN_KERNELS24_H
