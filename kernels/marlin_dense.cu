@@ -1260,22 +1260,12 @@ __device__ __forceinline__ uint32_t smem_u32(const void *ptr) {
     return (uint32_t)__cvta_generic_to_shared(ptr);
 }
 
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-
 /* One arrival that also raises the transaction count by `bytes`: the phase
  * cannot complete before those bytes have landed. */
 __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar),
                  "r"(bytes)
                  : "memory");
-}
-
-/* One arrival (counted in the barrier's init count: .noinc) once every
- * cp.async this thread issued so far has landed. */
-__device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
 }
 
 /* Shared-memory counter += 1 with acquire-release ordering at block scope:
@@ -1288,21 +1278,6 @@ __device__ __forceinline__ uint32_t smem_count_acq_rel(uint32_t addr) {
                  : "r"(addr)
                  : "memory");
     return old;
-}
-
-/* Waits until the phase of parity `parity` has completed (acquire). */
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    uint32_t done;
-    do {
-        asm volatile("{\n"
-                     ".reg .pred p;\n"
-                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     "selp.u32 %0, 1, 0, p;\n"
-                     "}\n"
-                     : "=r"(done)
-                     : "r"(bar), "r"(parity)
-                     : "memory");
-    } while (!done);
 }
 
 /* Global -> shared bulk copy (size and both addresses multiples of 16),

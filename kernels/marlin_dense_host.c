@@ -208,7 +208,8 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     /* 4 stages (2 in flight): best or within 3% on 20 of the 24 Llama-2-7B
      * and 70B layer x m pairs of run 4's tune; 8 lost up to 30% */
     int stages = 4;
-    if ((int64_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages) + 64 > smem_optin) return 0;
+    if ((int64_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages) + MARLIN_DENSE_STATIC_SMEM > smem_optin)
+        return 0;
     marlin_dense_tile t;
     memset(&t, 0, sizeof t);
     t.m_blocks = nb / 16;

@@ -39,7 +39,13 @@
  * groups issued, and all retired by one wait_group 0 at its end (why: the
  * comment at the stage loop). 32- and
  * 64-row tiles run two blocks per SM (128 registers), which hides that
- * drain; 128-row tiles one.
+ * drain; 128-row tiles one. The 64- and 128-row kernels (PP, "ping-pong")
+ * replace the stage's block-wide barrier by mbarriers: every thread's
+ * cp.async of a stage arrive on its "full" barrier as they land and every
+ * thread arrives on its "empty" barrier after the stage's wait, so a
+ * warpgroup waits only for data and for the buffer it refills, the two
+ * warpgroups drift apart, and one decodes while the other's wgmma run
+ * (session 4: 8-14% at 128 rows, 3-8% at 64).
  * k split: the k range of a tile may be cut into `splits` pieces (host rule:
  * one wave of resident blocks); pieces write fp32 partials, the last to
  * arrive at the tile's counter adds all pieces in split order
@@ -263,11 +269,13 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-template <int NB, bool GROUPED, bool SPARSE>
+template <int NB, bool GROUPED, bool SPARSE, bool PP>
 __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
+    /* PP (ping-pong): the stages' "full" and "empty" mbarriers */
+    __shared__ uint64_t s_bar[PP ? 2 * MARLIN_DENSE_MAX_STAGES : 1];
     /* The swizzle atoms need 1024-byte alignment (the host adds the slack);
      * offset from smem_raw, so the compiler still knows the pointer is
      * shared memory (LDS, not generic loads: run 11's SASS). */
@@ -356,13 +364,33 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     /* Prologue: stages - 2 stages in flight; with PDL the weights stream in
      * before griddepcontrol.wait, A (written by the previous kernel) after. */
     const int pro = p.stages - 2;
+    /* PP: stage s's copies complete "full[s]" (every thread's noinc arrival
+     * once its own copies landed) instead of a commit group, so no thread
+     * waits for another's progress at a stage start; the two warpgroups
+     * drift apart and one decodes while the other's wgmma run. "empty[s]"
+     * (every thread after its stage-end wait) guards the refill. */
+    const uint32_t bar_full = (uint32_t)__cvta_generic_to_shared(s_bar);
+    const uint32_t bar_empty = bar_full + 8 * MARLIN_DENSE_MAX_STAGES;
+    if constexpr (PP) {
+        if (tid == 0)
+            for (int i = 0; i < p.stages; i++) {
+                mbar_init(bar_full + 8 * i, WG_THREADS);
+                mbar_init(bar_empty + 8 * i, WG_THREADS);
+            }
+        __syncthreads();
+    }
     for (int s = 0; s < pro; s++)
         if (s < n_st) load_b(st_begin + s, s);
     if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
     for (int s = 0; s < pro; s++) {
         if (s < n_st) load_a(st_begin + s, s);
-        cp_async_commit();
+        if constexpr (PP) {
+            if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
+        } else {
+            cp_async_commit();
+        }
     }
+    uint32_t ph_full = 0, ph_empty = 0; /* PP: parity to wait on, per buffer */
 
     /* This warp's slab and words; its output columns (wgmma rows) are
      * col0[i] + g and col0[i] + 8 + g within the block's 256. */
@@ -414,19 +442,38 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * The drain this costs is hidden by the second block per SM at 32-64
      * rows. */
     auto stage = [&](int it, uint32_t (&cur)[NSTEP][2][4]) {
-        cp_async_wait(pro - 1);
-        /* cp.async wrote through the generic proxy; wgmma reads through the
-         * async proxy (measured free: run 6 timed it removed, within 1-2%) */
-        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        __syncthreads();
-        /* Refill the buffer computed two stages ago (its groups retired at
-         * that stage's end). */
-        if (it + pro < n_st) {
-            load_b(st_begin + it + pro, wbuf);
-            load_a(st_begin + it + pro, wbuf);
+        if constexpr (PP) {
+            /* refill the buffer of stage it + pro - stages once every thread
+             * has left that stage, then wait for this stage's data */
+            if (it + pro < n_st) {
+                if (it + pro >= p.stages) {
+                    mbar_wait(bar_empty + 8 * wbuf, (ph_empty >> wbuf) & 1u);
+                    ph_empty ^= 1u << wbuf;
+                }
+                load_b(st_begin + it + pro, wbuf);
+                load_a(st_begin + it + pro, wbuf);
+                mbar_arrive_cp_async(bar_full + 8 * wbuf);
+            }
+            if (++wbuf == p.stages) wbuf = 0;
+            mbar_wait(bar_full + 8 * buf, (ph_full >> buf) & 1u);
+            ph_full ^= 1u << buf;
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        } else {
+            cp_async_wait(pro - 1);
+            /* cp.async wrote through the generic proxy; wgmma reads through
+             * the async proxy (measured free: run 6 timed it removed, within
+             * 1-2%) */
+            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+            __syncthreads();
+            /* Refill the buffer computed two stages ago (its groups retired
+             * at that stage's end). */
+            if (it + pro < n_st) {
+                load_b(st_begin + it + pro, wbuf);
+                load_a(st_begin + it + pro, wbuf);
+            }
+            cp_async_commit();
+            if (++wbuf == p.stages) wbuf = 0;
         }
-        cp_async_commit();
-        if (++wbuf == p.stages) wbuf = 0;
 
         const uint8_t *sb = smem + buf * SB;
         uint2 bw[NSTEP];
@@ -510,6 +557,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             }
             wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
         }
+        if constexpr (PP) mbar_arrive(bar_empty + 8 * buf);
         if (++buf == p.stages) buf = 0;
     };
 #pragma unroll 1
@@ -695,17 +743,21 @@ struct WgEntry {
     int nb;
     wg_fn fn[2][2]; /* [sparse][grouped] */
 };
+#define WG_FNS(NB, PP)                                                                    \
+    {{dense_wg_kernel<NB, false, false, PP>, dense_wg_kernel<NB, true, false, PP>},       \
+     {dense_wg_kernel<NB, false, true, PP>, dense_wg_kernel<NB, true, true, PP>}}
+/* The stage pipeline per tile width (session 4, runs 6-7, same calls, with
+ * PDL): the ping-pong pipeline for 128-row tiles (one block per SM:
+ * Llama-2-7B at m = 128 154 us against 168 us, 2:4 130 vs 137 us, 8-14%
+ * faster on every model at 128 and 256 rows) and 64-row tiles (dense 3-5%
+ * at m = 64, 2:4 4-8% at 48-64 rows); the block-wide barrier for 32-row
+ * tiles (2:4 at m = 32: the ping-pong pipeline 0-3% slower). */
 const WgEntry kWg[] = {
-    {32,
-     {{dense_wg_kernel<32, false, false>, dense_wg_kernel<32, true, false>},
-      {dense_wg_kernel<32, false, true>, dense_wg_kernel<32, true, true>}}},
-    {64,
-     {{dense_wg_kernel<64, false, false>, dense_wg_kernel<64, true, false>},
-      {dense_wg_kernel<64, false, true>, dense_wg_kernel<64, true, true>}}},
-    {128,
-     {{dense_wg_kernel<128, false, false>, dense_wg_kernel<128, true, false>},
-      {dense_wg_kernel<128, false, true>, dense_wg_kernel<128, true, true>}}},
+    {32, WG_FNS(32, false)},
+    {64, WG_FNS(64, true)},
+    {128, WG_FNS(128, true)},
 };
+#undef WG_FNS
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
 std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2];
@@ -833,7 +885,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            "rows/8 = %d, and at most k/64 = %d",
                            t->cluster_k, nb / 8 < 8 ? nb / 8 : 8, k_stages);
     const size_t smem = wg_smem(nb, grouped, stages, cluster ? splits : 0);
-    if ((int64_t)smem + 64 > d->smem_optin)
+    if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
                            "device %d allows %lld",
@@ -903,7 +955,7 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
                            (long long)a->n, (long long)a->group);
     const int stages = 4;
     const size_t smem = wg_smem(nb, grouped, stages, 0);
-    if ((int64_t)smem + 64 > d->smem_optin)
+    if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
                            "marlin_gemm24: the wgmma path needs %zu bytes of shared memory, "
                            "device %d allows %lld",

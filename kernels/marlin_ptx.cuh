@@ -148,6 +148,42 @@ static __device__ __forceinline__ void cluster_unit_range(int cs, int kt, int &u
     u_end = slice * kt + ((r + 1) * kt) / cs;
     cluster_arrive_relaxed();
 }
+/* mbarriers in shared memory (sm_90 device code only: the dense mbarrier
+ * pipelines and the wgmma kernel's ping-pong pipeline); `bar` is the
+ * barrier's shared-memory address (__cvta_generic_to_shared). */
+#if MK_HAVE_CLUSTER
+static __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+
+/* One arrival (counted in the barrier's init count: .noinc) once every
+ * cp.async this thread issued so far has landed. */
+static __device__ __forceinline__ void mbar_arrive_cp_async(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+
+/* One arrival of this thread (release: its earlier shared-memory accesses
+ * happen before the phase completes). */
+static __device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];\n" ::"r"(bar) : "memory");
+}
+
+/* Waits until the phase of parity `parity` has completed (acquire). */
+static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    uint32_t done;
+    do {
+        asm volatile("{\n"
+                     ".reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n"
+                     "}\n"
+                     : "=r"(done)
+                     : "r"(bar), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+#endif
+
 /* v to the shared-memory address of `local` in block `rank` of the cluster */
 static __device__ __forceinline__ void st_cluster_f4(float4 *local, int rank, const float4 &v) {
 #if MK_HAVE_CLUSTER

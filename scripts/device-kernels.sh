@@ -280,21 +280,58 @@ if [ "$mode" = s4b ]; then
 fi
 
 if [ "$mode" = s4final ]; then
-  # session 4, final: the whole dense GPU suite (the wgmma family included),
-  # dense models at the issue's batch sizes with the final piece rules and
-  # plot, the dense peak layer, and racecheck on the 2:4 wgmma path.
+  # session 4, final: both GPU suites in full, dense and 2:4 models at the
+  # issues' batch sizes with plots, both peak layers, racecheck on the
+  # wgmma family (dense quick subset, PP pipeline) and the quick 2:4 suite.
   log "test_kernels"
   timeout ${TK:-300} ./test_kernels > "$R/test.log" 2>&1
   echo "test_kernels rc=$?"
+  timeout 200 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
   B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 1,2,4,8,16,32,64,128 --samples 15"
   bench_build new models 120 --mode models -v $B --plot "$R/models.png"
+  bench_build new models24 120 --sparse --mode models -v $B --plot "$R/models24.png"
+  bench_build new peak 90 --mode peak --batch 1,16,32,64,128 --samples 12
+  bench_build new peak24 90 --sparse --mode peak --batch 1,16,32,64,128 --samples 12
+  log "racecheck"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma timeout ${TRACE:-120} \
+    compute-sanitizer --tool racecheck ./test_kernels > "$R/racecheck_wg.log" 2>&1
+  echo "racecheck wgmma rc=$?"
   MARLIN_K24_QUICK=1 timeout ${TRACE:-120} compute-sanitizer --tool racecheck \
     ./test_kernels24 > "$R/racecheck24.log" 2>&1
   echo "racecheck24 rc=$?"
   finish
-  grep -E "runs ok|FAIL|^\[  (PASSED|FAILED)" "$R/test.log" | head -20
-  model_summaries models
-  grep -E "RACECHECK SUMMARY|ERROR SUMMARY|hazard|PASSED|FAILED" "$R/racecheck24.log" | tail -5
+  grep -E "runs ok|wgmma path|FAIL|^\[  (PASSED|FAILED)" "$R/test.log" "$R/test24.log" | head -20
+  model_summaries models models24 peak peak24
+  for f in racecheck_wg racecheck24; do
+    echo "## $f"; grep -E "RACECHECK SUMMARY|runs ok|PASSED|FAILED" "$R/$f.log" | tail -4
+  done
+  exit 0
+fi
+
+if [ "$mode" = s4pp ]; then
+  # session 4: the ping-pong pipeline of the wgmma tiles (mbarriers instead
+  # of the stage barrier; run 6: MARLIN_WG_PP=1 selected it for the 128-row
+  # tiles, run 7: for the 32/64-row ones, 128 rows having it by default):
+  # both wgmma suites (PP_TESTS: the env values), then models dense and 2:4
+  # at PP_BATCH, PP off/on twice, same call.
+  log "tests pp"
+  for pp in ${PP_TESTS:-1}; do
+    MARLIN_WG_PP=$pp MARLIN_KERNEL_TEST_PIPE=wgmma timeout 150 ./test_kernels > "$R/test_wg_pp$pp.log" 2>&1
+    echo "test_kernels wgmma pp=$pp rc=$?"
+    MARLIN_WG_PP=$pp timeout 120 ./test_kernels24 > "$R/test24_pp$pp.log" 2>&1
+    echo "test_kernels24 pp=$pp rc=$?"
+  done
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch ${PP_BATCH:-128,256} --samples 15"
+  for r in 1 2; do
+    for pp in 0 1; do
+      MARLIN_WG_PP=$pp bench_build new models_pp${pp}_r$r 60 --mode models -v $B
+      MARLIN_WG_PP=$pp bench_build new models24_pp${pp}_r$r 60 --sparse --mode models -v $B
+    done
+  done
+  finish
+  grep -E "runs ok|wgmma path|FAIL|^\[  (PASSED|FAILED)" "$R"/test_wg_pp*.log "$R"/test24_pp*.log | head -20
+  model_summaries $(cd "$R" && ls models*_pp*.txt | sed 's/\.txt$//')
   exit 0
 fi
 
