@@ -50,8 +50,10 @@
  * one wave of resident blocks); pieces write fp32 partials, the last to
  * arrive at the tile's counter adds all pieces in split order
  * (deterministic) and writes C, and leaves the counter at 0 (the
- * workspace's zeroing rule). Opt-in (tile.cluster_k): the pieces as one
- * thread-block cluster adding in distributed shared memory instead.
+ * workspace's zeroing rule). (An opt-in variant that made the pieces one
+ * thread-block cluster adding in distributed shared memory, never faster,
+ * was removed in session 4: its receive area overlapped the stage buffers
+ * and racecheck flagged the cp.async writes against the remote stores.)
  * Epilogue: fp32 sums (x per-channel scale) -> fp16 in shared memory, then
  * coalesced 16-byte rows of C.
  *
@@ -65,7 +67,7 @@
  * bytes) and their metadata (MF 4.5: a lane's word holds subtiles 0-1 or
  * 2-3; the sparsity selector is the subtile's parity). Decode, pieces and
  * epilogue are shared; only the columns a fragment row maps to (fcol) and
- * the scale permutation differ. No cluster path for it.
+ * the scale permutation differ.
  */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
@@ -122,9 +124,6 @@ struct WgParams {
     int group_shift;   /* grouped: log2(rows per group) */
     int stages;        /* pipeline depth, 4..8 */
     int pdl;
-    int cluster;       /* 1: the splits pieces of a tile are one thread-block
-                          cluster and add their parts in distributed shared
-                          memory (no partials, no counter) */
     /* 2:4 sparse kernels only (last, so that the dense kernels' parameter
      * offsets stay as validated): B is then I32 [k/32][2n] (compressed
      * values, MF 4.4) and this the metadata, I16 [k/32][2n] as int4
@@ -575,62 +574,9 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * (run 3: Llama-2-70B at m = 128, 552 us with PDL vs 515 without). */
     if (p.pdl) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
-    /* ---- k split, cluster path (tile.cluster_k > 1; never automatic:
-     * measured no faster than the workspace path): reduce-scatter in
-     * distributed shared memory. Piece q of the cluster owns the 8-row groups [t0(q), t0(q+1))
-     * of the tile (t0(q) = q*T8/S): every piece sends its fp32 values of
-     * those rows into q's receive area (slot = sender's rank), then q adds
-     * the S slots in rank order (deterministic) and stores its rows of C.
-     * Two cluster barriers: the first lets nobody write into a piece still
-     * reading its stage buffers, the second publishes the parts. */
-    int t_lo = 0, t_hi = NB / 8;
-    if (p.cluster) {
-        constexpr int T8 = NB / 8;
-        const int S = p.splits, me = split;
-        const int CH = (T8 + S - 1) / S;
-        float4 *recv = (float4 *)smem;
-        /* every copy into our stage buffers has landed (the trailing groups
-         * are empty, but the receive area overlaps those buffers; run 16's
-         * racecheck flagged cp.async writes against the remote stores) */
-        cp_async_wait(0);
-        cluster_sync_acq_rel();
-#pragma unroll
-        for (int t = 0; t < T8; t++) {
-            const int q = ((t + 1) * S - 1) / T8;
-            const int tq = (q * T8) / S;
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-                st_cluster_f4(recv + ((me * CH + (t - tq)) * 2 + i) * WG_THREADS + tid, q,
-                              make_float4(acc[i][4 * t], acc[i][4 * t + 1], acc[i][4 * t + 2],
-                                          acc[i][4 * t + 3]));
-        }
-        cluster_sync_acq_rel();
-        t_lo = (me * T8) / S;
-        t_hi = ((me + 1) * T8) / S;
-#pragma unroll
-        for (int t = 0; t < T8; t++) {
-            if (t < t_lo || t >= t_hi) continue;
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                float4 sum = recv[((t - t_lo) * 2 + i) * WG_THREADS + tid];
-                for (int r = 1; r < S; r++) {
-                    const float4 v = recv[((r * CH + (t - t_lo)) * 2 + i) * WG_THREADS + tid];
-                    sum.x += v.x;
-                    sum.y += v.y;
-                    sum.z += v.z;
-                    sum.w += v.w;
-                }
-                acc[i][4 * t] = sum.x;
-                acc[i][4 * t + 1] = sum.y;
-                acc[i][4 * t + 2] = sum.z;
-                acc[i][4 * t + 3] = sum.w;
-            }
-        }
-    }
-
     /* ---- k split, workspace path: partials, counter, fixed-order sum by
      * the last piece */
-    if (p.splits > 1 && !p.cluster) {
+    if (p.splits > 1) {
         float4 *mine = p.partials + (size_t)blockIdx.x * (NB / 4) * WG_THREADS;
 #pragma unroll
         for (int i = 0; i < 2; i++)
@@ -655,8 +601,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     }
 
     /* ---- epilogue: per-channel scales in fp32, fp16 tile in shared memory
-     * (the stage buffers, and the cluster path's receive area once read,
-     * are free), rows of C */
+     * (the stage buffers are free), rows of C */
     cp_async_wait(0);
     __syncthreads();
     __half *cs = (__half *)smem;
@@ -670,7 +615,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
                     p.s[WG_TILE_N * nt +
                         (SPARSE ? fcol[i][h] : marlin_pack_dense_scale_col(fcol[i][h], false))]);
     }
-    if (p.splits > 1 && !p.cluster) {
+    if (p.splits > 1) {
         /* The last piece: every piece, this one included, is in the
          * workspace; add them in split order straight into the fp16 tile.
          * The accumulators are dead here, so 16 float4 of one piece are in
@@ -725,10 +670,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             }
     }
     __syncthreads();
-    /* this block's rows: all of the tile, or its share on the cluster path */
-    const int r_lo = 8 * t_lo, r_hi = min(8 * t_hi, p.m - row0);
-    for (int idx = tid + r_lo * (WG_TILE_N / 8); idx < r_hi * (WG_TILE_N / 8);
-         idx += WG_THREADS) {
+    const int r_hi = min(NB, p.m - row0);
+    for (int idx = tid; idx < r_hi * (WG_TILE_N / 8); idx += WG_THREADS) {
         const int b = idx >> 5, c = idx & 31;
         *(int4 *)(p.C + (size_t)(row0 + b) * p.n + WG_TILE_N * nt + 8 * c) =
             *(const int4 *)(cs + b * WG_CROW + 8 * c);
@@ -761,9 +704,6 @@ const WgEntry kWg[] = {
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
 std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2];
-/* per (device, kernel, scale mode, cluster size): the shared-memory size
- * for which cudaOccupancyMaxActiveClusters found the cluster resident */
-std::atomic<int> g_wg_cluster_ok[kMaxDev][kNumWg][2][9];
 
 int wg_kernel_index(int nb) {
     for (int i = 0; i < kNumWg; i++)
@@ -773,29 +713,18 @@ int wg_kernel_index(int nb) {
 
 } // namespace
 
-/* Dynamic shared memory of one launch: the stages, the epilogue's fp16
- * tile, the cluster path's receive area (S slots of ceil(T8/S) 8-row
- * groups x 2 x 256 threads x 16 bytes), whichever is largest, + 1 KB of
- * alignment slack. */
-static size_t wg_smem(int nb, bool grouped, int stages, int cluster_s) {
+/* Dynamic shared memory of one launch: the stages or the epilogue's fp16
+ * tile, whichever is larger, + 1 KB of alignment slack. */
+static size_t wg_smem(int nb, bool grouped, int stages) {
     static_assert(WG_CROW == 264, "marlin_dense_tiles.h's epilogue tile");
-    size_t b = (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
-    if (cluster_s > 1) {
-        const int t8 = nb / 8, ch = (t8 + cluster_s - 1) / cluster_s;
-        const size_t rv = (size_t)cluster_s * ch * 2 * WG_THREADS * 16 + 1024;
-        if (rv > b) b = rv;
-    }
-    return b;
+    return (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
 }
 
 /* What both launchers share once the parameters are set: the dynamic
  * shared memory limit (raised once per device, kernel and scale mode to the
- * largest size asked for), the launch configuration (PDL, cluster), the
- * cluster residency check and the launch. `what` names the caller in
- * messages. */
+ * largest size asked for), the launch configuration (PDL) and the launch. */
 static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool grouped, int blocks,
-                                size_t smem, void *stream, int dev, const char *what,
-                                marlin_error *err) {
+                                size_t smem, void *stream, int dev, marlin_error *err) {
     wg_fn fn = kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
     std::atomic<int> *set =
         dev < kMaxDev ? &g_wg_smem_set[dev][ki][sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
@@ -809,19 +738,7 @@ static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool gro
     }
     cudaLaunchConfig_t cfg;
     cudaLaunchAttribute attr[2];
-    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, stream, p.pdl,
-                     p.cluster ? p.splits : 0);
-    if (p.cluster) {
-        /* residency of a cluster of this size and shared memory, checked
-         * once per (device, kernel, scale mode, size, smem); dense only */
-        std::atomic<int> *ok =
-            dev < kMaxDev ? &g_wg_cluster_ok[dev][ki][grouped ? 1 : 0][p.splits] : NULL;
-        if (!ok || ok->load(std::memory_order_relaxed) != (int)smem) {
-            st = mk_cluster_fits((const void *)fn, &cfg, p.splits, dev, what, err);
-            if (st) return st;
-            if (ok) ok->store((int)smem, std::memory_order_relaxed);
-        }
-    }
+    mk_launch_config(&cfg, attr, (unsigned)blocks, WG_THREADS, smem, stream, p.pdl, 0);
     st = MK_CUDA(err, cudaLaunchKernelEx(&cfg, fn, p));
     if (st) return st;
     return MK_CUDA(err, cudaGetLastError());
@@ -863,28 +780,22 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     const int64_t n_tiles = a->n / WG_TILE_N;
     const int k_stages = (int)(a->k / (16 * KS));
     const int64_t tiles = m_tiles * n_tiles;
-    /* tile.cluster_k > 1: that many pieces, as one cluster; else
-     * tile.k_splits pieces (0: the rule) through the workspace */
-    int splits = t->cluster_k > 1   ? t->cluster_k
-                 : t->k_splits > 0 ? t->k_splits
-                                   : marlin_dense_wgmma_splits(a->m, a->n, a->k, t->m_blocks,
-                                                               d->sm_count);
+    if (t->cluster_k > 1)
+        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
+                           "dense gemm: the wgmma pipeline has no cluster path (tile.cluster_k "
+                           "= %d; its k pieces add through the workspace: tile.k_splits)",
+                           t->cluster_k);
+    /* tile.k_splits pieces (0: the rule) */
+    int splits = t->k_splits > 0 ? t->k_splits
+                                 : marlin_dense_wgmma_splits(a->m, a->n, a->k, t->m_blocks,
+                                                             d->sm_count);
     if (splits > k_stages) splits = k_stages;
     if (splits < 1) splits = 1;
     if (tiles * splits > INT32_MAX)
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld tiles)",
                            (long long)tiles);
     const int blocks = (int)(tiles * splits);
-    /* The cluster path only when asked for (measured no faster than the
-     * workspace, and much slower where fewer clusters than pieces/size
-     * could be resident: run 7, docs/perf.md). */
-    const int cluster = (t->cluster_k > 1) ? 1 : 0;
-    if (cluster && (splits != t->cluster_k || splits > 8 || splits > nb / 8))
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: a wgmma cluster of %d pieces needs 2..8 pieces, at most "
-                           "rows/8 = %d, and at most k/64 = %d",
-                           t->cluster_k, nb / 8 < 8 ? nb / 8 : 8, k_stages);
-    const size_t smem = wg_smem(nb, grouped, stages, cluster ? splits : 0);
+    const size_t smem = wg_smem(nb, grouped, stages);
     if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
@@ -895,10 +806,9 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
      * per SM of up to 2 x 64 x 256 floats: at most 2 * sm_count pieces of
      * nb x 256. */
     const size_t counters_bytes = (size_t)tiles * 4;
-    const size_t partial_bytes = (splits > 1 && !cluster)
-                                     ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float)
-                                     : 0;
-    if (splits > 1 && !cluster && blocks > 2 * d->sm_count)
+    const size_t partial_bytes =
+        splits > 1 ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float) : 0;
+    if (splits > 1 && blocks > 2 * d->sm_count)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d k splits x %lld tiles exceed 2 blocks per SM",
                            splits, (long long)tiles);
@@ -923,10 +833,8 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     p.group_shift = wg_group_shift(grouped, a->group_size);
     p.stages = stages;
     p.pdl = a->pdl ? 1 : 0;
-    p.cluster = cluster;
     p.meta = NULL;
-    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, "dense gemm (wgmma)",
-                      err);
+    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, err);
 }
 
 /* The 2:4 sparse form (marlin_gemm24 on sm_90): the same kernel with
@@ -954,7 +862,7 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
                            "group (n = %lld, group %lld)",
                            (long long)a->n, (long long)a->group);
     const int stages = 4;
-    const size_t smem = wg_smem(nb, grouped, stages, 0);
+    const size_t smem = wg_smem(nb, grouped, stages);
     if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
                            "marlin_gemm24: the wgmma path needs %zu bytes of shared memory, "
@@ -1010,10 +918,8 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
         p.group_shift = wg_group_shift(grouped, a->group);
         p.stages = stages;
         p.pdl = a->pdl ? 1 : 0;
-        p.cluster = 0;
         p.meta = (const int4 *)a->meta;
-        marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev,
-                                      "marlin_gemm24 (wgmma)", err);
+        marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev, err);
         if (st) return st;
         done += rows;
     }

@@ -184,11 +184,9 @@ typedef struct marlin_dense_tile {
     int k_splits;      /* WGMMA only: pieces each output tile's k range is
                           cut into (0: marlin_dense_wgmma_splits), adding
                           their fp32 partials through the workspace; more
-                          than one needs tiles x pieces <= 2 x SMs. For
-                          WGMMA, cluster_k 2..8 (at most rows/8) instead
-                          makes that many pieces one thread-block cluster
-                          that adds in distributed shared memory (opt-in:
-                          measured no faster, docs/perf.md) */
+                          than one needs tiles x pieces <= 2 x SMs. WGMMA
+                          has no cluster path: cluster_k > 1 with it is
+                          MARLIN_ERR_INVALID_ARG */
 } marlin_dense_tile;
 
 /* Instantiated tile shapes: writes up to `cap` entries (stages and

@@ -35,10 +35,21 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then
   err=$("$bin" --mode trace --tile 16x128x256/s2/b2/c6 --model llama2-7b --batch 1 2>&1 \
         >/dev/null); rc=$?
   [ "$rc" -eq 1 ] || fail "trace without GPU gave exit $rc, expected 1 ($err)"
-  # every pipeline family name parses (wgmma: the Hopper path)
+  # every pipeline family name parses (wgmma: the Hopper path); with
+  # --sparse auto, mma and wgmma
   for p in auto cpasync bulk mbar cpasync2 wgmma; do
     err=$("$bin" --mode tune --pipeline $p --model llama2-7b --batch 1 2>&1 >/dev/null); rc=$?
     [ "$rc" -eq 1 ] || fail "--pipeline $p without GPU gave exit $rc, expected 1 ($err)"
   done
+  for p in auto mma wgmma; do
+    err=$("$bin" --sparse --pipeline $p --model llama2-7b --batch 1 2>&1 >/dev/null); rc=$?
+    [ "$rc" -eq 1 ] || fail "--sparse --pipeline $p without GPU gave exit $rc, expected 1 ($err)"
+  done
 fi
+# family names that do not fit the kernel: usage errors, GPU or not
+err=$("$bin" --pipeline mma --model llama2-7b --batch 1 2>&1 >/dev/null); rc=$?
+[ "$rc" -eq 2 ] || fail "--pipeline mma (dense) gave exit $rc, expected 2 ($err)"
+grep -q "is for --sparse" <<<"$err" || fail "--pipeline mma message: $err"
+err=$("$bin" --sparse --pipeline cpasync2 --model llama2-7b --batch 1 2>&1 >/dev/null); rc=$?
+[ "$rc" -eq 2 ] || fail "--sparse --pipeline cpasync2 gave exit $rc, expected 2 ($err)"
 echo "ok"

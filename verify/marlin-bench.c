@@ -561,7 +561,7 @@ static void tile_str(const marlin_dense_tile *t, char *buf, size_t cap) {
     char cl[16] = "";
     if (t->cluster_k > 1) snprintf(cl, sizeof cl, "/c%d", t->cluster_k);
     if (pipe == MARLIN_DENSE_PIPE_WGMMA && t->k_splits > 0)
-        snprintf(cl, sizeof cl, "/k%d%s", t->k_splits, t->cluster_k > 1 ? "c" : "");
+        snprintf(cl, sizeof cl, "/k%d", t->k_splits);
     snprintf(buf, cap, "%dx%dx%d/s%d/b%d%s/%s", 16 * t->m_blocks, t->n, t->k, t->stages,
              t->blocks_per_sm, cl,
              pipe == MARLIN_DENSE_PIPE_BULK       ? "bulk"
@@ -921,10 +921,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                     const int nbi = wnb[ni];
                     if (2 * nbi < m && nbi != 128) continue;
                     for (int si = 0; si < 3 && !st; si++)
-                        for (int ki = 0; ki < 18 && !st; ki++) {
-                            /* second half: the same pieces as one cluster
-                             * (cluster_k; refused where it cannot be one) */
-                            if (ki >= 9 && wsp[ki - 9] < 2) continue;
+                        for (int ki = 0; ki < 9 && !st; ki++) {
                             marlin_dense_tile t;
                             memset(&t, 0, sizeof t);
                             t.m_blocks = nbi / 16;
@@ -933,8 +930,7 @@ static marlin_status mode_tune(bench_ctx *c, const options *o, marlin_error *err
                             t.stages = wst[si];
                             t.blocks_per_sm = nbi <= 64 ? 2 : 1; /* (the kernel's) */
                             t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
-                            t.k_splits = wsp[ki % 9];
-                            t.cluster_k = ki >= 9 ? wsp[ki - 9] : 0;
+                            t.k_splits = wsp[ki];
                             st = tune_one(c, o, md, ls, &L, m, &t, &best, best_s, sizeof best_s,
                                           err);
                         }
@@ -1276,16 +1272,14 @@ int main(int argc, char **argv) {
     g_pipeline = o.pipeline;
     if (g_sparse) {
         /* the 2:4 launcher: auto, or one of its two kernel families */
-        if (o.pipeline != MARLIN_DENSE_PIPE_AUTO && o.pipeline != MARLIN_DENSE_PIPE_WGMMA) {
-            fprintf(stderr, "%s: --sparse takes --pipeline auto, mma or wgmma\n", TOOL);
-            return MARLIN_EXIT_USAGE;
-        }
+        if (o.pipeline != MARLIN_DENSE_PIPE_AUTO && o.pipeline != MARLIN_DENSE_PIPE_WGMMA)
+            return usage_error("--sparse takes --pipeline auto, mma or wgmma%s", "");
         g_wg24 = o.pipeline == MARLIN_DENSE_PIPE_WGMMA ? 2 : o.pipeline_mma ? 1 : 0;
         g_pipeline = MARLIN_DENSE_PIPE_AUTO;
     } else if (o.pipeline_mma) {
-        fprintf(stderr, "%s: --pipeline mma is for --sparse (the dense families are cpasync, "
-                        "bulk, mbar, cpasync2, wgmma)\n", TOOL);
-        return MARLIN_EXIT_USAGE;
+        return usage_error("--pipeline mma is for --sparse (the dense families: cpasync, bulk, "
+                           "mbar, cpasync2, wgmma)%s",
+                           "");
     }
     marlin_error err = {0};
     bench_ctx c;
