@@ -744,10 +744,32 @@ static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool gro
     return MK_CUDA(err, cudaGetLastError());
 }
 
-static int wg_group_shift(bool grouped, int64_t group_size) {
-    int sh = 0;
-    while (grouped && ((int64_t)1 << sh) < group_size) sh++;
-    return sh;
+/* The kernel parameters of one launch of m rows (both launchers): A and C
+ * already offset to the launch's first row, meta NULL for dense. */
+static WgParams wg_params(const void *A, const void *B, const void *s, const void *meta, void *C,
+                          int64_t m, int64_t n, int64_t k, bool grouped, int64_t group_size,
+                          void *counters, void *partials, int64_t m_tiles, int splits,
+                          int stages, int pdl) {
+    WgParams p;
+    p.A = (const int4 *)A;
+    p.B = (const int4 *)B;
+    p.s = (const __half *)s;
+    p.C = (__half *)C;
+    p.counters = (int *)counters;
+    p.partials = (float4 *)partials;
+    p.m = (int)m;
+    p.n = (int)n;
+    p.k = (int)k;
+    p.n_tiles = (int)(n / WG_TILE_N);
+    p.m_tiles = (int)m_tiles;
+    p.k_stages = (int)(k / (16 * KS));
+    p.splits = splits;
+    p.group_shift = 0;
+    while (grouped && ((int64_t)1 << p.group_shift) < group_size) p.group_shift++;
+    p.stages = stages;
+    p.pdl = pdl ? 1 : 0;
+    p.meta = (const int4 *)meta;
+    return p;
 }
 
 extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
@@ -816,24 +838,9 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     marlin_status st = mk_dense_workspace_split(a, counters_bytes, partial_bytes, &partial_off, err);
     if (st) return st;
 
-    WgParams p;
-    p.A = (const int4 *)a->A;
-    p.B = (const int4 *)a->B;
-    p.s = (const __half *)a->s;
-    p.C = (__half *)a->C;
-    p.counters = (int *)a->workspace;
-    p.partials = (float4 *)((char *)a->workspace + partial_off);
-    p.m = (int)a->m;
-    p.n = (int)a->n;
-    p.k = (int)a->k;
-    p.n_tiles = (int)n_tiles;
-    p.m_tiles = (int)m_tiles;
-    p.k_stages = k_stages;
-    p.splits = splits;
-    p.group_shift = wg_group_shift(grouped, a->group_size);
-    p.stages = stages;
-    p.pdl = a->pdl ? 1 : 0;
-    p.meta = NULL;
+    const WgParams p =
+        wg_params(a->A, a->B, a->s, NULL, a->C, a->m, a->n, a->k, grouped, a->group_size,
+                  a->workspace, (char *)a->workspace + partial_off, m_tiles, splits, stages, a->pdl);
     return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, err);
 }
 
@@ -901,24 +908,10 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
                                "bytes of partial sums, the workspace has %zu "
                                "(marlin_gemm24_workspace_size for more rows)",
                                splits, (long long)tiles, nb, partial_bytes, a->partials_cap);
-        WgParams p;
-        p.A = (const int4 *)a->A + (size_t)done * (size_t)(a->k / 8);
-        p.B = (const int4 *)a->B;
-        p.s = (const __half *)a->s;
-        p.C = (__half *)a->C + (size_t)done * (size_t)a->n;
-        p.counters = a->counters;
-        p.partials = (float4 *)a->partials;
-        p.m = (int)rows;
-        p.n = (int)a->n;
-        p.k = (int)a->k;
-        p.n_tiles = (int)n_tiles;
-        p.m_tiles = (int)m_tiles;
-        p.k_stages = k_stages;
-        p.splits = splits;
-        p.group_shift = wg_group_shift(grouped, a->group);
-        p.stages = stages;
-        p.pdl = a->pdl ? 1 : 0;
-        p.meta = (const int4 *)a->meta;
+        const WgParams p = wg_params(
+            (const int4 *)a->A + (size_t)done * (size_t)(a->k / 8), a->B, a->s, a->meta,
+            (__half *)a->C + (size_t)done * (size_t)a->n, rows, a->n, a->k, grouped, a->group,
+            a->counters, a->partials, m_tiles, splits, stages, a->pdl);
         marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev, err);
         if (st) return st;
         done += rows;

@@ -49,25 +49,14 @@ __device__ __forceinline__ void mk_wgmma_rs<{n}>(float *d, const uint32_t (&a)[4
         : "memory");
 }}
 """)
-    out.append(f"""template <>
-__device__ __forceinline__ void mk_wgmma_sp_rs<{n}, 0>(float *d, const uint32_t (&a)[4],
+    for sel in (0, 1):
+        out.append(f"""template <>
+__device__ __forceinline__ void mk_wgmma_sp_rs<{n}, {sel}>(float *d, const uint32_t (&a)[4],
                                                      uint64_t desc_b, uint32_t e) {{
     asm volatile(
         "wgmma.mma_async.sp.sync.aligned.m64n{n}k32.f32.f16.f16 "
         "{{{regs}}}, "
-        "{{%{nd}, %{nd+1}, %{nd+2}, %{nd+3}}}, %{nd+4}, %{nd+5}, 0, 1, 1, 1, 0;\\n"
-        : {outs}
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(e)
-        : "memory");
-}}
-
-template <>
-__device__ __forceinline__ void mk_wgmma_sp_rs<{n}, 1>(float *d, const uint32_t (&a)[4],
-                                                     uint64_t desc_b, uint32_t e) {{
-    asm volatile(
-        "wgmma.mma_async.sp.sync.aligned.m64n{n}k32.f32.f16.f16 "
-        "{{{regs}}}, "
-        "{{%{nd}, %{nd+1}, %{nd+2}, %{nd+3}}}, %{nd+4}, %{nd+5}, 1, 1, 1, 1, 0;\\n"
+        "{{%{nd}, %{nd+1}, %{nd+2}, %{nd+3}}}, %{nd+4}, %{nd+5}, {sel}, 1, 1, 1, 0;\\n"
         : {outs}
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(e)
         : "memory");

@@ -865,6 +865,39 @@ static void test_kernels24_gpu_real_shapes(void **state) {
     prob_free(&pr);
 }
 
+/* One call's setting for the refusal checks: a problem, a workspace sized
+ * for ws_rows (zeroed) and an output of m rows. */
+typedef struct call24 {
+    prob24 pr;
+    void *ws, *C;
+    size_t wsb;
+    int64_t m;
+} call24;
+
+static void call24_init(call24 *c, uint64_t seed, int64_t n, int64_t k, int64_t group,
+                        int64_t ws_rows, int64_t m) {
+    marlin_error e;
+    prob_init(&c->pr, seed, n, k, group);
+    c->m = m;
+    c->wsb = 0;
+    assert_int_equal(marlin_gemm24_workspace_size(ws_rows, n, &c->wsb, &e), MARLIN_OK);
+    CU(cudaMalloc(&c->ws, c->wsb));
+    CU(cudaMemset(c->ws, 0, c->wsb));
+    CU(cudaMalloc(&c->C, (size_t)(m * n) * 2));
+}
+
+static marlin_status call24_run(call24 *c, const marlin_gemm24_opts *o, marlin_error *e) {
+    /* A: any readable device buffer (a refused call reads nothing) */
+    return marlin_gemm24_ex(c->pr.B, c->pr.B, c->pr.meta, c->pr.s, c->C, c->m, c->pr.n,
+                            c->pr.k, c->pr.group, c->ws, c->wsb, NULL, o, e);
+}
+
+static void call24_free(call24 *c) {
+    CU(cudaFree(c->ws));
+    CU(cudaFree(c->C));
+    prob_free(&c->pr);
+}
+
 /* The Hopper path (opts.wgmma, wgmma.mma_async.sp; kernels built for
  * sm_90a): every tile width x scale mode (-1, 32, 64, 128) x k pieces
  * (the rule, 1, 3, 16) x m around the width and across several row tiles,
@@ -910,88 +943,42 @@ static void test_kernels24_gpu_wgmma(void **state) {
         prob_free(&pr);
     }
     /* refusals (checked before anything runs) */
-    {
-        prob24 pr;
-        prob_init(&pr, case_seed(base, 900), 384, 1536, 384);
-        size_t wsb = 0;
-        assert_int_equal(marlin_gemm24_workspace_size(128, pr.n, &wsb, &e2), MARLIN_OK);
-        void *ws = NULL, *C = NULL;
-        CU(cudaMalloc(&ws, wsb));
-        CU(cudaMemset(ws, 0, wsb));
-        CU(cudaMalloc(&C, (size_t)(128 * pr.n) * 2));
-        marlin_gemm24_opts o;
-        memset(&o, 0, sizeof o);
-        o.wgmma = 2;
-        /* n % 256 != 0 (and group 384 is no power of two) */
-        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
-                                          pr.group, ws, wsb, NULL, &o, &e2),
-                         MARLIN_ERR_UNSUPPORTED);
-        assert_non_null(strstr(e2.msg, "wgmma"));
-        /* bad option values */
-        o.wgmma = 3;
-        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
-                                          pr.group, ws, wsb, NULL, &o, &e2),
-                         MARLIN_ERR_INVALID_ARG);
-        o.wgmma = 2;
-        o.wg_rows = 48;
-        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
-                                          pr.group, ws, wsb, NULL, &o, &e2),
-                         MARLIN_ERR_INVALID_ARG);
-        o.wg_rows = 0;
-        o.wg_splits = -1;
-        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 128, pr.n, pr.k,
-                                          pr.group, ws, wsb, NULL, &o, &e2),
-                         MARLIN_ERR_INVALID_ARG);
-        CU(cudaFree(ws));
-        CU(cudaFree(C));
-        prob_free(&pr);
-    }
+    call24 c;
+    marlin_gemm24_opts o;
+    memset(&o, 0, sizeof o);
+    o.wgmma = 2;
+    call24_init(&c, case_seed(base, 900), 384, 1536, 384, 128, 128);
+    /* n % 256 != 0 (and group 384 is no power of two) */
+    assert_int_equal(call24_run(&c, &o, &e2), MARLIN_ERR_UNSUPPORTED);
+    assert_non_null(strstr(e2.msg, "wgmma"));
+    /* bad option values */
+    o.wgmma = 3;
+    assert_int_equal(call24_run(&c, &o, &e2), MARLIN_ERR_INVALID_ARG);
+    o.wgmma = 2;
+    o.wg_rows = 48;
+    assert_int_equal(call24_run(&c, &o, &e2), MARLIN_ERR_INVALID_ARG);
+    o.wg_rows = 0;
+    o.wg_splits = -1;
+    assert_int_equal(call24_run(&c, &o, &e2), MARLIN_ERR_INVALID_ARG);
+    call24_free(&c);
+    o.wg_splits = 0;
     if (runs_here) {
         /* k pieces need partial sums: a workspace sized for 16 rows has
-         * none for them (sized for more rows, as above, it does) */
-        prob24 pr;
-        prob_init(&pr, case_seed(base, 901), 2048, 2048, 128);
-        size_t wsb = 0;
-        assert_int_equal(marlin_gemm24_workspace_size(16, pr.n, &wsb, &e2), MARLIN_OK);
-        void *ws = NULL, *C = NULL;
-        CU(cudaMalloc(&ws, wsb));
-        CU(cudaMemset(ws, 0, wsb));
-        CU(cudaMalloc(&C, (size_t)(16 * pr.n) * 2));
-        marlin_gemm24_opts o;
-        memset(&o, 0, sizeof o);
-        o.wgmma = 2;
-        /* 8 tiles x 16 pieces of 128 x 256 fp32 = 16 MB, more than the
-         * mma.sp kernels' partial area for 16 rows (run 1: 4 pieces of
-         * 32-row tiles still fitted it) */
+         * none for them (sized for more rows, as above, it does): 8 tiles x
+         * 16 pieces of 128 x 256 fp32 = 16 MB, more than the mma.sp
+         * kernels' partial area for 16 rows (run 1: 4 pieces of 32-row
+         * tiles still fitted it) */
+        call24_init(&c, case_seed(base, 901), 2048, 2048, 128, 16, 16);
         o.wg_rows = 128;
         o.wg_splits = 16;
-        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 16, pr.n, pr.k,
-                                          pr.group, ws, wsb, NULL, &o, &e2),
-                         MARLIN_ERR_INVALID_ARG);
+        assert_int_equal(call24_run(&c, &o, &e2), MARLIN_ERR_INVALID_ARG);
         assert_non_null(strstr(e2.msg, "partial sums"));
-        CU(cudaFree(ws));
-        CU(cudaFree(C));
-        prob_free(&pr);
     } else {
-        prob24 pr;
-        prob_init(&pr, case_seed(base, 902), 512, 1024, 128);
-        size_t wsb = 0;
-        assert_int_equal(marlin_gemm24_workspace_size(64, pr.n, &wsb, &e2), MARLIN_OK);
-        void *ws = NULL, *C = NULL;
-        CU(cudaMalloc(&ws, wsb));
-        CU(cudaMemset(ws, 0, wsb));
-        CU(cudaMalloc(&C, (size_t)(64 * pr.n) * 2));
-        marlin_gemm24_opts o;
-        memset(&o, 0, sizeof o);
-        o.wgmma = 2;
-        assert_int_equal(marlin_gemm24_ex(pr.B, pr.B, pr.meta, pr.s, C, 64, pr.n, pr.k,
-                                          pr.group, ws, wsb, NULL, &o, &e2),
-                         MARLIN_ERR_UNSUPPORTED);
+        call24_init(&c, case_seed(base, 902), 512, 1024, 128, 64, 64);
+        assert_int_equal(call24_run(&c, &o, &e2), MARLIN_ERR_UNSUPPORTED);
         assert_non_null(strstr(e2.msg, "wgmma path"));
-        CU(cudaFree(ws));
-        CU(cudaFree(C));
-        prob_free(&pr);
     }
+    call24_free(&c);
     printf("[ INFO     ] wgmma path: %d configurations run (sm_%d%d, %s)\n", ran, info.cc_major,
            info.cc_minor, marlin_gemm24_wgmma_built() ? "built" : "not built");
 }
