@@ -1277,7 +1277,8 @@ extern "C" marlin_status marlin_gemm24_ex(
                                                            : "is not in this build (build with "
                                                              "90 in CMAKE_CUDA_ARCHITECTURES)",
                                dev, d->cc_major, d->cc_minor);
-        if (!marlin_gemm24_pick_wgmma(65, n, k, group, 9, 0))
+        /* the rule's shape conditions (rows and GPU were checked above) */
+        if (!marlin_gemm24_pick_wgmma(MARLIN_GEMM24_WGMMA_MIN_ROWS + 1, n, k, group, 9, 0))
             return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
                                "marlin_gemm24: the wgmma path needs n %% 256 == 0 and a group "
                                "of -1 or a power of two (n = %lld, group %lld)",
