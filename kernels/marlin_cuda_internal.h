@@ -72,8 +72,9 @@ marlin_status mk_dense_workspace_split(const marlin_dense_args *a, size_t counte
 
 /* The same kernel for 2:4 sparse weights (wgmma.mma_async.sp), reached
  * through marlin_gemm24_ex on sm_90 (marlin24.cu has the stand-in for
- * builds without sm_90a). The 2:4 launcher has checked shapes, pointers
- * and the workspace size; it hands over its workspace areas. */
+ * builds without sm_90a). The 2:4 launcher has checked the GPU, shapes
+ * (marlin_gemm24_pick_wgmma's conditions), pointers, options and the
+ * workspace size; it hands over its workspace areas. */
 typedef struct mk_sparse_wg_args {
     const void *A, *B, *meta, *s; /* as marlin_gemm24 */
     void *C;

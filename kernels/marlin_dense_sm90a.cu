@@ -846,14 +846,11 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
 
 /* The 2:4 sparse form (marlin_gemm24 on sm_90): the same kernel with
  * wgmma.mma_async.sp, the workspace path only. Rows beyond what the
- * counter area holds run as further launches of whole row tiles. */
+ * counter area holds run as further launches of whole row tiles. The
+ * caller has checked the GPU (sm_90), the shape (n % 256, power-of-two
+ * group: marlin_gemm24_pick_wgmma) and the option values. */
 extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int dev,
                                                 const mk_device *d, marlin_error *err) {
-    if (d->cc_major != 9)
-        return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,
-                           "marlin_gemm24: the wgmma path runs on sm_90 only (device %d is "
-                           "sm_%d%d)",
-                           dev, d->cc_major, d->cc_minor);
     /* the tile width for the whole call; the pieces per row chunk below */
     int nb = a->rows, splits_all = 1;
     marlin_gemm24_wgmma_tile(a->m, a->n, a->k, d->sm_count, &nb, &splits_all);
@@ -862,12 +859,6 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "marlin_gemm24: no wgmma kernel for %d-row tiles (32, 64 or 128)", nb);
     const bool grouped = a->group != -1 && a->group < a->k;
-    if (a->n % WG_TILE_N != 0 || a->k % 64 != 0 ||
-        (grouped && (a->group < 32 || (a->group & (a->group - 1)) != 0)))
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "marlin_gemm24: the wgmma path needs n %% 256 == 0 and a power-of-two "
-                           "group (n = %lld, group %lld)",
-                           (long long)a->n, (long long)a->group);
     const int stages = 4;
     const size_t smem = wg_smem(nb, grouped, stages);
     if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)

@@ -398,35 +398,23 @@ static void test_kernels24_pick_wgmma(void **state) {
 #ifndef MARLIN_HAVE_CUDA
     assert_int_equal(marlin_gemm24_wgmma_built(), 0);
 #endif
-    /* the tile rule on 132 SMs: Llama-2-7B layers (k, n) */
-    int rows = 0, splits = 0;
-    marlin_gemm24_wgmma_tile(128, 4096, 4096, 132, &rows, &splits); /* o_proj */
-    assert_int_equal(rows, 64);
-    assert_int_equal(splits, 4);
-    rows = 0;
-    marlin_gemm24_wgmma_tile(64, 4096, 4096, 132, &rows, &splits);
-    assert_int_equal(rows, 32);
-    assert_int_equal(splits, 4);
-    rows = 0;
-    marlin_gemm24_wgmma_tile(128, 12288, 4096, 132, &rows, &splits); /* qkv */
-    assert_int_equal(rows, 128);
-    assert_int_equal(splits, 2);
-    rows = 0;
-    marlin_gemm24_wgmma_tile(64, 4096, 11008, 132, &rows, &splits); /* down */
-    assert_int_equal(rows, 64);
-    assert_int_equal(splits, 10);
-    rows = 0;
-    marlin_gemm24_wgmma_tile(20, 4096, 4096, 132, &rows, &splits); /* narrowest */
-    assert_int_equal(rows, 32);
-    assert_int_equal(splits, 4);
-    rows = 128; /* forced width kept */
-    marlin_gemm24_wgmma_tile(20, 4096, 4096, 132, &rows, &splits);
-    assert_int_equal(rows, 128);
-    assert_int_equal(splits, 4);
-    rows = 0;
-    marlin_gemm24_wgmma_tile(4096, 22016, 4096, 132, &rows, &splits); /* many tiles */
-    assert_int_equal(rows, 128);
-    assert_int_equal(splits, 1);
+    /* the tile rule on 132 SMs, Llama-2-7B layers: m, n, k, forced rows ->
+     * rows, pieces */
+    static const int64_t cases[][7] = {
+        {128, 4096, 4096, 0, 64, 4},    /* o_proj: the narrower tile */
+        {64, 4096, 4096, 0, 32, 4},     /* the same at 64 rows */
+        {128, 12288, 4096, 0, 128, 2},  /* qkv */
+        {64, 4096, 11008, 0, 64, 10},   /* down_proj */
+        {20, 4096, 4096, 0, 32, 4},     /* the narrowest that holds m */
+        {20, 4096, 4096, 128, 128, 4},  /* a forced width is kept */
+        {4096, 22016, 4096, 0, 128, 1}, /* many tiles: one piece */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int rows = (int)cases[i][3], splits = 0;
+        marlin_gemm24_wgmma_tile(cases[i][0], cases[i][1], cases[i][2], 132, &rows, &splits);
+        assert_int_equal(rows, cases[i][4]);
+        assert_int_equal(splits, cases[i][5]);
+    }
 }
 
 /* ------------------------------------------------------------ GPU tests */
