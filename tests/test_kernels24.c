@@ -1038,5 +1038,7 @@ int main(void) {
         cmocka_unit_test(test_kernels24_gpu_not_built),
 #endif
     };
+    /* MARLIN_TEST_FILTER: a cmocka name pattern (device runs of one test) */
+    if (getenv("MARLIN_TEST_FILTER")) cmocka_set_test_filter(getenv("MARLIN_TEST_FILTER"));
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
