@@ -43,7 +43,6 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
-#include <stdlib.h> // EXPERIMENT
 #include <string.h>
 
 #include <atomic>
@@ -78,9 +77,6 @@ struct DenseParams {
     unsigned long long *trace; /* v2 only, diagnostics: per-block timeline or NULL */
     int cluster_k;        /* v2, sm_90: > 1 = blocks of a cluster split one slice's k
                              (cluster path); 0 = stream-K */
-    int l2_ahead;         /* v2, sm_90: units prefetched into L2 beyond the
-                             shared-memory stages (0: none) */
-    int l2_loop;          /* EXPERIMENT */
 };
 
 /* Built with -DMARLIN_TRACE=ON only (CMake): MARLIN_DENSE_TRACE. */
@@ -1073,26 +1069,6 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         }
     };
 
-    /* The L2 window (p.l2_ahead > 0, sm_90): the unit `ahead` units after
-     * cursor c's, if it is in the same slice, is fetched into L2 - one bulk
-     * prefetch per B row of the tile and per scale row, spread over lane 0
-     * of the 8 warps (a first version that had warp 0 issue them all, with
-     * the unit's position recomputed by division, held the block barrier
-     * back: 10-25% slower, run 1 of session 5). The window keeps more bytes
-     * in flight than the shared-memory stages hold, and with PDL its first
-     * units stream in while the previous kernel still runs. */
-    auto prefetch_ahead = [&](const Cursor &c, int ahead) {
-        const int kt = c.kt + ahead;
-        if (kt >= p.k_tiles || lane != 0) return;
-        const int4 *g = p.B + ((int64_t)kt * KB + warp) * b_row_i4 + (int64_t)c.ns * B_ROW;
-#pragma unroll
-        for (int r = 0; r < KB; r += 8) prefetch_l2_bulk(g + (int64_t)r * b_row_i4, B_ROW * 16);
-        if (GROUPED && warp < p.group_rows) {
-            const int gi = ((kt * 16 * KB) >> (p.group_shift + 4)) + warp;
-            prefetch_l2_bulk(p.s + (int64_t)gi * s_row_i4 + (int64_t)c.ns * S_ROW, S_ROW * 16);
-        }
-    };
-
     float acc[MB][8][4];
 #pragma unroll
     for (int i = 0; i < MB; i++)
@@ -1179,8 +1155,6 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     lc.init(u_begin, p);
     cc = lc;
     const int pro = min(p.stages - 1, n_units);
-    /* units [pro, pro + l2_ahead) of the slice go to L2 now, and unit
-     * i + stages - 1 + l2_ahead in iteration i */
     if (!p.pdl) {
         for (int s = 0; s < p.stages - 1; s++) {
             if (s < pro) {
@@ -1190,14 +1164,12 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
             }
             cp_async_commit();
         }
-        for (int j = 0; j < p.l2_ahead; j++) prefetch_ahead(lc, j);
         MK_TRACE(2, gtimer());
     } else {
         for (int s = 0; s < pro; s++) {
             load_b(lc, s);
             lc.advance(p);
         }
-        for (int j = 0; j < p.l2_ahead; j++) prefetch_ahead(lc, j);
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
         asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
@@ -1222,7 +1194,6 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
             load_b(lc, st_write);
             load_a(lc, st_write);
             lc.advance(p);
-            if (p.l2_ahead > 0 && p.l2_loop) prefetch_ahead(lc, p.l2_ahead - 1);
         }
         cp_async_commit();
         compute_stage(st_read);
@@ -1665,14 +1636,6 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     if (t.pipeline < MARLIN_DENSE_PIPE_AUTO || t.pipeline > MARLIN_DENSE_PIPE_WGMMA)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG, "dense gemm: pipeline %d outside [0, 5]",
                            t.pipeline);
-    /* the window is the v2 kernel's (checked again below for the pipeline
-     * and GPU) */
-    if (t.l2_ahead < -1 || t.l2_ahead > MARLIN_DENSE_MAX_L2_AHEAD ||
-        (t.l2_ahead > 0 && t.pipeline == MARLIN_DENSE_PIPE_WGMMA))
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: l2_ahead %d: -1, 0 or up to %d units, and > 0 needs the "
-                           "CPASYNC2 pipeline",
-                           t.l2_ahead, MARLIN_DENSE_MAX_L2_AHEAD);
     if (t.pipeline == MARLIN_DENSE_PIPE_WGMMA)
         return mk_dense_wgmma_launch(a, &t, dev, d, err);
     int pipe = t.pipeline;
@@ -1734,11 +1697,6 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
                            "[%d, %d] on device %d",
                            stages, stage_bytes, MARLIN_DENSE_MIN_STAGES, MARLIN_DENSE_MAX_STAGES,
                            dev);
-    if (t.l2_ahead > 0 && (!v2 || d->cc_major < 9))
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: l2_ahead %d needs the CPASYNC2 pipeline on sm_90+ "
-                           "(pipeline %d, device %d is sm_%d%d)",
-                           t.l2_ahead, pipe, dev, d->cc_major, d->cc_minor);
     const int cluster_k = (t.cluster_k > 1) ? t.cluster_k : 0;
     if (cluster_k && (!v2 || d->cc_major < 9 || cluster_k > 8))
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
@@ -1817,8 +1775,6 @@ extern "C" marlin_status marlin_dense_gemm(const marlin_dense_args *a, marlin_er
     p.units32 = ((int64_t)total * blocks < ((int64_t)1 << 32)) ? 1 : 0;
     p.trace = v2 ? (unsigned long long *)a->trace : NULL;
     p.cluster_k = cluster_k;
-    p.l2_ahead = t.l2_ahead > 0 ? t.l2_ahead : 0;
-    p.l2_loop = getenv("MARLIN_L2_LOOP") ? atoi(getenv("MARLIN_L2_LOOP")) : 1; /* EXPERIMENT */
 
     kernel_fn fn = v2 ? (cluster_k ? kKernelsV2[ki].fn_cluster[grouped ? 1 : 0]
                                    : kKernelsV2[ki].fn[grouped ? 1 : 0])

@@ -44,8 +44,8 @@ marlin_status marlin_dense_check_shape(int64_t m, int64_t n, int64_t k,
 
 /* ------------------------------------------------------------------- tiles */
 
-#define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, 0, 0, 0, 0},
-#define MK_TILE2(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, MARLIN_DENSE_PIPE_CPASYNC2, 0, 0, 0},
+#define MK_TILE(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, 0, 0, 0},
+#define MK_TILE2(mb, nb, kb) {mb, 16 * (nb), 16 * (kb), 0, 0, MARLIN_DENSE_PIPE_CPASYNC2, 0, 0},
 static const marlin_dense_tile k_tiles[] = {MARLIN_DENSE_TILE_LIST(MK_TILE)
                                                 MARLIN_DENSE_V2_TILE_LIST(MK_TILE2)};
 #undef MK_TILE

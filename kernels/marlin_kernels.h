@@ -187,15 +187,7 @@ typedef struct marlin_dense_tile {
                           than one needs tiles x pieces <= 2 x SMs. WGMMA
                           has no cluster path: cluster_k > 1 with it is
                           MARLIN_ERR_INVALID_ARG */
-    int l2_ahead;      /* CPASYNC2 on sm_90+ only: work units each block
-                          prefetches into L2 beyond its shared-memory stages
-                          (1..MARLIN_DENSE_MAX_L2_AHEAD; with PDL the first
-                          ones while the previous kernel runs); -1: none;
-                          0: marlin_dense_l2_ahead's choice. Other
-                          pipelines and GPUs: > 0 is MARLIN_ERR_INVALID_ARG */
 } marlin_dense_tile;
-
-#define MARLIN_DENSE_MAX_L2_AHEAD 32
 
 /* Instantiated tile shapes: writes up to `cap` entries (stages and
  * blocks_per_sm 0) and returns the total count. Entries with pipeline 0

@@ -38,21 +38,6 @@ static __device__ __forceinline__ uint64_t make_policy(bool evict_first) {
     return p;
 }
 
-/* Bring `bytes` (a multiple of 16, 16-byte aligned) of global memory into
- * L2 without waiting for them (one instruction for a whole row of a tile):
- * the decode kernels fetch units they will read later, so that more bytes
- * are in flight than the shared-memory stages hold, and - launched with PDL
- * - before the previous kernel has finished. sm_90 only (a no-op below). */
-static __device__ __forceinline__ void prefetch_l2_bulk(const void *src, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes)
-                 : "memory");
-#else
-    (void)src;
-    (void)bytes;
-#endif
-}
-
 static __device__ __forceinline__ void cp_async_commit() {
     asm volatile("cp.async.commit_group;\n" ::: "memory");
 }

@@ -279,36 +279,6 @@ if [ "$mode" = s4b ]; then
   exit 0
 fi
 
-# s5l2 = session 5, the L2 prefetch window of the v2 decode kernels: its
-# GPU test (+ the launcher refusals) and memcheck of it, then models at
-# m = 1, 16 for windows off/1/2/4/8/16 (L2W, space-separated, overrides),
-# a second round of off and 4 (noise), all in one call.
-if [ "$mode" = s5l2 ]; then
-  log "test: l2 window + errors"
-  MARLIN_TEST_FILTER='*l2_ahead*' timeout 150 ./test_kernels > "$R/test_l2.log" 2>&1
-  echo "test_l2 rc=$?"
-  MARLIN_TEST_FILTER='*gpu_errors*' timeout 60 ./test_kernels > "$R/test_err.log" 2>&1
-  echo "test_err rc=$?"
-  log "memcheck l2 (quick)"
-  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*l2_ahead*' timeout 150 \
-    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck_l2.log" 2>&1
-  echo "memcheck rc=$?"
-  for lp in ${L2LOOP:-1}; do
-    for w in ${L2W:-off 1 2 4 8 16}; do
-      MARLIN_L2_LOOP=$lp bench_build new models_l2_${w}_loop$lp 100 --mode models -v --batch 1,16 \
-        --samples 15 --l2-ahead $w
-    done
-  done
-  for w in ${L2W2:-off 4}; do
-    bench_build new models_l2_${w}_r2 100 --mode models -v --batch 1,16 --samples 15 --l2-ahead $w
-  done
-  finish
-  grep -hE "^(FAIL|\[  (PASSED|FAILED)|L2 window)" "$R/test_l2.log" "$R/test_err.log" | head
-  grep -E "ERROR SUMMARY" "$R/memcheck_l2.log"
-  model_summaries $(cd "$R" && ls models_l2_*.txt | sed 's/\.txt$//')
-  exit 0
-fi
-
 if [ "$mode" = s4final ]; then
   # session 4, final: both GPU suites in full, dense and 2:4 models at the
   # issues' batch sizes with plots, both peak layers, racecheck on the

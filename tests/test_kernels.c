@@ -822,10 +822,10 @@ static int run_case(const layer *L, dev_layer *D, int64_t m, const marlin_dense_
     if (tile)
         snprintf(what, sizeof what,
                  "m %lld n %lld k %lld g %d tile %dx%dx%d st %d bps %d pipe %d cluster %d "
-                 "splits %d l2 %d (seed %llu)",
+                 "splits %d (seed %llu)",
                  (long long)m, (long long)n, (long long)k, L->g, tile->m_blocks, tile->n, tile->k,
                  tile->stages, tile->blocks_per_sm, tile->pipeline, tile->cluster_k,
-                 tile->k_splits, tile->l2_ahead, (unsigned long long)seed);
+                 tile->k_splits, (unsigned long long)seed);
     else
         snprintf(what, sizeof what, "m %lld n %lld k %lld g %d auto (seed %llu)", (long long)m,
                  (long long)n, (long long)k, L->g, (unsigned long long)seed);
@@ -1098,77 +1098,6 @@ static void test_kernels_gpu_cluster(void **state) {
     assert_int_equal(failed, 0);
 }
 
-/* The L2 prefetch window (tile.l2_ahead, CPASYNC2 on sm_90+): the 16-row
- * v2 shapes (the decode launches) and one 64-row shape x windows of 1, 4
- * and the maximum x stream-K (one block per SM: ~4 units a block) and the
- * cluster path (2 blocks a slice: 16-32 units a block, so the windows run
- * inside the main loop and the largest is cut at the block's end) x grouped
- * (128, 32) and per-channel scales x m (1, ragged, full, several row
- * chunks) against the CPU reference, PDL on half the cases. The window only
- * adds prefetches, so results must not change; its index arithmetic must
- * stay inside B and s (compute-sanitizer's memcheck runs cover that).
- * Elsewhere (before sm_90, other pipelines) a window is refused with
- * MARLIN_ERR_INVALID_ARG. */
-static void test_kernels_gpu_l2_ahead(void **state) {
-    (void)state;
-    NEED_GPU();
-    marlin_dense_tile tiles[64];
-    const int nt = marlin_dense_tiles(tiles, 64);
-    const uint64_t base = marlin_test_seed(0x6c32616865ull);
-    const int32_t groups[] = {128, 32, -1};
-    const int windows[] = {1, 4, MARLIN_DENSE_MAX_L2_AHEAD};
-    const int quick = env_flag("MARLIN_KERNEL_TEST_QUICK");
-    marlin_error err = {0};
-    int failed = 0, ran = 0, refused = 0;
-    for (int gi = 0; gi < 3; gi++) {
-        if (quick && gi == 1) continue;
-        const int64_t n = 1024, k = 8192;
-        layer L;
-        dev_layer D;
-        const uint64_t seed = case_seed(base, n, k, groups[gi], 13);
-        layer_make(&L, n, k, groups[gi], seed);
-        dev_layer_make(&D, &L, 100);
-        for (int ti = 0; ti < nt; ti++) {
-            const int v2 = tiles[ti].pipeline == MARLIN_DENSE_PIPE_CPASYNC2;
-            if (v2 && tiles[ti].m_blocks != 1 &&
-                !(tiles[ti].m_blocks == 4 && tiles[ti].n == 256 && tiles[ti].k == 256))
-                continue;
-            if (!v2 && ti > 0) continue; /* one refused v1 shape is enough */
-            for (int wi = 0; wi < 3; wi++)
-                for (int cl = 0; cl < 2; cl++) {
-                    if (cl && (!v2 || tiles[ti].m_blocks != 1)) continue;
-                    if (quick && wi == 1) continue;
-                    marlin_dense_tile t = tiles[ti];
-                    t.l2_ahead = windows[wi];
-                    t.cluster_k = cl ? 2 : 0;
-                    t.stages = 2;
-                    t.blocks_per_sm = cl ? 2 : 1;
-                    if (!v2 || g_gpu.info.cc_major < 9) {
-                        marlin_dense_args a = layer_args(&L, &D, 5);
-                        a.tile = &t;
-                        assert_int_equal(marlin_dense_gemm(&a, &err), MARLIN_ERR_INVALID_ARG);
-                        assert_non_null(strstr(err.msg, "l2_ahead"));
-                        refused++;
-                        continue;
-                    }
-                    const int64_t full = 16 * t.m_blocks;
-                    const int64_t ms[] = {1, full - 3, full, 100};
-                    for (int mi = 0; mi < 4; mi++) {
-                        if (mi == 3 && wi != 0) continue; /* the CPU reference's cost */
-                        failed += !run_case(&L, &D, ms[mi], &t, g_gpu.stream,
-                                            case_seed(seed, ti, wi * 2 + cl, ms[mi], 0), NULL);
-                        ran++;
-                    }
-                }
-        }
-        dev_layer_free(&D);
-        layer_free(&L);
-    }
-    print_message("L2 window: %d of %d runs ok, %d configurations refused (sm_%d%d)\n",
-                  ran - failed, ran, refused, g_gpu.info.cc_major, g_gpu.info.cc_minor);
-    assert_int_equal(failed, 0);
-}
-
 /* The Hopper path (pipeline WGMMA, sm_90 with the sm_90a kernels built):
  * every batch width (32/64/128 rows) x stages 4 and max x k pieces (1, 2,
  * 3, automatic, and as many as 2 blocks per SM allow) x grouped/per-channel
@@ -1356,52 +1285,42 @@ static void test_kernels_gpu_errors(void **state) {
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "workspace"));
     assert_int_equal(marlin_dense_gemm(NULL, &err), MARLIN_ERR_INVALID_ARG);
-    marlin_dense_tile t = {5, 128, 128, 4, 1, 0, 0, 0, 0};
+    marlin_dense_tile t = {5, 128, 128, 4, 1, 0, 0, 0};
     b = a;
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "no instantiated kernel"));
-    t = (marlin_dense_tile){1, 512, 128, 4, 1, 0, 0, 0, 0};
+    t = (marlin_dense_tile){1, 512, 128, 4, 1, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 1, 1, 0, 0, 0, 0};
+    t = (marlin_dense_tile){1, 128, 128, 1, 1, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 20, 1, 0, 0, 0, 0};
+    t = (marlin_dense_tile){1, 128, 128, 20, 1, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 3, 0, 0, 0, 0};
+    t = (marlin_dense_tile){1, 128, 128, 4, 3, 0, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    t = (marlin_dense_tile){1, 128, 128, 4, 1, 6, 0, 0, 0}; /* no such pipeline */
+    t = (marlin_dense_tile){1, 128, 128, 4, 1, 6, 0, 0}; /* no such pipeline */
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "pipeline"));
-    /* L2 windows outside [-1, MARLIN_DENSE_MAX_L2_AHEAD] */
-    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2, 0, 0, -2};
-    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    assert_non_null(strstr(err.msg, "l2_ahead"));
-    t.l2_ahead = MARLIN_DENSE_MAX_L2_AHEAD + 1;
-    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    assert_non_null(strstr(err.msg, "l2_ahead"));
-    t = (marlin_dense_tile){4, 128, 64, 0, 0, MARLIN_DENSE_PIPE_WGMMA, 0, 0, 1}; /* not v2 */
-    assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
-    assert_non_null(strstr(err.msg, "l2_ahead"));
     if (g_gpu.info.cc_major < 9) { /* the mbarrier pipelines need sm_90 */
-        t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK, 0, 0, 0};
+        t = (marlin_dense_tile){1, 128, 128, 4, 1, MARLIN_DENSE_PIPE_BULK, 0, 0};
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
         assert_non_null(strstr(err.msg, "sm_90"));
         t.pipeline = MARLIN_DENSE_PIPE_MBAR;
         assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     }
     /* a CPASYNC2 shape with another pipeline, a v1 shape... */
-    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC, 0, 0, 0};
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "no instantiated kernel"));
     /* ... and a stage deeper than k: k = 512 is fine for 256, not for a
      * k that 256 does not divide */
     b.k = 640;
-    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2, 0, 0, 0};
+    t = (marlin_dense_tile){1, 256, 256, 2, 1, MARLIN_DENSE_PIPE_CPASYNC2, 0, 0};
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     assert_non_null(strstr(err.msg, "does not divide"));
     b = a;
     b.n = 192; /* valid shape, but a forced 256-wide tile does not divide it */
-    t = (marlin_dense_tile){1, 256, 64, 4, 1, 0, 0, 0, 0};
+    t = (marlin_dense_tile){1, 256, 64, 4, 1, 0, 0, 0};
     b.tile = &t;
     assert_int_equal(marlin_dense_gemm(&b, &err), MARLIN_ERR_INVALID_ARG);
     b = a;
@@ -1532,7 +1451,6 @@ int main(void) {
         cmocka_unit_test(test_kernels_gpu_dense_small),
         cmocka_unit_test(test_kernels_gpu_all_tiles),
         cmocka_unit_test(test_kernels_gpu_cluster),
-        cmocka_unit_test(test_kernels_gpu_l2_ahead),
         cmocka_unit_test(test_kernels_gpu_wgmma),
         cmocka_unit_test(test_kernels_gpu_workspace_and_determinism),
         cmocka_unit_test(test_kernels_gpu_dense_models),

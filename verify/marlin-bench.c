@@ -45,9 +45,6 @@ static int g_sparse;
 static int g_wg24;
 /* --pipeline: forced on every dense launch (0: the library's choice). */
 static int g_pipeline;
-/* --l2-ahead: the L2 prefetch window forced on every v2 (CPASYNC2) dense
- * launch: 0 = the library's choice, -1 none, N units. */
-static int g_l2_ahead;
 
 /* ------------------------------------------------------------ layer tables */
 
@@ -96,7 +93,6 @@ typedef struct options {
     int no_pdl;
     int pipeline; /* marlin_dense_pipeline forced on every dense launch */
     int pipeline_mma; /* --pipeline mma (--sparse only: the mma.sp kernels) */
-    int l2_ahead;  /* --l2-ahead (0: not given) */
     int have_tile; /* --tile given (trace mode) */
     marlin_dense_tile tile;
 } options;
@@ -127,8 +123,6 @@ static void usage(FILE *f) {
             "                    the v2 main loop; wgmma: the Hopper path, sm_90 only),\n"
             "                    each with its own tile heuristic; with --sparse: auto,\n"
             "                    mma (the mma.sp kernels) or wgmma (sm_90 only)\n"
-            "  --l2-ahead N      the L2 prefetch window of the v2 dense launches (sm_90):\n"
-            "                    off or 1..32 work units (default: the library's choice)\n"
             "  --tile T          trace mode: force tile MxNxK/sS/bB[/cC] (v2 shapes, e.g.\n"
             "                    16x128x256/s4/b1; /cC: the cluster path, C blocks)\n"
             "  -v, --verbose     per-layer lines\n"
@@ -274,16 +268,6 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
             else {
                 *exit_code = usage_error(
                     "unknown pipeline '%s' (auto, cpasync, bulk, mbar, cpasync2, wgmma, mma)", v);
-                return 1;
-            }
-            i++;
-        } else if (!strcmp(a, "--l2-ahead")) {
-            if (!strcmp(v, "off")) {
-                o->l2_ahead = -1;
-            } else if (marlin_cli_int(v, 1, MARLIN_DENSE_MAX_L2_AHEAD, &x)) {
-                o->l2_ahead = (int)x;
-            } else {
-                *exit_code = usage_error("bad --l2-ahead '%s' (off or 1..32 units)", v);
                 return 1;
             }
             i++;
@@ -482,9 +466,6 @@ static marlin_status cublas_fn(void *user, int64_t iter, void *stream, marlin_er
 /* Batch = a multiple of the rotation count, at least 8 launches. */
 static int batch_for(int R) { return R * ((8 + R - 1) / R); }
 
-static marlin_status shown_tile(const bench_ctx *c, int64_t m, int64_t n, int64_t k,
-                                int32_t group, marlin_dense_tile *t, marlin_error *err);
-
 static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
                                 const marlin_dense_tile *tile, int pdl, int samples, double *us,
                                 marlin_error *err) {
@@ -501,19 +482,6 @@ static marlin_status time_dense(bench_ctx *c, gpu_layer *L, int64_t m,
         }
         if (forced.pipeline == MARLIN_DENSE_PIPE_AUTO) forced.pipeline = g_pipeline;
         tile = &forced;
-    }
-    marlin_dense_tile with_l2;
-    if (!g_sparse && g_l2_ahead != 0) {
-        /* the tile this launch runs, with the window forced where it
-         * applies (the v2 family) */
-        if (tile) {
-            with_l2 = *tile;
-        } else {
-            marlin_status s0 = shown_tile(c, m, L->n, L->k, L->group, &with_l2, err);
-            if (s0) return s0;
-        }
-        if (with_l2.pipeline == MARLIN_DENSE_PIPE_CPASYNC2) with_l2.l2_ahead = g_l2_ahead;
-        tile = &with_l2;
     }
     dense_launch d = {c, L, m, tile, pdl, NULL, NULL, 0};
     marlin_gpu_timing t;
@@ -1302,7 +1270,6 @@ int main(int argc, char **argv) {
     if (parse_args(argc, argv, &o, &code)) return code;
     g_sparse = o.sparse;
     g_pipeline = o.pipeline;
-    g_l2_ahead = o.l2_ahead;
     if (g_sparse) {
         /* the 2:4 launcher: auto, or one of its two kernel families */
         if (o.pipeline != MARLIN_DENSE_PIPE_AUTO && o.pipeline != MARLIN_DENSE_PIPE_WGMMA)
