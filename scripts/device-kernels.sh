@@ -279,6 +279,89 @@ if [ "$mode" = s4b ]; then
   exit 0
 fi
 
+# s5b3 = session 5, three resident blocks per SM for the 16-row cluster
+# kernels (80 registers): tune of the v2 shapes (cluster sizes x stages)
+# and models at m = 1, 16 for this build and BASE, two rounds of models.
+if [ "$mode" = s5b3 ]; then
+  log "smoke: cluster test"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*cluster*' timeout 120 ./test_kernels \
+    > "$R/test_cluster.log" 2>&1
+  echo "test_cluster rc=$?"
+  for r in 1 2; do
+    for who in new base; do
+      bench_build $who models_${who}_r$r 100 --mode models -v --batch 1,16 --samples 15
+    done
+  done
+  for who in new base; do
+    bench_build $who tune_$who 200 --mode tune --pipeline cpasync2 --batch ${TB:-1,16} --samples 8
+  done
+  finish
+  grep -hE "^(FAIL|\[  (PASSED|FAILED)|cluster path)" "$R/test_cluster.log" | head
+  model_summaries models_new_r1 models_base_r1 models_new_r2 models_base_r2
+  for who in new base; do echo "## tune $who"; grep -E "tune total" "$R/tune_$who.txt"; done
+  exit 0
+fi
+
+# s5ncu = session 5: where the cycles go on the current tree, Llama-2-7B
+# qkv (the first layer timed): the wgmma kernel at m = 64 and 32 and the
+# v2 decode kernel at m = 1 (ncu at its base clocks: for the breakdown,
+# not for times).
+if [ "$mode" = s5ncu ]; then
+  for cfg in ${NCU_CFGS:-wg:64 wg:32 v2:1}; do
+    k=dense_${cfg%%:*}; mm=${cfg##*:}
+    log "ncu $k m=$mm"
+    timeout 150 ncu --kernel-name regex:$k --launch-skip 8 --launch-count 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+      --section LaunchStats --section WarpStateStats --section SchedulerStats \
+      --section InstructionStats --section SourceCounters \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__pipe_.*(tensor|gmma|alu|fma|fp16|shared).*cycles_active\.avg\.pct_of_peak_sustained_active,regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active" \
+      ./marlin-bench --mode models --model llama2-7b --batch $mm --samples 3 --no-pdl \
+      > "$R/ncu_${k}_m$mm.txt" 2>&1
+    echo "ncu $k m=$mm rc=$?"
+  done
+  cuobjdump -sass lib/libmarlinq.so 2>/dev/null | awk '/Function : .*dense_wg_kernelILi64ELb1ELb0ELb1E/{p=1} p{print} p&&/EXIT/{c++} c>=3{exit}' > "$R/sass_wg64.txt"
+  cuobjdump -sass lib/libmarlinq.so 2>/dev/null | awk '/Function : .*dense_v2_kernelILi1ELi8ELi16ELb1ELb1E/{p=1} p{print} p&&/EXIT/{c++} c>=3{exit}' > "$R/sass_v2_1.txt"
+  finish
+  for f in "$R"/ncu_*.txt; do
+    echo "## $(basename $f)"
+    grep -E "dense_|Duration|DRAM Throughput|Memory Throughput|L2 Hit|L1/TEX Hit|Issued Ipc|Issue Slots Busy|No Eligible|Active Warps Per|Eligible Warps|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Executed Instructions  |Block Limit" "$f" | head -30
+    grep -E "stalled|pipe" "$f" | awk '$NF+0 > 0.05' | head -60
+  done
+  exit 0
+fi
+
+# s5tma = session 5, TMA copies for the ping-pong wgmma kernels (64/128
+# rows): the wgmma tests of both suites with TMA (default) and without
+# (MARLIN_WG_TMA=0), memcheck of the quick wgmma tests, then models dense
+# and 2:4 for both, two rounds, at the wgmma batch sizes.
+if [ "$mode" = s5tma ]; then
+  for t in 1 0; do
+    log "tests wgmma tma=$t"
+    MARLIN_WG_TMA=$t MARLIN_TEST_FILTER='*wgmma*' timeout 200 ./test_kernels > "$R/test_wg_tma$t.log" 2>&1
+    echo "test_kernels wgmma tma=$t rc=$?"
+    MARLIN_WG_TMA=$t MARLIN_TEST_FILTER='*wgmma*' timeout 120 ./test_kernels24 > "$R/test24_wg_tma$t.log" 2>&1
+    echo "test_kernels24 wgmma tma=$t rc=$?"
+    [ "${SKIP_TMA0_TESTS:-1}" = 1 ] && break
+  done
+  log "memcheck wgmma (quick, tma)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*gpu_wgmma*' timeout 150 \
+    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck_wg.log" 2>&1
+  echo "memcheck rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch ${TB:-32,64,128,256} --samples 12"
+  for r in 1 2; do
+    for t in 1 0; do
+      MARLIN_WG_TMA=$t bench_build new models_tma${t}_r$r 120 --mode models -v $B
+      MARLIN_WG_TMA=$t bench_build new models24_tma${t}_r$r 120 --mode models -v --sparse $B
+    done
+  done
+  finish
+  grep -hE "^(FAIL|\[  (PASSED|FAILED))|wgmma path|wgmma:" "$R"/test_wg_tma*.log "$R"/test24_wg_tma*.log | head -20
+  grep -E "ERROR SUMMARY" "$R/memcheck_wg.log"
+  model_summaries models_tma1_r1 models_tma0_r1 models_tma1_r2 models_tma0_r2 \
+    models24_tma1_r1 models24_tma0_r1 models24_tma1_r2 models24_tma0_r2
+  exit 0
+fi
+
 if [ "$mode" = s4final ]; then
   # session 4, final: both GPU suites in full, dense and 2:4 models at the
   # issues' batch sizes with plots, both peak layers, racecheck on the
