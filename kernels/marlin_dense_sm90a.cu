@@ -69,14 +69,10 @@
  * epilogue are shared; only the columns a fragment row maps to (fcol) and
  * the scale permutation differ.
  */
-#include <cuda.h> /* CUtensorMap (the driver entry point comes through the runtime) */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include <atomic>
 
@@ -133,9 +129,6 @@ struct WgParams {
      * values, MF 4.4) and this the metadata, I16 [k/32][2n] as int4
      * [k/32][n/4] (MF 4.5) */
     const int4 *meta;
-    /* TMA kernels: A [m][k] fp16 as a 2-D tensor map, boxes of 64 k x NB
-     * rows with the 128-byte swizzle (rows >= m read as zeros) */
-    CUtensorMap tma_a;
 };
 
 __device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, bool valid) {
@@ -271,37 +264,12 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
     return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
            ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
-
-/* TMA kernels: the stage's copies, issued by one thread and completing as
- * transaction bytes on the stage's "full" mbarrier. */
-__device__ __forceinline__ void wg_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
-                 : "memory");
-}
-/* global -> shared bulk copy (16-byte multiples and alignment), L2 policy */
-__device__ __forceinline__ void wg_bulk(uint32_t dst, const void *src, uint32_t bytes, uint32_t bar,
-                                        uint64_t pol) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
-                 " [%0], [%1], %2, [%3], %4;\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar), "l"(pol)
-                 : "memory");
-}
-/* one box of the 2-D tensor map at (c0 = k element, c1 = row) */
-__device__ __forceinline__ void wg_tma2d(uint32_t dst, const CUtensorMap *map, int c0, int c1,
-                                         uint32_t bar) {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                 " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(bar)
-                 : "memory");
-}
 #endif
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-template <int NB, bool GROUPED, bool SPARSE, bool PP, bool TMA>
-__global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1)
-    dense_wg_kernel(const __grid_constant__ WgParams p) {
-    static_assert(!TMA || PP, "the TMA copies complete on the ping-pong barriers");
+template <int NB, bool GROUPED, bool SPARSE, bool PP>
+__global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
@@ -402,71 +370,23 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1)
      * (every thread after its stage-end wait) guards the refill. */
     const uint32_t bar_full = (uint32_t)__cvta_generic_to_shared(s_bar);
     const uint32_t bar_empty = bar_full + 8 * MARLIN_DENSE_MAX_STAGES;
-    /* TMA: thread 0 issues a stage's copies - A as one box of the tensor
-     * map, each B (and metadata, scale) row as one bulk copy - and they
-     * complete as transaction bytes on "full" (one arrival: its
-     * expect_tx). The 256 threads then issue no copies and keep no copy
-     * addresses (run 5 of session 5, SASS: ~100 of the 336 instructions of
-     * the 64-row kernel's stage re-derived them). */
-    constexpr uint32_t TX_FIXED = NB * 128 + NSTEP * 2048 + (SPARSE ? NSTEP * 1024 : 0);
-    const uint32_t tx_bytes = TX_FIXED + (GROUPED ? 512u * (uint32_t)s_rows : 0u);
-    const uint64_t b_pol = make_policy(true);
-    const uint32_t smem_base = (uint32_t)__cvta_generic_to_shared(smem);
-    auto tma_b = [&](int st, int bi) { /* B, metadata, scales of stage st */
-        const uint32_t sb = smem_base + bi * SB, bar = bar_full + 8 * bi;
-#pragma unroll
-        for (int r = 0; r < NSTEP; r++)
-            wg_bulk(sb + B_OFF + r * 2048, p.B + (size_t)(NSTEP * st + r) * b_row_i4 + 128 * nt,
-                    2048, bar, b_pol);
-        if (SPARSE) {
-#pragma unroll
-            for (int r = 0; r < NSTEP; r++)
-                wg_bulk(sb + M_OFF + r * 1024,
-                        p.meta + (size_t)(NSTEP * st + r) * m_row_i4 + 64 * nt, 1024, bar, b_pol);
-        }
-        if (GROUPED) {
-            const int g0 = (st << LOG_SK) >> p.group_shift;
-            for (int r = 0; r < s_rows; r++)
-                wg_bulk(sb + S_OFF + r * 512, p.s + (size_t)(g0 + r) * p.n + WG_TILE_N * nt,
-                        512, bar, b_pol);
-        }
-    };
-    auto tma_a = [&](int st, int bi) {
-        wg_tma2d(smem_base + bi * SB + A_OFF, &p.tma_a, st * 16 * KS, row0, bar_full + 8 * bi);
-    };
     if constexpr (PP) {
-        if (tid == 0) {
+        if (tid == 0)
             for (int i = 0; i < p.stages; i++) {
-                mbar_init(bar_full + 8 * i, TMA ? 1 : WG_THREADS);
+                mbar_init(bar_full + 8 * i, WG_THREADS);
                 mbar_init(bar_empty + 8 * i, WG_THREADS);
             }
-            /* the barriers are used by the async proxy (TMA) too */
-            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        }
         __syncthreads();
     }
-    if constexpr (TMA) {
-        if (tid == 0)
-            for (int s = 0; s < pro; s++)
-                if (s < n_st) {
-                    wg_expect_tx(bar_full + 8 * s, tx_bytes);
-                    tma_b(st_begin + s, s);
-                }
-        if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        if (tid == 0)
-            for (int s = 0; s < pro; s++)
-                if (s < n_st) tma_a(st_begin + s, s);
-    } else {
-        for (int s = 0; s < pro; s++)
-            if (s < n_st) load_b(st_begin + s, s);
-        if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        for (int s = 0; s < pro; s++) {
-            if (s < n_st) load_a(st_begin + s, s);
-            if constexpr (PP) {
-                if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
-            } else {
-                cp_async_commit();
-            }
+    for (int s = 0; s < pro; s++)
+        if (s < n_st) load_b(st_begin + s, s);
+    if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    for (int s = 0; s < pro; s++) {
+        if (s < n_st) load_a(st_begin + s, s);
+        if constexpr (PP) {
+            if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
+        } else {
+            cp_async_commit();
         }
     }
     uint32_t ph_full = 0, ph_empty = 0; /* PP: parity to wait on, per buffer */
@@ -506,7 +426,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1)
 #pragma unroll
         for (int r = 0; r < NB / 2; r++) acc[i][r] = 0.0f;
 
-    const uint32_t smem_s = smem_base;
+    const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem);
     int buf = 0, wbuf = pro;
     /* One stage: decode all its A fragments (a decode between the wgmma of
      * one stage made ptxas serialize every wgmma, C7513), issue its 4 k16
@@ -521,23 +441,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1)
      * The drain this costs is hidden by the second block per SM at 32-64
      * rows. */
     auto stage = [&](int it, uint32_t (&cur)[NSTEP][2][4]) {
-        if constexpr (TMA) {
-            /* thread 0 refills the buffer of stage it + pro - stages once
-             * every thread has left that stage; all wait for this stage */
-            if (it + pro < n_st) {
-                const bool reuse = it + pro >= p.stages;
-                if (tid == 0) {
-                    if (reuse) mbar_wait(bar_empty + 8 * wbuf, (ph_empty >> wbuf) & 1u);
-                    wg_expect_tx(bar_full + 8 * wbuf, tx_bytes);
-                    tma_b(st_begin + it + pro, wbuf);
-                    tma_a(st_begin + it + pro, wbuf);
-                }
-                if (reuse) ph_empty ^= 1u << wbuf;
-            }
-            if (++wbuf == p.stages) wbuf = 0;
-            mbar_wait(bar_full + 8 * buf, (ph_full >> buf) & 1u);
-            ph_full ^= 1u << buf;
-        } else if constexpr (PP) {
+        if constexpr (PP) {
             /* refill the buffer of stage it + pro - stages once every thread
              * has left that stage, then wait for this stage's data */
             if (it + pro < n_st) {
@@ -780,12 +684,11 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1)
 typedef void (*wg_fn)(WgParams);
 struct WgEntry {
     int nb;
-    wg_fn fn[2][2];     /* [sparse][grouped] */
-    wg_fn fn_tma[2][2]; /* the TMA copies (ping-pong tiles), or NULL */
+    wg_fn fn[2][2]; /* [sparse][grouped] */
 };
-#define WG_FNS(NB, PP, TMA)                                                                         \
-    {{dense_wg_kernel<NB, false, false, PP, TMA>, dense_wg_kernel<NB, true, false, PP, TMA>},       \
-     {dense_wg_kernel<NB, false, true, PP, TMA>, dense_wg_kernel<NB, true, true, PP, TMA>}}
+#define WG_FNS(NB, PP)                                                                    \
+    {{dense_wg_kernel<NB, false, false, PP>, dense_wg_kernel<NB, true, false, PP>},       \
+     {dense_wg_kernel<NB, false, true, PP>, dense_wg_kernel<NB, true, true, PP>}}
 /* The stage pipeline per tile width (session 4, runs 6-7, same calls, with
  * PDL): the ping-pong pipeline for 128-row tiles (one block per SM:
  * Llama-2-7B at m = 128 154 us against 168 us, 2:4 130 vs 137 us, 8-14%
@@ -793,14 +696,14 @@ struct WgEntry {
  * at m = 64, 2:4 4-8% at 48-64 rows); the block-wide barrier for 32-row
  * tiles (2:4 at m = 32: the ping-pong pipeline 0-3% slower). */
 const WgEntry kWg[] = {
-    {32, WG_FNS(32, false, false), {{NULL, NULL}, {NULL, NULL}}},
-    {64, WG_FNS(64, true, false), WG_FNS(64, true, true)},
-    {128, WG_FNS(128, true, false), WG_FNS(128, true, true)},
+    {32, WG_FNS(32, false)},
+    {64, WG_FNS(64, true)},
+    {128, WG_FNS(128, true)},
 };
 #undef WG_FNS
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
-std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2][2]; /* [..][tma][sparse][grouped] */
+std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2];
 
 int wg_kernel_index(int nb) {
     for (int i = 0; i < kNumWg; i++)
@@ -817,66 +720,14 @@ static size_t wg_smem(int nb, bool grouped, int stages) {
     return (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
 }
 
-/* cuTensorMapEncodeTiled, a driver function, through the runtime's entry
- * point query (no link against libcuda); looked up once. */
-static PFN_cuTensorMapEncodeTiled_v12000 wg_encode_fn(marlin_error *err) {
-    static std::atomic<PFN_cuTensorMapEncodeTiled_v12000> cached{nullptr};
-    PFN_cuTensorMapEncodeTiled_v12000 f = cached.load(std::memory_order_acquire);
-    if (f) return f;
-    void *ptr = NULL;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    const cudaError_t ce = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000,
-                                                            cudaEnableDefault, &q);
-    if (ce != cudaSuccess || q != cudaDriverEntryPointSuccess || !ptr) {
-        marlin_fail(err, MARLIN_ERR_CUDA,
-                    "dense gemm: the driver has no cuTensorMapEncodeTiled (%s, query %d)",
-                    cudaGetErrorString(ce), (int)q);
-        return NULL;
-    }
-    f = (PFN_cuTensorMapEncodeTiled_v12000)ptr;
-    cached.store(f, std::memory_order_release);
-    return f;
-}
-
-/* EXPERIMENT (session 5): MARLIN_WG_TMA=0 keeps the per-thread cp.async
- * copies of the ping-pong kernels */
-static bool wg_use_tma(int ki) {
-    const char *e = getenv("MARLIN_WG_TMA");
-    return kWg[ki].fn_tma[0][0] != NULL && !(e && e[0] == '0');
-}
-
-/* What both launchers share once the parameters are set: the tensor map of
- * A (TMA kernels), the dynamic shared memory limit (raised once per device,
- * kernel and scale mode to the largest size asked for), the launch
- * configuration (PDL) and the launch. */
-static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool grouped, int blocks,
+/* What both launchers share once the parameters are set: the dynamic
+ * shared memory limit (raised once per device, kernel and scale mode to the
+ * largest size asked for), the launch configuration (PDL) and the launch. */
+static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool grouped, int blocks,
                                 size_t smem, void *stream, int dev, marlin_error *err) {
-    const bool tma = wg_use_tma(ki);
-    WgParams p = p0;
-    if (tma) {
-        PFN_cuTensorMapEncodeTiled_v12000 enc = wg_encode_fn(err);
-        if (!enc) return MARLIN_ERR_CUDA;
-        /* A [m][k] fp16: dims innermost first, the row pitch in bytes;
-         * boxes of 64 k (128 bytes, the swizzle span) x the tile's rows */
-        const cuuint64_t dims[2] = {(cuuint64_t)p.k, (cuuint64_t)p.m};
-        const cuuint64_t pitch[1] = {(cuuint64_t)p.k * 2};
-        const cuuint32_t box[2] = {16 * KS, (cuuint32_t)kWg[ki].nb};
-        const cuuint32_t step[2] = {1, 1};
-        const CUresult r = enc(&p.tma_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, (void *)p.A, dims,
-                               pitch, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-        if (r != CUDA_SUCCESS)
-            return marlin_fail(err, MARLIN_ERR_CUDA,
-                               "dense gemm: cuTensorMapEncodeTiled failed (CUresult %d) for A "
-                               "%p, %lld x %lld",
-                               (int)r, (const void *)p.A, (long long)p.m, (long long)p.k);
-    }
-    wg_fn fn = tma ? kWg[ki].fn_tma[sparse ? 1 : 0][grouped ? 1 : 0]
-                   : kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
-    std::atomic<int> *set = dev < kMaxDev
-                                ? &g_wg_smem_set[dev][ki][tma ? 1 : 0][sparse ? 1 : 0][grouped ? 1 : 0]
-                                : NULL;
+    wg_fn fn = kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
+    std::atomic<int> *set =
+        dev < kMaxDev ? &g_wg_smem_set[dev][ki][sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
     marlin_status st;
     if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
@@ -900,7 +751,6 @@ static WgParams wg_params(const void *A, const void *B, const void *s, const voi
                           void *counters, void *partials, int64_t m_tiles, int splits,
                           int stages, int pdl) {
     WgParams p;
-    memset(&p, 0, sizeof p); /* (the tensor map: wg_enqueue) */
     p.A = (const int4 *)A;
     p.B = (const int4 *)B;
     p.s = (const __half *)s;

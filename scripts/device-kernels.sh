@@ -279,9 +279,10 @@ if [ "$mode" = s4b ]; then
   exit 0
 fi
 
-# s5b3 = session 5, three resident blocks per SM for the 16-row cluster
-# kernels (80 registers): tune of the v2 shapes (cluster sizes x stages)
-# and models at m = 1, 16 for this build and BASE, two rounds of models.
+# s5b3 = session 5, this build against BASE in one call: the cluster test,
+# models at m = 1, 16 (two rounds) and the v2 tune (cluster sizes x
+# stages) for both (run 3: three blocks per SM for the 16-row cluster
+# kernels, since reverted).
 if [ "$mode" = s5b3 ]; then
   log "smoke: cluster test"
   MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*cluster*' timeout 120 ./test_kernels \
@@ -327,38 +328,6 @@ if [ "$mode" = s5ncu ]; then
     grep -E "dense_|Duration|DRAM Throughput|Memory Throughput|L2 Hit|L1/TEX Hit|Issued Ipc|Issue Slots Busy|No Eligible|Active Warps Per|Eligible Warps|Registers Per|Achieved Occupancy|Warp Cycles Per Issued|Executed Instructions  |Block Limit" "$f" | head -30
     grep -E "stalled|pipe" "$f" | awk '$NF+0 > 0.05' | head -60
   done
-  exit 0
-fi
-
-# s5tma = session 5, TMA copies for the ping-pong wgmma kernels (64/128
-# rows): the wgmma tests of both suites with TMA (default) and without
-# (MARLIN_WG_TMA=0), memcheck of the quick wgmma tests, then models dense
-# and 2:4 for both, two rounds, at the wgmma batch sizes.
-if [ "$mode" = s5tma ]; then
-  for t in 1 0; do
-    log "tests wgmma tma=$t"
-    MARLIN_WG_TMA=$t MARLIN_TEST_FILTER='*wgmma*' timeout 200 ./test_kernels > "$R/test_wg_tma$t.log" 2>&1
-    echo "test_kernels wgmma tma=$t rc=$?"
-    MARLIN_WG_TMA=$t MARLIN_TEST_FILTER='*wgmma*' timeout 120 ./test_kernels24 > "$R/test24_wg_tma$t.log" 2>&1
-    echo "test_kernels24 wgmma tma=$t rc=$?"
-    [ "${SKIP_TMA0_TESTS:-1}" = 1 ] && break
-  done
-  log "memcheck wgmma (quick, tma)"
-  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*gpu_wgmma*' timeout 150 \
-    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck_wg.log" 2>&1
-  echo "memcheck rc=$?"
-  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch ${TB:-32,64,128,256} --samples 12"
-  for r in 1 2; do
-    for t in 1 0; do
-      MARLIN_WG_TMA=$t bench_build new models_tma${t}_r$r 120 --mode models -v $B
-      MARLIN_WG_TMA=$t bench_build new models24_tma${t}_r$r 120 --mode models -v --sparse $B
-    done
-  done
-  finish
-  grep -hE "^(FAIL|\[  (PASSED|FAILED))|wgmma path|wgmma:" "$R"/test_wg_tma*.log "$R"/test24_wg_tma*.log | head -20
-  grep -E "ERROR SUMMARY" "$R/memcheck_wg.log"
-  model_summaries models_tma1_r1 models_tma0_r1 models_tma1_r2 models_tma0_r2 \
-    models24_tma1_r1 models24_tma0_r1 models24_tma1_r2 models24_tma0_r2
   exit 0
 fi
 
