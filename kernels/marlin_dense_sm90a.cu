@@ -73,7 +73,6 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
-#include <stdlib.h> /* getenv: EXPERIMENT */
 
 #include <atomic>
 
@@ -122,10 +121,6 @@ struct WgParams {
     int n_tiles, m_tiles;
     int k_stages;      /* k / (16 KS) */
     int splits;        /* pieces of each tile's k range (1: no partials) */
-    int tree;          /* splits > 1: 0 = the last piece adds all partials;
-                          else the pieces add pairwise up a binary tree of
-                          `tree` (a power of two >= splits) leaves, with
-                          tree - 1 counters per tile */
     int group_shift;   /* grouped: log2(rows per group) */
     int stages;        /* pipeline depth, 4..8 */
     int pdl;
@@ -579,75 +574,30 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
      * (run 3: Llama-2-70B at m = 128, 552 us with PDL vs 515 without). */
     if (p.pdl) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
-    /* ---- k split, workspace path. Tree (p.tree > 0): the pieces add
-     * pairwise up a binary tree over the split index - node (l, j) covers
-     * pieces [j 2^l, (j+1) 2^l) and its sum is published in the slot of its
-     * first piece; of two siblings the one that arrives second at their
-     * parent's counter adds the other's sum to its accumulators and climbs,
-     * the first leaves. Fixed pairs and a commutative add: the bits do not
-     * depend on arrival order. The last piece reads log2(tree) partials
-     * instead of splits - 1 (session 5: a block reads L2 at ~100 GB/s, so
-     * the flat sum of 16 pieces of 64 KB kept one SM busy ~10 us after the
-     * others had finished). Flat (p.tree == 0, when the counters do not
-     * fit): the last to arrive adds every piece in split order. */
-    bool sum_in_acc = true;
+    /* ---- k split, workspace path: partials, counter, fixed-order sum by
+     * the last piece */
     if (p.splits > 1) {
-        const size_t piece = (size_t)(NB / 4) * WG_THREADS;
-        float4 *tslot = p.partials + (size_t)tile * p.splits * piece + tid;
-        auto publish = [&](float4 *dst) {
+        float4 *mine = p.partials + (size_t)blockIdx.x * (NB / 4) * WG_THREADS;
 #pragma unroll
-            for (int i = 0; i < 2; i++)
+        for (int i = 0; i < 2; i++)
 #pragma unroll
-                for (int r = 0; r < NB / 2; r += 4)
-                    __stcg(dst + (i * (NB / 8) + r / 4) * WG_THREADS,
-                           make_float4(acc[i][r], acc[i][r + 1], acc[i][r + 2], acc[i][r + 3]));
-        };
-        /* thread 0 counts this block in; true for the arrival that
-         * completes the count (which resets the counter to 0) */
-        auto arrive = [&](int *ctr, int count) {
-            __syncthreads();
-            if (tid == 0) {
+            for (int r = 0; r < NB / 2; r += 4)
+                __stcg(mine + (i * (NB / 8) + r / 4) * WG_THREADS + tid,
+                       make_float4(acc[i][r], acc[i][r + 1], acc[i][r + 2], acc[i][r + 3]));
+        __syncthreads();
+        if (tid == 0) {
+            /* release our partials, count; the last piece resets the
+             * counter (nothing else touches it in this launch) */
+            __threadfence();
+            const int old = atomicAdd(&p.counters[tile], 1);
+            s_last = (old == p.splits - 1);
+            if (s_last) {
+                p.counters[tile] = 0;
                 __threadfence();
-                const int old = atomicAdd(ctr, 1);
-                s_last = (old == count - 1);
-                if (s_last) {
-                    *ctr = 0;
-                    __threadfence();
-                }
             }
-            __syncthreads();
-            return s_last != 0;
-        };
-        if (p.tree > 0) {
-            int *ctr = p.counters + (size_t)tile * (p.tree - 1);
-            int j = split;
-            for (int l = 0; (1 << l) < p.tree; l++, j >>= 1) {
-                if (((j ^ 1) << l) >= p.splits) continue; /* no sibling: climb alone */
-                publish(tslot + (size_t)(j << l) * piece);
-                /* the parent's heap index is (tree >> (l + 1)) + (j >> 1) */
-                if (!arrive(ctr + (p.tree >> (l + 1)) + (j >> 1) - 1, 2)) return;
-                const float4 *sib = tslot + (size_t)((j ^ 1) << l) * piece;
-                constexpr int FB = NB / 4 < 8 ? NB / 4 : 8; /* float4 in flight */
-#pragma unroll
-                for (int f0 = 0; f0 < NB / 4; f0 += FB) {
-                    float4 v[FB];
-#pragma unroll
-                    for (int q = 0; q < FB; q++) v[q] = __ldcg(sib + (f0 + q) * WG_THREADS);
-#pragma unroll
-                    for (int q = 0; q < FB; q++) {
-                        const int f = f0 + q, i = f / (NB / 8), r = 4 * (f % (NB / 8));
-                        acc[i][r] += v[q].x;
-                        acc[i][r + 1] += v[q].y;
-                        acc[i][r + 2] += v[q].z;
-                        acc[i][r + 3] += v[q].w;
-                    }
-                }
-            }
-        } else {
-            publish(tslot + (size_t)split * piece);
-            if (!arrive(p.counters + tile, p.splits)) return;
-            sum_in_acc = false;
         }
+        __syncthreads();
+        if (!s_last) return;
     }
 
     /* ---- epilogue: per-channel scales in fp32, fp16 tile in shared memory
@@ -665,7 +615,7 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
                     p.s[WG_TILE_N * nt +
                         (SPARSE ? fcol[i][h] : marlin_pack_dense_scale_col(fcol[i][h], false))]);
     }
-    if (!sum_in_acc) {
+    if (p.splits > 1) {
         /* The last piece: every piece, this one included, is in the
          * workspace; add them in split order straight into the fp16 tile.
          * The accumulators are dead here, so 16 float4 of one piece are in
@@ -770,18 +720,6 @@ static size_t wg_smem(int nb, bool grouped, int stages) {
     return (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
 }
 
-/* The k pieces' reduction tree for `tiles` tiles of `splits` pieces: its
- * leaf count (a power of two), or 0 (flat sum) when its tree - 1 counters
- * per tile do not fit `counter_ints`. EXPERIMENT (session 5):
- * MARLIN_WG_TREE=0 forces the flat sum. */
-static int wg_tree(int64_t tiles, int splits, size_t counter_ints) {
-    const char *e = getenv("MARLIN_WG_TREE");
-    if (splits <= 1 || (e && e[0] == '0')) return 0;
-    int leaves = 1;
-    while (leaves < splits) leaves <<= 1;
-    return (size_t)tiles * (size_t)(leaves - 1) <= counter_ints ? leaves : 0;
-}
-
 /* What both launchers share once the parameters are set: the dynamic
  * shared memory limit (raised once per device, kernel and scale mode to the
  * largest size asked for), the launch configuration (PDL) and the launch. */
@@ -811,7 +749,7 @@ static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool gro
 static WgParams wg_params(const void *A, const void *B, const void *s, const void *meta, void *C,
                           int64_t m, int64_t n, int64_t k, bool grouped, int64_t group_size,
                           void *counters, void *partials, int64_t m_tiles, int splits,
-                          int tree, int stages, int pdl) {
+                          int stages, int pdl) {
     WgParams p;
     p.A = (const int4 *)A;
     p.B = (const int4 *)B;
@@ -826,7 +764,6 @@ static WgParams wg_params(const void *A, const void *B, const void *s, const voi
     p.m_tiles = (int)m_tiles;
     p.k_stages = (int)(k / (16 * KS));
     p.splits = splits;
-    p.tree = tree;
     p.group_shift = 0;
     while (grouped && ((int64_t)1 << p.group_shift) < group_size) p.group_shift++;
     p.stages = stages;
@@ -890,10 +827,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
      * partial area, which marlin_dense_workspace_bytes sizes for 2 blocks
      * per SM of up to 2 x 64 x 256 floats: at most 2 * sm_count pieces of
      * nb x 256. */
-    /* the tree's counters stay inside the counter area of this call's
-     * (m, n) (the workspace's zeroing rule) */
-    const int tree = wg_tree(tiles, splits, marlin_dense_workspace_counter_bytes(a->m, a->n) / 4);
-    const size_t counters_bytes = (size_t)tiles * 4 * (tree ? tree - 1 : 1);
+    const size_t counters_bytes = (size_t)tiles * 4;
     const size_t partial_bytes =
         splits > 1 ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float) : 0;
     if (splits > 1 && blocks > 2 * d->sm_count)
@@ -906,8 +840,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
 
     const WgParams p =
         wg_params(a->A, a->B, a->s, NULL, a->C, a->m, a->n, a->k, grouped, a->group_size,
-                  a->workspace, (char *)a->workspace + partial_off, m_tiles, splits, tree, stages,
-                  a->pdl);
+                  a->workspace, (char *)a->workspace + partial_off, m_tiles, splits, stages, a->pdl);
     return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, err);
 }
 
@@ -969,8 +902,7 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
         const WgParams p = wg_params(
             (const int4 *)a->A + (size_t)done * (size_t)(a->k / 8), a->B, a->s, a->meta,
             (__half *)a->C + (size_t)done * (size_t)a->n, rows, a->n, a->k, grouped, a->group,
-            a->counters, a->partials, m_tiles, splits, wg_tree(tiles, splits, a->counters_cap),
-            stages, a->pdl);
+            a->counters, a->partials, m_tiles, splits, stages, a->pdl);
         marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev, err);
         if (st) return st;
         done += rows;

@@ -331,40 +331,6 @@ if [ "$mode" = s5ncu ]; then
   exit 0
 fi
 
-# s5tree = session 5, the k pieces of the wgmma kernels added up a binary
-# tree (MARLIN_WG_TREE=0: the flat sum by the last piece): the wgmma tests
-# of both suites (tree), the quick ones flat, memcheck of the quick dense
-# wgmma test, then models dense and 2:4 at TB rows for tree, flat and
-# BASE, two rounds.
-if [ "$mode" = s5tree ]; then
-  log "tests wgmma (tree)"
-  MARLIN_TEST_FILTER='*wgmma*' timeout 200 ./test_kernels > "$R/test_wg.log" 2>&1
-  echo "test_kernels wgmma rc=$?"
-  MARLIN_TEST_FILTER='*wgmma*' timeout 120 ./test_kernels24 > "$R/test24_wg.log" 2>&1
-  echo "test_kernels24 wgmma rc=$?"
-  MARLIN_WG_TREE=0 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 100 ./test_kernels \
-    > "$R/test_wg_flat.log" 2>&1
-  echo "test_kernels wgmma flat rc=$?"
-  log "memcheck wgmma (quick)"
-  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*gpu_wgmma*' timeout 150 \
-    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck_wg.log" 2>&1
-  echo "memcheck rc=$?"
-  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch ${TB:-64,128,256} --samples 12"
-  for r in 1 2; do
-    MARLIN_WG_TREE=1 bench_build new models_tree_r$r 120 --mode models -v $B
-    MARLIN_WG_TREE=0 bench_build new models_flat_r$r 120 --mode models -v $B
-    bench_build base models_base_r$r 120 --mode models -v $B
-    MARLIN_WG_TREE=1 bench_build new models24_tree_r$r 120 --mode models -v --sparse $B
-    MARLIN_WG_TREE=0 bench_build new models24_flat_r$r 120 --mode models -v --sparse $B
-  done
-  finish
-  grep -hE "^(FAIL|\[  (PASSED|FAILED))|wgmma path|wgmma:" "$R"/test_wg*.log "$R"/test24_wg.log | head -20
-  grep -E "ERROR SUMMARY" "$R/memcheck_wg.log"
-  model_summaries models_tree_r1 models_flat_r1 models_base_r1 models_tree_r2 models_flat_r2 \
-    models_base_r2 models24_tree_r1 models24_flat_r1 models24_tree_r2 models24_flat_r2
-  exit 0
-fi
-
 if [ "$mode" = s4final ]; then
   # session 4, final: both GPU suites in full, dense and 2:4 models at the
   # issues' batch sizes with plots, both peak layers, racecheck on the
