@@ -331,6 +331,36 @@ if [ "$mode" = s5ncu ]; then
   exit 0
 fi
 
+# s5final = session 5's last call: the dense GPU suite (default sweep),
+# memcheck and racecheck of the quick cluster test, models dense at every
+# batch of the issue against BASE at m = 1, 16 (two rounds), 2:4 models
+# (kernels unchanged this session) with plots.
+if [ "$mode" = s5final ]; then
+  log "test_kernels (default sweep)"
+  timeout 330 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log "sanitizers (quick cluster test)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*gpu_cluster*' timeout 90 \
+    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*gpu_cluster*' timeout 120 \
+    compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels > "$R/racecheck.log" 2>&1
+  echo "racecheck rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15"
+  bench_build new models 150 --mode models -v $B --batch 1,2,4,8,16,32,64,128 --plot "$R/speedup-dense.png"
+  for r in 1 2; do
+    bench_build new models_new_r$r 100 --mode models -v $B --batch 1,16
+    bench_build base models_base_r$r 100 --mode models -v $B --batch 1,16
+  done
+  bench_build new models24 150 --mode models -v --sparse $B --batch 1,2,4,8,16,32,64,128 \
+    --plot "$R/speedup-24.png"
+  finish
+  grep -E "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED))|runs ok|cluster path|wgmma path|seed=" "$R/test.log" | head -30
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R/memcheck.log" "$R/racecheck.log"
+  model_summaries models models_new_r1 models_base_r1 models_new_r2 models_base_r2 models24
+  exit 0
+fi
+
 if [ "$mode" = s4final ]; then
   # session 4, final: both GPU suites in full, dense and 2:4 models at the
   # issues' batch sizes with plots, both peak layers, racecheck on the
