@@ -988,9 +988,8 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
                   "stage size disagrees with marlin_dense_tiles.h");
     constexpr int T = MARLIN_DENSE_THREADS;
 
-    const int n_stages = p.stages;
     extern __shared__ int4 smem[];
-    float4 *red = reinterpret_cast<float4 *>(smem + n_stages * STAGE);
+    float4 *red = reinterpret_cast<float4 *>(smem + p.stages * STAGE);
     __shared__ int s_last;
 
     const int tid = threadIdx.x;
@@ -1155,9 +1154,9 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     Cursor lc, cc;
     lc.init(u_begin, p);
     cc = lc;
-    const int pro = min(n_stages - 1, n_units);
+    const int pro = min(p.stages - 1, n_units);
     if (!p.pdl) {
-        for (int s = 0; s < n_stages - 1; s++) {
+        for (int s = 0; s < p.stages - 1; s++) {
             if (s < pro) {
                 load_b(lc, s);
                 load_a(lc, s);
@@ -1177,7 +1176,7 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
 #endif
         MK_TRACE(2, gtimer());
         Cursor ac = cc;
-        for (int s = 0; s < n_stages - 1; s++) {
+        for (int s = 0; s < p.stages - 1; s++) {
             if (s < pro) {
                 load_a(ac, s);
                 ac.advance(p);
@@ -1185,29 +1184,30 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
             cp_async_commit();
         }
     }
-    int st_read = 0, st_write = n_stages - 1;
+    int st_read = 0, st_write = p.stages - 1;
 #pragma unroll 1
     for (int i = 0; i < n_units; i++) {
-        cp_async_wait(n_stages - 2);
+        cp_async_wait(p.stages - 2);
         __syncthreads();
         if (i == 0) MK_TRACE(3, gtimer());
-        if (i + n_stages - 1 < n_units) {
+        if (i + p.stages - 1 < n_units) {
             load_b(lc, st_write);
             load_a(lc, st_write);
             lc.advance(p);
         }
         cp_async_commit();
         compute_stage(st_read);
-        st_read = (st_read + 1 == n_stages) ? 0 : st_read + 1;
-        st_write = (st_write + 1 == n_stages) ? 0 : st_write + 1;
+        st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
+        st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
         if (i == n_units - 1) MK_TRACE(4, gtimer());
         if (!CLUSTER && (i == n_units - 1 || cc.kt == p.k_tiles - 1))
             finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
         cc.advance(p);
     }
-    /* The cluster path's one segment (its units are one slice's: the
-     * first unit's cursor names it), after the loop: one call site, so the
-     * cluster barriers (.aligned) are not duplicated by the unrolling */
+    /* The cluster path's one segment end (its units are all in one slice,
+     * which the first unit's cursor names), after the loop rather than a
+     * test in every iteration: 1-3% faster on the Llama-2-7B / Llama-3-8B
+     * decode launches, neutral elsewhere (docs/perf.md, session 5) */
     if (CLUSTER) {
         Cursor first;
         first.init(u_begin, p);
