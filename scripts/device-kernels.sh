@@ -27,9 +27,9 @@
 #                  m = 1..128 incl. 8 and 48, peak for both, ncu of the v2
 #                  kernel on Llama-2-7B qkv at m = 16.
 #                  trace = the launch-overhead study (session 2): smoke,
-#                  marlin-bench --mode trace (per-block timelines) and
-#                  models at m = 1, 16 for the experiment knobs
-#                  MARLIN_DENSE_EARLY_TRIGGER / MARLIN_DENSE_CARVEOUT.
+#                  marlin-bench --mode trace (per-block timelines; needs a
+#                  -DMARLIN_TRACE=ON build) and models at m = 1, 16 (the
+#                  session-2 experiment knobs it also swept are gone).
 #                  (run 9's r2 mode, for a since reverted experiment, is
 #                  gone; the modes below pack the BASE build with BASE=tree
 #                  and time it in the same call.)
@@ -116,27 +116,20 @@ if [ "$mode" = trace ]; then
   MARLIN_KERNEL_TEST_QUICK=1 timeout 30 ./test_kernels > "$R/smoke.log" 2>&1
   echo "smoke rc=$?"
   B="--model llama2-7b --batch 1,16"
-  for cfg in "0 0" "1 0" "0 100" "1 100"; do
-    set -- $cfg
-    tag=et$1_co$2
-    log "trace $tag"
-    MARLIN_DENSE_EARLY_TRIGGER=$1 MARLIN_DENSE_CARVEOUT=$2 timeout 30 ./marlin-bench --mode trace $B \
-      --csv "$R/trace_$tag.csv" > "$R/trace_$tag.txt" 2>&1
-    echo "trace $tag rc=$?"
-    for tl in 16x128x256/s4/b1 16x128x128/s4/b1 16x128x256/s2/b2; do
-      MARLIN_DENSE_EARLY_TRIGGER=$1 MARLIN_DENSE_CARVEOUT=$2 timeout 30 ./marlin-bench --mode trace $B \
-        --tile $tl >> "$R/trace_$tag.txt" 2>&1
-    done
-    log "models $tag"
-    MARLIN_DENSE_EARLY_TRIGGER=$1 MARLIN_DENSE_CARVEOUT=$2 timeout 40 ./marlin-bench --mode models -v \
-      --model llama2-7b,llama2-70b --batch 1,16 --samples 15 --pipeline cpasync2 \
-      --csv "$R/models_$tag.csv" > "$R/models_$tag.txt" 2>&1
-    echo "models $tag rc=$?"
+  log "trace"
+  timeout 30 ./marlin-bench --mode trace $B --csv "$R/trace.csv" > "$R/trace.txt" 2>&1
+  echo "trace rc=$?"
+  for tl in 16x128x256/s4/b1 16x128x128/s4/b1 16x128x256/s2/b2; do
+    timeout 30 ./marlin-bench --mode trace $B --tile $tl >> "$R/trace.txt" 2>&1
   done
+  log "models"
+  timeout 40 ./marlin-bench --mode models -v --model llama2-7b,llama2-70b --batch 1,16 \
+    --samples 15 --pipeline cpasync2 --csv "$R/models.csv" > "$R/models.txt" 2>&1
+  echo "models rc=$?"
   finish
   grep -E "^(FAIL|\[  (PASSED|FAILED))" "$R/smoke.log" | head
-  for f in "$R"/trace_*.txt; do echo "## $(basename $f)"; grep -v '^#' "$f"; done
-  model_summaries $(cd "$R" && ls models_*.txt | sed 's/\.txt$//')
+  grep -v '^#' "$R/trace.txt"
+  model_summaries models
   exit 0
 fi
 
@@ -393,31 +386,9 @@ if [ "$mode" = s4final ]; then
   exit 0
 fi
 
-if [ "$mode" = s4pp ]; then
-  # session 4: the ping-pong pipeline of the wgmma tiles (mbarriers instead
-  # of the stage barrier; run 6: MARLIN_WG_PP=1 selected it for the 128-row
-  # tiles, run 7: for the 32/64-row ones, 128 rows having it by default):
-  # both wgmma suites (PP_TESTS: the env values), then models dense and 2:4
-  # at PP_BATCH, PP off/on twice, same call.
-  log "tests pp"
-  for pp in ${PP_TESTS:-1}; do
-    MARLIN_WG_PP=$pp MARLIN_KERNEL_TEST_PIPE=wgmma timeout 150 ./test_kernels > "$R/test_wg_pp$pp.log" 2>&1
-    echo "test_kernels wgmma pp=$pp rc=$?"
-    MARLIN_WG_PP=$pp timeout 120 ./test_kernels24 > "$R/test24_pp$pp.log" 2>&1
-    echo "test_kernels24 pp=$pp rc=$?"
-  done
-  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch ${PP_BATCH:-128,256} --samples 15"
-  for r in 1 2; do
-    for pp in 0 1; do
-      MARLIN_WG_PP=$pp bench_build new models_pp${pp}_r$r 60 --mode models -v $B
-      MARLIN_WG_PP=$pp bench_build new models24_pp${pp}_r$r 60 --sparse --mode models -v $B
-    done
-  done
-  finish
-  grep -E "runs ok|wgmma path|FAIL|^\[  (PASSED|FAILED)" "$R"/test_wg_pp*.log "$R"/test24_pp*.log | head -20
-  model_summaries $(cd "$R" && ls models*_pp*.txt | sed 's/\.txt$//')
-  exit 0
-fi
+# (s4pp, session 4 runs 6-7, timed the ping-pong pipeline against the stage
+# barrier through an environment switch that went once it was the default:
+# the mode is in the history, commit e0eb610 and before.)
 
 if [ "$mode" = r5 ]; then
   log "tests 2:4"
