@@ -1041,32 +1041,75 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     const int b_src0 = (tid / B_ROW) * b_row_i4 + tid % B_ROW;
     const int n_s_i4 = GROUPED ? p.group_rows * S_ROW : 0;
     const int s_src = (tid / S_ROW) * s_row_i4 + tid % S_ROW;
+    /* Shared memory by 32-bit addresses: this thread's copy destinations
+     * in stage 0; a stage adds st * STAGE_BYTES once (a generic pointer
+     * cost an IMAD + LEA per access: the stage index is a run-time value,
+     * SASS of session 5). */
+    constexpr uint32_t STAGE_BYTES = STAGE * 16;
+    const uint32_t s_base = (uint32_t)__cvta_generic_to_shared(smem);
+    const uint32_t d_a = s_base + a_dst0 * 16;
+    const uint32_t d_b = s_base + (A_STAGE + tid) * 16;
+    const int a_step = (T / A_ROW) * a_row_i4; /* < 4 * 16 * 2^21 */
+    const int b_step = (T / B_ROW) * b_row_i4; /* < 4 * 2^23 */
 
-    auto load_a = [&](const Cursor &c, int st) {
-        int4 *sA = smem + st * STAGE;
+    /* The load stream: the next unit to load (l_u), how many units of its
+     * slice are left (l_left, counting it) and its source addresses (this
+     * thread's chunks), stepped by a constant inside a slice and derived
+     * from the unit's cursor when the slice changes (stream-K only); a_ok:
+     * bit q set when A chunk q's row is < m (rows at or past m are never
+     * loaded, nor stored). Counters rather than a cursor: fewer registers
+     * live across the loop (the 16-row stream-K kernels spilled). */
+    auto a_at = [&](const Cursor &c, const int4 *&ga, unsigned &ok) {
         const int row0 = c.mc * 16 * MB;
-        /* rows at or past m are never loaded (nor stored) */
-        const int4 *gA = p.A + (int64_t)row0 * a_row_i4 + c.kt * A_ROW + a_src0;
-        /* 32-bit steps from one 64-bit base (< 4 * 16 * 2^21): no 64-bit
-         * offsets stay live across the loop */
-        const int a_step = (T / A_ROW) * a_row_i4;
+        ga = p.A + (int64_t)row0 * a_row_i4 + c.kt * A_ROW + a_src0;
+        ok = 0;
 #pragma unroll
         for (int q = 0; q < A_PER_T; q++)
-            if (row0 + a_r0 + q * (T / A_ROW) < p.m)
-                cp_async16(sA + a_dst0 + q * T, gA + q * a_step);
+            if (row0 + a_r0 + q * (T / A_ROW) < p.m) ok |= 1u << q;
     };
-    auto load_b = [&](const Cursor &c, int st) {
-        int4 *sB = smem + st * STAGE + A_STAGE;
-        const int4 *gB = p.B + (int64_t)c.kt * KB * b_row_i4 + (int64_t)c.ns * B_ROW + b_src0;
-        const int b_step = (T / B_ROW) * b_row_i4; /* < 4 * 2^23 */
+    int l_u = u_begin, l_left;
+    const int4 *l_b, *l_a, *l_s = nullptr;
+    unsigned a_ok;
+    auto l_set = [&]() {
+        Cursor c;
+        c.init(l_u, p);
+        l_left = p.k_tiles - c.kt;
+        l_b = p.B + (int64_t)c.kt * KB * b_row_i4 + (int64_t)c.ns * B_ROW + b_src0;
+        a_at(c, l_a, a_ok);
+        if (GROUPED) {
+            /* group size = 16 << group_shift, at most one stage deep */
+            const int g0 = (c.kt * 16 * KB) >> (p.group_shift + 4);
+            l_s = p.s + (int64_t)g0 * s_row_i4 + (int64_t)c.ns * S_ROW + s_src;
+        }
+    };
+    auto l_advance = [&]() {
+        l_u++;
+        if (--l_left > 0) {
+            l_b += (int64_t)KB * b_row_i4;
+            l_a += A_ROW;
+            if (GROUPED) l_s += (int64_t)p.group_rows * s_row_i4;
+        } else {
+            l_set();
+        }
+    };
+    /* The copies of one unit into the stage whose A (w_a) and B (w_b)
+     * destinations this thread holds as full addresses. Kept per thread
+     * and stepped, never written as a base + a stage offset: ptxas then
+     * folded the (warp-uniform) offset into a uniform register, and the
+     * cp.async with an L2 policy it emitted for [R + UR + imm], desc[UR]
+     * faulted as an illegal instruction on the H100 (CUDA 13.0; session 6
+     * run 1, the likely cause of session 5's "compile-time stages"
+     * failure too). */
+    auto issue_a = [&](const int4 *ga, unsigned ok, uint32_t w_a) {
+#pragma unroll
+        for (int q = 0; q < A_PER_T; q++)
+            if (ok & (1u << q)) cp_async16_s(w_a + q * T * 16, ga + q * a_step);
+    };
+    auto issue_b = [&](uint32_t w_b) {
 #pragma unroll
         for (int q = 0; q < B_PER_T; q++)
-            cp_async16_policy(sB + tid + q * T, gB + q * b_step, b_policy);
-        if (GROUPED && tid < n_s_i4) {
-            const int g0 = (c.kt * 16 * KB) >> (p.group_shift + 4);
-            const int4 *gS = p.s + (int64_t)g0 * s_row_i4 + (int64_t)c.ns * S_ROW;
-            cp_async16_policy(sB + B_STAGE + tid, gS + s_src, b_policy);
-        }
+            cp_async16_policy_s(w_b + q * T * 16, l_b + q * b_step, b_policy);
+        if (GROUPED && tid < n_s_i4) cp_async16_policy_s(w_b + B_STAGE * 16, l_s, b_policy);
     };
 
     float acc[MB][8][4];
@@ -1077,20 +1120,31 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
 #pragma unroll
             for (int e = 0; e < 4; e++) acc[i][j][e] = 0.0f;
 
-    /* Per-thread shared-memory read offsets: B int4 of k16 step kk is
-     * b_rd + kk * B_ROW; the A row of ldmatrix lane l in 16-row block i is
-     * 16i + l%16, whose swizzle key is l & 7. */
+    /* Per-thread shared-memory read addresses in stage 0 (bytes): B int4
+     * of k16 step kk is b_rd + kk * B_ROW; the A row of ldmatrix lane l in
+     * 16-row block i is 16i + l%16, whose swizzle key is l & 7, and its
+     * chunk of step kk is (2 kk + l/16) ^ key. With kk = wk + ks * WK, 2 kk =
+     * (2 wk) + (2 WK ks % 8) + 8 * (2 WK ks / 8), and the XOR touches only
+     * the low three bits, where the first two terms stay (2 wk + 1 + 4 < 8
+     * for WK = 2, 2 wk + 1 < 8 for WK = 4): so a step's chunk is one of two
+     * per-thread bases (r_a0: 2 WK ks % 8 = 0, r_a4: = 4) plus an immediate. */
     const int b_rd = wn * 32 + lane;
     const int a_rd = (lane & 15) * A_ROW;
     const int a_half = lane >> 4, a_key = lane & 7;
     const int s_rd = wn * 8 + (lane >> 2);
+    static_assert(WK == 2 || WK == 4, "the A swizzle bases assume 2 or 4 warps along k");
+    const uint32_t r_b = s_base + (A_STAGE + wk * B_ROW + b_rd) * 16;
+    const uint32_t r_a0 = s_base + (a_rd + ((2 * wk + a_half) ^ a_key)) * 16;
+    const uint32_t r_a4 = s_base + (a_rd + ((2 * wk + a_half + 4) ^ a_key)) * 16;
+    const uint32_t r_s = s_base + (A_STAGE + B_STAGE + s_rd) * 16;
 
-    /* ---- one stage: the warp's KSTEPS k16 steps, unrolled, fragments of
-     * step s+1 loaded while step s runs */
-    auto compute_stage = [&](int st) {
-        const int4 *sA = smem + st * STAGE;
-        const int4 *sB = sA + A_STAGE;
-        const int4 *sS = sB + B_STAGE;
+    /* ---- one stage (st_off: its byte offset): the warp's KSTEPS k16
+     * steps, unrolled, fragments of step s+1 loaded while step s runs */
+    auto compute_stage = [&](uint32_t st_off) {
+        const uint32_t rb = r_b + st_off;
+        const uint32_t ra0 = r_a0 + st_off;
+        const uint32_t ra4 = r_a4 + st_off;
+        const uint32_t rs = r_s + st_off;
         /* A fragments are double-buffered up to 32 rows; the 48/64-row
          * kernels (16 A registers per step beside 96-128 accumulators)
          * read A at the start of its step instead, behind the dequant of
@@ -1100,17 +1154,16 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         int4 sv[2];
         uint32_t a[PREFETCH_A ? 2 : 1][MB][4];
         auto fetch_a = [&](int buf, int ks) {
-            const int kk = wk + ks * WK;
+            const int t = 2 * WK * ks;
+            const uint32_t ra = ((t & 7) ? ra4 : ra0) + (t & ~7) * 16;
 #pragma unroll
-            for (int i = 0; i < MB; i++)
-                ldmatrix_x4(a[buf][i], sA + a_rd + 16 * i * A_ROW + ((2 * kk + a_half) ^ a_key));
+            for (int i = 0; i < MB; i++) ldmatrix_x4_s(a[buf][i], ra + 16 * i * A_ROW * 16);
         };
         auto fetch = [&](int buf, int ks) {
-            const int kk = wk + ks * WK; /* k16 step inside the stage */
-            bq[buf] = sB[kk * B_ROW + b_rd];
+            bq[buf] = lds128_s(rb + ks * WK * B_ROW * 16);
             if (PREFETCH_A) fetch_a(buf, ks);
             if (GROUPED)
-                sv[buf] = sS[(kk >> p.group_shift) * S_ROW + s_rd];
+                sv[buf] = lds128_s(rs + ((wk + ks * WK) >> p.group_shift) * S_ROW * 16);
             else
                 sv[buf] = make_int4(0, 0, 0, 0);
         };
@@ -1151,58 +1204,83 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     /* ---- the pipeline (as dense_kernel): stage (i % stages) holds unit
      * u_begin + i; with PDL the prologue's weights stream in before
      * griddepcontrol.wait, A only after it. */
-    Cursor lc, cc;
-    lc.init(u_begin, p);
-    cc = lc;
+    l_set();
+    /* units of the current slice left to compute (stream-K segment ends) */
+    int c_left = l_left;
     const int pro = min(p.stages - 1, n_units);
     if (!p.pdl) {
+        uint32_t wa = d_a, wb = d_b;
         for (int s = 0; s < p.stages - 1; s++) {
             if (s < pro) {
-                load_b(lc, s);
-                load_a(lc, s);
-                lc.advance(p);
+                issue_b(wb);
+                issue_a(l_a, a_ok, wa);
+                l_advance();
             }
             cp_async_commit();
+            wa += STAGE_BYTES;
+            wb += STAGE_BYTES;
         }
         MK_TRACE(2, gtimer());
     } else {
+        /* the A stream of the prologue's units, from the first unit on */
+        const int4 *pa = l_a;
+        unsigned pa_ok = a_ok;
+        Cursor ac;
+        ac.init(u_begin, p);
+        uint32_t wb = d_b;
         for (int s = 0; s < pro; s++) {
-            load_b(lc, s);
-            lc.advance(p);
+            issue_b(wb);
+            l_advance();
+            wb += STAGE_BYTES;
         }
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
         asm volatile("griddepcontrol.wait;\n" ::: "memory");
         asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 #endif
         MK_TRACE(2, gtimer());
-        Cursor ac = cc;
-        for (int s = 0; s < p.stages - 1; s++) {
+        uint32_t wa = d_a;
+        for (int s = 0; s < p.stages - 1; s++, wa += STAGE_BYTES) {
             if (s < pro) {
-                load_a(ac, s);
-                ac.advance(p);
+                issue_a(pa, pa_ok, wa);
+                if (ac.kt + 1 < p.k_tiles) {
+                    ac.kt++;
+                    pa += A_ROW;
+                } else {
+                    ac.advance(p);
+                    a_at(ac, pa, pa_ok);
+                }
             }
             cp_async_commit();
         }
     }
-    int st_read = 0, st_write = p.stages - 1;
+    const uint32_t wrap = (uint32_t)p.stages * STAGE_BYTES;
+    uint32_t off_read = 0, off_write = (uint32_t)(p.stages - 1) * STAGE_BYTES;
+    uint32_t w_a = d_a + off_write, w_b = d_b + off_write;
 #pragma unroll 1
     for (int i = 0; i < n_units; i++) {
         cp_async_wait(p.stages - 2);
         __syncthreads();
         if (i == 0) MK_TRACE(3, gtimer());
         if (i + p.stages - 1 < n_units) {
-            load_b(lc, st_write);
-            load_a(lc, st_write);
-            lc.advance(p);
+            issue_b(w_b);
+            issue_a(l_a, a_ok, w_a);
+            l_advance();
         }
         cp_async_commit();
-        compute_stage(st_read);
-        st_read = (st_read + 1 == p.stages) ? 0 : st_read + 1;
-        st_write = (st_write + 1 == p.stages) ? 0 : st_write + 1;
+        compute_stage(off_read);
+        off_read = (off_read + STAGE_BYTES == wrap) ? 0 : off_read + STAGE_BYTES;
+        off_write = (off_write + STAGE_BYTES == wrap) ? 0 : off_write + STAGE_BYTES;
+        w_a = off_write ? w_a + STAGE_BYTES : d_a;
+        w_b = off_write ? w_b + STAGE_BYTES : d_b;
         if (i == n_units - 1) MK_TRACE(4, gtimer());
-        if (!CLUSTER && (i == n_units - 1 || cc.kt == p.k_tiles - 1))
-            finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
-        cc.advance(p);
+        if (!CLUSTER) {
+            if (i == n_units - 1 || c_left == 1) {
+                Cursor cc;
+                cc.init(u_begin + i, p);
+                finish_segment_v2<MB, NB, GROUPED>(acc, cc, p, u_begin, red, &s_last);
+            }
+            c_left = (c_left == 1) ? p.k_tiles : c_left - 1;
+        }
     }
     /* The cluster path's one segment end (its units are all in one slice,
      * which the first unit's cursor names), after the loop rather than a

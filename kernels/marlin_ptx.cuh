@@ -18,6 +18,31 @@ static __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
 }
 
+/* The same copies with the shared-memory destination as a 32-bit address
+ * (`__cvta_generic_to_shared` of the buffer plus byte offsets): the dense
+ * v2 main loop keeps per-thread shared addresses and adds the stage's
+ * offset once per stage, where a generic pointer cost an IMAD + LEA per
+ * access (the stage index is a run-time value; SASS of session 5). */
+static __device__ __forceinline__ void cp_async16_s(uint32_t dst, const void *src) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
+}
+static __device__ __forceinline__ void cp_async16_policy_s(uint32_t dst, const void *src,
+                                                           uint64_t pol) {
+    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(dst),
+                 "l"(src), "l"(pol)
+                 : "memory");
+}
+
+/* 16 bytes from shared memory at a 32-bit address. */
+static __device__ __forceinline__ int4 lds128_s(uint32_t addr) {
+    int4 v;
+    asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(addr)
+                 : "memory");
+    return v;
+}
+
 /* Same, with an L2 cache policy (evict_first for the read-once weights, so
  * they do not push the activations out of L2). */
 static __device__ __forceinline__ void cp_async16_policy(void *dst, const void *src,
@@ -62,6 +87,14 @@ static __device__ __forceinline__ void cp_async_wait(int n) {
  * L/4, elements 2(L%4), 2(L%4)+1 of matrix i (an mma A or B fragment). */
 static __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+}
+
+/* ldmatrix_x4 at a 32-bit shared-memory address. */
+static __device__ __forceinline__ void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t a) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a)

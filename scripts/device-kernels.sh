@@ -324,6 +324,38 @@ if [ "$mode" = s5ncu ]; then
   exit 0
 fi
 
+# s6a = session 6, this build against BASE in one call: the v2 family's
+# GPU suite (every v2 tile, the cluster path), memcheck of the quick v2 and
+# cluster subsets, models (all four, m = 1, 16; two rounds) for both, and
+# the SASS of the 16-row decode kernels (cluster and stream-K) of both.
+if [ "$mode" = s6a ]; then
+  log "test_kernels (v2 family)"
+  MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 200 ./test_kernels > "$R/test_v2.log" 2>&1
+  echo "test_v2 rc=$?"
+  log "memcheck (quick v2 + cluster)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=cpasync2 timeout 120 \
+    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15"
+  for r in 1 2; do
+    for who in new base; do
+      bench_build $who models_${who}_r$r 100 --mode models -v $B --batch 1,16
+    done
+  done
+  for who in new base; do
+    lib=lib/libmarlinq.so; [ $who = base ] && lib=base/lib/libmarlinq.so
+    for kn in 'ILi1ELi8ELi16ELb1ELb1E' 'ILi1ELi8ELi16ELb1ELb0E'; do
+      cuobjdump -sass $lib 2>/dev/null | awk "/Function : .*dense_v2_kernel$kn/{p=1} p{print} p&&/EXIT/{c++} c>=3{exit}" \
+        | gzip > "$R/sass_${who}_$kn.txt.gz"
+    done
+  done
+  finish
+  grep -E "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|cluster path|seed=" "$R/test_v2.log" | head -30
+  grep -hE "ERROR SUMMARY" "$R/memcheck.log"
+  model_summaries models_new_r1 models_base_r1 models_new_r2 models_base_r2
+  exit 0
+fi
+
 # s5final = session 5's last call: the dense GPU suite (default sweep),
 # memcheck and racecheck of the quick cluster test, models dense at every
 # batch of the issue against BASE at m = 1, 16 (two rounds), 2:4 models
