@@ -131,13 +131,6 @@ struct WgParams {
     const int4 *meta;
 };
 
-__device__ __forceinline__ void cp_async16_zfill(void *dst, const void *src, bool valid) {
-    const uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(d), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-
 #if MK_HAVE_WGMMA
 /* Decodes one word of B into the wgmma A fragment of its 16 output columns
  * (rows) x 16 k: a0/a1 = column g, k pair lo; a2/a3 = column g+8, k lo;
@@ -182,14 +175,17 @@ __device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4],
     }
 }
 
-/* This lane's 4 scales from a stored scale row in shared memory. */
-__device__ __forceinline__ void wg_load_scales(const uint8_t *row, const int (&soff)[2][2],
+/* This lane's 4 scales from a stored scale row in shared memory: lane
+ * addresses of row 0 of buffer 0 (r_sc) plus the row's byte offset. */
+__device__ __forceinline__ void wg_load_scales(const uint32_t (&r_sc)[2][2], uint32_t off,
                                                uint32_t (&s2)[2][2]) {
-    const __half *r = (const __half *)row;
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) s2[i][h] = h2_bits(__half2half2(r[soff[i][h]]));
+        for (int h = 0; h < 2; h++) {
+            const uint32_t v = lds_u16_s(r_sc[i][h] + off);
+            s2[i][h] = v | (v << 16);
+        }
 }
 
 /* wgmma.fence, with the A fragments of the two wgmma that follow as
@@ -304,60 +300,75 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
     const int row0 = mt * NB;
     const int a_row_i4 = p.k / 8, b_row_i4 = p.n / 2;
 
-    /* Per-thread copy sources and destinations, advanced per stage (run
-     * 11's SASS spent ~60% of a stage's instructions on address math and
-     * a division by the group size). */
+    /* Per-thread copy plan. Sources are pointers stepped by a constant per
+     * stage; shared-memory destinations are 32-bit addresses held per
+     * thread and stepped per stage, never "base + stage offset": ptxas
+     * then folds the warp-uniform offset into a uniform register, and
+     * session 6's run 1 (dense v2 kernel) faulted with an illegal
+     * instruction on such a cp.async. Every other copy of a thread sits at
+     * an immediate distance from its first. (Session 5's SASS of the
+     * 64-row kernel: ~100 of its 336 instructions per stage re-derived
+     * these addresses at the 128-register cap.) */
     constexpr int AN = NB * 8 * KB / WG_THREADS; /* 16-byte A chunks per thread and stage */
     constexpr int BN = NSTEP * 128 / WG_THREADS; /* int4 of B per thread and stage */
-    /* (32-bit offsets where they fit: registers decide whether the 64-row
-     * kernel runs two blocks per SM) */
-    unsigned b_off[BN];
-    int b_dst[BN];
-#pragma unroll
-    for (int i = 0; i < BN; i++) {
-        const int idx = tid + i * WG_THREADS; /* NSTEP rows x 128 int4 */
-        b_off[i] = (unsigned)((idx >> 7) * b_row_i4 + 128 * nt + (idx & 127));
-        b_dst[i] = B_OFF + idx * 16;
-    }
-    const int4 *a_src[AN];
-    int a_dst[AN];
-    bool a_ok[AN];
+    static_assert(KB == 1 && AN >= 1 && BN >= 1, "copy plan for 64-deep stages");
+    const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem);
+    /* B: int4 tid + 256 i of the stage is row (tid >> 7) + 2 i, int4
+     * tid & 127 of the block's 128; destination B_OFF + 16 (tid + 256 i);
+     * the scale row's 16 bytes (grouped: thread tid of rows tid >> 5) at
+     * S_OFF + 16 tid, the sparse metadata at M_OFF + 16 tid */
+    const int4 *l_b = p.B + (size_t)(NSTEP * st_begin) * b_row_i4 + (size_t)(tid >> 7) * b_row_i4 +
+                      128 * nt + (tid & 127);
+    const int b_istep = 2 * b_row_i4;
+    /* A: chunk i of this thread is row r = tid / 8 + 32 i of the tile,
+     * 16-byte column c = tid % 8; rows at or past m are zero-filled from a
+     * clamped (valid) row: l_a is row r's source (clamped), a_dl[i] the
+     * distance to chunk i's */
+    const int a_r = tid >> 3, a_c = tid & 7;
+    const int a_row_c = min(row0 + a_r, p.m - 1);
+    const int4 *l_a = p.A + (size_t)a_row_c * a_row_i4 + a_c + (size_t)st_begin * 8 * KB;
+    int a_dl[AN];
+    unsigned a_ok = 0;
 #pragma unroll
     for (int i = 0; i < AN; i++) {
-        /* chunk c of row r: atom c / 8, its 16-byte column c % 8 */
-        const int idx = tid + i * WG_THREADS, r = idx / (8 * KB), c = idx % (8 * KB);
-        const int row = row0 + r;
-        a_ok[i] = row < p.m;
-        a_src[i] = p.A + (size_t)(a_ok[i] ? row : 0) * a_row_i4 + c;
-        a_dst[i] = A_OFF + (c >> 3) * NB * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4);
+        a_dl[i] = (min(row0 + a_r + 32 * i, p.m - 1) - a_row_c) * a_row_i4;
+        if (row0 + a_r + 32 * i < p.m) a_ok |= 1u << i;
     }
+    const uint32_t d_a0 = smem_s + A_OFF + a_r * 128 + ((a_c ^ (a_r & 7)) << 4);
+    const uint32_t d_b0 = smem_s + B_OFF + tid * 16;
     /* grouped: scale rows per stage (2 for group 32) and this thread's row
      * and 16 bytes of it */
     constexpr int LOG_SK = KS == 8 ? 7 : 6; /* log2 of the stage depth */
     const int s_rows = p.group_shift < LOG_SK ? 1 << (LOG_SK - p.group_shift) : 1;
     const bool s_on = GROUPED && tid < s_rows * 32;
     const unsigned s_off = (unsigned)((tid >> 5) * p.n + WG_TILE_N * nt + 8 * (tid & 31));
-    const int s_dst = S_OFF + (tid >> 5) * 512 + (tid & 31) * 16;
     /* sparse: threads 0..127 copy the stage's metadata, NSTEP rows of the
      * block's 256 columns (64 int4 each) */
     const unsigned m_row_i4 = (unsigned)(p.n / 4);
-    const unsigned m_off = (unsigned)((tid >> 6) * m_row_i4 + 64 * nt + (tid & 63));
+    const int4 *l_m = SPARSE ? p.meta + (size_t)(NSTEP * st_begin) * m_row_i4 +
+                                   (size_t)((tid >> 6) * m_row_i4 + 64 * nt + (tid & 63))
+                             : nullptr;
 
-    auto load_b = [&](int st, int buf) {
-        uint8_t *sb = smem + buf * SB;
-        const int4 *bs = p.B + (size_t)(NSTEP * st) * b_row_i4;
+    /* B (+ metadata + scales) of k stage st into the buffer whose B
+     * destination is w_b; steps l_b (and l_m) to the next stage */
+    auto load_b = [&](int st, uint32_t w_b) {
 #pragma unroll
-        for (int i = 0; i < BN; i++) cp_async16(sb + b_dst[i], bs + b_off[i]);
-        if (SPARSE && tid < NSTEP * 64)
-            cp_async16(sb + M_OFF + tid * 16, p.meta + (size_t)(NSTEP * st) * m_row_i4 + m_off);
+        for (int i = 0; i < BN; i++) cp_async16_s(w_b + i * 4096, l_b + i * b_istep);
+        l_b += (size_t)NSTEP * b_row_i4;
+        if (SPARSE) {
+            if (tid < NSTEP * 64) cp_async16_s(w_b + (M_OFF - B_OFF), l_m);
+            l_m += (size_t)NSTEP * m_row_i4;
+        }
         if (s_on)
-            cp_async16(sb + s_dst, p.s + (size_t)((st << LOG_SK) >> p.group_shift) * p.n + s_off);
+            cp_async16_s(w_b + (S_OFF - B_OFF),
+                         p.s + (size_t)((st << LOG_SK) >> p.group_shift) * p.n + s_off);
     };
-    auto load_a = [&](int st, int buf) {
-        uint8_t *sb = smem + buf * SB;
+    /* A of the next stage into the buffer whose A destination is w_a */
+    auto load_a = [&](uint32_t w_a) {
 #pragma unroll
         for (int i = 0; i < AN; i++)
-            cp_async16_zfill(sb + a_dst[i], a_src[i] + st * 8 * KB, a_ok[i]);
+            cp_async16_zfill_s(w_a + i * 32 * 128, l_a + a_dl[i], (a_ok >> i) & 1u);
+        l_a += 8 * KB;
     };
 
     /* Prologue: stages - 2 stages in flight; with PDL the weights stream in
@@ -378,15 +389,21 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             }
         __syncthreads();
     }
-    for (int s = 0; s < pro; s++)
-        if (s < n_st) load_b(st_begin + s, s);
+    {
+        uint32_t w_b = d_b0;
+        for (int s = 0; s < pro; s++, w_b += SB)
+            if (s < n_st) load_b(st_begin + s, w_b);
+    }
     if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
-    for (int s = 0; s < pro; s++) {
-        if (s < n_st) load_a(st_begin + s, s);
-        if constexpr (PP) {
-            if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
-        } else {
-            cp_async_commit();
+    {
+        uint32_t w_a = d_a0;
+        for (int s = 0; s < pro; s++, w_a += SB) {
+            if (s < n_st) load_a(w_a);
+            if constexpr (PP) {
+                if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
+            } else {
+                cp_async_commit();
+            }
         }
     }
     uint32_t ph_full = 0, ph_empty = 0; /* PP: parity to wait on, per buffer */
@@ -426,8 +443,18 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 #pragma unroll
         for (int r = 0; r < NB / 2; r++) acc[i][r] = 0.0f;
 
-    const uint32_t smem_s = (uint32_t)__cvta_generic_to_shared(smem);
     int buf = 0, wbuf = pro;
+    /* the next refill's destinations (buffer wbuf) */
+    uint32_t w_a = d_a0 + (uint32_t)pro * SB, w_b = d_b0 + (uint32_t)pro * SB;
+    /* this lane's shared-memory reads in buffer 0: its B words, metadata
+     * word and 4 scales (bytes) */
+    const uint32_t r_bw = smem_s + B_OFF + slab * 512 + lane * 16 + word0 * 4;
+    const uint32_t r_mw = smem_s + M_OFF + slab * 256 + ((w >> 1) * 32 + lane) * 4;
+    uint32_t r_sc[2][2];
+#pragma unroll
+    for (int i = 0; i < 2; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) r_sc[i][h] = smem_s + S_OFF + 2 * soff[i][h];
     /* One stage: decode all its A fragments (a decode between the wgmma of
      * one stage made ptxas serialize every wgmma, C7513), issue its 4 k16
      * groups, all in flight, then wait_group 0. wgmma reads its register
@@ -449,11 +476,13 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
                     mbar_wait(bar_empty + 8 * wbuf, (ph_empty >> wbuf) & 1u);
                     ph_empty ^= 1u << wbuf;
                 }
-                load_b(st_begin + it + pro, wbuf);
-                load_a(st_begin + it + pro, wbuf);
+                load_b(st_begin + it + pro, w_b);
+                load_a(w_a);
                 mbar_arrive_cp_async(bar_full + 8 * wbuf);
             }
             if (++wbuf == p.stages) wbuf = 0;
+            w_a = wbuf ? w_a + SB : d_a0;
+            w_b = wbuf ? w_b + SB : d_b0;
             mbar_wait(bar_full + 8 * buf, (ph_full >> buf) & 1u);
             ph_full ^= 1u << buf;
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -467,18 +496,19 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             /* Refill the buffer computed two stages ago (its groups retired
              * at that stage's end). */
             if (it + pro < n_st) {
-                load_b(st_begin + it + pro, wbuf);
-                load_a(st_begin + it + pro, wbuf);
+                load_b(st_begin + it + pro, w_b);
+                load_a(w_a);
             }
             cp_async_commit();
             if (++wbuf == p.stages) wbuf = 0;
+            w_a = wbuf ? w_a + SB : d_a0;
+            w_b = wbuf ? w_b + SB : d_b0;
         }
 
-        const uint8_t *sb = smem + buf * SB;
+        const uint32_t sb = (uint32_t)buf * SB; /* this stage's buffer (bytes) */
         uint2 bw[NSTEP];
 #pragma unroll
-        for (int j = 0; j < NSTEP; j++)
-            bw[j] = *(const uint2 *)(sb + B_OFF + j * 2048 + slab * 512 + lane * 16 + word0 * 4);
+        for (int j = 0; j < NSTEP; j++) bw[j] = lds64_s(r_bw + sb + j * 2048);
         /* sparse: the metadata word of this lane for its two subtiles (MF
          * 4.5; the 2:4 kernel's meta0/meta1): words 0..31 of a 64-column
          * block's k32 row cover subtiles 0 and 1, words 32..63 subtiles 2
@@ -486,10 +516,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         uint32_t mw[NSTEP];
 #pragma unroll
         for (int j = 0; j < NSTEP; j++)
-            mw[j] = SPARSE ? *(const uint32_t *)(sb + M_OFF + j * 1024 + slab * 256 +
-                                                 ((w >> 1) * 32 + lane) * 4)
-                           : 0u;
-        const uint64_t desc0 = wg_desc(smem_s + buf * SB + A_OFF);
+            mw[j] = SPARSE ? lds32_s(r_mw + sb + j * 1024) : 0u;
+        const uint64_t desc0 = wg_desc(smem_s + sb + A_OFF);
         /* grouped: the scales of the stage's rows (k16 step j is in row
          * (16 j) >> log2(group); one row when the group spans the stage),
          * loaded once per row */
@@ -501,11 +529,11 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 #pragma unroll
                 for (int h = 0; h < 2; h++) sc2[r][i][h] = 0;
         if (GROUPED) {
-            wg_load_scales(sb + S_OFF, soff, sc2[0]);
+            wg_load_scales(r_sc, sb, sc2[0]);
 #pragma unroll
             for (int r = 1; r < KS / 2; r++) {
                 if (r < s_rows) {
-                    wg_load_scales(sb + S_OFF + 512 * r, soff, sc2[r]);
+                    wg_load_scales(r_sc, sb + 512 * r, sc2[r]);
                 } else {
 #pragma unroll
                     for (int i = 0; i < 2; i++)

@@ -93,6 +93,33 @@ static __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void 
                  : "memory");
 }
 
+/* 8, 4 and 2 bytes from shared memory at a 32-bit address (the wgmma
+ * kernel's B words, metadata and scales). */
+static __device__ __forceinline__ uint2 lds64_s(uint32_t addr) {
+    uint2 v;
+    asm volatile("ld.shared.v2.b32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr) : "memory");
+    return v;
+}
+static __device__ __forceinline__ uint32_t lds32_s(uint32_t addr) {
+    uint32_t v;
+    asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
+    return v;
+}
+static __device__ __forceinline__ uint32_t lds_u16_s(uint32_t addr) {
+    uint16_t v;
+    asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(addr) : "memory");
+    return v;
+}
+
+/* 16-byte cp.async to a 32-bit shared address that writes zeros instead
+ * when !valid (src must still be a valid address). */
+static __device__ __forceinline__ void cp_async16_zfill_s(uint32_t dst, const void *src,
+                                                          bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+
 /* ldmatrix_x4 at a 32-bit shared-memory address. */
 static __device__ __forceinline__ void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t a) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
