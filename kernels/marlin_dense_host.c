@@ -263,18 +263,24 @@ int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int
 }
 
 /* The automatic choice of the wgmma path (sm_90, caller checks): batches
- * of more than 48 rows on layers with n % 256 == 0. At m = 64 and 128 it
- * beats the v2 kernels on every model (run 16, same call: 1.46x vs 1.13x
- * and 0.97x vs 0.71x on Llama-2-7B). At m = 48 (64-row tiles, a quarter
- * idle) session 3's run 7 put it at ~134 us summed over Llama-2-7B's
- * layers against 117 us for v2's 48-row tiles (70B ~398 vs 346); the
- * kernel got faster afterwards (runs 11-14) and 48 was not re-measured, so
- * this threshold may move down. At 32 rows it only ties v2 and the cluster
- * path (run 10's tune). */
+ * of more than 16 rows on layers with n % 256 == 0, except where the
+ * cluster path takes the layer (17-32 rows: layers of <= 10 MB). At m = 64
+ * and 128 it beat the v2 kernels on every model since session 3 (run 16,
+ * same call: 1.46x vs 1.13x and 0.97x vs 0.71x on Llama-2-7B). Below 49
+ * rows it took over in session 6 (run 4, after its copy plan was
+ * rewritten; same call, two rounds, with PDL, four models at m = 17, 24,
+ * 32, 40, 48): the model totals 3-11% below the automatic choice of
+ * then (v2 32- and 48-row tiles), 73 of 80 layers faster; the 7 slower
+ * were the Llama-2-7B / Llama-3-8B o_proj on the cluster path at 17-32
+ * rows (wgmma 17-22% slower: kept there) and Llama-2-70B gate_up at
+ * m = 17 (+1.4%). */
 int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size, int sm_count,
                             int64_t smem_optin, marlin_dense_tile *tile) {
-    if (!tile || sm_count < 1 || m <= 48) return 0;
+    if (!tile || sm_count < 1 || m <= 16) return 0;
     if (marlin_dense_check_shape(m, n, k, group_size, NULL)) return 0;
+    marlin_dense_tile cl;
+    if (m <= 32 && marlin_dense_pick_cluster(m, n, k, group_size, sm_count, smem_optin, &cl))
+        return 0;
     marlin_dense_tile t;
     if (!wgmma_tile(m, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, &t))
         return 0;

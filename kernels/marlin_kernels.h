@@ -156,7 +156,7 @@ typedef enum marlin_dense_pipeline {
                                       more rows run more row tiles), n 256,
                                       k 64, stages 4..8; n % 256 == 0.
                                       Automatic above
-                                      48 rows (marlin_dense_pick_wgmma) */
+                                      16 rows (marlin_dense_pick_wgmma) */
 } marlin_dense_pipeline;
 /* Forcing an sm_90+ pipeline on an older GPU is MARLIN_ERR_INVALID_ARG;
  * so is forcing WGMMA on a GPU other than sm_90. */

@@ -356,6 +356,57 @@ if [ "$mode" = s6a ]; then
   exit 0
 fi
 
+# s6b = session 6, the wgmma kernels' copy plan against BASE in one call:
+# the dense wgmma test (full) and the 2:4 one, memcheck of the quick dense
+# wgmma subset, models dense and 2:4 at m = 32, 64, 128 (two rounds) for
+# both, the v2 kernels forced at 64/128 rows (their 64-row tiles: the
+# automatic choice off Hopper), and the SASS of the 64-row dense kernel.
+if [ "$mode" = s6b ]; then
+  log "test_kernels (wgmma)"
+  MARLIN_TEST_FILTER='*wgmma*' timeout 200 ./test_kernels > "$R/test_wg.log" 2>&1
+  echo "test_wg rc=$?"
+  log "test_kernels24 (wgmma)"
+  MARLIN_TEST_FILTER='*wgmma*' timeout 150 ./test_kernels24 > "$R/test24_wg.log" 2>&1
+  echo "test24_wg rc=$?"
+  log "memcheck (quick wgmma)"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout 120 compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels \
+    > "$R/memcheck.log" 2>&1
+  echo "memcheck rc=$?"
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15"
+  for r in 1 2; do
+    for who in new base; do
+      bench_build $who models_${who}_r$r 100 --mode models -v $B --batch 32,64,128
+      bench_build $who models24_${who}_r$r 100 --mode models -v --sparse $B --batch 32,64,128
+    done
+  done
+  for who in new base; do
+    bench_build $who v2_${who} 100 --mode models -v --model llama2-7b,llama2-70b --samples 12 \
+      --batch 64,128 --pipeline cpasync2
+  done
+  cuobjdump -sass lib/libmarlinq.so 2>/dev/null | awk '/Function : .*dense_wg_kernelILi64ELb1ELb0ELb1E/{p=1} p{print} p&&/EXIT/{c++} c>=3{exit}' | gzip > "$R/sass_wg64_new.txt.gz"
+  finish
+  grep -hE "^(FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" "$R/test_wg.log" "$R/test24_wg.log" | head -30
+  grep -hE "ERROR SUMMARY" "$R/memcheck.log"
+  model_summaries models_new_r1 models_base_r1 models_new_r2 models_base_r2 \
+    models24_new_r1 models24_base_r1 models24_new_r2 models24_base_r2 v2_new v2_base
+  exit 0
+fi
+
+# s6c = session 6: where the wgmma kernels should start (dense): models
+# at 17-48 rows for the automatic choice and for the wgmma path forced,
+# two rounds.
+if [ "$mode" = s6c ]; then
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15 --batch 17,24,32,40,48"
+  for r in 1 2; do
+    bench_build new auto_r$r 100 --mode models -v $B
+    bench_build new wg_r$r 100 --mode models -v $B --pipeline wgmma
+  done
+  finish
+  model_summaries auto_r1 wg_r1 auto_r2 wg_r2
+  exit 0
+fi
+
 # s5final = session 5's last call: the dense GPU suite (default sweep),
 # memcheck and racecheck of the quick cluster test, models dense at every
 # batch of the issue against BASE at m = 1, 16 (two rounds), 2:4 models

@@ -397,8 +397,9 @@ static void test_kernels_pick_tile_pipe(void **state) {
                      MARLIN_ERR_INVALID_ARG);
 }
 
-/* The wgmma rule (pure): taken above 48 rows when n % 256 == 0 and the
- * stages fit; batch width 32/64/128 by m (64 for a small layer at m > 64,
+/* The wgmma rule (pure): taken above 16 rows when n % 256 == 0 and the
+ * stages fit, except where the cluster path takes a 17-32-row layer
+ * (<= 10 MB); batch width 32/64/128 by m (64 for a small layer at m > 64,
  * one piece per SM); its k pieces: each >= 512 deep, at most 16, one wave
  * of resident blocks or, where one piece would leave SMs idle, up to 4 that
  * fill whole waves (the measured choices on the Llama-2-7B layers,
@@ -408,14 +409,16 @@ static void test_kernels_pick_wgmma(void **state) {
     marlin_dense_tile t;
     memset(&t, 0, sizeof t);
     const int64_t smem = 232448; /* H100 opt-in */
+    assert_int_equal(marlin_dense_pick_wgmma(16, 12288, 4096, 128, 132, smem, &t), 0);
+    /* 17-32 rows on a small layer: the cluster path's (session 6 run 4) */
+    assert_int_equal(marlin_dense_pick_cluster(32, 4096, 4096, 128, 132, smem, &t), 1);
     assert_int_equal(marlin_dense_pick_wgmma(32, 4096, 4096, 128, 132, smem, &t), 0);
-    assert_int_equal(marlin_dense_pick_wgmma(48, 4096, 4096, 128, 132, smem, &t), 0);
     assert_int_equal(marlin_dense_pick_wgmma(64, 4096 + 128, 4096, 128, 132, smem, &t), 0);
     assert_int_equal(marlin_dense_pick_wgmma(64, 4096, 4096, 100, 132, smem, &t), 0);
     assert_int_equal(marlin_dense_pick_wgmma(64, 4096, 4096, 128, 132, 48 * 1024, &t), 0);
-    const int64_t ms[] = {49, 64, 65, 128, 129, 4096};
-    const int want_mb[] = {4, 4, 8, 8, 8, 8};
-    for (int i = 0; i < 6; i++) {
+    const int64_t ms[] = {17, 32, 33, 48, 49, 64, 65, 128, 129, 4096};
+    const int want_mb[] = {2, 2, 4, 4, 4, 4, 8, 8, 8, 8};
+    for (int i = 0; i < 10; i++) {
         memset(&t, 0, sizeof t);
         assert_int_equal(marlin_dense_pick_wgmma(ms[i], 12288, 4096, 128, 132, smem, &t), 1);
         assert_int_equal(t.pipeline, MARLIN_DENSE_PIPE_WGMMA);
