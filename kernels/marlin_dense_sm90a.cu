@@ -158,7 +158,8 @@ __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
 
 /* The A fragments of one k16 step (its two words in w): decode, and in
  * grouped mode times the fp16 scales of this lane's 4 columns (s2[i][h]:
- * the scale of columns col0[i] + 8h + g, duplicated into both halves). */
+ * the scale of columns col0[i] + 8h + g in the low half; the multiply
+ * broadcasts it, an operand swizzle rather than an instruction). */
 template <bool GROUPED>
 __device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4],
                                                const uint32_t (&s2)[2][2]) {
@@ -167,10 +168,12 @@ __device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4],
     if (GROUPED) {
 #pragma unroll
         for (int i = 0; i < 2; i++) {
-            a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), bits_h2(s2[i][0])));
-            a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), bits_h2(s2[i][1])));
-            a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), bits_h2(s2[i][0])));
-            a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), bits_h2(s2[i][1])));
+            const __half2 s0 = __low2half2(bits_h2(s2[i][0]));
+            const __half2 s1 = __low2half2(bits_h2(s2[i][1]));
+            a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), s0));
+            a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), s1));
+            a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), s0));
+            a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
         }
     }
 }
@@ -182,10 +185,7 @@ __device__ __forceinline__ void wg_load_scales(const uint32_t (&r_sc)[2][2], uin
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) {
-            const uint32_t v = lds_u16_s(r_sc[i][h] + off);
-            s2[i][h] = v | (v << 16);
-        }
+        for (int h = 0; h < 2; h++) s2[i][h] = lds_u16_s(r_sc[i][h] + off);
 }
 
 /* wgmma.fence, with the A fragments of the two wgmma that follow as
@@ -444,8 +444,12 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         for (int r = 0; r < NB / 2; r++) acc[i][r] = 0.0f;
 
     int buf = 0, wbuf = pro;
-    /* the next refill's destinations (buffer wbuf) */
+    /* the next refill's destinations (buffer wbuf), stepped back to
+     * buffer 0 after the last one */
     uint32_t w_a = d_a0 + (uint32_t)pro * SB, w_b = d_b0 + (uint32_t)pro * SB;
+    const uint32_t wrap_back = (uint32_t)(p.stages - 1) * SB;
+    /* the byte offset of the stage's second scale row (group 32) */
+    const uint32_t s_hi = s_rows > 1 ? 512u : 0u;
     /* this lane's shared-memory reads in buffer 0: its B words, metadata
      * word and 4 scales (bytes) */
     const uint32_t r_bw = smem_s + B_OFF + slab * 512 + lane * 16 + word0 * 4;
@@ -481,8 +485,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
                 mbar_arrive_cp_async(bar_full + 8 * wbuf);
             }
             if (++wbuf == p.stages) wbuf = 0;
-            w_a = wbuf ? w_a + SB : d_a0;
-            w_b = wbuf ? w_b + SB : d_b0;
+            w_a = wbuf ? w_a + SB : w_a - wrap_back;
+            w_b = wbuf ? w_b + SB : w_b - wrap_back;
             mbar_wait(bar_full + 8 * buf, (ph_full >> buf) & 1u);
             ph_full ^= 1u << buf;
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
@@ -501,8 +505,8 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
             }
             cp_async_commit();
             if (++wbuf == p.stages) wbuf = 0;
-            w_a = wbuf ? w_a + SB : d_a0;
-            w_b = wbuf ? w_b + SB : d_b0;
+            w_a = wbuf ? w_a + SB : w_a - wrap_back;
+            w_b = wbuf ? w_b + SB : w_b - wrap_back;
         }
 
         const uint32_t sb = (uint32_t)buf * SB; /* this stage's buffer (bytes) */
@@ -521,44 +525,19 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         /* grouped: the scales of the stage's rows (k16 step j is in row
          * (16 j) >> log2(group); one row when the group spans the stage),
          * loaded once per row */
-        uint32_t sc2[KS / 2][2][2];
-#pragma unroll
-        for (int r = 0; r < KS / 2; r++)
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) sc2[r][i][h] = 0;
+        /* Step j's row is j * s_rows / NSTEP (rows split the stage evenly;
+         * s_rows is 1 or 2): the first half of the steps row 0, the second
+         * row s_rows - 1, both loaded (the same row twice when the group
+         * spans the stage) rather than chosen per step (SELs, a branch). */
+        static_assert(KS / 2 == 2, "at most two scale rows per stage");
+        uint32_t sc2[2][2][2] = {};
         if (GROUPED) {
             wg_load_scales(r_sc, sb, sc2[0]);
-#pragma unroll
-            for (int r = 1; r < KS / 2; r++) {
-                if (r < s_rows) {
-                    wg_load_scales(r_sc, sb + 512 * r, sc2[r]);
-                } else {
-#pragma unroll
-                    for (int i = 0; i < 2; i++)
-#pragma unroll
-                        for (int h = 0; h < 2; h++) sc2[r][i][h] = sc2[r - 1][i][h];
-                }
-            }
+            wg_load_scales(r_sc, sb + s_hi, sc2[1]);
         }
-        /* step j's row: j * s_rows / NSTEP (rows split the stage evenly) */
 #pragma unroll
-        for (int j = 0; j < NSTEP; j++) {
-            uint32_t s2[2][2];
-            const int r = (j * s_rows) / NSTEP;
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    uint32_t v = sc2[0][i][h];
-#pragma unroll
-                    for (int rr = 1; rr < KS / 2; rr++)
-                        if (r == rr) v = sc2[rr][i][h];
-                    s2[i][h] = v;
-                }
-            wg_decode_step<GROUPED>(bw[j], cur[j], s2);
-        }
+        for (int j = 0; j < NSTEP; j++)
+            wg_decode_step<GROUPED>(bw[j], cur[j], sc2[2 * j >= NSTEP]);
         if constexpr (SPARSE) {
 #pragma unroll
             for (int j = 0; j < NSTEP; j++) {

@@ -407,6 +407,66 @@ if [ "$mode" = s6c ]; then
   exit 0
 fi
 
+# s6t = session 6, the suites on the final tree: both GPU suites (default
+# sweeps), memcheck and racecheck of the quick dense wgmma subset and of
+# the quick 2:4 wgmma test, memcheck of the quick cluster test.
+if [ "$mode" = s6t ]; then
+  log "test_kernels (default sweep)"
+  timeout 300 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log "test_kernels24"
+  timeout 200 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  log "sanitizers"
+  for tool in memcheck racecheck; do
+    MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+      timeout 120 compute-sanitizer --tool $tool --print-limit 20 ./test_kernels \
+      > "$R/${tool}_wg.log" 2>&1
+    echo "$tool wgmma rc=$?"
+    MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 120 \
+      compute-sanitizer --tool $tool --print-limit 20 ./test_kernels24 > "$R/${tool}_wg24.log" 2>&1
+    echo "$tool wgmma24 rc=$?"
+  done
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*gpu_cluster*' timeout 90 \
+    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck_cluster.log" 2>&1
+  echo "memcheck cluster rc=$?"
+  finish
+  grep -hE "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED))|runs ok|cluster path|wgmma path|seed=" \
+    "$R/test.log" "$R/test24.log" | head -40
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+  exit 0
+fi
+
+# s6m = session 6, the models on the final tree: dense and 2:4 against
+# BASE at 17-128 rows (two rounds), then every batch of the issues with
+# plots for this build.
+if [ "$mode" = s6m ]; then
+  # RACE_T > 0: first racecheck the quick dense wgmma subset for that many
+  # seconds (it outran s6t's 120)
+  if [ "${RACE_T:-0}" -gt 0 ]; then
+    log "racecheck wgmma"
+    MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+      timeout "$RACE_T" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
+      > "$R/racecheck_wg.log" 2>&1
+    echo "racecheck wgmma rc=$?"
+    grep -hE "RACECHECK SUMMARY|PASSED|FAILED" "$R/racecheck_wg.log"
+  fi
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15"
+  for r in 1 2; do
+    for who in new base; do
+      bench_build $who models_${who}_r$r 100 --mode models -v $B --batch 17,32,64,128
+      bench_build $who models24_${who}_r$r 100 --mode models -v --sparse $B --batch 17,32,64,128
+    done
+  done
+  bench_build new models 150 --mode models -v $B --batch 1,2,4,8,16,32,64,128 \
+    --plot "$R/speedup-dense.png"
+  bench_build new models24 150 --mode models -v --sparse $B --batch 1,2,4,8,16,32,64,128 \
+    --plot "$R/speedup-24.png"
+  finish
+  model_summaries models models24
+  exit 0
+fi
+
 # s5final = session 5's last call: the dense GPU suite (default sweep),
 # memcheck and racecheck of the quick cluster test, models dense at every
 # batch of the issue against BASE at m = 1, 16 (two rounds), 2:4 models
