@@ -72,12 +72,13 @@ for q in rtn-g128 gptq-g128 s24-sparsegpt; do
   [ $rc = 0 ] || { fails=$((fails+1)); tail -5 $R/verify-$q-calib.txt; }
 done
 date +%T
-# Llama-2-7B shapes (4096/11008), two decoder layers, batch 1, 16, 32, 64
-# and 128 (64 and 128: the Hopper wgmma path on sm_90, for 2:4 also 32)
+# Llama-2-7B shapes (4096/11008), two decoder layers, batch 1, 16, 17, 32,
+# 48, 64 and 128 (above 16 rows the Hopper wgmma path on sm_90, dense
+# since session 6; the o_proj at 17-32 rows the cluster path)
 timeout 120 $B/marlin-synth $W/l7 --preset llama2-7b --layers 2 -q --force
 timeout 120 $B/marlin-quantize $W/l7 $W/l7q --format marlin -q --force --no-clip
 timeout 120 $B/marlin-quantize $W/l7 $W/l7s --format marlin --sparse 2:4 -q --force --no-clip
-for mb in 1 16 32 64 128; do
+for mb in 1 16 17 32 48 64 128; do
   for q in l7q l7s; do
     timeout 150 $B/marlin-verify $W/$q --ref $W/l7 --gpu --batch $mb --json $R/verify-$q-m$mb.json > $R/verify-$q-m$mb.txt 2>&1
     rc=$?
