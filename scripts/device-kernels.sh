@@ -467,6 +467,24 @@ if [ "$mode" = s6m ]; then
   exit 0
 fi
 
+# s6f = session 6, last call: the peak layer (dense and 2:4) on the final
+# tree, and the v2 kernels forced at 17-48 rows (the automatic choice off
+# Hopper there) against BASE, two rounds.
+if [ "$mode" = s6f ]; then
+  bench_build new peak 120 --mode peak --batch 1,16,64,128 --samples 12
+  bench_build new peak24 120 --mode peak --sparse --batch 1,16,64,128 --samples 12
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 12 --batch 17,32,48 --pipeline cpasync2"
+  for r in 1 2; do
+    for who in new base; do
+      bench_build $who v2_${who}_r$r 100 --mode models -v $B
+    done
+  done
+  finish
+  for f in peak peak24; do echo "## $f"; grep -v '^#' "$R/$f.txt" | head -12; done
+  model_summaries v2_new_r1 v2_base_r1 v2_new_r2 v2_base_r2
+  exit 0
+fi
+
 # s5final = session 5's last call: the dense GPU suite (default sweep),
 # memcheck and racecheck of the quick cluster test, models dense at every
 # batch of the issue against BASE at m = 1, 16 (two rounds), 2:4 models
