@@ -1041,10 +1041,8 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
     const int b_src0 = (tid / B_ROW) * b_row_i4 + tid % B_ROW;
     const int n_s_i4 = GROUPED ? p.group_rows * S_ROW : 0;
     const int s_src = (tid / S_ROW) * s_row_i4 + tid % S_ROW;
-    /* Shared memory by 32-bit addresses: this thread's copy destinations
-     * in stage 0; a stage adds st * STAGE_BYTES once (a generic pointer
-     * cost an IMAD + LEA per access: the stage index is a run-time value,
-     * SASS of session 5). */
+    /* Shared memory by 32-bit addresses (marlin_ptx.cuh): this thread's
+     * copy destinations in stage 0. */
     constexpr uint32_t STAGE_BYTES = STAGE * 16;
     const uint32_t s_base = (uint32_t)__cvta_generic_to_shared(smem);
     const uint32_t d_a = s_base + a_dst0 * 16;
@@ -1093,13 +1091,9 @@ __global__ void __launch_bounds__(MARLIN_DENSE_THREADS, (MB == 1) ? 2 : 1)
         }
     };
     /* The copies of one unit into the stage whose A (w_a) and B (w_b)
-     * destinations this thread holds as full addresses. Kept per thread
-     * and stepped, never written as a base + a stage offset: ptxas then
-     * folded the (warp-uniform) offset into a uniform register, and the
-     * cp.async with an L2 policy it emitted for [R + UR + imm], desc[UR]
-     * faulted as an illegal instruction on the H100 (CUDA 13.0; session 6
-     * run 1, the likely cause of session 5's "compile-time stages"
-     * failure too). */
+     * destinations this thread holds as full addresses, stepped per stage
+     * (never "base + stage offset": marlin_ptx.cuh says why; session 6 run
+     * 1, likely also session 5's "compile-time stages" failure). */
     auto issue_a = [&](const int4 *ga, unsigned ok, uint32_t w_a) {
 #pragma unroll
         for (int q = 0; q < A_PER_T; q++)

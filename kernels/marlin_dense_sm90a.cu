@@ -302,13 +302,11 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
 
     /* Per-thread copy plan. Sources are pointers stepped by a constant per
      * stage; shared-memory destinations are 32-bit addresses held per
-     * thread and stepped per stage, never "base + stage offset": ptxas
-     * then folds the warp-uniform offset into a uniform register, and
-     * session 6's run 1 (dense v2 kernel) faulted with an illegal
-     * instruction on such a cp.async. Every other copy of a thread sits at
-     * an immediate distance from its first. (Session 5's SASS of the
-     * 64-row kernel: ~100 of its 336 instructions per stage re-derived
-     * these addresses at the 128-register cap.) */
+     * thread and stepped per stage, never "base + stage offset"
+     * (marlin_ptx.cuh says why). Every other copy of a thread sits at an
+     * immediate distance from its first. (Session 5's SASS of the 64-row
+     * kernel: ~100 of its 336 instructions per stage re-derived these
+     * addresses at the 128-register cap.) */
     constexpr int AN = NB * 8 * KB / WG_THREADS; /* 16-byte A chunks per thread and stage */
     constexpr int BN = NSTEP * 128 / WG_THREADS; /* int4 of B per thread and stage */
     static_assert(KB == 1 && AN >= 1 && BN >= 1, "copy plan for 64-deep stages");
@@ -522,13 +520,11 @@ __global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(
         for (int j = 0; j < NSTEP; j++)
             mw[j] = SPARSE ? lds32_s(r_mw + sb + j * 1024) : 0u;
         const uint64_t desc0 = wg_desc(smem_s + sb + A_OFF);
-        /* grouped: the scales of the stage's rows (k16 step j is in row
-         * (16 j) >> log2(group); one row when the group spans the stage),
-         * loaded once per row */
-        /* Step j's row is j * s_rows / NSTEP (rows split the stage evenly;
-         * s_rows is 1 or 2): the first half of the steps row 0, the second
-         * row s_rows - 1, both loaded (the same row twice when the group
-         * spans the stage) rather than chosen per step (SELs, a branch). */
+        /* grouped: the scales of the stage's rows. Step j's row is j *
+         * s_rows / NSTEP (rows split the stage evenly; s_rows is 1 or 2):
+         * the first half of the steps row 0, the second row s_rows - 1,
+         * both loaded (the same row twice when the group spans the stage)
+         * rather than chosen per step (SELs, a branch). */
         static_assert(KS / 2 == 2, "at most two scale rows per stage");
         uint32_t sc2[2][2][2] = {};
         if (GROUPED) {

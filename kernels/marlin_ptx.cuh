@@ -11,45 +11,44 @@
 #include <cuda_fp16.h>
 #include <stdint.h>
 
+/* Shared memory by 32-bit addresses (`__cvta_generic_to_shared` of a
+ * buffer plus byte offsets), the forms the main loops use: a per-thread
+ * address held across the loop costs nothing per access, where a generic
+ * pointer into a stage chosen at run time cost an IMAD + LEA per access
+ * (SASS of session 5). One rule for cp.async destinations: hold them per
+ * thread and step them, never write "base + stage offset" at the copy -
+ * ptxas then folds the warp-uniform offset into a uniform register, and
+ * the cp.async with an L2 policy it emitted for that form faulted as an
+ * illegal instruction on the H100 (CUDA 13.0, session 6 run 1). */
+
 /* 16-byte async global->shared copy through L2 only (.cg: the data is used
  * once per block, L1 would only be polluted). */
-static __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
-    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(d), "l"(src) : "memory");
-}
-
-/* The same copies with the shared-memory destination as a 32-bit address
- * (`__cvta_generic_to_shared` of the buffer plus byte offsets): the dense
- * v2 main loop keeps per-thread shared addresses and adds the stage's
- * offset once per stage, where a generic pointer cost an IMAD + LEA per
- * access (the stage index is a run-time value; SASS of session 5). */
 static __device__ __forceinline__ void cp_async16_s(uint32_t dst, const void *src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(dst), "l"(src) : "memory");
 }
+static __device__ __forceinline__ void cp_async16(void *dst, const void *src) {
+    cp_async16_s((uint32_t)__cvta_generic_to_shared(dst), src);
+}
+
+/* Same, with an L2 cache policy (evict_first for the read-once weights, so
+ * they do not push the activations out of L2). */
 static __device__ __forceinline__ void cp_async16_policy_s(uint32_t dst, const void *src,
                                                            uint64_t pol) {
     asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(dst),
                  "l"(src), "l"(pol)
                  : "memory");
 }
-
-/* 16 bytes from shared memory at a 32-bit address. */
-static __device__ __forceinline__ int4 lds128_s(uint32_t addr) {
-    int4 v;
-    asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-                 : "r"(addr)
-                 : "memory");
-    return v;
-}
-
-/* Same, with an L2 cache policy (evict_first for the read-once weights, so
- * they do not push the activations out of L2). */
 static __device__ __forceinline__ void cp_async16_policy(void *dst, const void *src,
                                                          uint64_t pol) {
-    uint32_t d = (uint32_t)__cvta_generic_to_shared(dst);
-    asm volatile("cp.async.cg.shared.global.L2::cache_hint [%0], [%1], 16, %2;\n" ::"r"(d),
-                 "l"(src), "l"(pol)
+    cp_async16_policy_s((uint32_t)__cvta_generic_to_shared(dst), src, pol);
+}
+
+/* cp_async16_s that writes zeros instead when !valid (src must still be a
+ * valid address). */
+static __device__ __forceinline__ void cp_async16_zfill_s(uint32_t dst, const void *src,
+                                                          bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
+                 "r"(valid ? 16 : 0)
                  : "memory");
 }
 
@@ -85,16 +84,27 @@ static __device__ __forceinline__ void cp_async_wait(int n) {
 /* Four 8x8 b16 matrices from shared memory in one instruction: lane 8i + r
  * gives the address of row r of matrix i; register i of lane L receives row
  * L/4, elements 2(L%4), 2(L%4)+1 of matrix i (an mma A or B fragment). */
-static __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
-    uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+static __device__ __forceinline__ void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t a) {
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a)
                  : "memory");
 }
+static __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void *p) {
+    ldmatrix_x4_s(r, (uint32_t)__cvta_generic_to_shared(p));
+}
 
-/* 8, 4 and 2 bytes from shared memory at a 32-bit address (the wgmma
- * kernel's B words, metadata and scales). */
+/* 16, 8, 4 and 2 bytes from shared memory at a 32-bit address (the v2
+ * kernel's B and scale int4, the wgmma kernel's B words, metadata and
+ * scales). */
+static __device__ __forceinline__ int4 lds128_s(uint32_t addr) {
+    int4 v;
+    asm volatile("ld.shared.v4.b32 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(addr)
+                 : "memory");
+    return v;
+}
 static __device__ __forceinline__ uint2 lds64_s(uint32_t addr) {
     uint2 v;
     asm volatile("ld.shared.v2.b32 {%0,%1}, [%2];\n" : "=r"(v.x), "=r"(v.y) : "r"(addr) : "memory");
@@ -109,23 +119,6 @@ static __device__ __forceinline__ uint32_t lds_u16_s(uint32_t addr) {
     uint16_t v;
     asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(addr) : "memory");
     return v;
-}
-
-/* 16-byte cp.async to a 32-bit shared address that writes zeros instead
- * when !valid (src must still be a valid address). */
-static __device__ __forceinline__ void cp_async16_zfill_s(uint32_t dst, const void *src,
-                                                          bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-
-/* ldmatrix_x4 at a 32-bit shared-memory address. */
-static __device__ __forceinline__ void ldmatrix_x4_s(uint32_t (&r)[4], uint32_t a) {
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a)
-                 : "memory");
 }
 
 /* (a & b) | c in one LOP3 (LUT 0xEA = (0xF0 & 0xCC) | 0xAA); the compiler
