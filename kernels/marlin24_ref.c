@@ -8,6 +8,7 @@
  * a kernel that reads B/meta/s differently from the packer fails its test
  * against this reference. Spec: marlin-format.md section 4.
  */
+#include "marlin_dense_tiles.h" /* the wgmma kernel's widths and residency */
 #include "marlin_kernels24.h"
 #include "marlin_pack.h"
 
@@ -102,7 +103,7 @@ int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int
                              int cc_minor) {
     if (cc_major != 9 || cc_minor != 0 || m <= MARLIN_GEMM24_WGMMA_MIN_ROWS) return 0;
     if (n <= 0 || n % 256 != 0 || k <= 0 || k % 128 != 0) return 0;
-    const bool grouped = group != -1 && group < k;
+    const bool grouped = marlin_pack_scales_grouped(k, group);
     if (grouped && (group < 32 || (group & (group - 1)) != 0)) return 0;
     return 1;
 }
@@ -117,7 +118,7 @@ int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int
  * down_proj at m = 64 23.8 us with 8 pieces against 28.7 with 16. */
 static int wg24_splits(int64_t m, int64_t n, int64_t k, int rows, int sm_count) {
     const int64_t tiles = ((m + rows - 1) / rows) * (n / 256);
-    const int64_t slots = (int64_t)sm_count * (rows <= 64 ? 2 : 1);
+    const int64_t slots = (int64_t)sm_count * MARLIN_DENSE_WG_BLOCKS_PER_SM(rows);
     int64_t S = tiles > 0 ? slots / tiles : 1;
     if (S > k / 1024) S = k / 1024;
     if (S > 16) S = 16;
@@ -130,7 +131,7 @@ void marlin_gemm24_wgmma_tile(int64_t m, int64_t n, int64_t k, int sm_count, int
     if (sm_count < 1) sm_count = 1;
     int r = *rows;
     if (r <= 0) {
-        r = m <= 32 ? 32 : m <= 64 ? 64 : 128;
+        r = MARLIN_DENSE_WG_ROWS(m);
         /* A layer too small to fill the SMs with the wider tile's blocks
          * (fewer than 0.6 of its resident slots) takes the next narrower
          * tile in twice the row tiles: Llama-2-7B o_proj at m = 128 ran
@@ -138,7 +139,7 @@ void marlin_gemm24_wgmma_tile(int64_t m, int64_t n, int64_t k, int sm_count, int
          * 13.1 us in 32-row tiles against 14.9 us (run 1's tune); its qkv,
          * gate_up and down_proj fill the SMs and keep the wider tile. */
         if (r > 32) {
-            const int64_t slots = (int64_t)sm_count * (r <= 64 ? 2 : 1);
+            const int64_t slots = (int64_t)sm_count * MARLIN_DENSE_WG_BLOCKS_PER_SM(r);
             const int64_t tiles = ((m + r - 1) / r) * (n / 256);
             if (10 * tiles * wg24_splits(m, n, k, r, sm_count) < 6 * slots) r /= 2;
         }

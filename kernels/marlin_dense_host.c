@@ -204,7 +204,7 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
                       marlin_dense_tile *tile) {
     (void)k;
     if (n % 256 != 0) return 0;
-    const int nb = m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    const int nb = MARLIN_DENSE_WG_ROWS(m);
     /* 4 stages (2 in flight): best or within 3% on 20 of the 24 Llama-2-7B
      * and 70B layer x m pairs of run 4's tune; 8 lost up to 30% */
     int stages = 4;
@@ -216,7 +216,7 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     t.n = 256;
     t.k = 64;
     t.stages = stages;
-    t.blocks_per_sm = nb <= 64 ? 2 : 1; /* what the kernel runs (informative) */
+    t.blocks_per_sm = MARLIN_DENSE_WG_BLOCKS_PER_SM(nb); /* informative */
     t.pipeline = MARLIN_DENSE_PIPE_WGMMA;
     t.k_splits = 0; /* marlin_dense_wgmma_splits at launch */
     *tile = t;
@@ -238,9 +238,9 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
  * run 3). */
 int marlin_dense_wgmma_splits(int64_t m, int64_t n, int64_t k, int m_blocks, int sm_count) {
     if (m < 1 || n < 256 || k < 64 || sm_count < 1) return 1;
-    const int64_t nb = m_blocks > 0 ? 16 * m_blocks : m <= 32 ? 32 : m <= 64 ? 64 : 128;
+    const int64_t nb = m_blocks > 0 ? 16 * m_blocks : MARLIN_DENSE_WG_ROWS(m);
     const int64_t tiles = ((m + nb - 1) / nb) * (n / 256);
-    const int64_t slots = (int64_t)sm_count * (nb <= 64 ? 2 : 1);
+    const int64_t slots = (int64_t)sm_count * MARLIN_DENSE_WG_BLOCKS_PER_SM(nb);
     const int64_t deep = k / 512;
     int64_t S = slots / tiles;
     if (S > deep) S = deep;

@@ -265,7 +265,7 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
 template <int NB, bool GROUPED, bool SPARSE, bool PP>
-__global__ void __launch_bounds__(WG_THREADS, NB <= 64 ? 2 : 1) dense_wg_kernel(WgParams p) {
+__global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB)) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
@@ -861,7 +861,7 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
     if (ki < 0)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "marlin_gemm24: no wgmma kernel for %d-row tiles (32, 64 or 128)", nb);
-    const bool grouped = a->group != -1 && a->group < a->k;
+    const bool grouped = marlin_pack_scales_grouped(a->k, a->group);
     const int stages = 4;
     const size_t smem = wg_smem(nb, grouped, stages);
     if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)

@@ -68,6 +68,13 @@
  * launch without the cluster path: the stages or the epilogue's fp16 tile
  * (nb rows of 256 + 8 halves), whichever is larger, + 1 KB of alignment
  * slack. One definition for the launcher and the host-side rule. */
+/* Its tile widths (batch rows) and residency, for the kernel's launch
+ * bounds and every host rule that counts its blocks (dense and 2:4): the
+ * narrowest width that holds m rows, and the blocks one SM runs of a width
+ * (two of the 32- and 64-row kernels at <= 128 registers, one of the
+ * 128-row one). */
+#define MARLIN_DENSE_WG_ROWS(m) ((m) <= 32 ? 32 : (m) <= 64 ? 64 : 128)
+#define MARLIN_DENSE_WG_BLOCKS_PER_SM(nb) ((nb) <= 64 ? 2 : 1)
 #define MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)                             \
     ((nb) * 128 + 4 * 2048 + ((grouped) ? 1024 : 0))
 #define MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages)                      \
