@@ -1345,6 +1345,18 @@ __device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t byt
                  : "memory");
 }
 
+/* Shared-memory counter += 1 with acquire-release ordering at block scope:
+ * the warp's earlier reads of a stage happen before it, and the warp that
+ * sees the final count sees every other warp's reads done. */
+__device__ __forceinline__ uint32_t smem_count_acq_rel(uint32_t addr) {
+    uint32_t old = 0;
+    asm volatile("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;\n"
+                 : "=r"(old)
+                 : "r"(addr)
+                 : "memory");
+    return old;
+}
+
 /* Global -> shared bulk copy (size and both addresses multiples of 16),
  * completing as transaction bytes on mbarrier `bar`, with an L2 policy. */
 __device__ __forceinline__ void bulk_g2s_policy(uint32_t dst, const void *src, uint32_t bytes,

@@ -69,14 +69,10 @@
  * epilogue are shared; only the columns a fragment row maps to (fcol) and
  * the scale permutation differ.
  */
-#include <cuda.h> /* CUtensorMap (the driver function comes through the runtime) */
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
-#include <cudaTypedefs.h> /* PFN_cuTensorMapEncodeTiled */
 #include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include <atomic>
 
@@ -97,21 +93,6 @@
 namespace {
 
 constexpr int WG_THREADS = 256;
-/* How a stage's copies are issued and completed (chosen per tile width:
- * kWg below).
- * WG_PIPE_BAR: every thread issues 16-byte cp.async for A, B and scales,
- *   commit groups, a block-wide barrier per stage.
- * WG_PIPE_PP ("ping-pong"): the same copies complete per-stage "full"
- *   mbarriers, an "empty" mbarrier guards each refill, so the two
- *   warpgroups drift apart.
- * WG_PIPE_TMA: thread copies of no kind. A stage arrives as one tensor-map
- *   box of A (TMA, swizzled, rows >= m zero-filled) and bulk copies of its
- *   B, metadata and scale rows, completing as transaction bytes on its
- *   "full" mbarrier; the last warp to leave a stage (a shared-memory
- *   counter) refills it with the stage `stages` further on. Nobody waits
- *   to refill (session 5's TMA attempt had thread 0 wait on "empty" and
- *   stalled its warpgroup), and the decoding threads keep no copy state. */
-enum { WG_PIPE_BAR = 0, WG_PIPE_PP = 1, WG_PIPE_TMA = 2 };
 constexpr int WG_TILE_N = 256; /* output columns per block */
 /* k16 steps per stage: 64 deep, one 128-byte swizzle atom per A row. The
  * kernel is written for KS steps (the run-15 build also had KS = 8); the
@@ -148,9 +129,6 @@ struct WgParams {
      * values, MF 4.4) and this the metadata, I16 [k/32][2n] as int4
      * [k/32][n/4] (MF 4.5) */
     const int4 *meta;
-    /* WG_PIPE_TMA only: A [m][k] fp16 as a 2-D tensor map, boxes of 64 k x
-     * NB rows with the 128-byte swizzle (rows >= m read as zeros) */
-    CUtensorMap tma_a;
 };
 
 #if MK_HAVE_WGMMA
@@ -282,44 +260,17 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
     return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
            ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
-
-/* WG_PIPE_TMA: one arrival on `bar` that also raises its transaction count
- * by `bytes` (the phase completes once they have landed) */
-__device__ __forceinline__ void wg_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes)
-                 : "memory");
-}
-/* global -> shared bulk copy (16-byte multiples and alignment) completing
- * on `bar` */
-__device__ __forceinline__ void wg_bulk(uint32_t dst, const void *src, uint32_t bytes,
-                                        uint32_t bar) {
-    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
-                 " [%0], [%1], %2, [%3];\n" ::"r"(dst),
-                 "l"(src), "r"(bytes), "r"(bar)
-                 : "memory");
-}
-/* one box of a 2-D tensor map at (c0 = innermost element, c1 = row) */
-__device__ __forceinline__ void wg_tma2d(uint32_t dst, const CUtensorMap *map, int c0, int c1,
-                                         uint32_t bar) {
-    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
-                 " [%0], [%1, {%2, %3}], [%4];\n" ::"r"(dst),
-                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(bar)
-                 : "memory");
-}
 #endif
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-template <int NB, bool GROUPED, bool SPARSE, int PIPE>
-__global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
-    dense_wg_kernel(const __grid_constant__ WgParams p) {
+template <int NB, bool GROUPED, bool SPARSE, bool PP>
+__global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB)) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
-    constexpr bool PP = PIPE == WG_PIPE_PP, TMA = PIPE == WG_PIPE_TMA;
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
-    /* PP (ping-pong): the stages' "full" and "empty" mbarriers; TMA: "full"
-     * and the stages' reader counters */
-    __shared__ uint64_t s_bar[(PP || TMA) ? 2 * MARLIN_DENSE_MAX_STAGES : 1];
+    /* PP (ping-pong): the stages' "full" and "empty" mbarriers */
+    __shared__ uint64_t s_bar[PP ? 2 * MARLIN_DENSE_MAX_STAGES : 1];
     /* The swizzle atoms need 1024-byte alignment (the host adds the slack);
      * offset from smem_raw, so the compiler still knows the pointer is
      * shared memory (LDS, not generic loads: run 11's SASS). */
@@ -436,77 +387,24 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             }
         __syncthreads();
     }
-    /* TMA: a stage's bytes (A box, B rows, metadata rows, scale rows) and
-     * its copies, issued by one thread into buffer bi */
-    constexpr uint32_t TX_FIXED = NB * 128 + NSTEP * 2048 + (SPARSE ? NSTEP * 1024 : 0);
-    const uint32_t tx_bytes = TX_FIXED + (GROUPED ? 512u * (uint32_t)s_rows : 0u);
-    auto tma_b = [&](int st, int bi) {
-        const uint32_t sb = smem_s + (uint32_t)bi * SB, bar = bar_full + 8 * bi;
-#pragma unroll
-        for (int r = 0; r < NSTEP; r++)
-            wg_bulk(sb + B_OFF + r * 2048, p.B + (size_t)(NSTEP * st + r) * b_row_i4 + 128 * nt,
-                    2048, bar);
-        if (SPARSE) {
-#pragma unroll
-            for (int r = 0; r < NSTEP; r++)
-                wg_bulk(sb + M_OFF + r * 1024,
-                        p.meta + (size_t)(NSTEP * st + r) * m_row_i4 + 64 * nt, 1024, bar);
-        }
-        if (GROUPED) {
-            const int g0 = (st << LOG_SK) >> p.group_shift;
-            for (int r = 0; r < s_rows; r++)
-                wg_bulk(sb + S_OFF + r * 512, p.s + (size_t)(g0 + r) * p.n + WG_TILE_N * nt, 512,
-                        bar);
-        }
-    };
-    auto tma_a = [&](int st, int bi) {
-        wg_tma2d(smem_s + (uint32_t)bi * SB + A_OFF, &p.tma_a, st * 16 * KS, row0,
-                 bar_full + 8 * bi);
-    };
-    if constexpr (TMA) {
-        /* "full" completes on thread 0's expect_tx arrival and the bytes;
-         * the reader counters (in the "empty" slots) start at 0 */
-        if (tid == 0) {
-            for (int i = 0; i < p.stages; i++) {
-                mbar_init(bar_full + 8 * i, 1);
-                s_bar[MARLIN_DENSE_MAX_STAGES + i] = 0;
-            }
-            /* the copy engine completes these barriers */
-            asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
-        }
-        __syncthreads();
-        /* every buffer filled ahead: weights before griddepcontrol.wait, A
-         * (written by the previous kernel) after */
-        const int ahead = min(p.stages, n_st);
-        if (tid == 0)
-            for (int s = 0; s < ahead; s++) {
-                wg_expect_tx(bar_full + 8 * s, tx_bytes);
-                tma_b(st_begin + s, s);
-            }
-        if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        if (tid == 0)
-            for (int s = 0; s < ahead; s++) tma_a(st_begin + s, s);
-    } else {
-        {
-            uint32_t w_b = d_b0;
-            for (int s = 0; s < pro; s++, w_b += SB)
-                if (s < n_st) load_b(st_begin + s, w_b);
-        }
-        if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
-        {
-            uint32_t w_a = d_a0;
-            for (int s = 0; s < pro; s++, w_a += SB) {
-                if (s < n_st) load_a(w_a);
-                if constexpr (PP) {
-                    if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
-                } else {
-                    cp_async_commit();
-                }
+    {
+        uint32_t w_b = d_b0;
+        for (int s = 0; s < pro; s++, w_b += SB)
+            if (s < n_st) load_b(st_begin + s, w_b);
+    }
+    if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
+    {
+        uint32_t w_a = d_a0;
+        for (int s = 0; s < pro; s++, w_a += SB) {
+            if (s < n_st) load_a(w_a);
+            if constexpr (PP) {
+                if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
+            } else {
+                cp_async_commit();
             }
         }
     }
-    /* PP, TMA: parity to wait on, per buffer */
-    uint32_t ph_full = 0, ph_empty = 0;
+    uint32_t ph_full = 0, ph_empty = 0; /* PP: parity to wait on, per buffer */
 
     /* This warp's slab and words; its output columns (wgmma rows) are
      * col0[i] + g and col0[i] + 8 + g within the block's 256. */
@@ -572,10 +470,7 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
      * The drain this costs is hidden by the second block per SM at 32-64
      * rows. */
     auto stage = [&](int it, uint32_t (&cur)[NSTEP][2][4]) {
-        if constexpr (TMA) {
-            mbar_wait(bar_full + 8 * buf, (ph_full >> buf) & 1u);
-            ph_full ^= 1u << buf;
-        } else if constexpr (PP) {
+        if constexpr (PP) {
             /* refill the buffer of stage it + pro - stages once every thread
              * has left that stage, then wait for this stage's data */
             if (it + pro < n_st) {
@@ -665,21 +560,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
         }
         if constexpr (PP) mbar_arrive(bar_empty + 8 * buf);
-        if constexpr (TMA) {
-            /* this warp is done with the buffer (its wgmma retired, its
-             * shared-memory reads consumed); the last of the 8 warps to
-             * count refills it with the stage `stages` further on */
-            __syncwarp();
-            if (lane == 0) {
-                constexpr uint32_t NW = WG_THREADS / 32;
-                const uint32_t old = smem_count_acq_rel(bar_empty + 8 * buf);
-                if (old % NW == NW - 1 && it + p.stages < n_st) {
-                    wg_expect_tx(bar_full + 8 * buf, tx_bytes);
-                    tma_b(st_begin + it + p.stages, buf);
-                    tma_a(st_begin + it + p.stages, buf);
-                }
-            }
-        }
         if (++buf == p.stages) buf = 0;
     };
 #pragma unroll 1
@@ -807,12 +687,11 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
 typedef void (*wg_fn)(WgParams);
 struct WgEntry {
     int nb;
-    wg_fn fn[2][2];     /* [sparse][grouped], the cp.async pipeline of this width */
-    wg_fn fn_tma[2][2]; /* the same with WG_PIPE_TMA */
+    wg_fn fn[2][2]; /* [sparse][grouped] */
 };
-#define WG_FNS(NB, PIPE)                                                                  \
-    {{dense_wg_kernel<NB, false, false, PIPE>, dense_wg_kernel<NB, true, false, PIPE>},   \
-     {dense_wg_kernel<NB, false, true, PIPE>, dense_wg_kernel<NB, true, true, PIPE>}}
+#define WG_FNS(NB, PP)                                                                    \
+    {{dense_wg_kernel<NB, false, false, PP>, dense_wg_kernel<NB, true, false, PP>},       \
+     {dense_wg_kernel<NB, false, true, PP>, dense_wg_kernel<NB, true, true, PP>}}
 /* The stage pipeline per tile width (session 4, runs 6-7, same calls, with
  * PDL): the ping-pong pipeline for 128-row tiles (one block per SM:
  * Llama-2-7B at m = 128 154 us against 168 us, 2:4 130 vs 137 us, 8-14%
@@ -820,14 +699,14 @@ struct WgEntry {
  * at m = 64, 2:4 4-8% at 48-64 rows); the block-wide barrier for 32-row
  * tiles (2:4 at m = 32: the ping-pong pipeline 0-3% slower). */
 const WgEntry kWg[] = {
-    {32, WG_FNS(32, WG_PIPE_BAR), WG_FNS(32, WG_PIPE_TMA)},
-    {64, WG_FNS(64, WG_PIPE_PP), WG_FNS(64, WG_PIPE_TMA)},
-    {128, WG_FNS(128, WG_PIPE_PP), WG_FNS(128, WG_PIPE_TMA)},
+    {32, WG_FNS(32, false)},
+    {64, WG_FNS(64, true)},
+    {128, WG_FNS(128, true)},
 };
 #undef WG_FNS
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
-std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2][2]; /* [..][tma][sparse][grouped] */
+std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2];
 
 int wg_kernel_index(int nb) {
     for (int i = 0; i < kNumWg; i++)
@@ -844,65 +723,14 @@ static size_t wg_smem(int nb, bool grouped, int stages) {
     return (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
 }
 
-/* cuTensorMapEncodeTiled, a driver function, through the runtime's entry
- * point query (no link against libcuda); looked up once. */
-static PFN_cuTensorMapEncodeTiled_v12000 wg_encode_fn(marlin_error *err) {
-    static std::atomic<PFN_cuTensorMapEncodeTiled_v12000> cached{nullptr};
-    PFN_cuTensorMapEncodeTiled_v12000 f = cached.load(std::memory_order_acquire);
-    if (f) return f;
-    void *ptr = NULL;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    const cudaError_t ce = cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &ptr, 12000,
-                                                            cudaEnableDefault, &q);
-    if (ce != cudaSuccess || q != cudaDriverEntryPointSuccess || !ptr) {
-        marlin_fail(err, MARLIN_ERR_CUDA,
-                    "dense gemm: the driver has no cuTensorMapEncodeTiled (%s, query %d)",
-                    cudaGetErrorString(ce), (int)q);
-        return NULL;
-    }
-    f = (PFN_cuTensorMapEncodeTiled_v12000)ptr;
-    cached.store(f, std::memory_order_release);
-    return f;
-}
-
-/* EXPERIMENT (session 7): MARLIN_WG_TMA=1 runs the WG_PIPE_TMA kernels */
-static bool wg_use_tma(void) {
-    const char *e = getenv("MARLIN_WG_TMA");
-    return e && e[0] == '1';
-}
-
-/* What both launchers share once the parameters are set: the tensor map of
- * A (WG_PIPE_TMA), the dynamic shared memory limit (raised once per device,
- * kernel and scale mode to the largest size asked for), the launch
- * configuration (PDL) and the launch. */
-static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool grouped, int blocks,
+/* What both launchers share once the parameters are set: the dynamic
+ * shared memory limit (raised once per device, kernel and scale mode to the
+ * largest size asked for), the launch configuration (PDL) and the launch. */
+static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool grouped, int blocks,
                                 size_t smem, void *stream, int dev, marlin_error *err) {
-    const bool tma = wg_use_tma();
-    WgParams p = p0;
-    if (tma) {
-        PFN_cuTensorMapEncodeTiled_v12000 enc = wg_encode_fn(err);
-        if (!enc) return MARLIN_ERR_CUDA;
-        /* A [m][k] fp16: dims innermost first, the row pitch in bytes;
-         * boxes of 64 k (128 bytes, the swizzle span) x the tile's rows;
-         * rows past m read as zeros */
-        const cuuint64_t dims[2] = {(cuuint64_t)p.k, (cuuint64_t)p.m};
-        const cuuint64_t pitch[1] = {(cuuint64_t)p.k * 2};
-        const cuuint32_t box[2] = {16 * KS, (cuuint32_t)kWg[ki].nb};
-        const cuuint32_t step[2] = {1, 1};
-        const CUresult r = enc(&p.tma_a, CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 2, (void *)p.A, dims,
-                               pitch, box, step, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                               CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_128B,
-                               CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-        if (r != CUDA_SUCCESS)
-            return marlin_fail(err, MARLIN_ERR_CUDA,
-                               "dense gemm: cuTensorMapEncodeTiled failed (CUresult %d) for A "
-                               "%p, %d x %d",
-                               (int)r, (const void *)p.A, p.m, p.k);
-    }
-    wg_fn fn = (tma ? kWg[ki].fn_tma : kWg[ki].fn)[sparse ? 1 : 0][grouped ? 1 : 0];
+    wg_fn fn = kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
     std::atomic<int> *set =
-        dev < kMaxDev ? &g_wg_smem_set[dev][ki][tma ? 1 : 0][sparse ? 1 : 0][grouped ? 1 : 0]
-                      : NULL;
+        dev < kMaxDev ? &g_wg_smem_set[dev][ki][sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
     marlin_status st;
     if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
@@ -926,7 +754,6 @@ static WgParams wg_params(const void *A, const void *B, const void *s, const voi
                           void *counters, void *partials, int64_t m_tiles, int splits,
                           int stages, int pdl) {
     WgParams p;
-    memset(&p, 0, sizeof p); /* (the tensor map: wg_enqueue) */
     p.A = (const int4 *)A;
     p.B = (const int4 *)B;
     p.s = (const __half *)s;

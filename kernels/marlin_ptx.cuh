@@ -235,19 +235,6 @@ static __device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) 
                      : "memory");
     } while (!done);
 }
-
-/* Shared-memory counter += 1 with acquire-release ordering at block scope:
- * the warp's earlier reads of a stage happen before it, and the warp that
- * sees the final count sees every other warp's reads done (the pipelines
- * where the last reader of a stage refills it). */
-static __device__ __forceinline__ uint32_t smem_count_acq_rel(uint32_t addr) {
-    uint32_t old = 0;
-    asm volatile("atom.acq_rel.cta.shared::cta.add.u32 %0, [%1], 1;\n"
-                 : "=r"(old)
-                 : "r"(addr)
-                 : "memory");
-    return old;
-}
 #endif
 
 /* v to the shared-memory address of `local` in block `rank` of the cluster */

@@ -437,48 +437,6 @@ if [ "$mode" = s6t ]; then
   exit 0
 fi
 
-# s7a = session 7, the TMA pipeline of the wgmma kernels (MARLIN_WG_TMA=1,
-# the last reader of a stage refills it): the dense wgmma tests and the 2:4
-# wgmma tests with it, memcheck of their quick subsets, then models dense
-# and 2:4 at 17-128 rows with it off and on, same binary, two rounds, and
-# the SASS of both 64-row dense kernels.
-if [ "$mode" = s7a ]; then
-  log "test_kernels wgmma (TMA)"
-  MARLIN_WG_TMA=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
-    timeout 150 ./test_kernels > "$R/test_wg_tma.log" 2>&1
-  echo "test_kernels wgmma tma rc=$?"
-  log "test_kernels24 wgmma (TMA)"
-  MARLIN_WG_TMA=1 MARLIN_TEST_FILTER='*wgmma*' timeout 100 ./test_kernels24 \
-    > "$R/test24_wg_tma.log" 2>&1
-  echo "test_kernels24 wgmma tma rc=$?"
-  log "memcheck (TMA)"
-  MARLIN_WG_TMA=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma \
-    MARLIN_TEST_FILTER='*wgmma*' timeout 90 compute-sanitizer --tool memcheck --print-limit 20 \
-    ./test_kernels > "$R/memcheck_wg_tma.log" 2>&1
-  echo "memcheck wgmma tma rc=$?"
-  MARLIN_WG_TMA=1 MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 60 \
-    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels24 > "$R/memcheck_wg24_tma.log" 2>&1
-  echo "memcheck wgmma24 tma rc=$?"
-  grep -hE "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" \
-    "$R/test_wg_tma.log" "$R/test24_wg_tma.log" | head -30
-  grep -hE "ERROR SUMMARY" "$R"/memcheck_*.log
-  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15 --batch 17,32,64,128"
-  for r in 1 2; do
-    for t in 0 1; do
-      MARLIN_WG_TMA=$t bench_build new models_tma${t}_r$r 100 --mode models -v $B
-      MARLIN_WG_TMA=$t bench_build new models24_tma${t}_r$r 100 --mode models -v --sparse $B
-    done
-  done
-  log sass
-  cuobjdump -sass lib/libmarlinq.so 2>/dev/null |
-    awk '/Function :/ { p = ($0 ~ /dense_wg_kernelILi64ELb1ELb0ELi[12]E/) } p' > "$R/sass_wg64.txt"
-  echo "sass lines $(wc -l < "$R/sass_wg64.txt")"
-  finish
-  model_summaries models_tma0_r1 models_tma1_r1 models_tma0_r2 models_tma1_r2 \
-    models24_tma0_r1 models24_tma1_r1 models24_tma0_r2 models24_tma1_r2
-  exit 0
-fi
-
 # s6m = session 6, the models on the final tree: dense and 2:4 against
 # BASE at 17-128 rows (two rounds), then every batch of the issues with
 # plots for this build.
