@@ -47,10 +47,12 @@
  * warpgroups drift apart, and one decodes while the other's wgmma run
  * (session 4: 8-14% at 128 rows, 3-8% at 64).
  * k split: the k range of a tile may be cut into `splits` pieces (host rule:
- * one wave of resident blocks); pieces write fp32 partials, the last to
- * arrive at the tile's counter adds all pieces in split order
- * (deterministic) and writes C, and leaves the counter at 0 (the
- * workspace's zeroing rule). (An opt-in variant that made the pieces one
+ * one wave of resident blocks); pieces write fp32 partials and count
+ * themselves on the tile's counter. With 3-16 pieces in one wave every
+ * piece then waits for the count and adds its share of the tile's 8-row
+ * groups over all pieces; otherwise the last to arrive adds them all.
+ * Either way in split order (deterministic, the same bits), and the
+ * counter is left at 0 (the workspace's zeroing rule). (An opt-in variant that made the pieces one
  * thread-block cluster adding in distributed shared memory, never faster,
  * was removed in session 4: its receive area overlapped the stage buffers
  * and racecheck flagged the cp.async writes against the remote stores.)
@@ -73,6 +75,7 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
+#include <string.h>
 
 #include <atomic>
 
@@ -121,6 +124,8 @@ struct WgParams {
     int n_tiles, m_tiles;
     int k_stages;      /* k / (16 KS) */
     int splits;        /* pieces of each tile's k range (1: no partials) */
+    int scatter;       /* splits > 1: every piece adds a share of the tile
+                        * instead of the last one all of it (the epilogue) */
     int group_shift;   /* grouped: log2(rows per group) */
     int stages;        /* pipeline depth, 4..8 */
     int pdl;
@@ -158,7 +163,7 @@ __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
 
 /* The A fragments of one k16 step (its two words in w): decode, and in
  * grouped mode times the fp16 scales of this lane's 4 columns (s2[i][h]:
- * the scale of columns col0[i] + 8h + g in the low half; the multiply
+ * the scale of output column fcol[i][h] (wg_fcol) in the low half; the multiply
  * broadcasts it, an operand swizzle rather than an instruction). */
 template <bool GROUPED>
 __device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4],
@@ -259,6 +264,28 @@ __device__ __forceinline__ void wg_fence_reg(float &r) { asm volatile("" : "+f"(
 __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
     return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
            ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+#endif
+
+#if MK_HAVE_WGMMA
+/* The output column (within the block's 256) of thread t's fragment i,
+ * rows g (h = 0) and g + 8 (h = 1) of its wgmma A tile. Warp w of
+ * warpgroup wg decodes slab 2 wg + (w & 1), words 2 (w >> 1) + i. Dense:
+ * word j of a lane holds columns 16j + g and 16j + 8 + g of its slab;
+ * sparse (MF 4.4, the 2:4 kernel's "subtile j"): columns 8g + j and
+ * 8g + j + 4. */
+template <bool SPARSE>
+__device__ __forceinline__ int wg_fcol(int t, int i, int h) {
+    const int warp = t >> 5, g = (t & 31) >> 2;
+    const int slab = 2 * (warp >> 2) + (warp & 1), word = 2 * ((warp & 3) >> 1) + i;
+    return SPARSE ? 64 * slab + 8 * g + word + 4 * h : 64 * slab + 16 * word + 8 * h + g;
+}
+
+/* The k split's counter, read with acquire ordering at GPU scope */
+__device__ __forceinline__ int ld_acquire_gpu(const int *ptr) {
+    int v;
+    asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(v) : "l"(ptr) : "memory");
+    return v;
 }
 #endif
 
@@ -406,24 +433,17 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     }
     uint32_t ph_full = 0, ph_empty = 0; /* PP: parity to wait on, per buffer */
 
-    /* This warp's slab and words; its output columns (wgmma rows) are
-     * col0[i] + g and col0[i] + 8 + g within the block's 256. */
+    /* This warp's slab and words (wg_fcol says which) */
     const int slab = 2 * wg + (w & 1);
     const int word0 = 2 * (w >> 1);
-    const int g = lane >> 2, q4 = lane & 3;
-    int col0[2];
-#pragma unroll
-    for (int i = 0; i < 2; i++) col0[i] = 64 * slab + 16 * (word0 + i);
-    /* The output column (within the block's 256) of fragment i's rows g
-     * (h = 0) and g + 8 (h = 1). Dense: word j of a lane holds columns
-     * 16j + g and 16j + 8 + g of its slab; sparse (MF 4.4, the 2:4 kernel's
-     * "subtile j"): columns 8g + j and 8g + j + 4. */
+    const int q4 = lane & 3;
+    /* the output columns (within the block's 256) of fragment i's rows g
+     * (h = 0) and g + 8 (h = 1) */
     int fcol[2][2];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
-        for (int h = 0; h < 2; h++)
-            fcol[i][h] = SPARSE ? 64 * slab + 8 * g + word0 + i + 4 * h : col0[i] + 8 * h + g;
+        for (int h = 0; h < 2; h++) fcol[i][h] = wg_fcol<SPARSE>(tid, i, h);
     /* grouped: where this lane's 4 scales sit in a stored scale row
      * (dense: marlin_pack_dense_scale_col, the 8x8 transpose per 64
      * columns; sparse: marlin_pack_24_scale_col, the 8-wide permutation) */
@@ -578,7 +598,9 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     if (p.pdl) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
 
     /* ---- k split, workspace path: partials, counter, fixed-order sum by
-     * the last piece */
+     * every piece (scatter: each its share of 8-row groups, once all have
+     * stored) or by the last piece */
+    int u_lo = 0, u_hi = NB / 8; /* the 8-row groups of the tile this block writes */
     if (p.splits > 1) {
         float4 *mine = p.partials + (size_t)blockIdx.x * (NB / 4) * WG_THREADS;
 #pragma unroll
@@ -588,19 +610,39 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
                 __stcg(mine + (i * (NB / 8) + r / 4) * WG_THREADS + tid,
                        make_float4(acc[i][r], acc[i][r + 1], acc[i][r + 2], acc[i][r + 3]));
         __syncthreads();
-        if (tid == 0) {
-            /* release our partials, count; the last piece resets the
-             * counter (nothing else touches it in this launch) */
-            __threadfence();
-            const int old = atomicAdd(&p.counters[tile], 1);
-            s_last = (old == p.splits - 1);
-            if (s_last) {
-                p.counters[tile] = 0;
+        if (p.scatter) {
+            /* this piece's share: 8-row groups [u_lo, u_hi) of the tile */
+            u_lo = split * (NB / 8) / p.splits;
+            u_hi = (split + 1) * (NB / 8) / p.splits;
+            if (tid == 0) {
+                /* release our partials and count; wait for every piece of
+                 * the tile (they are resident together: the host keeps a
+                 * split launch to one wave, and its pieces are neighbours
+                 * in block order); count again on the way out, and the
+                 * last piece out resets the counter (nobody reads it after
+                 * its second count) */
                 __threadfence();
+                atomicAdd(&p.counters[tile], 1);
+                while (ld_acquire_gpu(&p.counters[tile]) < p.splits) __nanosleep(32);
+                if (atomicAdd(&p.counters[tile], 1) == 2 * p.splits - 1) p.counters[tile] = 0;
             }
+            __syncthreads();
+            if (u_lo == u_hi) return; /* more pieces than 8-row groups */
+        } else {
+            if (tid == 0) {
+                /* release our partials, count; the last piece resets the
+                 * counter (nothing else touches it in this launch) */
+                __threadfence();
+                const int old = atomicAdd(&p.counters[tile], 1);
+                s_last = (old == p.splits - 1);
+                if (s_last) {
+                    p.counters[tile] = 0;
+                    __threadfence();
+                }
+            }
+            __syncthreads();
+            if (!s_last) return;
         }
-        __syncthreads();
-        if (!s_last) return;
     }
 
     /* ---- epilogue: per-channel scales in fp32, fp16 tile in shared memory
@@ -618,7 +660,42 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
                     p.s[WG_TILE_N * nt +
                         (SPARSE ? fcol[i][h] : marlin_pack_dense_scale_col(fcol[i][h], false))]);
     }
-    if (p.splits > 1) {
+    if (p.splits > 1 && p.scatter) {
+        /* This piece's 8-row groups of the tile: fragment i's float4 u of
+         * every piece (this thread's own, as it stored them), added in
+         * split order - the order, and so the bits, of the last-piece sum
+         * below. Each piece reads (NB / 8) / splits groups of all pieces,
+         * the last piece alone all of them (Llama-2-7B down_proj at m = 64:
+         * 16 pieces of 64 KB, 1 MB through one SM). */
+        constexpr int MAXS = 16;
+        const float4 *base = p.partials + (size_t)tile * p.splits * (NB / 4) * WG_THREADS + tid;
+        const size_t piece = (size_t)(NB / 4) * WG_THREADS;
+        const int u_end = min(u_hi, (p.m - row0 + 7) / 8); /* groups with rows < m */
+#pragma unroll 1
+        for (int u = u_lo; u < u_end; u++)
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const float4 *src = base + (size_t)(i * (NB / 8) + u) * WG_THREADS;
+                float4 v[MAXS];
+#pragma unroll
+                for (int sp = 0; sp < MAXS; sp++)
+                    if (sp < p.splits) v[sp] = __ldcg(src + sp * piece);
+                float4 sum = v[0];
+#pragma unroll
+                for (int sp = 1; sp < MAXS; sp++)
+                    if (sp < p.splits) {
+                        sum.x += v[sp].x;
+                        sum.y += v[sp].y;
+                        sum.z += v[sp].z;
+                        sum.w += v[sp].w;
+                    }
+                const int b = 8 * u + 2 * q4, c0 = fcol[i][0], c1 = fcol[i][1];
+                cs[b * WG_CROW + c0] = __float2half_rn(sum.x * sc[i][0]);
+                cs[(b + 1) * WG_CROW + c0] = __float2half_rn(sum.y * sc[i][0]);
+                cs[b * WG_CROW + c1] = __float2half_rn(sum.z * sc[i][1]);
+                cs[(b + 1) * WG_CROW + c1] = __float2half_rn(sum.w * sc[i][1]);
+            }
+    } else if (p.splits > 1) {
         /* The last piece: every piece, this one included, is in the
          * workspace; add them in split order straight into the fp16 tile.
          * The accumulators are dead here, so 16 float4 of one piece are in
@@ -673,8 +750,9 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             }
     }
     __syncthreads();
-    const int r_hi = min(NB, p.m - row0);
-    for (int idx = tid; idx < r_hi * (WG_TILE_N / 8); idx += WG_THREADS) {
+    const int r_lo = 8 * u_lo, r_hi = min(8 * u_hi, p.m - row0);
+    for (int idx = tid + r_lo * (WG_TILE_N / 8); idx < r_hi * (WG_TILE_N / 8);
+         idx += WG_THREADS) {
         const int b = idx >> 5, c = idx & 31;
         *(int4 *)(p.C + (size_t)(row0 + b) * p.n + WG_TILE_N * nt + 8 * c) =
             *(const int4 *)(cs + b * WG_CROW + 8 * c);
@@ -723,11 +801,28 @@ static size_t wg_smem(int nb, bool grouped, int stages) {
     return (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
 }
 
-/* What both launchers share once the parameters are set: the dynamic
- * shared memory limit (raised once per device, kernel and scale mode to the
- * largest size asked for), the launch configuration (PDL) and the launch. */
-static marlin_status wg_enqueue(const WgParams &p, int ki, bool sparse, bool grouped, int blocks,
-                                size_t smem, void *stream, int dev, marlin_error *err) {
+/* What both launchers share once the parameters are set: how the k pieces
+ * add up, the dynamic shared memory limit (raised once per device, kernel
+ * and scale mode to the largest size asked for), the launch configuration
+ * (PDL) and the launch. */
+static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool grouped, int blocks,
+                                size_t smem, void *stream, int dev, const mk_device *d,
+                                marlin_error *err) {
+    WgParams p = p0;
+    /* The pieces of a tile add it up together (each a share, once all have
+     * stored) when there are 3 to 16 of them and the launch is one wave of
+     * resident blocks (they wait for each other); otherwise the last piece
+     * adds the tile. Session 7, runs 2-3, same binary, two rounds, with
+     * PDL: Llama-2-7B down_proj (16 pieces at 32-64 rows, 8 at 128) 15-26%
+     * faster, o_proj at m = 64 (8 pieces) 21%, qkv at m = 64 (5) 9%; at 2
+     * pieces 2-5% slower (a finished piece waits instead of leaving its
+     * SM to the next kernel), 3 neutral. */
+    int resident = MARLIN_DENSE_WG_BLOCKS_PER_SM(kWg[ki].nb);
+    while (resident > 1 &&
+           (int64_t)resident * ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM + 1024) > d->smem_per_sm)
+        resident--;
+    p.scatter = p.splits >= 3 && p.splits <= 16 /* the kernel's MAXS */ &&
+                blocks <= resident * d->sm_count;
     wg_fn fn = kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
     std::atomic<int> *set =
         dev < kMaxDev ? &g_wg_smem_set[dev][ki][sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
@@ -754,6 +849,7 @@ static WgParams wg_params(const void *A, const void *B, const void *s, const voi
                           void *counters, void *partials, int64_t m_tiles, int splits,
                           int stages, int pdl) {
     WgParams p;
+    memset(&p, 0, sizeof p);
     p.A = (const int4 *)A;
     p.B = (const int4 *)B;
     p.s = (const __half *)s;
@@ -844,7 +940,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     const WgParams p =
         wg_params(a->A, a->B, a->s, NULL, a->C, a->m, a->n, a->k, grouped, a->group_size,
                   a->workspace, (char *)a->workspace + partial_off, m_tiles, splits, stages, a->pdl);
-    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, err);
+    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, d, err);
 }
 
 /* The 2:4 sparse form (marlin_gemm24 on sm_90): the same kernel with
@@ -906,7 +1002,7 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
             (const int4 *)a->A + (size_t)done * (size_t)(a->k / 8), a->B, a->s, a->meta,
             (__half *)a->C + (size_t)done * (size_t)a->n, rows, a->n, a->k, grouped, a->group,
             a->counters, a->partials, m_tiles, splits, stages, a->pdl);
-        marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev, err);
+        marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev, d, err);
         if (st) return st;
         done += rows;
     }

@@ -437,6 +437,58 @@ if [ "$mode" = s6t ]; then
   exit 0
 fi
 
+# s7a = session 7, an A/B of one switch of the wgmma kernels in the same
+# binary: AB=NAME (an environment variable, default MARLIN_WG_SCATTER) set
+# to 1 for the dense and 2:4 wgmma tests and memcheck (racecheck too with
+# RACE_T seconds), then models dense and 2:4 at 17-128 rows with NAME=0 and
+# NAME=1, two rounds, and the SASS of the 64-row dense kernels. (Run 1 of
+# session 7 was this mode for MARLIN_WG_TMA, the reverted TMA pipeline.)
+if [ "$mode" = s7a ]; then
+  AB=${AB:-MARLIN_WG_SCATTER}
+  log "test_kernels wgmma ($AB=1)"
+  env $AB=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout 150 ./test_kernels > "$R/test_wg_ab.log" 2>&1
+  echo "test_kernels wgmma ab rc=$?"
+  log "test_kernels24 wgmma ($AB=1)"
+  env $AB=1 MARLIN_TEST_FILTER='*wgmma*' timeout 100 ./test_kernels24 \
+    > "$R/test24_wg_ab.log" 2>&1
+  echo "test_kernels24 wgmma ab rc=$?"
+  log "memcheck ($AB=1)"
+  env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma \
+    MARLIN_TEST_FILTER='*wgmma*' timeout 90 compute-sanitizer --tool memcheck --print-limit 20 \
+    ./test_kernels > "$R/memcheck_wg_ab.log" 2>&1
+  echo "memcheck wgmma ab rc=$?"
+  env $AB=1 MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 60 \
+    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels24 > "$R/memcheck_wg24_ab.log" 2>&1
+  echo "memcheck wgmma24 ab rc=$?"
+  if [ "${RACE_T:-0}" -gt 0 ]; then
+    log "racecheck"
+    env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+      timeout "$RACE_T" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
+      > "$R/racecheck_wg.log" 2>&1
+    echo "racecheck wgmma rc=$?"
+  fi
+  grep -hE "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" \
+    "$R/test_wg_ab.log" "$R/test24_wg_ab.log" | head -30
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15 --batch 17,32,64,128"
+  for r in 1 2; do
+    for t in 0 1; do
+      export "$AB=$t"
+      bench_build new models_ab${t}_r$r 100 --mode models -v $B
+      bench_build new models24_ab${t}_r$r 100 --mode models -v --sparse $B
+    done
+  done
+  log sass
+  cuobjdump -sass lib/libmarlinq.so 2>/dev/null |
+    awk '/Function :/ { p = ($0 ~ /dense_wg_kernelILi64ELb1ELb0ELb1E/) } p' > "$R/sass_wg64.txt"
+  echo "sass lines $(wc -l < "$R/sass_wg64.txt")"
+  finish
+  model_summaries models_ab0_r1 models_ab1_r1 models_ab0_r2 models_ab1_r2 \
+    models24_ab0_r1 models24_ab1_r1 models24_ab0_r2 models24_ab1_r2
+  exit 0
+fi
+
 # s6m = session 6, the models on the final tree: dense and 2:4 against
 # BASE at 17-128 rows (two rounds), then every batch of the issues with
 # plots for this build.

@@ -1143,7 +1143,10 @@ static void test_kernels_gpu_wgmma(void **state) {
     const int64_t shapes[][2] = {{8192, 256}, {1024, 1280}};
     const int32_t groups[] = {128, 32, -1, 64};
     const int mbs[] = {2, 4, 8};
-    const int splits[] = {1, 2, 3, 0, 7};
+    /* pieces: none; 2 and 20 (the last piece adds the tile: fewer than 3
+     * or more than 16 pieces; on k = 1024 the 16 stages cap 20 at 16); 3,
+     * 7 and mostly the rule's (every piece adds a share) */
+    const int splits[] = {1, 2, 3, 0, 7, 20};
     int failed = 0, ran = 0;
     for (int si = 0; si < 2; si++)
         for (int gi = 0; gi < 4; gi++) {
@@ -1156,7 +1159,7 @@ static void test_kernels_gpu_wgmma(void **state) {
             dev_layer_make(&D, &L, 300);
             for (int mi = 0; mi < 3; mi++)
                 for (int sti = 0; sti < 2; sti++)
-                    for (int spi = 0; spi < 5; spi++) {
+                    for (int spi = 0; spi < 6; spi++) {
                         if (quick && (sti || spi == 1 || spi == 2)) continue;
                         t.m_blocks = mbs[mi];
                         t.stages = sti ? 0 : 4;
