@@ -110,17 +110,18 @@ int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int
 
 /* Pieces of one tile's k range: as many as fill one wave of resident
  * blocks (two per SM of the 32- and 64-row kernels, one of the 128-row
- * one), each at least 1024 deep, at most 16. Deeper than the dense path's
- * 512 (marlin_dense_wgmma_splits): a 2:4 stage carries about half the
- * weight bytes, so a piece's fixed costs (pipeline fill, the fp32 partial
- * tile) weigh twice as much; session 4's run 1 tune on Llama-2-7B: o_proj
- * at m = 128 17.3 us with 4 pieces of 64-row tiles against 21.2 us with 8,
- * down_proj at m = 64 23.8 us with 8 pieces against 28.7 with 16. */
+ * one), each at least 512 deep, at most 16. (Session 4 had them 1024
+ * deep: a 2:4 stage carries half the dense bytes, and when the last piece
+ * added all partial tiles alone more pieces cost more than they saved.
+ * Since every piece adds a share of the tile (session 7), the dense
+ * path's 512 wins: run 4's tune, Llama-2-7B o_proj at m = 17 8.2 us in
+ * 8 pieces against 10.8 us in 4, down_proj 13.7 us in 16 against 16.9 in
+ * 10; Llama-3-8B qkv and o_proj alike.) */
 static int wg24_splits(int64_t m, int64_t n, int64_t k, int rows, int sm_count) {
     const int64_t tiles = ((m + rows - 1) / rows) * (n / 256);
     const int64_t slots = (int64_t)sm_count * MARLIN_DENSE_WG_BLOCKS_PER_SM(rows);
     int64_t S = tiles > 0 ? slots / tiles : 1;
-    if (S > k / 1024) S = k / 1024;
+    if (S > k / 512) S = k / 512;
     if (S > 16) S = 16;
     if (S < 1) S = 1;
     return (int)S;
@@ -132,16 +133,23 @@ void marlin_gemm24_wgmma_tile(int64_t m, int64_t n, int64_t k, int sm_count, int
     int r = *rows;
     if (r <= 0) {
         r = MARLIN_DENSE_WG_ROWS(m);
-        /* A layer too small to fill the SMs with the wider tile's blocks
-         * (fewer than 0.6 of its resident slots) takes the next narrower
-         * tile in twice the row tiles: Llama-2-7B o_proj at m = 128 ran
-         * 17.3 us in 64-row tiles against 21.5 us in 128-row ones, at m = 64
-         * 13.1 us in 32-row tiles against 14.9 us (run 1's tune); its qkv,
-         * gate_up and down_proj fill the SMs and keep the wider tile. */
-        if (r > 32) {
-            const int64_t slots = (int64_t)sm_count * MARLIN_DENSE_WG_BLOCKS_PER_SM(r);
-            const int64_t tiles = ((m + r - 1) / r) * (n / 256);
-            if (10 * tiles * wg24_splits(m, n, k, r, sm_count) < 6 * slots) r /= 2;
+        /* 128-row tiles cut into pieces shallower than 768 (a small layer:
+         * few tiles, many pieces) run as 64-row tiles in twice the row
+         * tiles, one piece per SM - the dense path's rule
+         * (marlin_dense_pick_wgmma): run 4's tune, Llama-2-7B o_proj at
+         * m = 128 13.8 us in 64-row tiles x 4 pieces against 14.2 us in
+         * 128-row tiles x 8 and 14.6 us in 64-row tiles x 8. */
+        if (r == 128) {
+            const int S = wg24_splits(m, n, k, 128, sm_count);
+            if (S > 1 && k / S < 768) {
+                const int64_t tiles64 = ((m + 63) / 64) * (n / 256);
+                int64_t S64 = sm_count / tiles64;
+                if (S64 > k / 512) S64 = k / 512;
+                if (S64 > 16) S64 = 16;
+                *rows = 64;
+                *splits = S64 < 1 ? 1 : (int)S64;
+                return;
+            }
         }
     }
     *rows = r;

@@ -981,8 +981,14 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
         const int64_t tiles = m_tiles * n_tiles;
         int splits = a->splits;
         if (splits <= 0) {
+            /* the whole call in one launch: the rule's pieces for it (the
+             * tile width may have come with its own piece count); a chunk:
+             * the pieces for its rows at that width */
             int r = nb;
-            marlin_gemm24_wgmma_tile(rows, a->n, a->k, d->sm_count, &r, &splits);
+            if (rows == a->m)
+                splits = splits_all;
+            else
+                marlin_gemm24_wgmma_tile(rows, a->n, a->k, d->sm_count, &r, &splits);
         }
         if (splits > k_stages) splits = k_stages;
         if (splits < 1) splits = 1;

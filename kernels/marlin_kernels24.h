@@ -158,10 +158,11 @@ int marlin_gemm24_pick_wgmma(int64_t m, int64_t n, int64_t k, int64_t group, int
                              int cc_minor);
 
 /* The wgmma path's tile for m rows on sm_count SMs (pure rule, CPU-only):
- * *rows (32, 64 or 128: the narrowest that holds m, or half of it when the
- * wider tile's launch would leave most SMs idle) and *splits (k pieces per
- * tile: one wave of resident blocks, each piece at least 1024 deep, at
- * most 16). A forced rows (> 0 on entry) is kept and only splits chosen. */
+ * *rows (32, 64 or 128: the narrowest that holds m; 64 with one piece per
+ * SM where 128-row tiles would cut k into pieces shallower than 768) and
+ * *splits (k pieces per tile: one wave of resident blocks, each piece at
+ * least 512 deep, at most 16). A forced rows (> 0 on entry) is kept and
+ * only splits chosen. */
 void marlin_gemm24_wgmma_tile(int64_t m, int64_t n, int64_t k, int sm_count, int *rows,
                               int *splits);
 

@@ -489,6 +489,18 @@ if [ "$mode" = s7a ]; then
   exit 0
 fi
 
+# s7t = session 7, the k-piece rules after the shared sum: --mode tune of
+# the dense wgmma path (widths x stages x pieces) and of the 2:4 kernels
+# (configurations, wgmma widths x pieces) on the four models at 17-128 rows.
+if [ "$mode" = s7t ]; then
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --batch 17,32,64,128 --samples 8"
+  bench_build new tune_wg 280 --mode tune --pipeline wgmma $B
+  bench_build new tune24 200 --mode tune --sparse $B
+  finish
+  for f in tune_wg tune24; do echo "## $f"; grep -E "tune total|heuristic loses" "$R/$f.txt"; done
+  exit 0
+fi
+
 # s6m = session 6, the models on the final tree: dense and 2:4 against
 # BASE at 17-128 rows (two rounds), then every batch of the issues with
 # plots for this build.

@@ -473,6 +473,17 @@ static void test_kernels_pick_wgmma(void **state) {
     assert_int_equal(marlin_dense_pick_wgmma(128, 12288, 4096, 128, 132, smem, &t), 1);
     assert_int_equal(t.m_blocks, 8);
     assert_int_equal(t.k_splits, 0);
+    /* 32-row tiles: 6 stages where the pieces are >= 16 stages deep
+     * (Llama-2-7B gate_up at m = 32: 3 pieces of 21), else 4 (down_proj:
+     * 16 pieces of 10) */
+    memset(&t, 0, sizeof t);
+    assert_int_equal(marlin_dense_pick_wgmma(32, 22016, 4096, 128, 132, smem, &t), 1);
+    assert_int_equal(t.m_blocks, 2);
+    assert_int_equal(t.stages, 6);
+    memset(&t, 0, sizeof t);
+    assert_int_equal(marlin_dense_pick_wgmma(32, 4096, 11008, 128, 132, smem, &t), 1);
+    assert_int_equal(t.m_blocks, 2);
+    assert_int_equal(t.stages, 4);
     /* m = 64: two pieces per SM (down_proj 16, qkv 5) */
     assert_int_equal(marlin_dense_wgmma_splits(64, 4096, 11008, 0, 132), 16);
     assert_int_equal(marlin_dense_wgmma_splits(64, 12288, 4096, 0, 132), 5);

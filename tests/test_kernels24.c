@@ -401,12 +401,13 @@ static void test_kernels24_pick_wgmma(void **state) {
     /* the tile rule on 132 SMs, Llama-2-7B layers: m, n, k, forced rows ->
      * rows, pieces */
     static const int64_t cases[][7] = {
-        {128, 4096, 4096, 0, 64, 4},    /* o_proj: the narrower tile */
-        {64, 4096, 4096, 0, 32, 4},     /* the same at 64 rows */
+        {128, 4096, 4096, 0, 64, 4},    /* o_proj: 64-row tiles, one piece per SM */
+        {64, 4096, 4096, 0, 64, 8},     /* at 64 rows two per SM, 512 deep */
         {128, 12288, 4096, 0, 128, 2},  /* qkv */
-        {64, 4096, 11008, 0, 64, 10},   /* down_proj */
-        {20, 4096, 4096, 0, 32, 4},     /* the narrowest that holds m */
-        {20, 4096, 4096, 128, 128, 4},  /* a forced width is kept */
+        {128, 4096, 11008, 0, 128, 8},  /* down_proj: pieces 1376 deep */
+        {64, 4096, 11008, 0, 64, 16},   /* down_proj */
+        {20, 4096, 4096, 0, 32, 8},     /* the narrowest that holds m */
+        {20, 4096, 4096, 128, 128, 8},  /* a forced width is kept */
         {4096, 22016, 4096, 0, 128, 1}, /* many tiles: one piece */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

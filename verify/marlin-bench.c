@@ -1217,12 +1217,12 @@ static marlin_status mode_tune_sparse(bench_ctx *c, const options *o, marlin_err
                 }
                 /* the wgmma path (sm_90, built): tile widths that hold
                  * m or fewer rows x k pieces (0: the rule) */
-                const int wrows[] = {32, 64, 128}, wpieces[] = {0, 1, 2, 4, 8};
+                const int wrows[] = {32, 64, 128}, wpieces[] = {0, 1, 2, 3, 4, 6, 8, 12, 16};
                 for (int ri = 0; ri < 3 && !st && m > 16 && marlin_gemm24_wgmma_built() &&
                                  c->info.cc_major == 9;
                      ri++) {
                     if (ri > 0 && wrows[ri - 1] >= m) break;
-                    for (int pi = 0; pi < 5 && !st; pi++) {
+                    for (int pi = 0; pi < 9 && !st; pi++) {
                         marlin_gemm24_opts so;
                         memset(&so, 0, sizeof so);
                         so.wgmma = 2;
