@@ -501,6 +501,63 @@ if [ "$mode" = s7t ]; then
   exit 0
 fi
 
+# s7v = session 7, correctness of the final tree in one call: both GPU
+# suites (default sweeps), memcheck of the quick dense and 2:4 wgmma
+# subsets, racecheck of the quick 2:4 wgmma test and (time permitting) the
+# quick dense wgmma subset.
+if [ "$mode" = s7v ]; then
+  log "test_kernels (default sweep)"
+  timeout 240 ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log "test_kernels24"
+  timeout 120 ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+  log "sanitizers"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout 50 compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels \
+    > "$R/memcheck_wg.log" 2>&1
+  echo "memcheck wgmma rc=$?"
+  MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 50 \
+    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels24 > "$R/memcheck_wg24.log" 2>&1
+  echo "memcheck wgmma24 rc=$?"
+  MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 50 \
+    compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels24 > "$R/racecheck_wg24.log" 2>&1
+  echo "racecheck wgmma24 rc=$?"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout 60 compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
+    > "$R/racecheck_wg.log" 2>&1
+  echo "racecheck wgmma rc=$?"
+  finish
+  grep -hE "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED))|runs ok|cluster path|wgmma path|seed=" \
+    "$R/test.log" "$R/test24.log" | head -40
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+  exit 0
+fi
+
+# s7n = session 7: ncu of the wgmma kernel on the final tree (Llama-2-7B
+# qkv, the first layer timed) at m = 64 and 32, as session 5's s5ncu (ncu at
+# its base clocks: for the breakdown, not for times).
+if [ "$mode" = s7n ]; then
+  for mm in ${NCU_M:-64 32}; do
+    log "ncu dense_wg m=$mm"
+    timeout 150 ncu --kernel-name regex:dense_wg --launch-skip 8 --launch-count 1 \
+      --section SpeedOfLight --section MemoryWorkloadAnalysis --section Occupancy \
+      --section LaunchStats --section WarpStateStats --section SchedulerStats \
+      --section InstructionStats --section SourceCounters \
+      --metrics "regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio,regex:sm__pipe_.*(tensor|gmma|alu|fma|fp16|shared).*cycles_active\.avg\.pct_of_peak_sustained_active,regex:sm__inst_executed_pipe_.*\.avg\.pct_of_peak_sustained_active,sm__cycles_active.avg,sm__cycles_elapsed.avg" \
+      ./marlin-bench --mode models --model llama2-7b --batch $mm --samples 3 --no-pdl \
+      > "$R/ncu_wg_m$mm.txt" 2>&1
+    echo "ncu m=$mm rc=$?"
+  done
+  finish
+  for f in "$R"/ncu_*.txt; do
+    echo "## $(basename $f)"
+    grep -E "dense_|Duration|DRAM Throughput|Issued Ipc|No Eligible|Active Warps Per|Achieved Occupancy|Warp Cycles Per Issued|Executed Instructions  |sm__cycles" "$f" | head -20
+    grep -E "stalled|pipe" "$f" | awk '$NF+0 > 0.2' | head -40
+  done
+  exit 0
+fi
+
 # s6m = session 6, the models on the final tree: dense and 2:4 against
 # BASE at 17-128 rows (two rounds), then every batch of the issues with
 # plots for this build.
