@@ -52,10 +52,11 @@
  * piece then waits for the count and adds its share of the tile's 8-row
  * groups over all pieces; otherwise the last to arrive adds them all.
  * Either way in split order (deterministic, the same bits), and the
- * counter is left at 0 (the workspace's zeroing rule). (An opt-in variant that made the pieces one
- * thread-block cluster adding in distributed shared memory, never faster,
- * was removed in session 4: its receive area overlapped the stage buffers
- * and racecheck flagged the cp.async writes against the remote stores.)
+ * counter is left at 0 (the workspace's zeroing rule). (An opt-in variant
+ * that made the pieces one thread-block cluster adding in distributed
+ * shared memory, never faster, was removed in session 4: its receive area
+ * overlapped the stage buffers and racecheck flagged the cp.async writes
+ * against the remote stores.)
  * Epilogue: fp32 sums (x per-channel scale) -> fp16 in shared memory, then
  * coalesced 16-byte rows of C.
  *
@@ -816,7 +817,10 @@ static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool gr
      * PDL: Llama-2-7B down_proj (16 pieces at 32-64 rows, 8 at 128) 15-26%
      * faster, o_proj at m = 64 (8 pieces) 21%, qkv at m = 64 (5) 9%; at 2
      * pieces 2-5% slower (a finished piece waits instead of leaving its
-     * SM to the next kernel), 3 neutral. */
+     * SM to the next kernel), 3 neutral. One wave means every piece has
+     * a slot of its own, so a waiting piece never keeps a sibling from
+     * starting; only kernels of other streams that held SMs forever
+     * could. */
     int resident = MARLIN_DENSE_WG_BLOCKS_PER_SM(kWg[ki].nb);
     while (resident > 1 &&
            (int64_t)resident * ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM + 1024) > d->smem_per_sm)

@@ -462,28 +462,25 @@ static void test_kernels_pick_wgmma(void **state) {
     const int want7b[] = {2, 8, 3, 8};
     for (int i = 0; i < 4; i++)
         assert_int_equal(marlin_dense_wgmma_splits(128, kn[i][1], kn[i][0], 0, 132), want7b[i]);
-    /* ... but o_proj's pieces would be 512 deep: 64-row tiles x 4 pieces
-     * (one per SM, set in the tile) */
-    memset(&t, 0, sizeof t);
-    assert_int_equal(marlin_dense_pick_wgmma(128, 4096, 4096, 128, 132, smem, &t), 1);
-    assert_int_equal(t.m_blocks, 4);
-    assert_int_equal(t.k_splits, 4);
-    /* qkv keeps its 128-row tile and the rule's pieces */
-    memset(&t, 0, sizeof t);
-    assert_int_equal(marlin_dense_pick_wgmma(128, 12288, 4096, 128, 132, smem, &t), 1);
-    assert_int_equal(t.m_blocks, 8);
-    assert_int_equal(t.k_splits, 0);
-    /* 32-row tiles: 6 stages where the pieces are >= 16 stages deep
-     * (Llama-2-7B gate_up at m = 32: 3 pieces of 21), else 4 (down_proj:
-     * 16 pieces of 10) */
-    memset(&t, 0, sizeof t);
-    assert_int_equal(marlin_dense_pick_wgmma(32, 22016, 4096, 128, 132, smem, &t), 1);
-    assert_int_equal(t.m_blocks, 2);
-    assert_int_equal(t.stages, 6);
-    memset(&t, 0, sizeof t);
-    assert_int_equal(marlin_dense_pick_wgmma(32, 4096, 11008, 128, 132, smem, &t), 1);
-    assert_int_equal(t.m_blocks, 2);
-    assert_int_equal(t.stages, 4);
+    /* The tiles the rule sets (m, n, k -> rows / 16, pieces (0: the
+     * launch's rule), stages), Llama-2-7B on 132 SMs: o_proj at m = 128
+     * would cut 128-row tiles into pieces 512 deep, so 64-row tiles x 4
+     * pieces (one per SM, set in the tile); qkv keeps its 128-row tile and
+     * the rule's pieces; 32-row tiles take 6 stages where the pieces are
+     * >= 16 stages deep (gate_up at m = 32: 3 pieces of 21), else 4
+     * (down_proj: 16 pieces of 10) */
+    const int64_t picks[][6] = {{128, 4096, 4096, 4, 4, 4},
+                                {128, 12288, 4096, 8, 0, 4},
+                                {32, 22016, 4096, 2, 0, 6},
+                                {32, 4096, 11008, 2, 0, 4}};
+    for (int i = 0; i < 4; i++) {
+        memset(&t, 0, sizeof t);
+        assert_int_equal(
+            marlin_dense_pick_wgmma(picks[i][0], picks[i][1], picks[i][2], 128, 132, smem, &t), 1);
+        assert_int_equal(t.m_blocks, picks[i][3]);
+        assert_int_equal(t.k_splits, picks[i][4]);
+        assert_int_equal(t.stages, picks[i][5]);
+    }
     /* m = 64: two pieces per SM (down_proj 16, qkv 5) */
     assert_int_equal(marlin_dense_wgmma_splits(64, 4096, 11008, 0, 132), 16);
     assert_int_equal(marlin_dense_wgmma_splits(64, 12288, 4096, 0, 132), 5);
