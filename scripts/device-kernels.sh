@@ -558,6 +558,24 @@ if [ "$mode" = s7n ]; then
   exit 0
 fi
 
+# s7p = session 7: PDL off for multi-wave tile-per-block wgmma launches
+# (MARLIN_WG_PDL_WAVES=1, a switch of the build of run 9, not kept) against
+# on, same binary, two rounds, dense and 2:4 at 128-512 rows.
+if [ "$mode" = s7p ]; then
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15 --batch 128,256,512"
+  for r in 1 2; do
+    for t in 0 1; do
+      export MARLIN_WG_PDL_WAVES=$t
+      bench_build new models_pw${t}_r$r 100 --mode models -v $B
+      bench_build new models24_pw${t}_r$r 100 --mode models -v --sparse $B
+    done
+  done
+  finish
+  model_summaries models_pw0_r1 models_pw1_r1 models_pw0_r2 models_pw1_r2 \
+    models24_pw0_r1 models24_pw1_r1 models24_pw0_r2 models24_pw1_r2
+  exit 0
+fi
+
 # s6m = session 6, the models on the final tree: dense and 2:4 against
 # BASE at 17-128 rows (two rounds), then every batch of the issues with
 # plots for this build.
