@@ -576,6 +576,25 @@ if [ "$mode" = s7p ]; then
   exit 0
 fi
 
+# s7l = session 7: how fast the kernels run with DRAM out of the way -
+# models (dense, 2:4) for Llama-2-7B at m = 1-128 with rotated weights and
+# with --l2-resident (one copy: L2 hits where a layer fits), two rounds.
+if [ "$mode" = s7l ]; then
+  B="--model llama2-7b --samples 15 --batch 1,16,32,64,128"
+  for r in 1 2; do
+    bench_build new models_rot_r$r 60 --mode models -v $B
+    bench_build new models_l2_r$r 60 --mode models -v --l2-resident $B
+    bench_build new models24_rot_r$r 60 --mode models -v --sparse $B
+    bench_build new models24_l2_r$r 60 --mode models -v --sparse --l2-resident $B
+  done
+  finish
+  for f in models_rot_r1 models_l2_r1 models_rot_r2 models_l2_r2 models24_rot_r1 models24_l2_r1 \
+    models24_rot_r2 models24_l2_r2; do
+    echo "## $f"; grep -v '^#' "$R/$f.txt"
+  done
+  exit 0
+fi
+
 # s6m = session 6, the models on the final tree: dense and 2:4 against
 # BASE at 17-128 rows (two rounds), then every batch of the issues with
 # plots for this build.

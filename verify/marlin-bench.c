@@ -6,7 +6,9 @@
  * Method (design.md "Measuring performance"): CUDA events around CUDA-graph
  * replays of a batch of back-to-back launches, warm-up, median of many
  * samples; every launch of a batch uses the next of R copies of the
- * weights, with R copies > 3x the L2 size, so weights are never L2 hits;
+ * weights, with R copies > 3x the L2 size, so weights are never L2 hits
+ * (--l2-resident, a diagnostic, keeps one copy: how fast with DRAM out of
+ * the way);
  * random data (never zeros); cuBLAS FP16 (fp32 compute) on the same shapes
  * and the device-to-device copy bandwidth measured in the same run.
  * Fraction of the bandwidth limit = (int4 weights + fp16 scales + fp16 A +
@@ -40,6 +42,9 @@ static const char *TOOL = "marlin-bench";
 
 /* --sparse: every layer, launch and byte count below is the 2:4 kernel's. */
 static int g_sparse;
+/* --l2-resident (a diagnostic): one copy of every layer's weights, so
+ * they stay in L2 where they fit; its times are no speedups. */
+static int g_l2_resident;
 /* --sparse: marlin_gemm24_opts.wgmma of the untuned launches (--pipeline
  * auto 0, mma 1, wgmma 2). */
 static int g_wg24;
@@ -118,6 +123,9 @@ static void usage(FILE *f) {
             "  --device N        CUDA device (default 0)\n"
             "  --no-pdl          never use programmatic dependent launch (sm_90+: by\n"
             "                    default models mode times both, other modes use it)\n"
+            "  --l2-resident     DIAGNOSTIC: one copy of the weights (not rotated), so\n"
+            "                    they stay in L2 where they fit: how fast a kernel runs\n"
+            "                    when DRAM is out of the way; never a valid speedup\n"
             "  --pipeline P      auto (default), cpasync, bulk, mbar, cpasync2 or wgmma:\n"
             "                    the dense kernel family (bulk, mbar: sm_90+; cpasync2:\n"
             "                    the v2 main loop; wgmma: the Hopper path, sm_90 only),\n"
@@ -178,6 +186,8 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
             o->verbose = 1;
         } else if (!strcmp(a, "--no-pdl")) {
             o->no_pdl = 1;
+        } else if (!strcmp(a, "--l2-resident")) {
+            g_l2_resident = 1;
         } else if (!strcmp(a, "--sparse")) {
             o->sparse = 1;
         } else if (!v) {
@@ -350,6 +360,7 @@ static void gpu_layer_free(gpu_layer *L) {
 static int rotations(size_t bytes, int64_t l2) {
     /* Enough copies that one pass over them is > 3x L2: a copy is evicted
      * long before it comes round again. At least 2. */
+    if (g_l2_resident) return 1;
     int64_t r = (3 * l2 + (int64_t)bytes - 1) / (int64_t)bytes;
     if (r < 2) r = 2;
     if (r > 64) r = 64;
@@ -1337,6 +1348,9 @@ int main(int argc, char **argv) {
                (long long)(c.info.l2_bytes >> 20), c.info.driver_version, c.info.runtime_version);
         printf("# device-to-device copy: %.0f GB/s (read + write, 1 GiB, median of 20)\n",
                c.copy_bw / 1e9);
+        if (g_l2_resident)
+            printf("# DIAGNOSTIC --l2-resident: weights not rotated (L2 hits where they fit); "
+                   "these times are not speedups\n");
         if (o.mode != MODE_TRACE) csv_header(&c);
         switch (o.mode) {
         case MODE_TRACE: st = mode_trace(&c, &o, &err); break;
