@@ -76,7 +76,6 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <atomic>
@@ -293,12 +292,7 @@ __device__ __forceinline__ int ld_acquire_gpu(const int *ptr) {
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-/* SK (stream-K, one row tile; p.splits unused): block b computes global
- * stages [b T / B, (b + 1) T / B) of T = n_tiles * k_stages - the same
- * work for every block - crossing at most one tile boundary (the host
- * keeps ranges shorter than k_stages); the pieces of a tile add it up
- * together at the end (the shared sum below). */
-template <int NB, bool GROUPED, bool SPARSE, bool PP, bool SK>
+template <int NB, bool GROUPED, bool SPARSE, bool PP>
 __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB)) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
@@ -323,26 +317,14 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int wg = warp >> 2, w = warp & 3;
-    int split = (int)(blockIdx.x % (unsigned)p.splits);
-    int tile = (int)(blockIdx.x / (unsigned)p.splits);
-    int st_begin = (int)(((long long)split * p.k_stages) / p.splits);
-    int n_st = (int)(((long long)(split + 1) * p.k_stages) / p.splits) - st_begin;
-    /* stream-K (SK): this block's global stages [g0, g0 + n_st), in its
-     * first tile from stage st_begin for seg0 stages, then (if n_st > seg0)
-     * the next tile from stage 0 */
-    int seg0 = n_st;
-    if constexpr (SK) {
-        const long long T = (long long)p.n_tiles * p.k_stages, B = gridDim.x;
-        const int g0 = (int)(blockIdx.x * T / B);
-        n_st = (int)((blockIdx.x + 1) * T / B) - g0;
-        tile = g0 / p.k_stages;
-        st_begin = g0 % p.k_stages;
-        seg0 = min(n_st, p.k_stages - st_begin);
-        split = 0;
-    }
+    const int split = (int)(blockIdx.x % (unsigned)p.splits);
+    const int tile = (int)(blockIdx.x / (unsigned)p.splits);
     /* row tiles of one column tile are neighbours: they share its weights
      * through L2 */
     const int mt = tile % p.m_tiles, nt = tile / p.m_tiles;
+    const int st_begin = (int)(((long long)split * p.k_stages) / p.splits);
+    const int st_end = (int)(((long long)(split + 1) * p.k_stages) / p.splits);
+    const int n_st = st_end - st_begin;
     const int row0 = mt * NB;
     const int a_row_i4 = p.k / 8, b_row_i4 = p.n / 2;
 
@@ -393,14 +375,9 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
                                    (size_t)((tid >> 6) * m_row_i4 + 64 * nt + (tid & 63))
                              : nullptr;
 
-    /* The refills' k stage within their tile (B side and A side: the
-     * prologue issues them apart); stream-K moves both to the next column
-     * tile's stage 0 when they reach the end of the k range. */
-    int rb_st = st_begin, ra_st = st_begin;
-    unsigned sb_off = s_off;
-    /* B (+ metadata + scales) of the next refill stage into the buffer
-     * whose B destination is w_b; steps l_b (and l_m) */
-    auto load_b = [&](uint32_t w_b) {
+    /* B (+ metadata + scales) of k stage st into the buffer whose B
+     * destination is w_b; steps l_b (and l_m) to the next stage */
+    auto load_b = [&](int st, uint32_t w_b) {
 #pragma unroll
         for (int i = 0; i < BN; i++) cp_async16_s(w_b + i * 4096, l_b + i * b_istep);
         l_b += (size_t)NSTEP * b_row_i4;
@@ -410,29 +387,14 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
         }
         if (s_on)
             cp_async16_s(w_b + (S_OFF - B_OFF),
-                         p.s + (size_t)((rb_st << LOG_SK) >> p.group_shift) * p.n + sb_off);
-        if (++rb_st == p.k_stages && SK) {
-            /* next column tile (one row tile: tile == nt), k stage 0 */
-            rb_st = 0;
-            l_b -= (size_t)(NSTEP * p.k_stages) * b_row_i4;
-            l_b += 128;
-            if (SPARSE) {
-                l_m -= (size_t)(NSTEP * p.k_stages) * m_row_i4;
-                l_m += 64;
-            }
-            sb_off += WG_TILE_N;
-        }
+                         p.s + (size_t)((st << LOG_SK) >> p.group_shift) * p.n + s_off);
     };
-    /* A of the next refill stage into the buffer whose A destination is w_a */
+    /* A of the next stage into the buffer whose A destination is w_a */
     auto load_a = [&](uint32_t w_a) {
 #pragma unroll
         for (int i = 0; i < AN; i++)
             cp_async16_zfill_s(w_a + i * 32 * 128, l_a + a_dl[i], (a_ok >> i) & 1u);
         l_a += 8 * KB;
-        if (SK && ++ra_st == p.k_stages) { /* (only stream-K reads ra_st) */
-            ra_st = 0;
-            l_a -= (size_t)p.k_stages * 8 * KB;
-        }
     };
 
     /* Prologue: stages - 2 stages in flight; with PDL the weights stream in
@@ -456,7 +418,7 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     {
         uint32_t w_b = d_b0;
         for (int s = 0; s < pro; s++, w_b += SB)
-            if (s < n_st) load_b(w_b);
+            if (s < n_st) load_b(st_begin + s, w_b);
     }
     if (p.pdl) asm volatile("griddepcontrol.wait;\n" ::: "memory");
     {
@@ -537,7 +499,7 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
                     mbar_wait(bar_empty + 8 * wbuf, (ph_empty >> wbuf) & 1u);
                     ph_empty ^= 1u << wbuf;
                 }
-                load_b(w_b);
+                load_b(st_begin + it + pro, w_b);
                 load_a(w_a);
                 mbar_arrive_cp_async(bar_full + 8 * wbuf);
             }
@@ -557,7 +519,7 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             /* Refill the buffer computed two stages ago (its groups retired
              * at that stage's end). */
             if (it + pro < n_st) {
-                load_b(w_b);
+                load_b(st_begin + it + pro, w_b);
                 load_a(w_a);
             }
             cp_async_commit();
@@ -621,39 +583,10 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
         if constexpr (PP) mbar_arrive(bar_empty + 8 * buf);
         if (++buf == p.stages) buf = 0;
     };
-    /* stream-K: the fp32 partial of segment j (slot 2 b + j of the
-     * workspace), counted on its tile's counter */
-    auto sk_store = [&](int j, int t) {
-        float4 *mine = p.partials + ((size_t)blockIdx.x * 2 + j) * (NB / 4) * WG_THREADS;
-#pragma unroll
-        for (int i = 0; i < 2; i++)
-#pragma unroll
-            for (int r = 0; r < NB / 2; r += 4)
-                __stcg(mine + (i * (NB / 8) + r / 4) * WG_THREADS + tid,
-                       make_float4(acc[i][r], acc[i][r + 1], acc[i][r + 2], acc[i][r + 3]));
-        __syncthreads();
-        if (tid == 0) {
-            __threadfence();
-            atomicAdd(&p.counters[t], 1);
-        }
-    };
 #pragma unroll 1
     for (int it = 0; it < n_st; it++) {
         uint32_t af[NSTEP][2][4];
         stage(it, af);
-        if (SK && it + 1 == seg0 && seg0 < n_st) {
-            /* the first tile's part is done (the stage retired its wgmma):
-             * store it, start the next tile's from zero */
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-#pragma unroll
-                for (int r = 0; r < NB / 2; r++) wg_fence_reg(acc[i][r]);
-            sk_store(0, tile);
-#pragma unroll
-            for (int i = 0; i < 2; i++)
-#pragma unroll
-                for (int r = 0; r < NB / 2; r++) acc[i][r] = 0.0f;
-        }
     }
     wg_wait<0>();
 #pragma unroll
@@ -664,94 +597,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
      * blocks took SMs that the second wave of a multi-wave launch needed
      * (run 3: Llama-2-70B at m = 128, 552 us with PDL vs 515 without). */
     if (p.pdl) asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-
-    /* ---- stream-K: store and count the last segment, then for each tile
-     * this block touched wait for all its pieces and add this block's
-     * share of its 8-row groups over them in block order (deterministic),
-     * through the fp16 tile in shared memory into rows of C. Every block
-     * counts all its segments before it waits for any: no cycle. */
-    if constexpr (SK) {
-        const int nseg = seg0 < n_st ? 2 : 1;
-        sk_store(nseg - 1, tile + nseg - 1);
-        cp_async_wait(0);
-        __syncthreads();
-        __half *cs = (__half *)smem;
-        const long long T = (long long)p.n_tiles * p.k_stages, B = gridDim.x;
-        const size_t piece = (size_t)(NB / 4) * WG_THREADS;
-        for (int sg = 0; sg < nseg; sg++) {
-            const int t = tile + sg; /* one row tile: the column tile */
-            const long long g_lo = (long long)t * p.k_stages, g_hi = g_lo + p.k_stages;
-            /* the blocks whose ranges overlap the tile, and whether the
-             * first one began before it (then the tile is its segment 1) */
-            const int bf = (int)(((g_lo + 1) * B - 1) / T);
-            const int bl = (int)((g_hi * B - 1) / T);
-            const int jf = (bf * T / B) < g_lo ? 1 : 0;
-            const int np = bl - bf + 1, rk = (int)blockIdx.x - bf;
-            const int ulo = rk * (NB / 8) / np, uhi = (rk + 1) * (NB / 8) / np;
-            if (tid == 0) {
-                while (ld_acquire_gpu(&p.counters[t]) < np) __nanosleep(32);
-                if (atomicAdd(&p.counters[t], 1) == 2 * np - 1) p.counters[t] = 0;
-            }
-            __syncthreads();
-            float sc[2][2] = {{1.0f, 1.0f}, {1.0f, 1.0f}};
-            if (!GROUPED) {
-#pragma unroll
-                for (int i = 0; i < 2; i++)
-#pragma unroll
-                    for (int h = 0; h < 2; h++)
-                        sc[i][h] = __half2float(
-                            p.s[WG_TILE_N * t + (SPARSE ? fcol[i][h]
-                                                        : marlin_pack_dense_scale_col(
-                                                              fcol[i][h], false))]);
-            }
-            const int uend = min(uhi, (p.m + 7) / 8);
-#pragma unroll 1
-            for (int u = ulo; u < uend; u++)
-#pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    const size_t off = (size_t)(i * (NB / 8) + u) * WG_THREADS + tid;
-                    float4 sum = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-#pragma unroll 1
-                    for (int q0 = 0; q0 < np; q0 += 8) {
-                        float4 v[8];
-#pragma unroll
-                        for (int q = 0; q < 8; q++)
-                            if (q0 + q < np) {
-                                const size_t slot =
-                                    2 * (size_t)(bf + q0 + q) + (q0 + q == 0 ? jf : 0);
-                                v[q] = __ldcg(p.partials + slot * piece + off);
-                            }
-#pragma unroll
-                        for (int q = 0; q < 8; q++)
-                            if (q0 + q < np) {
-                                if (q0 + q == 0) {
-                                    sum = v[q];
-                                } else {
-                                    sum.x += v[q].x;
-                                    sum.y += v[q].y;
-                                    sum.z += v[q].z;
-                                    sum.w += v[q].w;
-                                }
-                            }
-                    }
-                    const int b = 8 * u + 2 * q4, c0 = fcol[i][0], c1 = fcol[i][1];
-                    cs[b * WG_CROW + c0] = __float2half_rn(sum.x * sc[i][0]);
-                    cs[(b + 1) * WG_CROW + c0] = __float2half_rn(sum.y * sc[i][0]);
-                    cs[b * WG_CROW + c1] = __float2half_rn(sum.z * sc[i][1]);
-                    cs[(b + 1) * WG_CROW + c1] = __float2half_rn(sum.w * sc[i][1]);
-                }
-            __syncthreads();
-            const int r_hi = min(8 * uhi, p.m);
-            for (int idx = tid + 8 * ulo * (WG_TILE_N / 8); idx < r_hi * (WG_TILE_N / 8);
-                 idx += WG_THREADS) {
-                const int b = idx >> 5, c = idx & 31;
-                *(int4 *)(p.C + (size_t)b * p.n + WG_TILE_N * t + 8 * c) =
-                    *(const int4 *)(cs + b * WG_CROW + 8 * c);
-            }
-            __syncthreads();
-        }
-        return;
-    }
 
     /* ---- k split, workspace path: partials, counter, fixed-order sum by
      * every piece (scatter: each its share of 8-row groups, once all have
@@ -921,12 +766,11 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
 typedef void (*wg_fn)(WgParams);
 struct WgEntry {
     int nb;
-    wg_fn fn[2][2];    /* [sparse][grouped] */
-    wg_fn fn_sk[2][2]; /* the same, stream-K */
+    wg_fn fn[2][2]; /* [sparse][grouped] */
 };
-#define WG_FNS(NB, PP, SK)                                                                        \
-    {{dense_wg_kernel<NB, false, false, PP, SK>, dense_wg_kernel<NB, true, false, PP, SK>},       \
-     {dense_wg_kernel<NB, false, true, PP, SK>, dense_wg_kernel<NB, true, true, PP, SK>}}
+#define WG_FNS(NB, PP)                                                                    \
+    {{dense_wg_kernel<NB, false, false, PP>, dense_wg_kernel<NB, true, false, PP>},       \
+     {dense_wg_kernel<NB, false, true, PP>, dense_wg_kernel<NB, true, true, PP>}}
 /* The stage pipeline per tile width (session 4, runs 6-7, same calls, with
  * PDL): the ping-pong pipeline for 128-row tiles (one block per SM:
  * Llama-2-7B at m = 128 154 us against 168 us, 2:4 130 vs 137 us, 8-14%
@@ -934,14 +778,14 @@ struct WgEntry {
  * at m = 64, 2:4 4-8% at 48-64 rows); the block-wide barrier for 32-row
  * tiles (2:4 at m = 32: the ping-pong pipeline 0-3% slower). */
 const WgEntry kWg[] = {
-    {32, WG_FNS(32, false, false), WG_FNS(32, false, true)},
-    {64, WG_FNS(64, true, false), WG_FNS(64, true, true)},
-    {128, WG_FNS(128, true, false), WG_FNS(128, true, true)},
+    {32, WG_FNS(32, false)},
+    {64, WG_FNS(64, true)},
+    {128, WG_FNS(128, true)},
 };
 #undef WG_FNS
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
-std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2][2]; /* [..][sk][sparse][grouped] */
+std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2];
 
 int wg_kernel_index(int nb) {
     for (int i = 0; i < kNumWg; i++)
@@ -958,23 +802,12 @@ static size_t wg_smem(int nb, bool grouped, int stages) {
     return (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);
 }
 
-/* Blocks of an nb-row kernel with `smem` dynamic shared memory resident
- * on one SM. */
-static int wg_resident(int nb, size_t smem, const mk_device *d) {
-    int resident = MARLIN_DENSE_WG_BLOCKS_PER_SM(nb);
-    while (resident > 1 &&
-           (int64_t)resident * ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM + 1024) > d->smem_per_sm)
-        resident--;
-    return resident;
-}
-
 /* What both launchers share once the parameters are set: how the k pieces
  * add up, the dynamic shared memory limit (raised once per device, kernel
  * and scale mode to the largest size asked for), the launch configuration
- * (PDL) and the launch. sk: the stream-K kernel (its blocks' ranges are
- * the pieces; p.splits unused). */
+ * (PDL) and the launch. */
 static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool grouped, int blocks,
-                                size_t smem, void *stream, int dev, const mk_device *d, bool sk,
+                                size_t smem, void *stream, int dev, const mk_device *d,
                                 marlin_error *err) {
     WgParams p = p0;
     /* The pieces of a tile add it up together (each a share, once all have
@@ -988,14 +821,15 @@ static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool gr
      * a slot of its own, so a waiting piece never keeps a sibling from
      * starting; only kernels of other streams that held SMs forever
      * could. */
-    const int resident = wg_resident(kWg[ki].nb, smem, d);
-    p.scatter = !sk && p.splits >= 3 && p.splits <= 16 /* the kernel's MAXS */ &&
+    int resident = MARLIN_DENSE_WG_BLOCKS_PER_SM(kWg[ki].nb);
+    while (resident > 1 &&
+           (int64_t)resident * ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM + 1024) > d->smem_per_sm)
+        resident--;
+    p.scatter = p.splits >= 3 && p.splits <= 16 /* the kernel's MAXS */ &&
                 blocks <= resident * d->sm_count;
-    if (sk) p.splits = 1;
-    wg_fn fn = (sk ? kWg[ki].fn_sk : kWg[ki].fn)[sparse ? 1 : 0][grouped ? 1 : 0];
+    wg_fn fn = kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
     std::atomic<int> *set =
-        dev < kMaxDev ? &g_wg_smem_set[dev][ki][sk ? 1 : 0][sparse ? 1 : 0][grouped ? 1 : 0]
-                      : NULL;
+        dev < kMaxDev ? &g_wg_smem_set[dev][ki][sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
     marlin_status st;
     if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
@@ -1076,19 +910,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
                            "dense gemm: the wgmma pipeline has no cluster path (tile.cluster_k "
                            "= %d; its k pieces add through the workspace: tile.k_splits)",
                            t->cluster_k);
-    /* tile.k_splits pieces (0: the rule; MARLIN_DENSE_K_STREAMK: stream-K,
-     * below) */
-    const bool force_sk = t->k_splits == MARLIN_DENSE_K_STREAMK;
-    if (t->k_splits < 0 && !force_sk)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: tile.k_splits %d (pieces >= 1, 0 for the rule, %d for "
-                           "stream-K)",
-                           t->k_splits, MARLIN_DENSE_K_STREAMK);
-    if (force_sk && m_tiles != 1)
-        return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                           "dense gemm: stream-K (tile.k_splits %d) takes one row tile: m <= %d "
-                           "(m = %lld)",
-                           MARLIN_DENSE_K_STREAMK, nb, (long long)a->m);
+    /* tile.k_splits pieces (0: the rule) */
     int splits = t->k_splits > 0 ? t->k_splits
                                  : marlin_dense_wgmma_splits(a->m, a->n, a->k, t->m_blocks,
                                                              d->sm_count);
@@ -1097,49 +919,21 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     if (tiles * splits > INT32_MAX)
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld tiles)",
                            (long long)tiles);
-    int blocks = (int)(tiles * splits);
+    const int blocks = (int)(tiles * splits);
     const size_t smem = wg_smem(nb, grouped, stages);
     if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
                            "device %d allows %lld",
                            stages, smem, dev, (long long)d->smem_optin);
-    /* Stream-K (one row tile): every block the same number of k stages,
-     * ranges crossing tile boundaries, as many blocks as one wave holds
-     * with ranges >= 8 stages (512 of k, the rule's piece depth) - taken
-     * automatically where that is more blocks than the rule's pieces make
-     * (Llama-2-7B qkv at m = 64: 48 tiles x 5 pieces = 240 blocks of 264
-     * slots). Two fp32 partial tiles per block (a range ends in at most
-     * two tiles). EXPERIMENT (session 7): MARLIN_WG_SK=0 never automatic. */
-    bool sk = false;
-    size_t sk_bytes = 0;
-    if (m_tiles == 1 && (force_sk || (t->k_splits == 0 && splits > 1))) {
-        const char *e = getenv("MARLIN_WG_SK");
-        const int64_t slots = (int64_t)wg_resident(nb, smem, d) * d->sm_count;
-        const int64_t T = n_tiles * k_stages;
-        int64_t B = T / 8 < slots ? T / 8 : slots;
-        if (B < n_tiles) B = n_tiles; /* ranges <= k_stages: <= 2 segments */
-        sk_bytes = (size_t)2 * (size_t)B * (size_t)nb * WG_TILE_N * sizeof(float);
-        const bool fits = B <= slots && (size_t)n_tiles * 4 + sk_bytes + 256 <= a->workspace_bytes;
-        if (force_sk && !fits)
-            return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
-                               "dense gemm: stream-K needs one wave of %lld blocks (%lld resident) "
-                               "and %zu workspace bytes (%zu given)",
-                               (long long)B, (long long)slots, (size_t)n_tiles * 4 + sk_bytes + 256,
-                               a->workspace_bytes);
-        if (fits && (force_sk || (B > blocks && !(e && e[0] == '0')))) {
-            sk = true;
-            blocks = (int)B;
-        }
-    }
     /* Workspace path: the pieces keep fp32 partials in the workspace's
      * partial area, which marlin_dense_workspace_bytes sizes for 2 blocks
      * per SM of up to 2 x 64 x 256 floats: at most 2 * sm_count pieces of
      * nb x 256. */
     const size_t counters_bytes = (size_t)tiles * 4;
     const size_t partial_bytes =
-        sk ? sk_bytes : splits > 1 ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float) : 0;
-    if (!sk && splits > 1 && blocks > 2 * d->sm_count)
+        splits > 1 ? (size_t)blocks * (size_t)nb * WG_TILE_N * sizeof(float) : 0;
+    if (splits > 1 && blocks > 2 * d->sm_count)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d k splits x %lld tiles exceed 2 blocks per SM",
                            splits, (long long)tiles);
@@ -1150,7 +944,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     const WgParams p =
         wg_params(a->A, a->B, a->s, NULL, a->C, a->m, a->n, a->k, grouped, a->group_size,
                   a->workspace, (char *)a->workspace + partial_off, m_tiles, splits, stages, a->pdl);
-    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, d, sk, err);
+    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, d, err);
 }
 
 /* The 2:4 sparse form (marlin_gemm24 on sm_90): the same kernel with
@@ -1218,8 +1012,7 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
             (const int4 *)a->A + (size_t)done * (size_t)(a->k / 8), a->B, a->s, a->meta,
             (__half *)a->C + (size_t)done * (size_t)a->n, rows, a->n, a->k, grouped, a->group,
             a->counters, a->partials, m_tiles, splits, stages, a->pdl);
-        marlin_status st =
-            wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev, d, false, err);
+        marlin_status st = wg_enqueue(p, ki, true, grouped, blocks, smem, a->stream, dev, d, err);
         if (st) return st;
         done += rows;
     }

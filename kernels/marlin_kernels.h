@@ -182,20 +182,12 @@ typedef struct marlin_dense_tile {
                           no counters); needs cluster_k <= k / tile k.
                           0 or 1: stream-K (any GPU) */
     int k_splits;      /* WGMMA only: pieces each output tile's k range is
-                          cut into (0: marlin_dense_wgmma_splits, or
-                          stream-K where that fills more of the GPU),
-                          adding their fp32 partials through the
-                          workspace; more than one needs tiles x pieces <=
-                          2 x SMs; MARLIN_DENSE_K_STREAMK: stream-K. WGMMA
+                          cut into (0: marlin_dense_wgmma_splits), adding
+                          their fp32 partials through the workspace; more
+                          than one needs tiles x pieces <= 2 x SMs. WGMMA
                           has no cluster path: cluster_k > 1 with it is
                           MARLIN_ERR_INVALID_ARG */
 } marlin_dense_tile;
-
-/* tile.k_splits for stream-K (WGMMA, one row tile: m <= the tile's rows):
- * one wave of blocks, each the same number of k stages (at least 8 where
- * the problem allows), ranges crossing tile boundaries; the blocks that
- * share a tile add it up together. */
-#define MARLIN_DENSE_K_STREAMK (-1)
 
 /* Instantiated tile shapes: writes up to `cap` entries (stages and
  * blocks_per_sm 0) and returns the total count. Entries with pipeline 0

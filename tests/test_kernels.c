@@ -1218,67 +1218,6 @@ static void test_kernels_gpu_wgmma(void **state) {
     print_message("wgmma path: %d of %d runs ok\n", ran - failed, ran);
     assert_int_equal(failed, 0);
 
-    /* Stream-K forced (tile.k_splits = MARLIN_DENSE_K_STREAMK): ranges of
-     * ~8 stages crossing tile boundaries (k = 1152: 18 stages a tile;
-     * 2176: 34), within one tile (8192 x 256: 16 blocks share it); every
-     * width, m up to its rows; the same call again gives the same bits. */
-    {
-        const int64_t sk_shapes[][2] = {{1152, 1280}, {2176, 2560}, {8192, 256}};
-        const int32_t sk_groups[] = {128, -1, 32};
-        int sk_ran = 0, sk_failed = 0;
-        for (int si = 0; si < 3; si++) {
-            const int64_t k = sk_shapes[si][0], n = sk_shapes[si][1];
-            layer L;
-            dev_layer D;
-            const uint64_t seed = case_seed(base, n, k, sk_groups[si], 29);
-            layer_make(&L, n, k, sk_groups[si], seed);
-            dev_layer_make(&D, &L, 128);
-            for (int mi = 0; mi < 3; mi++) {
-                t.m_blocks = mbs[mi];
-                t.stages = 0;
-                t.k_splits = MARLIN_DENSE_K_STREAMK;
-                t.cluster_k = 0;
-                const int64_t nb = 16 * t.m_blocks;
-                const int64_t ms[] = {1, nb - 3, nb};
-                for (int mj = 0; mj < 3; mj++) {
-                    sk_failed += !run_case(&L, &D, ms[mj], &t, g_gpu.stream,
-                                           case_seed(seed, mi, 77, ms[mj], 0), NULL);
-                    if (mj == 2) {
-                        const size_t bc = (size_t)(ms[mj] * n) * 2;
-                        marlin_dense_args a2 = layer_args(&L, &D, ms[mj]);
-                        uint16_t *c1 = malloc(bc), *c2 = malloc(bc);
-                        assert_non_null(c1);
-                        assert_non_null(c2);
-                        a2.tile = &t;
-                        MT_ASSERT(seed, !marlin_gpu_download(c1, D.C, bc, &err), "%s", err.msg);
-                        MT_ASSERT(seed, marlin_dense_gemm(&a2, &err) == MARLIN_OK, "%s", err.msg);
-                        MT_ASSERT(seed, marlin_gpu_sync(&err) == MARLIN_OK, "%s", err.msg);
-                        MT_ASSERT(seed, !marlin_gpu_download(c2, D.C, bc, &err), "%s", err.msg);
-                        if (memcmp(c1, c2, bc)) {
-                            print_error("FAIL stream-K rerun differs: m %lld n %lld k %lld\n",
-                                        (long long)ms[mj], (long long)n, (long long)k);
-                            sk_failed++;
-                        }
-                        free(c1);
-                        free(c2);
-                    }
-                    sk_ran++;
-                }
-            }
-            /* more rows than one row tile: refused */
-            t.m_blocks = 2;
-            marlin_dense_args a3 = layer_args(&L, &D, 40);
-            a3.tile = &t;
-            assert_int_equal(marlin_dense_gemm(&a3, &err), MARLIN_ERR_INVALID_ARG);
-            assert_non_null(strstr(err.msg, "stream-K"));
-            dev_layer_free(&D);
-            layer_free(&L);
-        }
-        t.k_splits = 0;
-        print_message("wgmma stream-K: %d of %d runs ok\n", sk_ran - sk_failed, sk_ran);
-        assert_int_equal(sk_failed, 0);
-    }
-
     /* Refused: n not a multiple of 256, a width without a kernel, fewer
      * than 4 stages, any cluster (no cluster path), stages other than 64
      * deep; more pieces than k/64 are capped. */
