@@ -296,19 +296,20 @@ int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
      * tried in run 3 and dropped: with PDL the next launch's blocks take
      * the free second slots unevenly, Llama-2-70B qkv at m = 64 54.5 us
      * against 42.3 us without PDL.) */
-    /* 32-row tiles whose pieces are at least 16 stages (1024 of k) deep
-     * keep 6 stages, 4 in flight: session 7's run 4 tune, with every piece
+    /* The pipeline depth (MARLIN_DENSE_WG_STAGES): 6 stages for 32-row
+     * tiles of deep pieces - session 7's run 4 tune, with every piece
      * adding a share of the tile, 6 stages against 4 at m = 17 and 32:
      * gate_up 1-5% faster on all four models, Llama-2-13B / 70B qkv 2-3%;
      * layers of shallow pieces (o_proj, down_proj in 8-16 pieces) 2-5%
-     * slower with 6, so they keep 4. */
-    if (t.m_blocks == 2) {
-        const int S = marlin_dense_wgmma_splits(m, n, k, 2, sm_count);
+     * slower with 6. */
+    {
+        const int S = marlin_dense_wgmma_splits(m, n, k, t.m_blocks, sm_count);
+        const int st = MARLIN_DENSE_WG_STAGES(16 * t.m_blocks, (int)(k / 64 / S));
         const bool grouped = marlin_pack_scales_grouped(k, group_size);
-        if (k / 64 / S >= 16 &&
-            (int64_t)MARLIN_DENSE_WG_SMEM_BYTES(32, grouped, 6) + MARLIN_DENSE_STATIC_SMEM <=
-                smem_optin)
-            t.stages = 6;
+        if ((int64_t)MARLIN_DENSE_WG_SMEM_BYTES(16 * t.m_blocks, grouped, st) +
+                MARLIN_DENSE_STATIC_SMEM <=
+            smem_optin)
+            t.stages = st;
     }
     if (t.m_blocks == 8) {
         const int S = marlin_dense_wgmma_splits(m, n, k, 8, sm_count);

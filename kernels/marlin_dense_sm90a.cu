@@ -962,16 +962,15 @@ extern "C" marlin_status mk_sparse_wgmma_launch(const mk_sparse_wg_args *a, int 
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "marlin_gemm24: no wgmma kernel for %d-row tiles (32, 64 or 128)", nb);
     const bool grouped = marlin_pack_scales_grouped(a->k, a->group);
-    /* 32-row tiles whose pieces are at least 16 stages deep take 6 stages,
-     * 4 in flight (the dense rule, marlin_dense_pick_wgmma): session 7 run
-     * 12, same binary, two rounds, with PDL: Llama-2-7B at m = 17 / 32
-     * 56.4/56.5 -> 55.1/55.3 us and 57.6/57.8 -> 56.1/56.3 us (gate_up
-     * 20.5 -> 19.4 us), Llama-3-8B 1-2%, Llama-2-13B and 70B 0-2%. */
+    /* The pipeline depth of the dense rule (MARLIN_DENSE_WG_STAGES): 6 for
+     * 32-row tiles of deep pieces. Session 7 run 12, same binary, two
+     * rounds, with PDL: Llama-2-7B at m = 17 / 32 56.4/56.5 -> 55.1/55.3
+     * us and 57.6/57.8 -> 56.1/56.3 us (gate_up 20.5 -> 19.4 us),
+     * Llama-3-8B 1-2%, Llama-2-13B and 70B 0-2%. */
     const int k_stages_all = (int)(a->k / (16 * KS));
-    int stages = 4;
-    if (nb == 32 && k_stages_all / (splits_all > 0 ? splits_all : 1) >= 16 &&
-        (int64_t)wg_smem(nb, grouped, 6) + MARLIN_DENSE_STATIC_SMEM <= d->smem_optin)
-        stages = 6;
+    int stages = MARLIN_DENSE_WG_STAGES(nb, k_stages_all / (splits_all > 0 ? splits_all : 1));
+    if ((int64_t)wg_smem(nb, grouped, stages) + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
+        stages = 4;
     const size_t smem = wg_smem(nb, grouped, stages);
     if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_UNSUPPORTED,

@@ -81,6 +81,11 @@
     (((stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped) > (nb) * 264 * 2   \
           ? (stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)              \
           : (nb) * 264 * 2) + 1024)
+/* Its pipeline depth, dense and 2:4: 32-row tiles whose k pieces are at
+ * least 16 stages deep take 6 stages (4 in flight), every other launch 4
+ * (session 7: runs 4 and 12, docs/perf.md; shallow pieces lose with 6,
+ * and at 64 and 128 rows 6 was no faster). */
+#define MARLIN_DENSE_WG_STAGES(nb, piece_stages) ((nb) == 32 && (piece_stages) >= 16 ? 6 : 4)
 
 /* ------------------------------------------------------------------------
  * Work partition (stream-K). The T work units of a launch, numbered down k
