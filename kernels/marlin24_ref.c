@@ -8,7 +8,7 @@
  * a kernel that reads B/meta/s differently from the packer fails its test
  * against this reference. Spec: marlin-format.md section 4.
  */
-#include "marlin_dense_tiles.h" /* the wgmma kernel's widths and residency */
+#include "marlin_dense_tiles.h" /* the wgmma kernel's widths, residency, narrow rule */
 #include "marlin_kernels24.h"
 #include "marlin_pack.h"
 
@@ -133,21 +133,17 @@ void marlin_gemm24_wgmma_tile(int64_t m, int64_t n, int64_t k, int sm_count, int
     int r = *rows;
     if (r <= 0) {
         r = MARLIN_DENSE_WG_ROWS(m);
-        /* 128-row tiles cut into pieces shallower than 768 (a small layer:
-         * few tiles, many pieces) run as 64-row tiles in twice the row
-         * tiles, one piece per SM - the dense path's rule
-         * (marlin_dense_pick_wgmma): run 4's tune, Llama-2-7B o_proj at
-         * m = 128 13.8 us in 64-row tiles x 4 pieces against 14.2 us in
-         * 128-row tiles x 8 and 14.6 us in 64-row tiles x 8. */
+        /* the dense path's narrower tile for small layers
+         * (marlin_dense_wg_narrow_pieces): session 7's run 4 tune,
+         * Llama-2-7B o_proj at m = 128 13.8 us in 64-row tiles x 4 pieces
+         * against 14.2 us in 128-row tiles x 8 and 14.6 us in 64-row tiles
+         * x 8 */
         if (r == 128) {
-            const int S = wg24_splits(m, n, k, 128, sm_count);
-            if (S > 1 && k / S < 768) {
-                const int64_t tiles64 = ((m + 63) / 64) * (n / 256);
-                int64_t S64 = sm_count / tiles64;
-                if (S64 > k / 512) S64 = k / 512;
-                if (S64 > 16) S64 = 16;
+            const int s64 = marlin_dense_wg_narrow_pieces(
+                m, n, k, wg24_splits(m, n, k, 128, sm_count), sm_count);
+            if (s64 > 0) {
                 *rows = 64;
-                *splits = S64 < 1 ? 1 : (int)S64;
+                *splits = s64;
                 return;
             }
         }

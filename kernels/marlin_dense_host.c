@@ -206,7 +206,8 @@ static int wgmma_tile(int64_t m, int64_t n, int64_t k, bool grouped, int64_t sme
     if (n % 256 != 0) return 0;
     const int nb = MARLIN_DENSE_WG_ROWS(m);
     /* 4 stages (2 in flight): best or within 3% on 20 of the 24 Llama-2-7B
-     * and 70B layer x m pairs of run 4's tune; 8 lost up to 30% */
+     * and 70B layer x m pairs of run 4's tune; 8 lost up to 30%
+     * (marlin_dense_pick_wgmma then applies MARLIN_DENSE_WG_STAGES) */
     int stages = 4;
     if ((int64_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages) + MARLIN_DENSE_STATIC_SMEM > smem_optin)
         return 0;
@@ -284,18 +285,6 @@ int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
     marlin_dense_tile t;
     if (!wgmma_tile(m, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, &t))
         return 0;
-    /* 128-row tiles cut into pieces of the minimum depth (a small layer:
-     * few tiles, many pieces) run as 64-row tiles in twice the row tiles,
-     * one piece per SM (k_splits set here): Llama-2-7B and Llama-3-8B
-     * o_proj at m = 128 20.0 us in 64-row tiles x 4 pieces against 23.1 us
-     * in 128-row tiles x 8 pieces of 512 and 22.6 us in 64-row tiles x 8
-     * (session 4 run 3, with PDL; session 3 run 15 alike); the 2:4 path
-     * measured the same (run 1: 17.3 vs 21.5 us), while pieces of 819-853
-     * (Llama-3-8B qkv, Llama-2-13B o_proj) kept the 128-row tile ahead
-     * there. (One piece per SM as a general rule for 64-row tiles was
-     * tried in run 3 and dropped: with PDL the next launch's blocks take
-     * the free second slots unevenly, Llama-2-70B qkv at m = 64 54.5 us
-     * against 42.3 us without PDL.) */
     /* The pipeline depth (MARLIN_DENSE_WG_STAGES): 6 stages for 32-row
      * tiles of deep pieces - session 7's run 4 tune, with every piece
      * adding a share of the tile, 6 stages against 4 at m = 17 and 32:
@@ -311,18 +300,26 @@ int marlin_dense_pick_wgmma(int64_t m, int64_t n, int64_t k, int32_t group_size,
             smem_optin)
             t.stages = st;
     }
+    /* 128-row tiles cut into pieces shallower than 768 (a small layer: few
+     * tiles, many pieces) run as 64-row tiles in twice the row tiles, one
+     * piece per SM (k_splits set here; marlin_dense_wg_narrow_pieces):
+     * Llama-2-7B and Llama-3-8B o_proj at m = 128 20.0 us in 64-row tiles
+     * x 4 pieces against 23.1 us in 128-row tiles x 8 pieces of 512 and
+     * 22.6 us in 64-row tiles x 8 (session 4 run 3, with PDL; session 3
+     * run 15 alike); the 2:4 path measured the same, while pieces of
+     * 819-853 (Llama-3-8B qkv, Llama-2-13B o_proj) kept the 128-row tile
+     * ahead there. (One piece per SM as a general rule for 64-row tiles
+     * was tried in run 3 and dropped: with PDL the next launch's blocks
+     * take the free second slots unevenly, Llama-2-70B qkv at m = 64
+     * 54.5 us against 42.3 us without PDL.) */
     if (t.m_blocks == 8) {
-        const int S = marlin_dense_wgmma_splits(m, n, k, 8, sm_count);
+        const int s64 = marlin_dense_wg_narrow_pieces(
+            m, n, k, marlin_dense_wgmma_splits(m, n, k, 8, sm_count), sm_count);
         marlin_dense_tile t64;
-        if (S > 1 && k / S < 768 &&
+        if (s64 > 0 &&
             wgmma_tile(64, n, k, marlin_pack_scales_grouped(k, group_size), smem_optin, &t64)) {
-            const int64_t tiles64 = ((m + 63) / 64) * (n / 256);
-            int64_t S64 = sm_count / tiles64;
-            if (S64 > k / 512) S64 = k / 512;
-            if (S64 >= 1) {
-                t64.k_splits = (int)(S64 > 16 ? 16 : S64);
-                t = t64;
-            }
+            t64.k_splits = s64;
+            t = t64;
         }
     }
     *tile = t;

@@ -661,6 +661,18 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
                     p.s[WG_TILE_N * nt +
                         (SPARSE ? fcol[i][h] : marlin_pack_dense_scale_col(fcol[i][h], false))]);
     }
+    /* The fp32 sums of fragment i, rows b and b + 1 of its two columns, to
+     * the fp16 tile (the float4 as a piece stored it) */
+    auto cs_put = [&](const float4 &v, int i, int b) {
+        const int c0 = fcol[i][0], c1 = fcol[i][1];
+        cs[b * WG_CROW + c0] = __float2half_rn(v.x * sc[i][0]);
+        cs[(b + 1) * WG_CROW + c0] = __float2half_rn(v.y * sc[i][0]);
+        cs[b * WG_CROW + c1] = __float2half_rn(v.z * sc[i][1]);
+        cs[(b + 1) * WG_CROW + c1] = __float2half_rn(v.w * sc[i][1]);
+    };
+    /* k split: this thread's float4 of every piece's partial tile */
+    const float4 *base = p.partials + (size_t)tile * p.splits * (NB / 4) * WG_THREADS + tid;
+    const size_t piece = (size_t)(NB / 4) * WG_THREADS;
     if (p.splits > 1 && p.scatter) {
         /* This piece's 8-row groups of the tile: fragment i's float4 u of
          * every piece (this thread's own, as it stored them), added in
@@ -669,8 +681,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
          * the last piece alone all of them (Llama-2-7B down_proj at m = 64:
          * 16 pieces of 64 KB, 1 MB through one SM). */
         constexpr int MAXS = 16;
-        const float4 *base = p.partials + (size_t)tile * p.splits * (NB / 4) * WG_THREADS + tid;
-        const size_t piece = (size_t)(NB / 4) * WG_THREADS;
         const int u_end = min(u_hi, (p.m - row0 + 7) / 8); /* groups with rows < m */
 #pragma unroll 1
         for (int u = u_lo; u < u_end; u++)
@@ -690,11 +700,7 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
                         sum.z += v[sp].z;
                         sum.w += v[sp].w;
                     }
-                const int b = 8 * u + 2 * q4, c0 = fcol[i][0], c1 = fcol[i][1];
-                cs[b * WG_CROW + c0] = __float2half_rn(sum.x * sc[i][0]);
-                cs[(b + 1) * WG_CROW + c0] = __float2half_rn(sum.y * sc[i][0]);
-                cs[b * WG_CROW + c1] = __float2half_rn(sum.z * sc[i][1]);
-                cs[(b + 1) * WG_CROW + c1] = __float2half_rn(sum.w * sc[i][1]);
+                cs_put(sum, i, 8 * u + 2 * q4);
             }
     } else if (p.splits > 1) {
         /* The last piece: every piece, this one included, is in the
@@ -704,8 +710,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
          * loads at a time, took ~1.9 us per 128-row piece (15 us of
          * Llama-2-7B o_proj's 25 at 8 pieces), and run 9's one float4 at a
          * time was slower still. */
-        const float4 *base = p.partials + (size_t)tile * p.splits * (NB / 4) * WG_THREADS + tid;
-        const size_t piece = (size_t)(NB / 4) * WG_THREADS;
         constexpr int FC = NB / 4 < 16 ? NB / 4 : 16;
 #pragma unroll
         for (int f0 = 0; f0 < NB / 4; f0 += FC) {
@@ -728,12 +732,8 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             }
 #pragma unroll
             for (int j = 0; j < FC; j++) {
-                const int f = f0 + j, i = f / (NB / 8), t = f % (NB / 8);
-                const int b = 8 * t + 2 * q4, c0 = fcol[i][0], c1 = fcol[i][1];
-                cs[b * WG_CROW + c0] = __float2half_rn(sum[j].x * sc[i][0]);
-                cs[(b + 1) * WG_CROW + c0] = __float2half_rn(sum[j].y * sc[i][0]);
-                cs[b * WG_CROW + c1] = __float2half_rn(sum[j].z * sc[i][1]);
-                cs[(b + 1) * WG_CROW + c1] = __float2half_rn(sum[j].w * sc[i][1]);
+                const int f = f0 + j;
+                cs_put(sum[j], f / (NB / 8), 8 * (f % (NB / 8)) + 2 * q4);
             }
         }
     } else {

@@ -14,6 +14,8 @@
 #ifndef MARLIN_DENSE_TILES_H
 #define MARLIN_DENSE_TILES_H
 
+#include <stdint.h>
+
 #define MARLIN_DENSE_TILE_LIST(X)                                            \
     X(1, 4, 8)  X(1, 8, 8)  X(1, 16, 8)                                      \
     X(2, 4, 8)  X(2, 8, 8)  X(2, 16, 8)                                      \
@@ -62,19 +64,18 @@
     ((16 * (mb) * 16 * (kb) * 2) + ((kb) * (nb) * 128) +                     \
      ((grouped) ? ((kb) / 2) * (nb) * 32 : 0))
 
-/* The Hopper (wgmma) kernel, marlin_dense_sm90a.cu: shared memory of one
- * 64-deep stage for nb batch rows (A: nb rows of 128 bytes; B: 4 k16 rows
- * of 256 columns; grouped: up to 2 scale rows of 256 fp16), and of a whole
- * launch without the cluster path: the stages or the epilogue's fp16 tile
- * (nb rows of 256 + 8 halves), whichever is larger, + 1 KB of alignment
- * slack. One definition for the launcher and the host-side rule. */
-/* Its tile widths (batch rows) and residency, for the kernel's launch
- * bounds and every host rule that counts its blocks (dense and 2:4): the
- * narrowest width that holds m rows, and the blocks one SM runs of a width
- * (two of the 32- and 64-row kernels at <= 128 registers, one of the
- * 128-row one). */
+/* The Hopper (wgmma) kernel, marlin_dense_sm90a.cu. Its tile widths (batch
+ * rows) and residency, for the kernel's launch bounds and every host rule
+ * that counts its blocks (dense and 2:4): the narrowest width that holds m
+ * rows, and the blocks one SM runs of a width (two of the 32- and 64-row
+ * kernels at <= 128 registers, one of the 128-row one). */
 #define MARLIN_DENSE_WG_ROWS(m) ((m) <= 32 ? 32 : (m) <= 64 ? 64 : 128)
 #define MARLIN_DENSE_WG_BLOCKS_PER_SM(nb) ((nb) <= 64 ? 2 : 1)
+/* Its shared memory of one 64-deep stage for nb batch rows (A: nb rows of
+ * 128 bytes; B: 4 k16 rows of 256 columns; grouped: up to 2 scale rows of
+ * 256 fp16), and of a whole launch: the stages or the epilogue's fp16 tile
+ * (nb rows of 256 + 8 halves), whichever is larger, + 1 KB of alignment
+ * slack. One definition for the launcher and the host-side rule. */
 #define MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)                             \
     ((nb) * 128 + 4 * 2048 + ((grouped) ? 1024 : 0))
 #define MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages)                      \
@@ -86,6 +87,20 @@
  * (session 7: runs 4 and 12, docs/perf.md; shallow pieces lose with 6,
  * and at 64 and 128 rows 6 was no faster). */
 #define MARLIN_DENSE_WG_STAGES(nb, piece_stages) ((nb) == 32 && (piece_stages) >= 16 ? 6 : 4)
+/* Its narrower tile for small layers, dense and 2:4: where 128-row tiles
+ * in s128 pieces would cut k into pieces shallower than 768, 64-row tiles
+ * in twice the row tiles with one piece per SM (at least 512 deep, at most
+ * 16) run faster (docs/perf.md: Llama-2-7B o_proj at m = 128, sessions 4
+ * and 7). Returns that piece count, or 0 to keep the 128-row tile. */
+static inline int marlin_dense_wg_narrow_pieces(int64_t m, int64_t n, int64_t k, int s128,
+                                                int sm_count) {
+    if (s128 <= 1 || k / s128 >= 768) return 0;
+    const int64_t tiles64 = ((m + 63) / 64) * (n / 256);
+    int64_t s = tiles64 > 0 ? sm_count / tiles64 : 0;
+    if (s > k / 512) s = k / 512;
+    if (s > 16) s = 16;
+    return (int)s;
+}
 
 /* ------------------------------------------------------------------------
  * Work partition (stream-K). The T work units of a launch, numbered down k
