@@ -380,6 +380,31 @@ marlin_status marlin_gpu_copy_bandwidth(size_t bytes, int samples,
                                         void *stream, double *bytes_per_s,
                                         marlin_error *err);
 
+/* The launch floor (marlin-bench --mode floor, a diagnostic): one launch of
+ * a kernel that only moves a layer's bytes - reads in[0..3] (weights,
+ * 2:4 metadata and scales, then A; a NULL / 0-byte input is skipped),
+ * writes c_bytes of C - and computes nothing, with `blocks` x `threads`
+ * (8 independent 16-byte loads in flight per thread). pdl: 0 none; 1 the
+ * whole kernel after griddepcontrol.wait (as a GEMM whose weights wait for
+ * the previous kernel); 2 the weights before it, A and C after (every
+ * weight prefetched while the previous kernel drains: a bound no GEMM
+ * reaches, since it cannot hold a whole layer); 3 the weights prefetched
+ * into L2 (cp.async.bulk.prefetch.L2) before it, then everything read
+ * after it (the cross-launch prefetch a GEMM could do). Byte counts
+ * multiples of 16. */
+#define MARLIN_FLOOR_INPUTS 4
+typedef struct marlin_stream_floor_args {
+    const void *in[MARLIN_FLOOR_INPUTS];
+    size_t in_bytes[MARLIN_FLOOR_INPUTS];
+    void *C;
+    size_t c_bytes;
+    int blocks, threads;
+    int pdl;
+    void *stream;
+} marlin_stream_floor_args;
+marlin_status marlin_stream_floor(const marlin_stream_floor_args *a,
+                                  marlin_error *err);
+
 /* cuBLAS FP16 baseline: C[m][n] = A[m][k] @ Wt[n][k]^T (what
  * torch.nn.functional.linear runs), fp16 in/out, fp32 compute
  * (CUBLAS_COMPUTE_32F, no TF32), default algorithm. */

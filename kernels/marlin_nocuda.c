@@ -88,6 +88,11 @@ marlin_status marlin_gpu_copy_bandwidth(size_t bytes, int samples, void *stream,
     return no_cuda(err, "copy bandwidth");
 }
 
+marlin_status marlin_stream_floor(const marlin_stream_floor_args *a, marlin_error *err) {
+    (void)a;
+    return no_cuda(err, "stream floor");
+}
+
 marlin_status marlin_cublas_create(marlin_cublas **h, void *stream, marlin_error *err) {
     (void)stream;
     if (h) *h = NULL;

@@ -576,6 +576,24 @@ if [ "$mode" = s7p ]; then
   exit 0
 fi
 
+# s8f = session 8: the launch floor - marlin-bench --mode floor (our
+# kernel against a kernel that only moves the layer's bytes, launched the
+# same way, best of four grids, without PDL / with PDL / with every weight
+# before griddepcontrol.wait / with them prefetched into L2 before it),
+# dense on all four models at m = 1, 16, 32, 64, 128, 2:4 on Llama-2-7B
+# and 70B at m = 1, 16, 64, 128; Llama-2-7B dense again with
+# --l2-resident (what the launch costs with DRAM out of the way).
+if [ "$mode" = s8f ]; then
+  bench_build new floor_dense 300 --mode floor --samples 10 --batch 1,16,32,64,128
+  bench_build new floor_24 150 --mode floor --sparse --samples 10 --batch 1,16,64,128 \
+    --model llama2-7b,llama2-70b
+  bench_build new floor_l2 60 --mode floor --samples 10 --batch 1,16 --model llama2-7b \
+    --l2-resident
+  finish
+  for f in floor_dense floor_24 floor_l2; do echo "## $f"; cat "$R/$f.txt"; done
+  exit 0
+fi
+
 # s7l = session 7: how fast the kernels run with DRAM out of the way -
 # models (dense, 2:4) for Llama-2-7B at m = 1-128 with rotated weights and
 # with --l2-resident (one copy: L2 hits where a layer fits), two rounds.

@@ -12,6 +12,7 @@ fail() { echo "FAIL: $*"; exit 1; }
 out=$("$bin" --help) || fail "--help exit $?"
 grep -q "Usage: marlin-bench" <<<"$out" || fail "--help text: $out"
 grep -q -- "--mode MODE" <<<"$out" || fail "--help lacks --mode"
+grep -q -- "floor, a DIAGNOSTIC" <<<"$out" || fail "--help lacks the floor mode"
 out=$("$bin" --version) || fail "--version exit $?"
 grep -q "^marlin-bench [0-9]" <<<"$out" || fail "--version text: $out"
 
@@ -35,6 +36,12 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi >/dev/null 2>&1; then
   err=$("$bin" --mode trace --tile 16x128x256/s2/b2/c6 --model llama2-7b --batch 1 2>&1 \
         >/dev/null); rc=$?
   [ "$rc" -eq 1 ] || fail "trace without GPU gave exit $rc, expected 1 ($err)"
+  # the floor diagnostic parses, dense and 2:4; the run then needs a GPU
+  for sp in "" --sparse; do
+    # shellcheck disable=SC2086
+    err=$("$bin" --mode floor $sp --model llama2-7b --batch 1 2>&1 >/dev/null); rc=$?
+    [ "$rc" -eq 1 ] || fail "--mode floor $sp without GPU gave exit $rc, expected 1 ($err)"
+  done
   # every pipeline family name parses (wgmma: the Hopper path); with
   # --sparse auto, mma and wgmma
   for p in auto cpasync bulk mbar cpasync2 wgmma; do

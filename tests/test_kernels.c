@@ -635,6 +635,9 @@ static void test_kernels_without_cuda(void **state) {
     assert_null(h);
     assert_int_equal(marlin_dense_wgmma_built(), 0);
     assert_int_equal(marlin_dense_trace_built(), 0);
+    marlin_stream_floor_args fa;
+    memset(&fa, 0, sizeof fa);
+    assert_int_equal(marlin_stream_floor(&fa, &err), MARLIN_ERR_UNSUPPORTED);
 #endif
 }
 
@@ -1261,6 +1264,126 @@ static void test_kernels_gpu_wgmma(void **state) {
 }
 
 /* Bad calls return the specific status and launch nothing. */
+/* The launch-floor kernel of marlin-bench --mode floor (a diagnostic that
+ * only moves bytes): its C is a fold of what it read, so a CPU model of
+ * the fold checks that every input int4 was read by the thread the share
+ * rule names and every C int4 written: block b owns [n*b/B, n*(b+1)/B) of
+ * each input and of C; thread t of it starts at t and steps by T; its fold
+ * starts as (t, b, 0, 0) and XORs every int4 it reads; C[i] is the fold of
+ * the thread that writes it with i XORed into .x. Every PDL mode, odd
+ * sizes (shares that do not divide), a NULL input; bad arguments refused. */
+static void floor_ref(const int32_t *const in[4], const size_t n_in[4], size_t n_c, int B,
+                      int T, int32_t *C) {
+    int32_t *acc = malloc((size_t)B * (size_t)T * 4 * sizeof *acc);
+    assert_non_null(acc);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++) {
+            int32_t *a = acc + 4 * ((size_t)b * (size_t)T + (size_t)t);
+            a[0] = t;
+            a[1] = b;
+            a[2] = a[3] = 0;
+            for (int j = 0; j < 4; j++) {
+                if (!in[j]) continue;
+                const size_t lo = n_in[j] * (size_t)b / (size_t)B;
+                const size_t hi = n_in[j] * (size_t)(b + 1) / (size_t)B;
+                for (size_t i = lo + (size_t)t; i < hi; i += (size_t)T)
+                    for (int e = 0; e < 4; e++) a[e] ^= in[j][4 * i + (size_t)e];
+            }
+        }
+    for (int b = 0; b < B; b++) {
+        const size_t lo = n_c * (size_t)b / (size_t)B, hi = n_c * (size_t)(b + 1) / (size_t)B;
+        for (size_t i = lo; i < hi; i++) {
+            const int32_t *a = acc + 4 * ((size_t)b * (size_t)T + (i - lo) % (size_t)T);
+            for (int e = 0; e < 4; e++) C[4 * i + (size_t)e] = a[e];
+            C[4 * i] ^= (int32_t)i;
+        }
+    }
+    free(acc);
+}
+
+static void test_kernels_gpu_stream_floor(void **state) {
+    (void)state;
+    NEED_GPU();
+    const uint64_t seed = marlin_test_seed(0x666c6f6f72ull);
+    marlin_rng r;
+    marlin_rng_seed(&r, seed);
+    marlin_error err = {0};
+    /* int4 counts: shares of 5 and 3 blocks that do not divide, one input
+     * absent (the dense case has no metadata), one longer than 8 loads
+     * per thread */
+    const size_t n_in[4] = {4099, 0, 333, 77}, n_c = 1001;
+    int32_t *h_in[4] = {NULL, NULL, NULL, NULL};
+    void *d_in[4] = {NULL, NULL, NULL, NULL};
+    for (int j = 0; j < 4; j++) {
+        if (!n_in[j]) continue;
+        h_in[j] = malloc(n_in[j] * 16);
+        assert_non_null(h_in[j]);
+        for (size_t i = 0; i < 4 * n_in[j]; i++) h_in[j][i] = (int32_t)marlin_rng_u64(&r);
+        assert_int_equal(marlin_gpu_alloc(&d_in[j], n_in[j] * 16, &err), MARLIN_OK);
+        assert_int_equal(marlin_gpu_upload(d_in[j], h_in[j], n_in[j] * 16, &err), MARLIN_OK);
+    }
+    void *d_c = NULL;
+    assert_int_equal(marlin_gpu_alloc(&d_c, n_c * 16, &err), MARLIN_OK);
+    int32_t *ref = malloc(n_c * 16), *got = malloc(n_c * 16);
+    assert_non_null(ref);
+    assert_non_null(got);
+    const int32_t *const cin[4] = {h_in[0], h_in[1], h_in[2], h_in[3]};
+    static const int grids[][2] = {{5, 64}, {3, 256}, {1, 1024}};
+    for (int g = 0; g < 3; g++)
+        for (int pdl = 0; pdl <= 3; pdl++) {
+            if (pdl && g_gpu.info.cc_major < 9) continue;
+            marlin_stream_floor_args a;
+            memset(&a, 0, sizeof a);
+            for (int j = 0; j < 4; j++) {
+                a.in[j] = d_in[j];
+                a.in_bytes[j] = n_in[j] * 16;
+            }
+            a.C = d_c;
+            a.c_bytes = n_c * 16;
+            a.blocks = grids[g][0];
+            a.threads = grids[g][1];
+            a.pdl = pdl;
+            a.stream = g_gpu.stream;
+            assert_int_equal(marlin_gpu_memset(d_c, 0xA5, n_c * 16, &err), MARLIN_OK);
+            marlin_status st = marlin_stream_floor(&a, &err);
+            MT_ASSERT(seed, st == MARLIN_OK, "floor %dx%d pdl %d: %s", a.blocks, a.threads, pdl,
+                      err.msg);
+            assert_int_equal(marlin_gpu_stream_sync(g_gpu.stream, &err), MARLIN_OK);
+            assert_int_equal(marlin_gpu_download(got, d_c, n_c * 16, &err), MARLIN_OK);
+            floor_ref(cin, n_in, n_c, a.blocks, a.threads, ref);
+            for (size_t i = 0; i < 4 * n_c; i++)
+                MT_ASSERT(seed, got[i] == ref[i], "floor %dx%d pdl %d: C word %zu %d != %d",
+                          a.blocks, a.threads, pdl, i, got[i], ref[i]);
+        }
+    /* bad arguments: a clear error, nothing launched */
+    marlin_stream_floor_args bad;
+    memset(&bad, 0, sizeof bad);
+    bad.C = d_c;
+    bad.c_bytes = 16;
+    bad.blocks = 1;
+    bad.threads = 64;
+    bad.pdl = 4;
+    assert_int_equal(marlin_stream_floor(&bad, &err), MARLIN_ERR_INVALID_ARG);
+    bad.pdl = 0;
+    bad.threads = 48;
+    assert_int_equal(marlin_stream_floor(&bad, &err), MARLIN_ERR_INVALID_ARG);
+    bad.threads = 64;
+    bad.in_bytes[0] = 24;
+    bad.in[0] = d_c;
+    assert_int_equal(marlin_stream_floor(&bad, &err), MARLIN_ERR_INVALID_ARG);
+    assert_non_null(strstr(err.msg, "input 0"));
+    bad.in_bytes[0] = 32;
+    bad.in[0] = NULL;
+    assert_int_equal(marlin_stream_floor(&bad, &err), MARLIN_ERR_INVALID_ARG);
+    for (int j = 0; j < 4; j++) {
+        marlin_gpu_free(d_in[j]);
+        free(h_in[j]);
+    }
+    marlin_gpu_free(d_c);
+    free(ref);
+    free(got);
+}
+
 static void test_kernels_gpu_errors(void **state) {
     (void)state;
     NEED_GPU();
@@ -1468,6 +1591,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_gpu_wgmma),
         cmocka_unit_test(test_kernels_gpu_workspace_and_determinism),
         cmocka_unit_test(test_kernels_gpu_dense_models),
+        cmocka_unit_test(test_kernels_gpu_stream_floor),
     };
     /* MARLIN_TEST_FILTER: a cmocka name pattern (device runs of one test) */
     if (getenv("MARLIN_TEST_FILTER")) cmocka_set_test_filter(getenv("MARLIN_TEST_FILTER"));

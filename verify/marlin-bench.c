@@ -79,7 +79,7 @@ static const model_def k_models[] = {
 
 /* ----------------------------------------------------------------- options */
 
-typedef enum { MODE_MODELS, MODE_PEAK, MODE_SUSTAINED, MODE_TUNE, MODE_TRACE } bench_mode;
+typedef enum { MODE_MODELS, MODE_PEAK, MODE_SUSTAINED, MODE_TUNE, MODE_TRACE, MODE_FLOOR } bench_mode;
 
 typedef struct options {
     bench_mode mode;
@@ -107,9 +107,12 @@ static void usage(FILE *f) {
             "Usage: %s [options]\n"
             "Times our Marlin FP16xINT4 kernel against cuBLAS FP16 on real layer shapes.\n"
             "\n"
-            "  --mode MODE       models (default), peak, sustained, tune or trace\n"
+            "  --mode MODE       models (default), peak, sustained, tune, trace or floor\n"
             "                    (trace: per-block timeline of the v2 dense kernel over\n"
-            "                    back-to-back launches; --csv gets one row per block)\n"
+            "                    back-to-back launches; --csv gets one row per block;\n"
+            "                    floor, a DIAGNOSTIC: per layer, our kernel against a\n"
+            "                    kernel that only moves the layer's bytes, launched the\n"
+            "                    same way - what the launch shape alone costs)\n"
             "  --model LIST      comma list of llama2-7b, llama2-13b, llama3-8b, llama2-70b\n"
             "                    (default: all)\n"
             "  --batch LIST      batch sizes m (default 1,2,4,8,16,32,64,128)\n"
@@ -198,9 +201,10 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
             else if (!strcmp(v, "peak")) o->mode = MODE_PEAK;
             else if (!strcmp(v, "sustained")) o->mode = MODE_SUSTAINED;
             else if (!strcmp(v, "tune")) o->mode = MODE_TUNE;
+            else if (!strcmp(v, "floor")) o->mode = MODE_FLOOR;
             else if (!strcmp(v, "trace")) o->mode = MODE_TRACE;
             else {
-                *exit_code = usage_error("unknown mode '%s' (models, peak, sustained, tune, trace)",
+                *exit_code = usage_error("unknown mode '%s' (models, peak, sustained, tune, trace, floor)",
                                          v);
                 return 1;
             }
@@ -1156,6 +1160,155 @@ static marlin_status mode_trace(bench_ctx *c, const options *o, marlin_error *er
     return st;
 }
 
+/* ------------------------------------------------------------ floor */
+
+/* One launch of the byte-moving floor kernel on the layer's copy iter % R4:
+ * the same bytes as the GEMM (min_bytes) from the same rotated buffers. */
+typedef struct floor_launch {
+    bench_ctx *c;
+    gpu_layer *L;
+    int64_t m;
+    int blocks, threads, pdl;
+} floor_launch;
+
+static marlin_status floor_fn(void *user, int64_t iter, void *stream, marlin_error *err) {
+    floor_launch *f = user;
+    const gpu_layer *L = f->L;
+    const int r = (int)(iter % L->R4);
+    const int64_t G = L->group == -1 ? 1 : L->k / L->group;
+    marlin_stream_floor_args a;
+    memset(&a, 0, sizeof a);
+    a.in[0] = L->B[r];
+    a.in_bytes[0] = (size_t)(g_sparse ? L->k * L->n / 4 : L->k * L->n / 2);
+    a.in[1] = g_sparse ? L->meta[r] : NULL;
+    a.in_bytes[1] = (size_t)(g_sparse ? L->k * L->n / 8 : 0);
+    a.in[2] = L->s[r];
+    a.in_bytes[2] = (size_t)(G * L->n * 2);
+    a.in[3] = f->c->A;
+    a.in_bytes[3] = (size_t)(f->m * L->k * 2);
+    a.C = f->c->C;
+    a.c_bytes = (size_t)(f->m * L->n * 2);
+    a.blocks = f->blocks;
+    a.threads = f->threads;
+    a.pdl = f->pdl;
+    a.stream = stream;
+    return marlin_stream_floor(&a, err);
+}
+
+/* --mode floor (a diagnostic): per layer and batch, our kernel (automatic
+ * choice, with PDL where available) against the fastest of the floor
+ * kernel's grids (1, 2, 4 blocks of 256 threads per SM, 1 of 1024, 2 of
+ * 512, 2 of 1024)
+ * (a) with PDL, everything after griddepcontrol.wait (the bound for a
+ * kernel whose first weight load waits for the previous kernel), (b) with
+ * PDL, every weight before it (the bound for one that could hold all its
+ * weights on chip while the previous kernel drains), (c) without PDL, (d)
+ * with PDL, the weights prefetched into L2 before the wait and read after
+ * it (a cross-launch prefetch a GEMM can do). */
+static marlin_status mode_floor(bench_ctx *c, const options *o, marlin_error *err) {
+    static const int grids[][2] = {{1, 256}, {2, 256}, {4, 256}, {1, 1024}, {2, 512}, {2, 1024}};
+    const int n_grids = (int)(sizeof grids / sizeof grids[0]);
+    marlin_status st = MARLIN_OK;
+    printf("# floor (DIAGNOSTIC): our kernel vs a kernel that only moves the same bytes, "
+           "best of %d grids; bw = bytes / copy bandwidth (%.0f GB/s) / time\n",
+           n_grids, c->copy_bw / 1e9);
+    printf("# %-10s %-8s %5s | %9s %4s | %9s %4s %-9s | %9s %4s %-9s | %9s %4s %-9s | %9s %4s "
+           "%-9s\n",
+           "model", "layer", "m", "ours us", "bw", "pdl-wait", "bw", "grid", "pdl-pre", "bw",
+           "grid", "no-pdl", "bw", "grid", "pdl-L2", "bw", "grid");
+    for (int mi = 0; mi < o->n_models && !st; mi++) {
+        const model_def *md = &k_models[o->models[mi]];
+        double tot[32][5];
+        memset(tot, 0, sizeof tot);
+        double tbytes[32];
+        memset(tbytes, 0, sizeof tbytes);
+        for (int li = 0; li < 4 && !st; li++) {
+            const layer_shape *ls = &md->layers[li];
+            gpu_layer L;
+            st = gpu_layer_make(c, &L, ls->k, ls->n, o->group, 0, 0x5eed0000u + (uint64_t)li,
+                                err);
+            if (st) break;
+            for (int b = 0; b < o->n_batch && !st; b++) {
+                const int64_t m = o->batch[b];
+                const double bytes = min_bytes(m, ls->k, ls->n, o->group);
+                double ours = 0;
+                st = time_dense(c, &L, m, NULL, c->pdl_ok, o->samples, &ours, err);
+                if (st) break;
+                csv_row(c, "floor", 0, md->name, ls->name, ls->k, ls->n, m, o->group, "ours",
+                        c->pdl_ok, ours, 0, bytes);
+                /* best over grids for pdl 1, 2, 0 and 3 */
+                static const int pdl_of[4] = {1, 2, 0, 3};
+                double best[4] = {1e30, 1e30, 1e30, 1e30};
+                int bg[4] = {0, 0, 0, 0};
+                for (int pv = 0; pv < 4 && !st; pv++) {
+                    const int pdl = pdl_of[pv];
+                    if (pdl && !c->pdl_ok) continue;
+                    for (int g = 0; g < n_grids && !st; g++) {
+                        floor_launch f = {c, &L, m, grids[g][0] * c->info.sm_count, grids[g][1],
+                                          pdl};
+                        marlin_gpu_timing t;
+                        st = marlin_gpu_time(floor_fn, &f, c->stream, 3, batch_for(L.R4),
+                                             o->samples, &t, err);
+                        if (st) break;
+                        char ts[48];
+                        snprintf(ts, sizeof ts, "floor/%dx%d/p%d", grids[g][0], grids[g][1], pdl);
+                        csv_row(c, "floor", 0, md->name, ls->name, ls->k, ls->n, m, o->group, ts,
+                                pdl != 0, t.median_us, 0, bytes);
+                        if (t.median_us < best[pv]) {
+                            best[pv] = t.median_us;
+                            bg[pv] = g;
+                        }
+                    }
+                }
+                if (st) break;
+                const double lim = bytes / c->copy_bw * 1e6;
+                char gs[4][16];
+                for (int pv = 0; pv < 4; pv++) {
+                    if (best[pv] > 1e29) {
+                        best[pv] = 0;
+                        snprintf(gs[pv], sizeof gs[pv], "-");
+                    } else {
+                        snprintf(gs[pv], sizeof gs[pv], "%dx%d", grids[bg[pv]][0],
+                                 grids[bg[pv]][1]);
+                    }
+                }
+                printf("  %-10s %-8s %5lld | %9.2f %3.0f%% | %9.2f %3.0f%% %-9s | %9.2f %3.0f%% "
+                       "%-9s | %9.2f %3.0f%% %-9s | %9.2f %3.0f%% %-9s\n",
+                       md->name, ls->name, (long long)m, ours, 100 * lim / ours, best[0],
+                       best[0] > 0 ? 100 * lim / best[0] : 0, gs[0], best[1],
+                       best[1] > 0 ? 100 * lim / best[1] : 0, gs[1], best[2],
+                       100 * lim / best[2], gs[2], best[3],
+                       best[3] > 0 ? 100 * lim / best[3] : 0, gs[3]);
+                tot[b][0] += ours;
+                for (int pv = 0; pv < 4; pv++) tot[b][pv + 1] += best[pv];
+                tbytes[b] += bytes;
+            }
+            gpu_layer_free(&L);
+        }
+        for (int b = 0; b < o->n_batch && !st; b++) {
+            const double lim = tbytes[b] / c->copy_bw * 1e6;
+            printf("  %-10s %-8s %5lld | %9.2f %3.0f%% | %9.2f %3.0f%% %-9s | %9.2f %3.0f%% "
+                   "%-9s | %9.2f %3.0f%% %-9s | %9.2f %3.0f%%\n",
+                   md->name, "total", (long long)o->batch[b], tot[b][0], 100 * lim / tot[b][0],
+                   tot[b][1], tot[b][1] > 0 ? 100 * lim / tot[b][1] : 0, "", tot[b][2],
+                   tot[b][2] > 0 ? 100 * lim / tot[b][2] : 0, "", tot[b][3],
+                   100 * lim / tot[b][3], "", tot[b][4], tot[b][4] > 0 ? 100 * lim / tot[b][4] : 0);
+            csv_row(c, "floor", 0, md->name, "total", 0, 0, o->batch[b], o->group, "ours",
+                    c->pdl_ok, tot[b][0], 0, tbytes[b]);
+            csv_row(c, "floor", 0, md->name, "total", 0, 0, o->batch[b], o->group,
+                    "floor-best/p1", 1, tot[b][1], 0, tbytes[b]);
+            csv_row(c, "floor", 0, md->name, "total", 0, 0, o->batch[b], o->group,
+                    "floor-best/p2", 1, tot[b][2], 0, tbytes[b]);
+            csv_row(c, "floor", 0, md->name, "total", 0, 0, o->batch[b], o->group,
+                    "floor-best/p0", 0, tot[b][3], 0, tbytes[b]);
+            if (tot[b][4] > 0)
+                csv_row(c, "floor", 0, md->name, "total", 0, 0, o->batch[b], o->group,
+                        "floor-best/p3", 1, tot[b][4], 0, tbytes[b]);
+        }
+    }
+    return st;
+}
+
 /* --sparse --mode tune: every 2:4 tile configuration x 1/2 blocks per SM
  * (two only for m <= 16) on the model layers, with PDL where available;
  * prints the winner and the automatic choice per layer and batch. */
@@ -1354,6 +1507,7 @@ int main(int argc, char **argv) {
         if (o.mode != MODE_TRACE) csv_header(&c);
         switch (o.mode) {
         case MODE_TRACE: st = mode_trace(&c, &o, &err); break;
+        case MODE_FLOOR: st = mode_floor(&c, &o, &err); break;
         case MODE_MODELS: st = mode_models(&c, &o, &err); break;
         case MODE_PEAK: st = mode_peak(&c, &o, &err); break;
         case MODE_SUSTAINED: st = mode_sustained(&c, &o, &err); break;
