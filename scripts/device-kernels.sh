@@ -576,6 +576,53 @@ if [ "$mode" = s7p ]; then
   exit 0
 fi
 
+# s8a = session 8, an A/B of one switch of the dense wgmma kernels in the
+# same binary (AB=NAME, default MARLIN_WG_SS): the floor kernel's GPU test,
+# the dense wgmma test and memcheck of its quick subset with NAME=1, models
+# dense at 17-128 rows with NAME=0 and NAME=1, two rounds, the SASS of the
+# 64-row kernel in both forms.
+if [ "$mode" = s8a ]; then
+  AB=${AB:-MARLIN_WG_SS}
+  log "test_kernels floor"
+  MARLIN_TEST_FILTER='*floor*' timeout 60 ./test_kernels > "$R/test_floor.log" 2>&1
+  echo "test_kernels floor rc=$?"
+  log "test_kernels wgmma ($AB=1)"
+  env $AB=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout 150 ./test_kernels > "$R/test_wg_ab.log" 2>&1
+  echo "test_kernels wgmma ab rc=$?"
+  log "memcheck ($AB=1)"
+  env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma \
+    MARLIN_TEST_FILTER='*wgmma*' timeout 90 compute-sanitizer --tool memcheck --print-limit 20 \
+    ./test_kernels > "$R/memcheck_wg_ab.log" 2>&1
+  echo "memcheck wgmma ab rc=$?"
+  if [ "${RACE_T:-0}" -gt 0 ]; then
+    log "racecheck"
+    env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+      timeout "$RACE_T" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
+      > "$R/racecheck_wg.log" 2>&1
+    echo "racecheck wgmma rc=$?"
+  fi
+  grep -hE "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" \
+    "$R/test_floor.log" "$R/test_wg_ab.log" | head -30
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+  B="--model ${AB_MODELS:-llama2-7b,llama2-13b,llama3-8b,llama2-70b} --samples 15 --batch ${AB_BATCH:-17,32,64,128}"
+  for r in 1 2; do
+    for t in 0 1; do
+      export "$AB=$t"
+      bench_build new models_ab${t}_r$r 100 --mode models -v $B
+    done
+  done
+  unset "$AB"
+  log sass
+  cuobjdump -sass lib/libmarlinq.so 2>/dev/null |
+    awk '/Function :/ { p = ($0 ~ /dense_wg_kernelILi64ELb1ELb0ELb1ELb[01]E/) } p' > "$R/sass_wg64.txt"
+  echo "sass lines $(wc -l < "$R/sass_wg64.txt")"
+  gzip -f "$R/sass_wg64.txt"
+  finish
+  model_summaries models_ab0_r1 models_ab1_r1 models_ab0_r2 models_ab1_r2
+  exit 0
+fi
+
 # s8f = session 8: the launch floor - marlin-bench --mode floor (our
 # kernel against a kernel that only moves the layer's bytes, launched the
 # same way, best of four grids, without PDL / with PDL / with every weight
