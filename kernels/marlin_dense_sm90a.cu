@@ -76,7 +76,6 @@
 #include <cuda_runtime.h>
 
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include <atomic>
@@ -260,31 +259,6 @@ __device__ __forceinline__ void wg_wait0_pin_sp(const uint32_t (&a)[2][4],
  * asynchronous wgmma (the register stays "in use" at this point). */
 __device__ __forceinline__ void wg_fence_reg(float &r) { asm volatile("" : "+f"(r)::"memory"); }
 
-/* SS: the descriptor of a decoded weight tile, K-major in 64-byte-swizzled
- * shared memory (rows of 32 k, 8-row atoms of 512 bytes): start address
- * >> 4, leading offset 1 (unused when swizzled), stride 512 bytes between
- * 8-row groups, swizzle mode 2 (64 B). */
-__device__ __forceinline__ uint64_t wg_desc64(uint32_t saddr) {
-    return (uint64_t)((saddr & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
-           ((uint64_t)(512 >> 4) << 32) | ((uint64_t)2 << 62);
-}
-/* SS: one warp's A fragment (rows 0-15 of its 16, k 0-15: the four 8x8
- * matrices of registers a[0..3]) to shared memory; lane l gives the
- * address of row l % 8 of matrix l / 8. */
-__device__ __forceinline__ void wg_stmatrix(uint32_t addr, const uint32_t (&a)[4]) {
-    asm volatile("stmatrix.sync.aligned.m8n8.x4.shared.b16 [%0], {%1, %2, %3, %4};\n" ::"r"(addr),
-                 "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3])
-                 : "memory");
-}
-/* SS: the 4 warps of warpgroup wg (named barrier 1 + wg, 128 threads) */
-__device__ __forceinline__ void wg_bar_sync(int wg) {
-    /* immediate ids: a register id makes ptxas reserve all 16 barriers */
-    if (wg == 0)
-        asm volatile("bar.sync 1, 128;\n" ::: "memory");
-    else
-        asm volatile("bar.sync 2, 128;\n" ::: "memory");
-}
-
 /* Matrix descriptor of a K-major operand in 128-byte-swizzled shared memory:
  * start address >> 4, leading offset 1 (unused when swizzled), stride 1024
  * bytes between 8-row core-matrix groups, swizzle mode 1 (128 B). */
@@ -318,10 +292,9 @@ __device__ __forceinline__ int ld_acquire_gpu(const int *ptr) {
 
 /* 32- and 64-row tiles fit 128 registers (no spills, ptxas) and their 4
  * stages 70 KB of shared memory: two blocks per SM; 128 rows one. */
-template <int NB, bool GROUPED, bool SPARSE, bool PP, bool SS>
+template <int NB, bool GROUPED, bool SPARSE, bool PP>
 __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB)) dense_wg_kernel(WgParams p) {
 #if MK_HAVE_WGMMA
-    static_assert(!(SS && SPARSE), "the SS form is dense only");
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
     /* PP (ping-pong): the stages' "full" and "empty" mbarriers */
@@ -505,23 +478,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int h = 0; h < 2; h++) r_sc[i][h] = smem_s + S_OFF + 2 * soff[i][h];
-    /* SS: the decoded weights go to shared memory after the stages: per
-     * warpgroup 2 slots (the stage's halves, 2 k16 steps each) x 2 A tiles
-     * of 64 rows x 32 k (4 KB, 64-byte swizzle). This warp's 16 rows of a
-     * tile: row R = 16 w + 8 (matrix & 1) + (lane & 7) of matrix lane / 8
-     * (k half matrix >> 1); step jj of the half is 16-byte chunk 2 jj + k
-     * half of the 64-byte row, swizzled by (R >> 1) & 3. */
-    const uint32_t d_ss = smem_s + (uint32_t)p.stages * SB + (uint32_t)wg * 16384u;
-    uint32_t st_off[2] = {0u, 0u};
-    if constexpr (SS) {
-        const int mat = lane >> 3, R = 16 * w + 8 * (mat & 1) + (lane & 7);
-#pragma unroll
-        for (int jj = 0; jj < 2; jj++)
-            st_off[jj] =
-                (uint32_t)(R * 64 + ((((2 * jj + (mat >> 1)) ^ ((R >> 1) & 3))) << 4));
-    }
-    int pbuf = 0; /* SS: the previous stage's buffer */
-
     /* One stage: decode all its A fragments (a decode between the wgmma of
      * one stage made ptxas serialize every wgmma, C7513), issue its 4 k16
      * groups, all in flight, then wait_group 0. wgmma reads its register
@@ -596,43 +552,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             wg_load_scales(r_sc, sb, sc2[0]);
             wg_load_scales(r_sc, sb + s_hi, sc2[1]);
         }
-        if constexpr (SS) {
-            /* Two halves of 2 k16 steps: decode a half into its slot once
-             * the wgmma that read the slot (the previous stage's same half)
-             * have retired - at most one group left in flight - then issue
-             * its 4 wgmma with A from the slot. The other group in flight
-             * is the previous half's: its wgmma run while this half
-             * decodes (nothing of them is in registers but the
-             * accumulators). */
-#pragma unroll
-            for (int hh = 0; hh < 2; hh++) {
-                wg_wait<1>();
-                /* SS + PP: the previous stage's wgmma have all retired now
-                 * (its second half was the group left in flight at hh = 0):
-                 * its buffer may be refilled */
-                if (PP && hh == 1 && it > 0) mbar_arrive(bar_empty + 8 * pbuf);
-                const uint32_t slot = d_ss + (uint32_t)hh * 8192u;
-#pragma unroll
-                for (int jj = 0; jj < 2; jj++) {
-                    const int j = 2 * hh + jj;
-                    wg_decode_step<GROUPED>(bw[j], cur[j], sc2[hh]);
-                    wg_stmatrix(slot + st_off[jj], cur[j][0]);
-                    wg_stmatrix(slot + 4096u + st_off[jj], cur[j][1]);
-                }
-                asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-                wg_bar_sync(wg);
-                asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
-#pragma unroll
-                for (int jj = 0; jj < 2; jj++) {
-                    const int j = 2 * hh + jj;
-                    const uint64_t d = desc0 + (uint64_t)(2 * j);
-                    mk_wgmma_ss<NB>(acc[0], wg_desc64(slot) + (uint64_t)(2 * jj), d);
-                    mk_wgmma_ss<NB>(acc[1], wg_desc64(slot + 4096u) + (uint64_t)(2 * jj), d);
-                }
-                wg_commit();
-            }
-            pbuf = buf;
-        } else {
 #pragma unroll
         for (int j = 0; j < NSTEP; j++)
             wg_decode_step<GROUPED>(bw[j], cur[j], sc2[2 * j >= NSTEP]);
@@ -662,7 +581,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
         }
         if constexpr (PP) mbar_arrive(bar_empty + 8 * buf);
-        }
         if (++buf == p.stages) buf = 0;
     };
 #pragma unroll 1
@@ -849,12 +767,10 @@ typedef void (*wg_fn)(WgParams);
 struct WgEntry {
     int nb;
     wg_fn fn[2][2]; /* [sparse][grouped] */
-    wg_fn ss[2];    /* the SS form (dense): [grouped] */
 };
 #define WG_FNS(NB, PP)                                                                    \
-    {{dense_wg_kernel<NB, false, false, PP, false>, dense_wg_kernel<NB, true, false, PP, false>}, \
-     {dense_wg_kernel<NB, false, true, PP, false>, dense_wg_kernel<NB, true, true, PP, false>}},  \
-    {dense_wg_kernel<NB, false, false, PP, true>, dense_wg_kernel<NB, true, false, PP, true>}
+    {{dense_wg_kernel<NB, false, false, PP>, dense_wg_kernel<NB, true, false, PP>},       \
+     {dense_wg_kernel<NB, false, true, PP>, dense_wg_kernel<NB, true, true, PP>}}
 /* The stage pipeline per tile width (session 4, runs 6-7, same calls, with
  * PDL): the ping-pong pipeline for 128-row tiles (one block per SM:
  * Llama-2-7B at m = 128 154 us against 168 us, 2:4 130 vs 137 us, 8-14%
@@ -869,19 +785,7 @@ const WgEntry kWg[] = {
 #undef WG_FNS
 constexpr int kNumWg = sizeof kWg / sizeof kWg[0];
 constexpr int kMaxDev = 16;
-std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][3][2]; /* [dense, sparse, SS] */
-
-/* EXPERIMENT (session 8): MARLIN_WG_SS=1 runs the dense wgmma launches in
- * the SS form (decoded weights staged through shared memory), for an A/B
- * in one binary; removed once decided. */
-bool wg_ss_switch() {
-    static const int on = [] {
-        const char *e = getenv("MARLIN_WG_SS");
-        return e && e[0] == '1' ? 1 : 0;
-    }();
-    return on != 0;
-}
-constexpr size_t WG_SS_BYTES = 2 * 16384; /* 2 warpgroups x 2 slots x 2 tiles x 4 KB */
+std::atomic<int> g_wg_smem_set[kMaxDev][kNumWg][2][2];
 
 int wg_kernel_index(int nb) {
     for (int i = 0; i < kNumWg; i++)
@@ -904,7 +808,7 @@ static size_t wg_smem(int nb, bool grouped, int stages) {
  * (PDL) and the launch. */
 static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool grouped, int blocks,
                                 size_t smem, void *stream, int dev, const mk_device *d,
-                                marlin_error *err, bool ss = false) {
+                                marlin_error *err) {
     WgParams p = p0;
     /* The pieces of a tile add it up together (each a share, once all have
      * stored) when there are 3 to 16 of them and the launch is one wave of
@@ -923,9 +827,9 @@ static marlin_status wg_enqueue(const WgParams &p0, int ki, bool sparse, bool gr
         resident--;
     p.scatter = p.splits >= 3 && p.splits <= 16 /* the kernel's MAXS */ &&
                 blocks <= resident * d->sm_count;
-    wg_fn fn = ss ? kWg[ki].ss[grouped ? 1 : 0] : kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
+    wg_fn fn = kWg[ki].fn[sparse ? 1 : 0][grouped ? 1 : 0];
     std::atomic<int> *set =
-        dev < kMaxDev ? &g_wg_smem_set[dev][ki][ss ? 2 : sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
+        dev < kMaxDev ? &g_wg_smem_set[dev][ki][sparse ? 1 : 0][grouped ? 1 : 0] : NULL;
     marlin_status st;
     if (!set || set->load(std::memory_order_relaxed) < (int)smem) {
         st = MK_CUDA(err, cudaFuncSetAttribute((const void *)fn,
@@ -1016,8 +920,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
         return marlin_fail(err, MARLIN_ERR_SHAPE, "dense gemm: problem too large (%lld tiles)",
                            (long long)tiles);
     const int blocks = (int)(tiles * splits);
-    const bool ss = wg_ss_switch();
-    const size_t smem = wg_smem(nb, grouped, stages) + (ss ? WG_SS_BYTES : 0);
+    const size_t smem = wg_smem(nb, grouped, stages);
     if ((int64_t)smem + MARLIN_DENSE_STATIC_SMEM > d->smem_optin)
         return marlin_fail(err, MARLIN_ERR_INVALID_ARG,
                            "dense gemm: %d wgmma stages need %zu bytes of shared memory, "
@@ -1041,7 +944,7 @@ extern "C" marlin_status mk_dense_wgmma_launch(const marlin_dense_args *a,
     const WgParams p =
         wg_params(a->A, a->B, a->s, NULL, a->C, a->m, a->n, a->k, grouped, a->group_size,
                   a->workspace, (char *)a->workspace + partial_off, m_tiles, splits, stages, a->pdl);
-    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, d, err, ss);
+    return wg_enqueue(p, ki, false, grouped, blocks, smem, a->stream, dev, d, err);
 }
 
 /* The 2:4 sparse form (marlin_gemm24 on sm_90): the same kernel with

@@ -22,11 +22,6 @@ out.append("""/*
  * register (per warp the layout of mma.sp.m16n8k32's, PTX ISA "Matrix
  * Fragments for sparse wgmma.mma_async.m64nNk32"), SEL the sparsity
  * selector (which thread pair of each quad supplies it).
- *
- * mk_wgmma_ss<N>(d, desc_a, desc_b): the dense form with A (64 x 16 fp16,
- * K-major) from shared memory too, through desc_a: nothing of the
- * instruction lives in registers but the accumulators, so the issuing
- * warps may rewrite any other register while it is in flight.
  */
 #ifndef MARLIN_WGMMA_CUH
 #define MARLIN_WGMMA_CUH
@@ -38,8 +33,6 @@ __device__ __forceinline__ void mk_wgmma_rs(float *d, const uint32_t (&a)[4], ui
 template <int N, int SEL>
 __device__ __forceinline__ void mk_wgmma_sp_rs(float *d, const uint32_t (&a)[4], uint64_t desc_b,
                                                uint32_t e);
-template <int N>
-__device__ __forceinline__ void mk_wgmma_ss(float *d, uint64_t desc_a, uint64_t desc_b);
 """)
 for n in WIDTHS:
     nd = n // 2
@@ -53,17 +46,6 @@ __device__ __forceinline__ void mk_wgmma_rs<{n}>(float *d, const uint32_t (&a)[4
         "{{%{nd}, %{nd+1}, %{nd+2}, %{nd+3}}}, %{nd+4}, 1, 1, 1, 0;\\n"
         : {outs}
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b)
-        : "memory");
-}}
-""")
-    out.append(f"""template <>
-__device__ __forceinline__ void mk_wgmma_ss<{n}>(float *d, uint64_t desc_a, uint64_t desc_b) {{
-    asm volatile(
-        "wgmma.mma_async.sync.aligned.m64n{n}k16.f32.f16.f16 "
-        "{{{regs}}}, "
-        "%{nd}, %{nd+1}, 1, 1, 1, 0, 0;\\n"
-        : {outs}
-        : "l"(desc_a), "l"(desc_b)
         : "memory");
 }}
 """)
