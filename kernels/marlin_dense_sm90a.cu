@@ -184,6 +184,28 @@ __device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4],
     }
 }
 
+/* The same with the lane's 4 scales as the dense scale row stores them:
+ * contiguous, t = 2 i + h in halves t of s4 (marlin_pack_dense_scale_col
+ * maps the lane's columns 64 slab + 32 (w >> 1) + 16 i + 8 h + g to 64 slab
+ * + 8 g + 4 (w >> 1) + 2 i + h), so one 8-byte load brings all four; the
+ * multiply broadcasts the low or the high half. */
+template <bool GROUPED>
+__device__ __forceinline__ void wg_decode_step4(uint2 w, uint32_t (&a)[2][4], uint2 s4) {
+    wg_decode(w.x, a[0]);
+    wg_decode(w.y, a[1]);
+    if (GROUPED) {
+#pragma unroll
+        for (int i = 0; i < 2; i++) {
+            const __half2 sp = bits_h2(i ? s4.y : s4.x);
+            const __half2 s0 = __low2half2(sp), s1 = __high2half2(sp);
+            a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), s0));
+            a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), s1));
+            a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), s0));
+            a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
+        }
+    }
+}
+
 /* This lane's 4 scales from a stored scale row in shared memory: lane
  * addresses of row 0 of buffer 0 (r_sc) plus the row's byte offset. */
 __device__ __forceinline__ void wg_load_scales(const uint32_t (&r_sc)[2][2], uint32_t off,
@@ -282,6 +304,15 @@ __device__ __forceinline__ int wg_fcol(int t, int i, int h) {
     return SPARSE ? 64 * slab + 8 * g + word + 4 * h : 64 * slab + 16 * word + 8 * h + g;
 }
 
+/* v, through an asm the compiler cannot look into: the result is a value of
+ * its own, kept in a register (or spilled) rather than recomputed at its
+ * uses */
+__device__ __forceinline__ uint32_t pin_u32(uint32_t v) {
+    uint32_t r;
+    asm volatile("mov.b32 %0, %1;\n" : "=r"(r) : "r"(v));
+    return r;
+}
+
 /* The k split's counter, read with acquire ordering at GPU scope */
 __device__ __forceinline__ int ld_acquire_gpu(const int *ptr) {
     int v;
@@ -297,8 +328,6 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
 #if MK_HAVE_WGMMA
     extern __shared__ uint8_t smem_raw[];
     __shared__ int s_last;
-    /* PP (ping-pong): the stages' "full" and "empty" mbarriers */
-    __shared__ uint64_t s_bar[PP ? 2 * MARLIN_DENSE_MAX_STAGES : 1];
     /* The swizzle atoms need 1024-byte alignment (the host adds the slack);
      * offset from smem_raw, so the compiler still knows the pointer is
      * shared memory (LDS, not generic loads: run 11's SASS). */
@@ -347,19 +376,18 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
                       128 * nt + (tid & 127);
     const int b_istep = 2 * b_row_i4;
     /* A: chunk i of this thread is row r = tid / 8 + 32 i of the tile,
-     * 16-byte column c = tid % 8; rows at or past m are zero-filled from a
-     * clamped (valid) row: l_a is row r's source (clamped), a_dl[i] the
-     * distance to chunk i's */
+     * 16-byte column c = tid % 8; l_a is row r's source, a_dl[i] the
+     * distance to chunk i's. Rows at or past m copy row m - 1 (clamped)
+     * rather than zeros: an output row depends on its own A row only and
+     * rows past m are never stored, so they need finite values, and a
+     * plain copy needs no per-stage predicate (session 8). */
     const int a_r = tid >> 3, a_c = tid & 7;
     const int a_row_c = min(row0 + a_r, p.m - 1);
     const int4 *l_a = p.A + (size_t)a_row_c * a_row_i4 + a_c + (size_t)st_begin * 8 * KB;
     int a_dl[AN];
-    unsigned a_ok = 0;
 #pragma unroll
-    for (int i = 0; i < AN; i++) {
+    for (int i = 0; i < AN; i++)
         a_dl[i] = (min(row0 + a_r + 32 * i, p.m - 1) - a_row_c) * a_row_i4;
-        if (row0 + a_r + 32 * i < p.m) a_ok |= 1u << i;
-    }
     const uint32_t d_a0 = smem_s + A_OFF + a_r * 128 + ((a_c ^ (a_r & 7)) << 4);
     const uint32_t d_b0 = smem_s + B_OFF + tid * 16;
     /* grouped: scale rows per stage (2 for group 32) and this thread's row
@@ -368,6 +396,14 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     const int s_rows = p.group_shift < LOG_SK ? 1 << (LOG_SK - p.group_shift) : 1;
     const bool s_on = GROUPED && tid < s_rows * 32;
     const unsigned s_off = (unsigned)((tid >> 5) * p.n + WG_TILE_N * nt + 8 * (tid & 31));
+    /* Stage st's scale rows start at row (st << LOG_SK) >> group_shift: a
+     * source stepped per stage instead of that product per copy - s_rows
+     * rows every stage below 64-row groups, one row every
+     * 2^(group_shift - LOG_SK) stages from there */
+    const __half *l_s =
+        p.s + (size_t)((st_begin << LOG_SK) >> p.group_shift) * p.n + s_off;
+    const int s_every = p.group_shift > LOG_SK ? (1 << (p.group_shift - LOG_SK)) - 1 : 0;
+    const size_t s_step = (size_t)s_rows * p.n;
     /* sparse: threads 0..127 copy the stage's metadata, NSTEP rows of the
      * block's 256 columns (64 int4 each) */
     const unsigned m_row_i4 = (unsigned)(p.n / 4);
@@ -385,15 +421,16 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             if (tid < NSTEP * 64) cp_async16_s(w_b + (M_OFF - B_OFF), l_m);
             l_m += (size_t)NSTEP * m_row_i4;
         }
-        if (s_on)
-            cp_async16_s(w_b + (S_OFF - B_OFF),
-                         p.s + (size_t)((st << LOG_SK) >> p.group_shift) * p.n + s_off);
+        if constexpr (GROUPED) {
+            if (s_on) cp_async16_s(w_b + (S_OFF - B_OFF), l_s);
+            if (((st + 1) & s_every) == 0) l_s += s_step;
+        }
     };
     /* A of the next stage into the buffer whose A destination is w_a */
     auto load_a = [&](uint32_t w_a) {
 #pragma unroll
         for (int i = 0; i < AN; i++)
-            cp_async16_zfill_s(w_a + i * 32 * 128, l_a + a_dl[i], (a_ok >> i) & 1u);
+            cp_async16_s(w_a + i * 32 * 128, l_a + a_dl[i]);
         l_a += 8 * KB;
     };
 
@@ -405,7 +442,12 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
      * waits for another's progress at a stage start; the two warpgroups
      * drift apart and one decodes while the other's wgmma run. "empty[s]"
      * (every thread after its stage-end wait) guards the refill. */
-    const uint32_t bar_full = (uint32_t)__cvta_generic_to_shared(s_bar);
+    /* PP (ping-pong): the stages' "full" and "empty" mbarriers, after the
+     * stage buffers in dynamic shared memory (MARLIN_DENSE_WG_BAR_BYTES):
+     * addressed from the buffers' base, which the loop keeps at hand -
+     * a static __shared__ array's address was re-derived from the CTA id
+     * (S2UR, 3 ULEA) at every use in the loop (session 8's SASS) */
+    const uint32_t bar_full = smem_s + (uint32_t)p.stages * SB;
     const uint32_t bar_empty = bar_full + 8 * MARLIN_DENSE_MAX_STAGES;
     if constexpr (PP) {
         if (tid == 0)
@@ -432,7 +474,11 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             }
         }
     }
-    uint32_t ph_full = 0, ph_empty = 0; /* PP: parity to wait on, per buffer */
+    /* PP: the phase parity to wait on. Buffers are used round-robin, so
+     * every buffer's parity is the round's: it flips when the buffer
+     * index wraps (full: buf; empty: wbuf, which has wrapped once when
+     * the first refill waits, hence the start at 1). */
+    uint32_t ph_full = 0, ph_empty = 1;
 
     /* This warp's slab and words (wg_fcol says which) */
     const int slab = 2 * wg + (w & 1);
@@ -471,13 +517,18 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     const uint32_t s_hi = s_rows > 1 ? 512u : 0u;
     /* this lane's shared-memory reads in buffer 0: its B words, metadata
      * word and 4 scales (bytes) */
-    const uint32_t r_bw = smem_s + B_OFF + slab * 512 + lane * 16 + word0 * 4;
+    /* (pinned: at the 128-register cap ptxas re-derived it from the
+     * thread index in every stage, ~10 instructions; a value an asm
+     * defines cannot be re-derived) */
+    const uint32_t r_bw = pin_u32(smem_s + B_OFF + slab * 512 + lane * 16 + word0 * 4);
     const uint32_t r_mw = smem_s + M_OFF + slab * 256 + ((w >> 1) * 32 + lane) * 4;
     uint32_t r_sc[2][2];
 #pragma unroll
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int h = 0; h < 2; h++) r_sc[i][h] = smem_s + S_OFF + 2 * soff[i][h];
+    /* dense: the 4 scales as one 8-byte word (wg_decode_step4) */
+    const uint32_t r_s4 = smem_s + S_OFF + 2 * soff[0][0];
     /* One stage: decode all its A fragments (a decode between the wgmma of
      * one stage made ptxas serialize every wgmma, C7513), issue its 4 k16
      * groups, all in flight, then wait_group 0. wgmma reads its register
@@ -495,19 +546,19 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             /* refill the buffer of stage it + pro - stages once every thread
              * has left that stage, then wait for this stage's data */
             if (it + pro < n_st) {
-                if (it + pro >= p.stages) {
-                    mbar_wait(bar_empty + 8 * wbuf, (ph_empty >> wbuf) & 1u);
-                    ph_empty ^= 1u << wbuf;
-                }
+                if (it + pro >= p.stages) mbar_wait(bar_empty + 8 * wbuf, ph_empty);
                 load_b(st_begin + it + pro, w_b);
                 load_a(w_a);
                 mbar_arrive_cp_async(bar_full + 8 * wbuf);
             }
-            if (++wbuf == p.stages) wbuf = 0;
+            if (++wbuf == p.stages) {
+                wbuf = 0;
+                ph_empty ^= 1u;
+            }
             w_a = wbuf ? w_a + SB : w_a - wrap_back;
             w_b = wbuf ? w_b + SB : w_b - wrap_back;
-            mbar_wait(bar_full + 8 * buf, (ph_full >> buf) & 1u);
-            ph_full ^= 1u << buf;
+            mbar_wait(bar_full + 8 * buf, ph_full);
+            if (buf == p.stages - 1) ph_full ^= 1u;
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         } else {
             cp_async_wait(pro - 1);
@@ -547,14 +598,25 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
          * both loaded (the same row twice when the group spans the stage)
          * rather than chosen per step (SELs, a branch). */
         static_assert(KS / 2 == 2, "at most two scale rows per stage");
-        uint32_t sc2[2][2][2] = {};
-        if (GROUPED) {
-            wg_load_scales(r_sc, sb, sc2[0]);
-            wg_load_scales(r_sc, sb + s_hi, sc2[1]);
-        }
+        if constexpr (SPARSE) {
+            uint32_t sc2[2][2][2] = {};
+            if (GROUPED) {
+                wg_load_scales(r_sc, sb, sc2[0]);
+                wg_load_scales(r_sc, sb + s_hi, sc2[1]);
+            }
 #pragma unroll
-        for (int j = 0; j < NSTEP; j++)
-            wg_decode_step<GROUPED>(bw[j], cur[j], sc2[2 * j >= NSTEP]);
+            for (int j = 0; j < NSTEP; j++)
+                wg_decode_step<GROUPED>(bw[j], cur[j], sc2[2 * j >= NSTEP]);
+        } else {
+            uint2 s4[2] = {make_uint2(0u, 0u), make_uint2(0u, 0u)};
+            if (GROUPED) {
+                s4[0] = lds64_s(r_s4 + sb);
+                s4[1] = lds64_s(r_s4 + sb + s_hi);
+            }
+#pragma unroll
+            for (int j = 0; j < NSTEP; j++)
+                wg_decode_step4<GROUPED>(bw[j], cur[j], s4[2 * j >= NSTEP]);
+        }
         if constexpr (SPARSE) {
 #pragma unroll
             for (int j = 0; j < NSTEP; j++) {
@@ -796,7 +858,7 @@ int wg_kernel_index(int nb) {
 } // namespace
 
 /* Dynamic shared memory of one launch: the stages or the epilogue's fp16
- * tile, whichever is larger, + 1 KB of alignment slack. */
+ * tile, whichever is larger, + 1 KB of alignment slack + the mbarriers. */
 static size_t wg_smem(int nb, bool grouped, int stages) {
     static_assert(WG_CROW == 264, "marlin_dense_tiles.h's epilogue tile");
     return (size_t)MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages);

@@ -75,13 +75,18 @@
  * 128 bytes; B: 4 k16 rows of 256 columns; grouped: up to 2 scale rows of
  * 256 fp16), and of a whole launch: the stages or the epilogue's fp16 tile
  * (nb rows of 256 + 8 halves), whichever is larger, + 1 KB of alignment
- * slack. One definition for the launcher and the host-side rule. */
+ * slack + the mbarriers. One definition for the launcher and the host-side
+ * rule. */
 #define MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)                             \
     ((nb) * 128 + 4 * 2048 + ((grouped) ? 1024 : 0))
 #define MARLIN_DENSE_WG_SMEM_BYTES(nb, grouped, stages)                      \
     (((stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped) > (nb) * 264 * 2   \
           ? (stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)              \
-          : (nb) * 264 * 2) + 1024)
+          : (nb) * 264 * 2) + 1024 + MARLIN_DENSE_WG_BAR_BYTES)
+/* The ping-pong pipeline's mbarriers ("full" and "empty" per stage), right
+ * after the stages; dead once the main loop ends, when the epilogue's tile
+ * reuses the buffers (4+ stages are larger than that tile anyway). */
+#define MARLIN_DENSE_WG_BAR_BYTES (2 * 8 * MARLIN_DENSE_MAX_STAGES)
 /* Its pipeline depth, dense and 2:4: 32-row tiles whose k pieces are at
  * least 16 stages deep take 6 stages (4 in flight), every other launch 4
  * (session 7: runs 4 and 12, docs/perf.md; shallow pieces lose with 6,

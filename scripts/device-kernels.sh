@@ -623,6 +623,57 @@ if [ "$mode" = s8a ]; then
   exit 0
 fi
 
+# s8b = session 8, a kernel change against BASE: the floor test, the dense
+# and 2:4 wgmma tests, memcheck of their quick subsets (racecheck too with
+# RACE_T seconds), then models dense and 2:4 at 17-128 rows for this build
+# and BASE, two rounds (SAMPLES, default 12), and the SASS of the 64-row
+# grouped dense kernel.
+if [ "$mode" = s8b ]; then
+  log "test_kernels floor + wgmma"
+  MARLIN_TEST_FILTER='*floor*' timeout 60 ./test_kernels > "$R/test_floor.log" 2>&1
+  echo "test_kernels floor rc=$?"
+  MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' timeout 150 ./test_kernels \
+    > "$R/test_wg.log" 2>&1
+  echo "test_kernels wgmma rc=$?"
+  MARLIN_TEST_FILTER='*wgmma*' timeout 100 ./test_kernels24 > "$R/test24_wg.log" 2>&1
+  echo "test_kernels24 wgmma rc=$?"
+  log "memcheck"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout 90 compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels \
+    > "$R/memcheck_wg.log" 2>&1
+  echo "memcheck wgmma rc=$?"
+  MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 60 \
+    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels24 > "$R/memcheck_wg24.log" 2>&1
+  echo "memcheck wgmma24 rc=$?"
+  if [ "${RACE_T:-0}" -gt 0 ]; then
+    log "racecheck"
+    MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+      timeout "$RACE_T" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
+      > "$R/racecheck_wg.log" 2>&1
+    echo "racecheck wgmma rc=$?"
+  fi
+  grep -hE "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" \
+    "$R/test_floor.log" "$R/test_wg.log" "$R/test24_wg.log" | head -30
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+  B="--model ${AB_MODELS:-llama2-7b,llama2-13b,llama3-8b,llama2-70b} --samples ${SAMPLES:-12}"
+  B="$B --batch ${AB_BATCH:-17,32,64,128}"
+  for r in 1 2; do
+    for who in new base; do
+      bench_build $who models_${who}_r$r 100 --mode models -v $B
+      bench_build $who models24_${who}_r$r 100 --mode models -v --sparse $B
+    done
+  done
+  log sass
+  cuobjdump -sass lib/libmarlinq.so 2>/dev/null |
+    awk '/Function :/ { p = ($0 ~ /dense_wg_kernelILi64ELb1ELb0ELb1E/) } p' > "$R/sass_wg64.txt"
+  echo "sass lines $(wc -l < "$R/sass_wg64.txt")"
+  gzip -f "$R/sass_wg64.txt"
+  finish
+  model_summaries models_new_r1 models_base_r1 models_new_r2 models_base_r2 \
+    models24_new_r1 models24_base_r1 models24_new_r2 models24_base_r2
+  exit 0
+fi
+
 # s8f = session 8: the launch floor - marlin-bench --mode floor (our
 # kernel against a kernel that only moves the layer's bytes, launched the
 # same way, best of four grids, without PDL / with PDL / with every weight
