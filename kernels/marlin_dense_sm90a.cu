@@ -163,34 +163,17 @@ __device__ __forceinline__ void wg_decode(uint32_t q, uint32_t (&a)[4]) {
 }
 
 /* The A fragments of one k16 step (its two words in w): decode, and in
- * grouped mode times the fp16 scales of this lane's 4 columns (s2[i][h]:
- * the scale of output column fcol[i][h] (wg_fcol) in the low half; the multiply
- * broadcasts it, an operand swizzle rather than an instruction). */
+ * grouped mode times the fp16 scales of this lane's 4 columns fcol[i][h]
+ * (wg_fcol), which both scale permutations store contiguously, half t = 2 i
+ * + h of s4: dense (marlin_pack_dense_scale_col, an 8 x 8 transpose per 64
+ * columns) puts column 64 slab + 32 (w >> 1) + 16 i + 8 h + g at 64 slab +
+ * 8 g + 4 (w >> 1) + 2 i + h, sparse (marlin_pack_24_scale_col, the 8-wide
+ * permutation) column 64 slab + 8 g + 2 (w >> 1) + i + 4 h at the same
+ * place; so one 8-byte load brings all four (session 8: 8 two-byte loads
+ * and their addresses before). The multiply broadcasts the low or the
+ * high half, an operand swizzle rather than an instruction. */
 template <bool GROUPED>
-__device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4],
-                                               const uint32_t (&s2)[2][2]) {
-    wg_decode(w.x, a[0]);
-    wg_decode(w.y, a[1]);
-    if (GROUPED) {
-#pragma unroll
-        for (int i = 0; i < 2; i++) {
-            const __half2 s0 = __low2half2(bits_h2(s2[i][0]));
-            const __half2 s1 = __low2half2(bits_h2(s2[i][1]));
-            a[i][0] = h2_bits(__hmul2(bits_h2(a[i][0]), s0));
-            a[i][1] = h2_bits(__hmul2(bits_h2(a[i][1]), s1));
-            a[i][2] = h2_bits(__hmul2(bits_h2(a[i][2]), s0));
-            a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
-        }
-    }
-}
-
-/* The same with the lane's 4 scales as the dense scale row stores them:
- * contiguous, t = 2 i + h in halves t of s4 (marlin_pack_dense_scale_col
- * maps the lane's columns 64 slab + 32 (w >> 1) + 16 i + 8 h + g to 64 slab
- * + 8 g + 4 (w >> 1) + 2 i + h), so one 8-byte load brings all four; the
- * multiply broadcasts the low or the high half. */
-template <bool GROUPED>
-__device__ __forceinline__ void wg_decode_step4(uint2 w, uint32_t (&a)[2][4], uint2 s4) {
+__device__ __forceinline__ void wg_decode_step(uint2 w, uint32_t (&a)[2][4], uint2 s4) {
     wg_decode(w.x, a[0]);
     wg_decode(w.y, a[1]);
     if (GROUPED) {
@@ -204,16 +187,6 @@ __device__ __forceinline__ void wg_decode_step4(uint2 w, uint32_t (&a)[2][4], ui
             a[i][3] = h2_bits(__hmul2(bits_h2(a[i][3]), s1));
         }
     }
-}
-
-/* This lane's 4 scales from a stored scale row in shared memory: lane
- * addresses of row 0 of buffer 0 (r_sc) plus the row's byte offset. */
-__device__ __forceinline__ void wg_load_scales(const uint32_t (&r_sc)[2][2], uint32_t off,
-                                               uint32_t (&s2)[2][2]) {
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) s2[i][h] = lds_u16_s(r_sc[i][h] + off);
 }
 
 /* wgmma.fence, with the A fragments of the two wgmma that follow as
@@ -491,16 +464,10 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     for (int i = 0; i < 2; i++)
 #pragma unroll
         for (int h = 0; h < 2; h++) fcol[i][h] = wg_fcol<SPARSE>(tid, i, h);
-    /* grouped: where this lane's 4 scales sit in a stored scale row
-     * (dense: marlin_pack_dense_scale_col, the 8x8 transpose per 64
-     * columns; sparse: marlin_pack_24_scale_col, the 8-wide permutation) */
-    int soff[2][2];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int h = 0; h < 2; h++)
-            soff[i][h] = SPARSE ? (int)marlin_pack_24_scale_col(fcol[i][h], true)
-                                : (int)marlin_pack_dense_scale_col(fcol[i][h], true);
+    /* grouped: where this lane's 4 scales start in a stored scale row
+     * (column fcol[0][0]; wg_decode_step says why the other 3 follow) */
+    const int soff = SPARSE ? (int)marlin_pack_24_scale_col(fcol[0][0], true)
+                            : (int)marlin_pack_dense_scale_col(fcol[0][0], true);
 
     float acc[2][NB / 2];
 #pragma unroll
@@ -516,19 +483,18 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     /* the byte offset of the stage's second scale row (group 32) */
     const uint32_t s_hi = s_rows > 1 ? 512u : 0u;
     /* this lane's shared-memory reads in buffer 0: its B words, metadata
-     * word and 4 scales (bytes) */
-    /* (pinned: at the 128-register cap ptxas re-derived it from the
-     * thread index in every stage, ~10 instructions; a value an asm
-     * defines cannot be re-derived) */
+     * word and 4 scales (bytes). r_bw is pinned: at the 128-register cap
+     * ptxas re-derived it from the thread index in every stage, ~10
+     * instructions (a value an asm defines cannot be re-derived). */
     const uint32_t r_bw = pin_u32(smem_s + B_OFF + slab * 512 + lane * 16 + word0 * 4);
     const uint32_t r_mw = smem_s + M_OFF + slab * 256 + ((w >> 1) * 32 + lane) * 4;
-    uint32_t r_sc[2][2];
-#pragma unroll
-    for (int i = 0; i < 2; i++)
-#pragma unroll
-        for (int h = 0; h < 2; h++) r_sc[i][h] = smem_s + S_OFF + 2 * soff[i][h];
-    /* dense: the 4 scales as one 8-byte word (wg_decode_step4) */
-    const uint32_t r_s4 = smem_s + S_OFF + 2 * soff[0][0];
+    const uint32_t r_s4 = smem_s + S_OFF + 2 * soff;
+    /* and of the stage's second scale row (s_hi: the first again unless
+     * group 32), pinned as r_bw: one address per load, no select */
+    const uint32_t r_s4b = pin_u32(r_s4 + s_hi);
+    /* the descriptor of buffer 0's A; buffer b's is SB / 16 * b further
+     * (the address field is bytes >> 4; no buffer crosses 256 KB) */
+    const uint64_t desc_a0 = wg_desc(smem_s + A_OFF);
     /* One stage: decode all its A fragments (a decode between the wgmma of
      * one stage made ptxas serialize every wgmma, C7513), issue its 4 k16
      * groups, all in flight, then wait_group 0. wgmma reads its register
@@ -591,32 +557,21 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
 #pragma unroll
         for (int j = 0; j < NSTEP; j++)
             mw[j] = SPARSE ? lds32_s(r_mw + sb + j * 1024) : 0u;
-        const uint64_t desc0 = wg_desc(smem_s + sb + A_OFF);
+        const uint64_t desc0 = desc_a0 + (uint64_t)(sb >> 4);
         /* grouped: the scales of the stage's rows. Step j's row is j *
          * s_rows / NSTEP (rows split the stage evenly; s_rows is 1 or 2):
          * the first half of the steps row 0, the second row s_rows - 1,
          * both loaded (the same row twice when the group spans the stage)
          * rather than chosen per step (SELs, a branch). */
         static_assert(KS / 2 == 2, "at most two scale rows per stage");
-        if constexpr (SPARSE) {
-            uint32_t sc2[2][2][2] = {};
-            if (GROUPED) {
-                wg_load_scales(r_sc, sb, sc2[0]);
-                wg_load_scales(r_sc, sb + s_hi, sc2[1]);
-            }
-#pragma unroll
-            for (int j = 0; j < NSTEP; j++)
-                wg_decode_step<GROUPED>(bw[j], cur[j], sc2[2 * j >= NSTEP]);
-        } else {
-            uint2 s4[2] = {make_uint2(0u, 0u), make_uint2(0u, 0u)};
-            if (GROUPED) {
-                s4[0] = lds64_s(r_s4 + sb);
-                s4[1] = lds64_s(r_s4 + sb + s_hi);
-            }
-#pragma unroll
-            for (int j = 0; j < NSTEP; j++)
-                wg_decode_step4<GROUPED>(bw[j], cur[j], s4[2 * j >= NSTEP]);
+        uint2 s4[2] = {make_uint2(0u, 0u), make_uint2(0u, 0u)};
+        if (GROUPED) {
+            s4[0] = lds64_s(r_s4 + sb);
+            s4[1] = lds64_s(r_s4b + sb);
         }
+#pragma unroll
+        for (int j = 0; j < NSTEP; j++)
+            wg_decode_step<GROUPED>(bw[j], cur[j], s4[2 * j >= NSTEP]);
         if constexpr (SPARSE) {
 #pragma unroll
             for (int j = 0; j < NSTEP; j++) {
