@@ -674,6 +674,23 @@ if [ "$mode" = s8b ]; then
   exit 0
 fi
 
+# s8c = session 8, where the wgmma path now stands against the automatic
+# choice at 1-32 rows: models dense and 2:4, automatic and --pipeline wgmma
+# forced, per layer (-v), at m = 1, 8, 16, 17, 24, 32, two rounds.
+if [ "$mode" = s8c ]; then
+  B="--model ${AB_MODELS:-llama2-7b,llama2-13b,llama3-8b,llama2-70b} --samples 12"
+  B="$B --batch ${AB_BATCH:-1,8,16,17,24,32}"
+  for r in 1 2; do
+    bench_build new models_auto_r$r 100 --mode models -v $B
+    bench_build new models_wg_r$r 100 --mode models -v --pipeline wgmma $B
+    bench_build new models24_auto_r$r 100 --mode models -v --sparse $B
+    bench_build new models24_wg_r$r 100 --mode models -v --sparse --pipeline wgmma $B
+  done
+  finish
+  model_summaries models_auto_r1 models_wg_r1 models24_auto_r1 models24_wg_r1
+  exit 0
+fi
+
 # s8f = session 8: the launch floor - marlin-bench --mode floor (our
 # kernel against a kernel that only moves the layer's bytes, launched the
 # same way, best of four grids, without PDL / with PDL / with every weight
