@@ -691,6 +691,32 @@ if [ "$mode" = s8c ]; then
   exit 0
 fi
 
+# s8v = session 8, the final tree: racecheck of the quick dense wgmma subset
+# (RACE_T seconds, default 280), then the peak layer dense and 2:4.
+if [ "$mode" = s8v ]; then
+  log "racecheck wgmma"
+  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout "${RACE_T:-280}" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
+    > "$R/racecheck_wg.log" 2>&1
+  echo "racecheck wgmma rc=$?"
+  bench_build new peak 120 --mode peak --samples 8 --plot "$R/peak.png"
+  bench_build new peak24 120 --mode peak --sparse --samples 8 --plot "$R/peak24.png"
+  finish
+  grep -hE "RACECHECK SUMMARY|runs ok|PASSED|FAILED" "$R/racecheck_wg.log"
+  cat "$R/peak.txt" "$R/peak24.txt"
+  exit 0
+fi
+# s8m = session 8, the final table: models dense and 2:4 at every batch of
+# the issues with plots, four models.
+if [ "$mode" = s8m ]; then
+  B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15 --batch 1,2,4,8,16,32,64,128"
+  bench_build new models 200 --mode models -v $B --plot "$R/speedup-dense.png"
+  bench_build new models24 200 --mode models -v --sparse $B --plot "$R/speedup-24.png"
+  finish
+  model_summaries models models24
+  exit 0
+fi
+
 # s8f = session 8: the launch floor - marlin-bench --mode floor (our
 # kernel against a kernel that only moves the layer's bytes, launched the
 # same way, best of four grids, without PDL / with PDL / with every weight
