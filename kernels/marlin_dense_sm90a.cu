@@ -414,12 +414,12 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
      * once its own copies landed) instead of a commit group, so no thread
      * waits for another's progress at a stage start; the two warpgroups
      * drift apart and one decodes while the other's wgmma run. "empty[s]"
-     * (every thread after its stage-end wait) guards the refill. */
-    /* PP (ping-pong): the stages' "full" and "empty" mbarriers, after the
-     * stage buffers in dynamic shared memory (MARLIN_DENSE_WG_BAR_BYTES):
-     * addressed from the buffers' base, which the loop keeps at hand -
-     * a static __shared__ array's address was re-derived from the CTA id
-     * (S2UR, 3 ULEA) at every use in the loop (session 8's SASS) */
+     * (every thread after its stage-end wait) guards the refill. The
+     * mbarriers sit after the stage buffers in dynamic shared memory
+     * (MARLIN_DENSE_WG_BAR_BYTES), addressed from the buffers' base, which
+     * the loop keeps at hand: a static __shared__ array's address was
+     * re-derived from the CTA id (S2UR, 3 ULEA) at every use in the loop
+     * (session 8's SASS). */
     const uint32_t bar_full = smem_s + (uint32_t)p.stages * SB;
     const uint32_t bar_empty = bar_full + 8 * MARLIN_DENSE_MAX_STAGES;
     if constexpr (PP) {

@@ -79,7 +79,14 @@ static const model_def k_models[] = {
 
 /* ----------------------------------------------------------------- options */
 
-typedef enum { MODE_MODELS, MODE_PEAK, MODE_SUSTAINED, MODE_TUNE, MODE_TRACE, MODE_FLOOR } bench_mode;
+typedef enum {
+    MODE_MODELS,
+    MODE_PEAK,
+    MODE_SUSTAINED,
+    MODE_TUNE,
+    MODE_TRACE,
+    MODE_FLOOR
+} bench_mode;
 
 typedef struct options {
     bench_mode mode;
@@ -204,8 +211,8 @@ static int parse_args(int argc, char **argv, options *o, int *exit_code) {
             else if (!strcmp(v, "floor")) o->mode = MODE_FLOOR;
             else if (!strcmp(v, "trace")) o->mode = MODE_TRACE;
             else {
-                *exit_code = usage_error("unknown mode '%s' (models, peak, sustained, tune, trace, floor)",
-                                         v);
+                *exit_code = usage_error(
+                    "unknown mode '%s' (models, peak, sustained, tune, trace, floor)", v);
                 return 1;
             }
             i++;
