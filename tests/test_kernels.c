@@ -612,6 +612,39 @@ static void test_kernels_partition_rules(void **state) {
     }
 }
 
+/* The Hopper kernels load a lane's 4 group scales as one 8-byte word
+ * (marlin_dense_sm90a.cu, wg_decode_step): thread t of 256 (warp w =
+ * t / 32, g = (t % 32) / 4) owns output columns fcol(i, h), i, h in {0, 1},
+ * of its block's 256 - dense 64 slab + 16 word + 8 h + g, 2:4 64 slab +
+ * 8 g + word + 4 h, with slab = 2 (w / 4) + w % 2 and word = 2 ((w % 4) / 2)
+ * + i - and both stored scale permutations must put them at 4 consecutive,
+ * 8-byte-aligned places, half 2 i + h. A change to either permutation that
+ * broke this would decode with wrong scales. */
+static void test_kernels_wg_scale_words(void **state) {
+    (void)state;
+    for (int sparse = 0; sparse < 2; sparse++)
+        for (int t = 0; t < 256; t++) {
+            const int w = t / 32, g = (t % 32) / 4;
+            const int slab = 2 * (w / 4) + w % 2;
+            int64_t base = -1;
+            for (int i = 0; i < 2; i++)
+                for (int h = 0; h < 2; h++) {
+                    const int word = 2 * ((w % 4) / 2) + i;
+                    const int64_t col = sparse ? 64 * slab + 8 * g + word + 4 * h
+                                               : 64 * slab + 16 * word + 8 * h + g;
+                    /* a block's 256 columns at an arbitrary 256-column tile */
+                    const int64_t x = 256 * 7 + col;
+                    const int64_t st = sparse ? marlin_pack_24_scale_col(x, true)
+                                              : marlin_pack_dense_scale_col(x, true);
+                    if (base < 0) base = st;
+                    if (st != base + 2 * i + h || base % 4 != 0)
+                        fail_msg("%s thread %d: column %lld stored at %lld, expected %lld + %d",
+                                 sparse ? "2:4" : "dense", t, (long long)x, (long long)st,
+                                 (long long)base, 2 * i + h);
+                }
+        }
+}
+
 /* A CPU-only build reports the GPU entry points as a disabled feature. */
 static void test_kernels_without_cuda(void **state) {
     (void)state;
@@ -1581,6 +1614,7 @@ int main(void) {
         cmocka_unit_test(test_kernels_dequant_ref_exact),
         cmocka_unit_test(test_kernels_gemm_ref),
         cmocka_unit_test(test_kernels_partition_rules),
+        cmocka_unit_test(test_kernels_wg_scale_words),
         cmocka_unit_test(test_kernels_without_cuda),
     };
     const struct CMUnitTest gpu[] = {
