@@ -39,13 +39,13 @@
  * groups issued, and all retired by one wait_group 0 at its end (why: the
  * comment at the stage loop). 32- and
  * 64-row tiles run two blocks per SM (128 registers), which hides that
- * drain; 128-row tiles one. The 64- and 128-row kernels (PP, "ping-pong")
- * replace the stage's block-wide barrier by mbarriers: every thread's
- * cp.async of a stage arrive on its "full" barrier as they land and every
- * thread arrives on its "empty" barrier after the stage's wait, so a
- * warpgroup waits only for data and for the buffer it refills, the two
- * warpgroups drift apart, and one decodes while the other's wgmma run
- * (session 4: 8-14% at 128 rows, 3-8% at 64).
+ * drain; 128-row tiles one. Every thread's cp.async of a stage arrive on
+ * the stage's "full" mbarrier as they land. The 64- and 128-row kernels
+ * (PP, "ping-pong") also replace the stage's block-wide barrier by
+ * mbarriers: every thread arrives on its "empty" barrier after the stage's
+ * wait, so a warpgroup waits only for data and for the buffer it refills,
+ * the two warpgroups drift apart, and one decodes while the other's wgmma
+ * run (session 4: 8-14% at 128 rows, 3-8% at 64).
  * k split: the k range of a tile may be cut into `splits` pieces (host rule:
  * one wave of resident blocks); pieces write fp32 partials and count
  * themselves on the tile's counter. With 3-16 pieces in one wave every
@@ -410,26 +410,25 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     /* Prologue: stages - 2 stages in flight; with PDL the weights stream in
      * before griddepcontrol.wait, A (written by the previous kernel) after. */
     const int pro = p.stages - 2;
-    /* PP: stage s's copies complete "full[s]" (every thread's noinc arrival
-     * once its own copies landed) instead of a commit group, so no thread
-     * waits for another's progress at a stage start; the two warpgroups
-     * drift apart and one decodes while the other's wgmma run. "empty[s]"
-     * (every thread after its stage-end wait) guards the refill. The
-     * mbarriers sit after the stage buffers in dynamic shared memory
+    /* Stage s's copies complete "full[s]" (every thread's noinc arrival
+     * once its own copies landed) instead of a commit group: in PP no
+     * thread waits for another's progress at a stage start, the two
+     * warpgroups drift apart and one decodes while the other's wgmma run,
+     * and "empty[s]" (every thread after its stage-end wait) guards the
+     * refill; without PP the block-wide barrier does. The mbarriers sit
+     * after the stage buffers in dynamic shared memory
      * (MARLIN_DENSE_WG_BAR_BYTES), addressed from the buffers' base, which
      * the loop keeps at hand: a static __shared__ array's address was
      * re-derived from the CTA id (S2UR, 3 ULEA) at every use in the loop
      * (session 8's SASS). */
     const uint32_t bar_full = smem_s + (uint32_t)p.stages * SB;
     const uint32_t bar_empty = bar_full + 8 * MARLIN_DENSE_MAX_STAGES;
-    if constexpr (PP) {
-        if (tid == 0)
-            for (int i = 0; i < p.stages; i++) {
-                mbar_init(bar_full + 8 * i, WG_THREADS);
-                mbar_init(bar_empty + 8 * i, WG_THREADS);
-            }
-        __syncthreads();
-    }
+    if (tid == 0)
+        for (int i = 0; i < p.stages; i++) {
+            mbar_init(bar_full + 8 * i, WG_THREADS);
+            if constexpr (PP) mbar_init(bar_empty + 8 * i, WG_THREADS);
+        }
+    __syncthreads();
     {
         uint32_t w_b = d_b0;
         for (int s = 0; s < pro; s++, w_b += SB)
@@ -439,18 +438,16 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     {
         uint32_t w_a = d_a0;
         for (int s = 0; s < pro; s++, w_a += SB) {
-            if (s < n_st) load_a(w_a);
-            if constexpr (PP) {
-                if (s < n_st) mbar_arrive_cp_async(bar_full + 8 * s);
-            } else {
-                cp_async_commit();
+            if (s < n_st) {
+                load_a(w_a);
+                mbar_arrive_cp_async(bar_full + 8 * s);
             }
         }
     }
-    /* PP: the phase parity to wait on. Buffers are used round-robin, so
-     * every buffer's parity is the round's: it flips when the buffer
-     * index wraps (full: buf; empty: wbuf, which has wrapped once when
-     * the first refill waits, hence the start at 1). */
+    /* The phase parity to wait on. Buffers are used round-robin, so every
+     * buffer's parity is the round's: it flips when the buffer index wraps
+     * (full: buf; PP's empty: wbuf, which has wrapped once when the first
+     * refill waits, hence the start at 1). */
     uint32_t ph_full = 0, ph_empty = 1;
 
     /* This warp's slab and words (wg_fcol says which) */
@@ -524,10 +521,12 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             w_a = wbuf ? w_a + SB : w_a - wrap_back;
             w_b = wbuf ? w_b + SB : w_b - wrap_back;
             mbar_wait(bar_full + 8 * buf, ph_full);
-            if (buf == p.stages - 1) ph_full ^= 1u;
             asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
         } else {
-            cp_async_wait(pro - 1);
+            /* the stage's data: its "full" barrier, as in PP (session 8:
+             * a wait_group of the runtime depth was a jump table, ~10
+             * instructions a stage) */
+            mbar_wait(bar_full + 8 * buf, ph_full);
             /* cp.async wrote through the generic proxy; wgmma reads through
              * the async proxy (measured free: run 6 timed it removed, within
              * 1-2%) */
@@ -538,8 +537,8 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             if (it + pro < n_st) {
                 load_b(st_begin + it + pro, w_b);
                 load_a(w_a);
+                mbar_arrive_cp_async(bar_full + 8 * wbuf);
             }
-            cp_async_commit();
             if (++wbuf == p.stages) wbuf = 0;
             w_a = wbuf ? w_a + SB : w_a - wrap_back;
             w_b = wbuf ? w_b + SB : w_b - wrap_back;
@@ -598,7 +597,10 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
             wg_wait0_pin(cur[0], cur[1], cur[2], cur[3]);
         }
         if constexpr (PP) mbar_arrive(bar_empty + 8 * buf);
-        if (++buf == p.stages) buf = 0;
+        if (++buf == p.stages) {
+            buf = 0;
+            ph_full ^= 1u;
+        }
     };
 #pragma unroll 1
     for (int it = 0; it < n_st; it++) {

@@ -83,9 +83,10 @@
     (((stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped) > (nb) * 264 * 2   \
           ? (stages) * MARLIN_DENSE_WG_STAGE_BYTES(nb, grouped)              \
           : (nb) * 264 * 2) + 1024 + MARLIN_DENSE_WG_BAR_BYTES)
-/* The ping-pong pipeline's mbarriers ("full" and "empty" per stage), right
- * after the stages; dead once the main loop ends, when the epilogue's tile
- * reuses the buffers (4+ stages are larger than that tile anyway). */
+/* The pipeline's mbarriers ("full" per stage, "empty" too in the
+ * ping-pong form), right after the stages; dead once the main loop ends,
+ * when the epilogue's tile reuses the buffers (4+ stages are larger than
+ * that tile anyway). */
 #define MARLIN_DENSE_WG_BAR_BYTES (2 * 8 * MARLIN_DENSE_MAX_STAGES)
 /* Its pipeline depth, dense and 2:4: 32-row tiles whose k pieces are at
  * least 16 stages deep take 6 stages (4 in flight), every other launch 4
