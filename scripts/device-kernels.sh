@@ -111,6 +111,48 @@ model_summaries() {
   done
 }
 
+# wg_checks SUFFIX DENSE_ONLY [VAR=VALUE]: the dense wgmma test (and the 2:4
+# one unless DENSE_ONLY is 1), memcheck of their quick subsets and, with
+# RACE_T > 0, racecheck of the quick dense subset for RACE_T seconds, each
+# with VAR=VALUE in the environment (an A/B switch) when given; logs
+# test_wg$SUFFIX, test24_wg$SUFFIX, memcheck_wg$SUFFIX, memcheck_wg24$SUFFIX
+# (.log) and racecheck_wg.log.
+wg_checks() {
+  local sfx=$1 dense_only=$2 e=${3:-}
+  log "test_kernels wgmma $e"
+  # shellcheck disable=SC2086
+  env $e MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
+    timeout 150 ./test_kernels > "$R/test_wg$sfx.log" 2>&1
+  echo "test_kernels wgmma rc=$?"
+  if [ "$dense_only" != 1 ]; then
+    # shellcheck disable=SC2086
+    env $e MARLIN_TEST_FILTER='*wgmma*' timeout 100 ./test_kernels24 \
+      > "$R/test24_wg$sfx.log" 2>&1
+    echo "test_kernels24 wgmma rc=$?"
+  fi
+  log "memcheck $e"
+  # shellcheck disable=SC2086
+  env $e MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma \
+    MARLIN_TEST_FILTER='*wgmma*' timeout 90 compute-sanitizer --tool memcheck --print-limit 20 \
+    ./test_kernels > "$R/memcheck_wg$sfx.log" 2>&1
+  echo "memcheck wgmma rc=$?"
+  if [ "$dense_only" != 1 ]; then
+    # shellcheck disable=SC2086
+    env $e MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 60 \
+      compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels24 \
+      > "$R/memcheck_wg24$sfx.log" 2>&1
+    echo "memcheck wgmma24 rc=$?"
+  fi
+  if [ "${RACE_T:-0}" -gt 0 ]; then
+    log "racecheck $e"
+    # shellcheck disable=SC2086
+    env $e MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma \
+      MARLIN_TEST_FILTER='*wgmma*' timeout "$RACE_T" compute-sanitizer --tool racecheck \
+      --print-limit 20 ./test_kernels > "$R/racecheck_wg.log" 2>&1
+    echo "racecheck wgmma rc=$?"
+  fi
+}
+
 if [ "$mode" = trace ]; then
   log "smoke (quick subset)"
   MARLIN_KERNEL_TEST_QUICK=1 timeout 30 ./test_kernels > "$R/smoke.log" 2>&1
@@ -445,29 +487,7 @@ fi
 # session 7 was this mode for MARLIN_WG_TMA, the reverted TMA pipeline.)
 if [ "$mode" = s7a ]; then
   AB=${AB:-MARLIN_WG_SCATTER}
-  log "test_kernels wgmma ($AB=1)"
-  env $AB=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
-    timeout 150 ./test_kernels > "$R/test_wg_ab.log" 2>&1
-  echo "test_kernels wgmma ab rc=$?"
-  log "test_kernels24 wgmma ($AB=1)"
-  env $AB=1 MARLIN_TEST_FILTER='*wgmma*' timeout 100 ./test_kernels24 \
-    > "$R/test24_wg_ab.log" 2>&1
-  echo "test_kernels24 wgmma ab rc=$?"
-  log "memcheck ($AB=1)"
-  env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma \
-    MARLIN_TEST_FILTER='*wgmma*' timeout 90 compute-sanitizer --tool memcheck --print-limit 20 \
-    ./test_kernels > "$R/memcheck_wg_ab.log" 2>&1
-  echo "memcheck wgmma ab rc=$?"
-  env $AB=1 MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 60 \
-    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels24 > "$R/memcheck_wg24_ab.log" 2>&1
-  echo "memcheck wgmma24 ab rc=$?"
-  if [ "${RACE_T:-0}" -gt 0 ]; then
-    log "racecheck"
-    env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
-      timeout "$RACE_T" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
-      > "$R/racecheck_wg.log" 2>&1
-    echo "racecheck wgmma rc=$?"
-  fi
+  wg_checks _ab 0 "$AB=1"
   grep -hE "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" \
     "$R/test_wg_ab.log" "$R/test24_wg_ab.log" | head -30
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
@@ -586,22 +606,7 @@ if [ "$mode" = s8a ]; then
   log "test_kernels floor"
   MARLIN_TEST_FILTER='*floor*' timeout 60 ./test_kernels > "$R/test_floor.log" 2>&1
   echo "test_kernels floor rc=$?"
-  log "test_kernels wgmma ($AB=1)"
-  env $AB=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
-    timeout 150 ./test_kernels > "$R/test_wg_ab.log" 2>&1
-  echo "test_kernels wgmma ab rc=$?"
-  log "memcheck ($AB=1)"
-  env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma \
-    MARLIN_TEST_FILTER='*wgmma*' timeout 90 compute-sanitizer --tool memcheck --print-limit 20 \
-    ./test_kernels > "$R/memcheck_wg_ab.log" 2>&1
-  echo "memcheck wgmma ab rc=$?"
-  if [ "${RACE_T:-0}" -gt 0 ]; then
-    log "racecheck"
-    env $AB=1 MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
-      timeout "$RACE_T" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
-      > "$R/racecheck_wg.log" 2>&1
-    echo "racecheck wgmma rc=$?"
-  fi
+  wg_checks _ab 1 "$AB=1"
   grep -hE "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" \
     "$R/test_floor.log" "$R/test_wg_ab.log" | head -30
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
@@ -629,29 +634,10 @@ fi
 # and BASE, two rounds (SAMPLES, default 12), and the SASS of the 64-row
 # grouped dense kernel.
 if [ "$mode" = s8b ]; then
-  log "test_kernels floor + wgmma"
+  log "test_kernels floor"
   MARLIN_TEST_FILTER='*floor*' timeout 60 ./test_kernels > "$R/test_floor.log" 2>&1
   echo "test_kernels floor rc=$?"
-  MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' timeout 150 ./test_kernels \
-    > "$R/test_wg.log" 2>&1
-  echo "test_kernels wgmma rc=$?"
-  MARLIN_TEST_FILTER='*wgmma*' timeout 100 ./test_kernels24 > "$R/test24_wg.log" 2>&1
-  echo "test_kernels24 wgmma rc=$?"
-  log "memcheck"
-  MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
-    timeout 90 compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels \
-    > "$R/memcheck_wg.log" 2>&1
-  echo "memcheck wgmma rc=$?"
-  MARLIN_K24_QUICK=1 MARLIN_TEST_FILTER='*wgmma*' timeout 60 \
-    compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels24 > "$R/memcheck_wg24.log" 2>&1
-  echo "memcheck wgmma24 rc=$?"
-  if [ "${RACE_T:-0}" -gt 0 ]; then
-    log "racecheck"
-    MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
-      timeout "$RACE_T" compute-sanitizer --tool racecheck --print-limit 20 ./test_kernels \
-      > "$R/racecheck_wg.log" 2>&1
-    echo "racecheck wgmma rc=$?"
-  fi
+  wg_checks "" 0
   grep -hE "^(GPU:|FAIL|\[  (PASSED|FAILED|SKIPPED))|runs ok|wgmma path|seed=" \
     "$R/test_floor.log" "$R/test_wg.log" "$R/test24_wg.log" | head -30
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
