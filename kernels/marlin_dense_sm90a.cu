@@ -264,17 +264,11 @@ __device__ __forceinline__ uint64_t wg_desc(uint32_t saddr) {
 #endif
 
 #if MK_HAVE_WGMMA
-/* The output column (within the block's 256) of thread t's fragment i,
- * rows g (h = 0) and g + 8 (h = 1) of its wgmma A tile. Warp w of
- * warpgroup wg decodes slab 2 wg + (w & 1), words 2 (w >> 1) + i. Dense:
- * word j of a lane holds columns 16j + g and 16j + 8 + g of its slab;
- * sparse (MF 4.4, the 2:4 kernel's "subtile j"): columns 8g + j and
- * 8g + j + 4. */
+/* The output column of thread t's fragment i, row half h
+ * (mk_dense_wg_fcol, marlin_dense_tiles.h) */
 template <bool SPARSE>
 __device__ __forceinline__ int wg_fcol(int t, int i, int h) {
-    const int warp = t >> 5, g = (t & 31) >> 2;
-    const int slab = 2 * (warp >> 2) + (warp & 1), word = 2 * ((warp & 3) >> 1) + i;
-    return SPARSE ? 64 * slab + 8 * g + word + 4 * h : 64 * slab + 16 * word + 8 * h + g;
+    return mk_dense_wg_fcol(t, i, h, SPARSE);
 }
 
 /* v, through an asm the compiler cannot look into: the result is a value of
@@ -504,44 +498,40 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
      * serialize every wgmma; so no wgmma is in flight when a stage ends.
      * The drain this costs is hidden by the second block per SM at 32-64
      * rows. */
+    /* Stage it + pro into buffer wbuf (its copies arrive on the buffer's
+     * "full" barrier), then the next buffer's destinations; every stage
+     * calls it once, whether or not a stage is left to load. */
+    auto refill = [&](int it) {
+        if (it + pro < n_st) {
+            /* PP: once every thread has left the stage that used the buffer
+             * (the block-wide barrier at the stage start does it otherwise) */
+            if (PP && it + pro >= p.stages) mbar_wait(bar_empty + 8 * wbuf, ph_empty);
+            load_b(st_begin + it + pro, w_b);
+            load_a(w_a);
+            mbar_arrive_cp_async(bar_full + 8 * wbuf);
+        }
+        if (++wbuf == p.stages) {
+            wbuf = 0;
+            ph_empty ^= 1u;
+        }
+        w_a = wbuf ? w_a + SB : w_a - wrap_back;
+        w_b = wbuf ? w_b + SB : w_b - wrap_back;
+    };
     auto stage = [&](int it, uint32_t (&cur)[NSTEP][2][4]) {
-        if constexpr (PP) {
-            /* refill the buffer of stage it + pro - stages once every thread
-             * has left that stage, then wait for this stage's data */
-            if (it + pro < n_st) {
-                if (it + pro >= p.stages) mbar_wait(bar_empty + 8 * wbuf, ph_empty);
-                load_b(st_begin + it + pro, w_b);
-                load_a(w_a);
-                mbar_arrive_cp_async(bar_full + 8 * wbuf);
-            }
-            if (++wbuf == p.stages) {
-                wbuf = 0;
-                ph_empty ^= 1u;
-            }
-            w_a = wbuf ? w_a + SB : w_a - wrap_back;
-            w_b = wbuf ? w_b + SB : w_b - wrap_back;
-            mbar_wait(bar_full + 8 * buf, ph_full);
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-        } else {
-            /* the stage's data: its "full" barrier, as in PP (session 8:
-             * a wait_group of the runtime depth was a jump table, ~10
-             * instructions a stage) */
-            mbar_wait(bar_full + 8 * buf, ph_full);
-            /* cp.async wrote through the generic proxy; wgmma reads through
-             * the async proxy (measured free: run 6 timed it removed, within
-             * 1-2%) */
-            asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        /* PP refills first (its own barrier guards the buffer) and then
+         * waits for this stage's data; without PP the refill comes after
+         * the block-wide barrier that tells every thread left the buffer's
+         * last stage. Both wait on the stage's "full" barrier (session 8:
+         * the block-barrier form had a wait_group of runtime depth, a jump
+         * table of ~10 instructions a stage). cp.async wrote through the
+         * generic proxy, wgmma reads through the async proxy: the fence
+         * (measured free: run 6 timed it removed, within 1-2%). */
+        if constexpr (PP) refill(it);
+        mbar_wait(bar_full + 8 * buf, ph_full);
+        asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+        if constexpr (!PP) {
             __syncthreads();
-            /* Refill the buffer computed two stages ago (its groups retired
-             * at that stage's end). */
-            if (it + pro < n_st) {
-                load_b(st_begin + it + pro, w_b);
-                load_a(w_a);
-                mbar_arrive_cp_async(bar_full + 8 * wbuf);
-            }
-            if (++wbuf == p.stages) wbuf = 0;
-            w_a = wbuf ? w_a + SB : w_a - wrap_back;
-            w_b = wbuf ? w_b + SB : w_b - wrap_back;
+            refill(it);
         }
 
         const uint32_t sb = (uint32_t)buf * SB; /* this stage's buffer (bytes) */
@@ -666,8 +656,9 @@ __global__ void __launch_bounds__(WG_THREADS, MARLIN_DENSE_WG_BLOCKS_PER_SM(NB))
     }
 
     /* ---- epilogue: per-channel scales in fp32, fp16 tile in shared memory
-     * (the stage buffers are free), rows of C */
-    cp_async_wait(0);
+     * (the stage buffers are free once every thread is past its last
+     * stage: every copy issued was a stage the loop waited for), rows of
+     * C */
     __syncthreads();
     __half *cs = (__half *)smem;
     float sc[2][2] = {{1.0f, 1.0f}, {1.0f, 1.0f}};

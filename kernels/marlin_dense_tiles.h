@@ -14,6 +14,7 @@
 #ifndef MARLIN_DENSE_TILES_H
 #define MARLIN_DENSE_TILES_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #define MARLIN_DENSE_TILE_LIST(X)                                            \
@@ -133,6 +134,18 @@ MK_DENSE_HD int mk_dense_unit_begin(int b, int total, int blocks) {
  * b*T < (u+1)*B. */
 MK_DENSE_HD int mk_dense_unit_owner(int u, int total, int blocks) {
     return (int)((((long long)u + 1) * blocks - 1) / total);
+}
+
+/* The Hopper kernel's output column (within its block's 256) of thread t's
+ * fragment i, rows g (h = 0) and g + 8 (h = 1) of its wgmma A tile. Warp w
+ * of warpgroup wg decodes slab 2 wg + (w & 1), words 2 (w >> 1) + i. Dense:
+ * word j of a lane holds columns 16j + g and 16j + 8 + g of its slab;
+ * sparse (MF 4.4, the 2:4 kernel's "subtile j"): columns 8g + j and
+ * 8g + j + 4. Shared with the CPU test of the scale-word rule. */
+MK_DENSE_HD int mk_dense_wg_fcol(int t, int i, int h, bool sparse) {
+    const int warp = t >> 5, g = (t & 31) >> 2;
+    const int slab = 2 * (warp >> 2) + (warp & 1), word = 2 * ((warp & 3) >> 1) + i;
+    return sparse ? 64 * slab + 8 * g + word + 4 * h : 64 * slab + 16 * word + 8 * h + g;
 }
 
 #endif

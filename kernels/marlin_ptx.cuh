@@ -43,15 +43,6 @@ static __device__ __forceinline__ void cp_async16_policy(void *dst, const void *
     cp_async16_policy_s((uint32_t)__cvta_generic_to_shared(dst), src, pol);
 }
 
-/* cp_async16_s that writes zeros instead when !valid (src must still be a
- * valid address). */
-static __device__ __forceinline__ void cp_async16_zfill_s(uint32_t dst, const void *src,
-                                                          bool valid) {
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src),
-                 "r"(valid ? 16 : 0)
-                 : "memory");
-}
-
 /* An L2 policy for cp_async16_policy. */
 static __device__ __forceinline__ uint64_t make_policy(bool evict_first) {
     uint64_t p;
@@ -94,7 +85,7 @@ static __device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const void 
     ldmatrix_x4_s(r, (uint32_t)__cvta_generic_to_shared(p));
 }
 
-/* 16, 8, 4 and 2 bytes from shared memory at a 32-bit address (the v2
+/* 16, 8 and 4 bytes from shared memory at a 32-bit address (the v2
  * kernel's B and scale int4, the wgmma kernel's B words, metadata and
  * scales). */
 static __device__ __forceinline__ int4 lds128_s(uint32_t addr) {
@@ -113,11 +104,6 @@ static __device__ __forceinline__ uint2 lds64_s(uint32_t addr) {
 static __device__ __forceinline__ uint32_t lds32_s(uint32_t addr) {
     uint32_t v;
     asm volatile("ld.shared.b32 %0, [%1];\n" : "=r"(v) : "r"(addr) : "memory");
-    return v;
-}
-static __device__ __forceinline__ uint32_t lds_u16_s(uint32_t addr) {
-    uint16_t v;
-    asm volatile("ld.shared.u16 %0, [%1];\n" : "=h"(v) : "r"(addr) : "memory");
     return v;
 }
 

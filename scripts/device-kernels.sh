@@ -111,6 +111,37 @@ model_summaries() {
   done
 }
 
+# suites T T24: both GPU suites (default sweeps), test_kernels for T
+# seconds into test.log, test_kernels24 for T24 into test24.log.
+suites() {
+  log "test_kernels (default sweep)"
+  timeout "$1" ./test_kernels > "$R/test.log" 2>&1
+  echo "test_kernels rc=$?"
+  log "test_kernels24"
+  timeout "$2" ./test_kernels24 > "$R/test24.log" 2>&1
+  echo "test_kernels24 rc=$?"
+}
+# suites_summary: the verdict lines of suites and of the sanitizer logs.
+suites_summary() {
+  grep -hE "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED))|runs ok|cluster path|wgmma path|seed=" \
+    "$R/test.log" "$R/test24.log" | head -40
+  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+}
+# ab_rounds PREFIX BOTH ARGS...: marlin-bench --mode models -v ARGS for this
+# build and BASE, two rounds, interleaved (PREFIX_{new,base}_r{1,2}); BOTH=1
+# times the 2:4 kernel right after each (PREFIX24_...).
+ab_rounds() {
+  local pre=$1 both=$2 r who
+  shift 2
+  for r in 1 2; do
+    for who in new base; do
+      bench_build $who ${pre}_${who}_r$r 100 --mode models -v "$@"
+      if [ "$both" = 1 ]; then
+        bench_build $who ${pre}24_${who}_r$r 100 --mode models -v --sparse "$@"
+      fi
+    done
+  done
+}
 # wg_checks SUFFIX DENSE_ONLY [VAR=VALUE]: the dense wgmma test (and the 2:4
 # one unless DENSE_ONLY is 1), memcheck of their quick subsets and, with
 # RACE_T > 0, racecheck of the quick dense subset for RACE_T seconds, each
@@ -323,11 +354,7 @@ if [ "$mode" = s5b3 ]; then
   MARLIN_KERNEL_TEST_QUICK=1 MARLIN_TEST_FILTER='*cluster*' timeout 120 ./test_kernels \
     > "$R/test_cluster.log" 2>&1
   echo "test_cluster rc=$?"
-  for r in 1 2; do
-    for who in new base; do
-      bench_build $who models_${who}_r$r 100 --mode models -v --batch 1,16 --samples 15
-    done
-  done
+  ab_rounds models 0 --batch 1,16 --samples 15
   for who in new base; do
     bench_build $who tune_$who 200 --mode tune --pipeline cpasync2 --batch ${TB:-1,16} --samples 8
   done
@@ -379,11 +406,7 @@ if [ "$mode" = s6a ]; then
     compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck.log" 2>&1
   echo "memcheck rc=$?"
   B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15"
-  for r in 1 2; do
-    for who in new base; do
-      bench_build $who models_${who}_r$r 100 --mode models -v $B --batch 1,16
-    done
-  done
+  ab_rounds models 0 $B --batch 1,16
   for who in new base; do
     lib=lib/libmarlinq.so; [ $who = base ] && lib=base/lib/libmarlinq.so
     for kn in 'ILi1ELi8ELi16ELb1ELb1E' 'ILi1ELi8ELi16ELb1ELb0E'; do
@@ -416,12 +439,7 @@ if [ "$mode" = s6b ]; then
     > "$R/memcheck.log" 2>&1
   echo "memcheck rc=$?"
   B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15"
-  for r in 1 2; do
-    for who in new base; do
-      bench_build $who models_${who}_r$r 100 --mode models -v $B --batch 32,64,128
-      bench_build $who models24_${who}_r$r 100 --mode models -v --sparse $B --batch 32,64,128
-    done
-  done
+  ab_rounds models 1 $B --batch 32,64,128
   for who in new base; do
     bench_build $who v2_${who} 100 --mode models -v --model llama2-7b,llama2-70b --samples 12 \
       --batch 64,128 --pipeline cpasync2
@@ -453,12 +471,7 @@ fi
 # sweeps), memcheck and racecheck of the quick dense wgmma subset and of
 # the quick 2:4 wgmma test, memcheck of the quick cluster test.
 if [ "$mode" = s6t ]; then
-  log "test_kernels (default sweep)"
-  timeout 300 ./test_kernels > "$R/test.log" 2>&1
-  echo "test_kernels rc=$?"
-  log "test_kernels24"
-  timeout 200 ./test_kernels24 > "$R/test24.log" 2>&1
-  echo "test_kernels24 rc=$?"
+  suites 300 200
   log "sanitizers"
   for tool in memcheck racecheck; do
     MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
@@ -473,9 +486,7 @@ if [ "$mode" = s6t ]; then
     compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels > "$R/memcheck_cluster.log" 2>&1
   echo "memcheck cluster rc=$?"
   finish
-  grep -hE "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED))|runs ok|cluster path|wgmma path|seed=" \
-    "$R/test.log" "$R/test24.log" | head -40
-  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+  suites_summary
   exit 0
 fi
 
@@ -526,12 +537,7 @@ fi
 # subsets, racecheck of the quick 2:4 wgmma test and (time permitting) the
 # quick dense wgmma subset.
 if [ "$mode" = s7v ]; then
-  log "test_kernels (default sweep)"
-  timeout 240 ./test_kernels > "$R/test.log" 2>&1
-  echo "test_kernels rc=$?"
-  log "test_kernels24"
-  timeout 120 ./test_kernels24 > "$R/test24.log" 2>&1
-  echo "test_kernels24 rc=$?"
+  suites 240 120
   log "sanitizers"
   MARLIN_KERNEL_TEST_QUICK=1 MARLIN_KERNEL_TEST_PIPE=wgmma MARLIN_TEST_FILTER='*wgmma*' \
     timeout 50 compute-sanitizer --tool memcheck --print-limit 20 ./test_kernels \
@@ -548,9 +554,7 @@ if [ "$mode" = s7v ]; then
     > "$R/racecheck_wg.log" 2>&1
   echo "racecheck wgmma rc=$?"
   finish
-  grep -hE "^(GPU:|FAIL|g -?[0-9]+:|\[  (PASSED|FAILED|SKIPPED))|runs ok|cluster path|wgmma path|seed=" \
-    "$R/test.log" "$R/test24.log" | head -40
-  grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
+  suites_summary
   exit 0
 fi
 
@@ -643,12 +647,7 @@ if [ "$mode" = s8b ]; then
   grep -hE "ERROR SUMMARY|RACECHECK SUMMARY" "$R"/memcheck_*.log "$R"/racecheck_*.log
   B="--model ${AB_MODELS:-llama2-7b,llama2-13b,llama3-8b,llama2-70b} --samples ${SAMPLES:-12}"
   B="$B --batch ${AB_BATCH:-17,32,64,128}"
-  for r in 1 2; do
-    for who in new base; do
-      bench_build $who models_${who}_r$r 100 --mode models -v $B
-      bench_build $who models24_${who}_r$r 100 --mode models -v --sparse $B
-    done
-  done
+  ab_rounds models 1 $B
   log sass
   cuobjdump -sass lib/libmarlinq.so 2>/dev/null |
     awk '/Function :/ { p = ($0 ~ /dense_wg_kernelILi64ELb1ELb0ELb1E/) } p' > "$R/sass_wg64.txt"
@@ -755,12 +754,7 @@ if [ "$mode" = s6m ]; then
     grep -hE "RACECHECK SUMMARY|PASSED|FAILED" "$R/racecheck_wg.log"
   fi
   B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 15"
-  for r in 1 2; do
-    for who in new base; do
-      bench_build $who models_${who}_r$r 100 --mode models -v $B --batch 17,32,64,128
-      bench_build $who models24_${who}_r$r 100 --mode models -v --sparse $B --batch 17,32,64,128
-    done
-  done
+  ab_rounds models 1 $B --batch 17,32,64,128
   bench_build new models 150 --mode models -v $B --batch 1,2,4,8,16,32,64,128 \
     --plot "$R/speedup-dense.png"
   bench_build new models24 150 --mode models -v --sparse $B --batch 1,2,4,8,16,32,64,128 \
@@ -777,11 +771,7 @@ if [ "$mode" = s6f ]; then
   bench_build new peak 120 --mode peak --batch 1,16,64,128 --samples 12
   bench_build new peak24 120 --mode peak --sparse --batch 1,16,64,128 --samples 12
   B="--model llama2-7b,llama2-13b,llama3-8b,llama2-70b --samples 12 --batch 17,32,48 --pipeline cpasync2"
-  for r in 1 2; do
-    for who in new base; do
-      bench_build $who v2_${who}_r$r 100 --mode models -v $B
-    done
-  done
+  ab_rounds v2 0 $B
   finish
   for f in peak peak24; do echo "## $f"; grep -v '^#' "$R/$f.txt" | head -12; done
   model_summaries v2_new_r1 v2_base_r1 v2_new_r2 v2_base_r2
@@ -878,12 +868,7 @@ if [ "$mode" = r5 ]; then
 fi
 
 if [ "$mode" = r4 ] || [ "$mode" = final ]; then
-  log "tests (default sweep)"
-  timeout 120 ./test_kernels > "$R/test.log" 2>&1
-  echo "test_kernels rc=$?"
-  log "tests 2:4"
-  timeout 80 ./test_kernels24 > "$R/test24.log" 2>&1
-  echo "test_kernels24 rc=$?"
+  suites 120 80
   log trace
   timeout 40 ./marlin-bench --mode trace --model llama2-7b --batch 1,16 --csv "$R/trace.csv" \
     > "$R/trace.txt" 2>&1
@@ -933,12 +918,7 @@ if [ "$mode" = r4 ] || [ "$mode" = final ]; then
 fi
 
 if [ "$mode" = r3 ]; then
-  log "tests (default sweep)"
-  timeout 120 ./test_kernels > "$R/test.log" 2>&1
-  echo "test_kernels rc=$?"
-  log "tests 2:4"
-  timeout 80 ./test_kernels24 > "$R/test24.log" 2>&1
-  echo "test_kernels24 rc=$?"
+  suites 120 80
   log "tune v2 + cluster"
   timeout 150 ./marlin-bench --mode tune --pipeline cpasync2 --batch 1,16 --samples 12 \
     --csv "$R/tune.csv" > "$R/tune.txt" 2>&1

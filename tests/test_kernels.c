@@ -613,25 +613,19 @@ static void test_kernels_partition_rules(void **state) {
 }
 
 /* The Hopper kernels load a lane's 4 group scales as one 8-byte word
- * (marlin_dense_sm90a.cu, wg_decode_step): thread t of 256 (warp w =
- * t / 32, g = (t % 32) / 4) owns output columns fcol(i, h), i, h in {0, 1},
- * of its block's 256 - dense 64 slab + 16 word + 8 h + g, 2:4 64 slab +
- * 8 g + word + 4 h, with slab = 2 (w / 4) + w % 2 and word = 2 ((w % 4) / 2)
- * + i - and both stored scale permutations must put them at 4 consecutive,
- * 8-byte-aligned places, half 2 i + h. A change to either permutation that
- * broke this would decode with wrong scales. */
+ * (marlin_dense_sm90a.cu, wg_decode_step): thread t of 256 owns output
+ * columns mk_dense_wg_fcol(t, i, h), i, h in {0, 1}, of its block's 256,
+ * and both stored scale permutations must put them at 4 consecutive,
+ * 8-byte-aligned places, half 2 i + h. A change to either permutation (or
+ * to the column map) that broke this would decode with wrong scales. */
 static void test_kernels_wg_scale_words(void **state) {
     (void)state;
     for (int sparse = 0; sparse < 2; sparse++)
         for (int t = 0; t < 256; t++) {
-            const int w = t / 32, g = (t % 32) / 4;
-            const int slab = 2 * (w / 4) + w % 2;
             int64_t base = -1;
             for (int i = 0; i < 2; i++)
                 for (int h = 0; h < 2; h++) {
-                    const int word = 2 * ((w % 4) / 2) + i;
-                    const int64_t col = sparse ? 64 * slab + 8 * g + word + 4 * h
-                                               : 64 * slab + 16 * word + 8 * h + g;
+                    const int64_t col = mk_dense_wg_fcol(t, i, h, sparse != 0);
                     /* a block's 256 columns at an arbitrary 256-column tile */
                     const int64_t x = 256 * 7 + col;
                     const int64_t st = sparse ? marlin_pack_24_scale_col(x, true)
